@@ -1,0 +1,157 @@
+//! Settings: command-line flags, each with an environment variable fallback (the names the
+//! Kubernetes manifests set), and the defaults Dapr's `pubsub.redis` component used.
+
+use std::fmt;
+use std::time::Duration;
+
+/// The local servers' default ports: what a laptop has.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// Dapr's consumerID default (the app-id), so the worker can join the group Dapr used.
+pub const DEFAULT_GROUP: &str = "order-service";
+/// Dapr's queueDepth default.
+pub const DEFAULT_BATCH_SIZE: u32 = 100;
+pub const DEFAULT_BLOCK_MS: u64 = 2000;
+/// Dapr's `XGROUP CREATE … 0`: a new group reads the retained stream from the start.
+pub const DEFAULT_GROUP_START_ID: &str = "0";
+
+/// Where the worker connects. The URLs may hold passwords, so their values never appear in
+/// `--help` (`hide_env_values`) and `Debug` prints them redacted.
+#[derive(Clone, clap::Args)]
+pub struct Connections {
+    /// Redis URL (Dapr component: redisHost, redisPassword, enableTLS via rediss://).
+    #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL, hide_env_values = true)]
+    pub redis_url: String,
+    /// PostgreSQL URL of the orders database.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+}
+
+impl fmt::Debug for Connections {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connections")
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("database_url", &redact_url(&self.database_url))
+            .finish()
+    }
+}
+
+/// What `order-worker migrate` needs: only the database.
+#[derive(Clone, clap::Args)]
+pub struct MigrateConfig {
+    /// PostgreSQL URL of the orders database (a role allowed to run DDL).
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+}
+
+/// Replaces the password in a URL with `***`, for logs and error messages.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Only fails for URLs that cannot have a password, which this one has.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "<unparsable URL>".to_owned(),
+    }
+}
+
+/// Which stream and group, and who we are in it.
+#[derive(Clone, Debug, clap::Args)]
+pub struct StreamConfig {
+    /// Stream key: the Dapr topic name.
+    #[arg(long, env = "STREAM", default_value = "fulfillment.status_changed")]
+    pub stream: String,
+    /// Consumer group, shared by all replicas (Dapr component: consumerID, the app-id).
+    #[arg(long = "group", env = "CONSUMER_GROUP", default_value = DEFAULT_GROUP)]
+    pub group: String,
+    /// This replica's consumer name [default: $POD_NAME, else the hostname]. Unlike Dapr, every
+    /// replica has its own, so XPENDING shows which pod holds what.
+    #[arg(long = "consumer", env = "CONSUMER_NAME")]
+    pub consumer: Option<String>,
+    /// Where undecodable entries go [default: <stream>.deadletter].
+    #[arg(long, env = "DEAD_LETTER_STREAM")]
+    pub dead_letter_stream: Option<String>,
+    /// Where a newly created group starts: `0` replays the retained stream (Dapr's behaviour),
+    /// `$` takes only new entries.
+    #[arg(long, env = "GROUP_START_ID", default_value = DEFAULT_GROUP_START_ID)]
+    pub group_start_id: String,
+}
+
+impl StreamConfig {
+    /// Settings for `stream` with every other field at its default.
+    pub fn for_stream(stream: impl Into<String>) -> Self {
+        Self {
+            stream: stream.into(),
+            group: DEFAULT_GROUP.to_owned(),
+            consumer: None,
+            dead_letter_stream: None,
+            group_start_id: DEFAULT_GROUP_START_ID.to_owned(),
+        }
+    }
+
+    /// The consumer name: `--consumer`/`CONSUMER_NAME`, else `POD_NAME`, else the hostname.
+    pub fn consumer_name(&self) -> String {
+        self.consumer
+            .clone()
+            .filter(|name| !name.is_empty())
+            .or_else(|| {
+                std::env::var("POD_NAME")
+                    .ok()
+                    .filter(|name| !name.is_empty())
+            })
+            .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned())
+    }
+
+    /// The dead-letter stream: `--dead-letter-stream`, else `<stream>.deadletter`.
+    pub fn dead_letter_stream(&self) -> String {
+        self.dead_letter_stream
+            .clone()
+            .unwrap_or_else(|| format!("{}.deadletter", self.stream))
+    }
+}
+
+/// Everything `order-worker run` needs.
+#[derive(Clone, Debug, clap::Args)]
+pub struct WorkerConfig {
+    #[command(flatten)]
+    pub connections: Connections,
+    #[command(flatten)]
+    pub stream: StreamConfig,
+    /// Entries read (and applied in one transaction) at a time (Dapr component: queueDepth).
+    #[arg(long, env = "BATCH_SIZE", default_value_t = DEFAULT_BATCH_SIZE, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_size: u32,
+    /// How long one XREADGROUP waits for new entries, in ms (Dapr component: readTimeout).
+    /// Also bounds how long a shutdown waits for an idle read to return.
+    #[arg(long, env = "BLOCK_MS", default_value_t = DEFAULT_BLOCK_MS)]
+    pub block_ms: u64,
+    /// Entries larger than this (all fields, in bytes) are dead-lettered, not parsed.
+    #[arg(long, env = "MAX_ENTRY_BYTES", default_value_t = crate::envelope::DEFAULT_MAX_ENTRY_BYTES)]
+    pub max_entry_bytes: usize,
+}
+
+impl WorkerConfig {
+    /// Defaults for everything but where to connect and which stream: what tests and the demo use.
+    pub fn new(connections: Connections, stream: StreamConfig) -> Self {
+        Self {
+            connections,
+            stream,
+            batch_size: DEFAULT_BATCH_SIZE,
+            block_ms: DEFAULT_BLOCK_MS,
+            max_entry_bytes: crate::envelope::DEFAULT_MAX_ENTRY_BYTES,
+        }
+    }
+
+    pub fn block(&self) -> Duration {
+        Duration::from_millis(self.block_ms)
+    }
+}
+
+/// Log output: `json` for log collectors, `text` for people.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
+}

@@ -1,0 +1,283 @@
+//! Fulfillment and order statuses and the rules that move one by the other (DESIGN.md §2).
+//!
+//! Pure: no I/O, so every rule is covered by table-driven tests and the batch apply in
+//! `store::apply` only has to load state, call these functions and write what they return.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A fulfillment's status as the fulfillment service publishes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FulfillmentStatus {
+    Pending,
+    Planning,
+    Picking,
+    PickFailed,
+    Picked,
+    Packing,
+    PackFailed,
+    Packed,
+    Ready,
+    Shipped,
+    Completed,
+    Cancelled,
+}
+
+impl FulfillmentStatus {
+    /// Every status, in lifecycle order; used by tests and the demo.
+    pub const ALL: [FulfillmentStatus; 12] = [
+        Self::Pending,
+        Self::Planning,
+        Self::Picking,
+        Self::PickFailed,
+        Self::Picked,
+        Self::Packing,
+        Self::PackFailed,
+        Self::Packed,
+        Self::Ready,
+        Self::Shipped,
+        Self::Completed,
+        Self::Cancelled,
+    ];
+
+    /// The wire name (`pick_failed`), also what is stored in PostgreSQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Planning => "planning",
+            Self::Picking => "picking",
+            Self::PickFailed => "pick_failed",
+            Self::Picked => "picked",
+            Self::Packing => "packing",
+            Self::PackFailed => "pack_failed",
+            Self::Packed => "packed",
+            Self::Ready => "ready",
+            Self::Shipped => "shipped",
+            Self::Completed => "completed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// The history `reason` for an order change this status caused: `Fulfillment` + CamelCase.
+    pub fn reason(self) -> String {
+        let camel: String = self
+            .as_str()
+            .split('_')
+            .map(|word| {
+                let mut chars = word.chars();
+                chars
+                    .next()
+                    .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                    .unwrap_or_default()
+            })
+            .collect();
+        format!("Fulfillment{camel}")
+    }
+
+    /// Position in the lifecycle. The failure loops share the rank of the step they retry,
+    /// so `picking ⇄ pick_failed` moves either way. `None` for `cancelled`, which is not on
+    /// the line: it is reachable from anything before `shipped`.
+    fn rank(self) -> Option<u8> {
+        Some(match self {
+            Self::Pending => 0,
+            Self::Planning => 1,
+            Self::Picking | Self::PickFailed => 2,
+            Self::Picked => 3,
+            Self::Packing | Self::PackFailed => 4,
+            Self::Packed => 5,
+            Self::Ready => 6,
+            Self::Shipped => 7,
+            Self::Completed => 8,
+            Self::Cancelled => return None,
+        })
+    }
+
+    /// `completed` and `cancelled` end a fulfillment: nothing moves it afterwards.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Cancelled)
+    }
+
+    fn has_shipped(self) -> bool {
+        matches!(self, Self::Shipped | Self::Completed)
+    }
+}
+
+impl fmt::Display for FulfillmentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A status string that is not one of the known statuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for FulfillmentStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_owned()))
+    }
+}
+
+/// An order's status, as the order service defines it (and the `orders.status` CHECK allows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderStatus {
+    Pending,
+    Confirmed,
+    Processing,
+    PartiallyShipped,
+    Shipped,
+    Delivered,
+    Cancelled,
+    Refunded,
+    Failed,
+}
+
+impl OrderStatus {
+    /// Every status; used by tests and the migration's CHECK test.
+    pub const ALL: [OrderStatus; 9] = [
+        Self::Pending,
+        Self::Confirmed,
+        Self::Processing,
+        Self::PartiallyShipped,
+        Self::Shipped,
+        Self::Delivered,
+        Self::Cancelled,
+        Self::Refunded,
+        Self::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Confirmed => "confirmed",
+            Self::Processing => "processing",
+            Self::PartiallyShipped => "partially_shipped",
+            Self::Shipped => "shipped",
+            Self::Delivered => "delivered",
+            Self::Cancelled => "cancelled",
+            Self::Refunded => "refunded",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Progress rank; `None` for the terminal statuses, which this worker never leaves.
+    fn rank(self) -> Option<u8> {
+        Some(match self {
+            Self::Pending => 0,
+            Self::Confirmed => 1,
+            Self::Processing => 2,
+            Self::PartiallyShipped => 3,
+            Self::Shipped => 4,
+            Self::Delivered => 5,
+            Self::Cancelled | Self::Refunded | Self::Failed => return None,
+        })
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OrderStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_owned()))
+    }
+}
+
+/// What an incoming status does to a fulfillment whose recorded status is `current`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FulfillmentStep {
+    /// The fulfillment moves to the incoming status.
+    Advance,
+    /// Already at that status (the same change published twice with different ids).
+    Unchanged,
+    /// Older than what is recorded (out of order, or after a terminal status): dropped.
+    Stale,
+}
+
+/// Decides whether `incoming` moves a fulfillment recorded at `current` (`None`: never seen).
+pub fn fulfillment_step(
+    current: Option<FulfillmentStatus>,
+    incoming: FulfillmentStatus,
+) -> FulfillmentStep {
+    let Some(current) = current else {
+        return FulfillmentStep::Advance;
+    };
+    if current == incoming {
+        return FulfillmentStep::Unchanged;
+    }
+    if current.is_terminal() {
+        return FulfillmentStep::Stale;
+    }
+    let forward = match (current.rank(), incoming.rank()) {
+        // Cancelling is allowed from anything before `shipped`.
+        (Some(from), None) => from < FulfillmentStatus::Shipped.rank().unwrap_or(u8::MAX),
+        (Some(from), Some(to)) => to >= from,
+        // `current` is terminal when it has no rank; handled above.
+        (None, _) => false,
+    };
+    if forward {
+        FulfillmentStep::Advance
+    } else {
+        FulfillmentStep::Stale
+    }
+}
+
+/// The order status that an order's fulfillments call for, or `None` when they call for no
+/// change (all still `pending`, or none known).
+///
+/// One fulfillment maps as in DESIGN.md's table; several: `shipped` once every non-cancelled
+/// one has shipped (`partially_shipped` before that), `delivered` once every non-cancelled one
+/// completed, `cancelled` only when all are cancelled.
+pub fn derived_order_status(fulfillments: &[FulfillmentStatus]) -> Option<OrderStatus> {
+    let live: Vec<FulfillmentStatus> = fulfillments
+        .iter()
+        .copied()
+        .filter(|status| *status != FulfillmentStatus::Cancelled)
+        .collect();
+    if live.is_empty() {
+        return (!fulfillments.is_empty()).then_some(OrderStatus::Cancelled);
+    }
+    if live.iter().all(|s| *s == FulfillmentStatus::Completed) {
+        Some(OrderStatus::Delivered)
+    } else if live.iter().all(|s| s.has_shipped()) {
+        Some(OrderStatus::Shipped)
+    } else if live.iter().any(|s| s.has_shipped()) {
+        Some(OrderStatus::PartiallyShipped)
+    } else if live.iter().any(|s| *s != FulfillmentStatus::Pending) {
+        Some(OrderStatus::Processing)
+    } else {
+        None
+    }
+}
+
+/// Whether an order at `current` moves to `target`: never backwards, never out of a terminal
+/// status, and `cancelled` only while nothing has shipped (`pending`, `confirmed`, `processing`).
+pub fn order_moves(current: OrderStatus, target: OrderStatus) -> bool {
+    let Some(from) = current.rank() else {
+        return false;
+    };
+    match target.rank() {
+        Some(to) => to > from,
+        None => {
+            target == OrderStatus::Cancelled && from <= OrderStatus::Processing.rank().unwrap_or(0)
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "fulfillment_tests.rs"]
+mod tests;

@@ -1,0 +1,18 @@
+//! order-worker: consumes Dapr's `fulfillment.status_changed` Redis stream directly and keeps
+//! each order's status in PostgreSQL right, exactly once in effect.
+//!
+//! The path of an entry: [`stream::read`] → [`envelope`] (decode) → [`store::apply`] (one
+//! transaction per batch, rules in [`fulfillment`]) → [`stream::settle`] (dead-letter, XACK),
+//! driven by [`worker`].
+
+pub mod config;
+pub mod dapr;
+pub mod demo;
+pub mod envelope;
+pub mod fulfillment;
+pub mod retry;
+pub mod shutdown;
+pub mod store;
+pub mod stream;
+pub mod telemetry;
+pub mod worker;

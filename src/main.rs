@@ -1,0 +1,76 @@
+//! The `order-worker` command line: `run`, `migrate`, `demo`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use order_worker::config::{LogFormat, MigrateConfig, WorkerConfig};
+use order_worker::shutdown;
+use order_worker::store::migrate;
+use order_worker::telemetry;
+use order_worker::worker::Worker;
+
+/// Consumes Dapr's `fulfillment.status_changed` Redis stream in a consumer group shared by all
+/// replicas, applies each event to the orders in PostgreSQL exactly once in effect, and acks it
+/// only after the transaction committed. Undecodable entries go to a dead-letter stream.
+///
+/// Every flag can also be set by the environment variable shown next to it.
+#[derive(Parser)]
+#[command(name = "order-worker", version, propagate_version = true)]
+struct Cli {
+    /// Log format: `json` for log collectors, `text` for people. Level: RUST_LOG (default info).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume the stream until SIGTERM/SIGINT (a second signal exits at once).
+    Run(WorkerConfig),
+    /// Apply the embedded database migrations (safe when several replicas run it at once).
+    Migrate(MigrateConfig),
+    /// Show the worker on a laptop: seed orders, publish their fulfillment events in Dapr's
+    /// format, drain the stream and print each order's transitions.
+    Demo(order_worker::demo::DemoConfig),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quiet = matches!(cli.command, Command::Demo(_));
+    telemetry::init(cli.log_format, if quiet { "warn" } else { "info" });
+    let result = match cli.command {
+        Command::Run(config) => run(config).await,
+        Command::Migrate(config) => migrate_database(config).await,
+        Command::Demo(config) => order_worker::demo::run(config).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: WorkerConfig) -> anyhow::Result<()> {
+    let worker = Worker::start(config).await?;
+    let (trigger, stop) = shutdown::channel();
+    tokio::spawn(async move {
+        if let Err(error) = shutdown::on_signals(trigger).await {
+            tracing::error!("cannot listen for signals: {error:#}");
+        }
+    });
+    worker.run(stop).await
+}
+
+async fn migrate_database(config: MigrateConfig) -> anyhow::Result<()> {
+    let applied = migrate::run_pending(&config.database_url).await?;
+    if applied.is_empty() {
+        tracing::info!("schema is up to date");
+    } else {
+        tracing::info!(migrations = ?applied, "applied {} migration(s)", applied.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! Shutdown, modelled as its own small type: the signal handler (or a test) triggers it, the
+//! worker's loop checks it between batches, so the batch in flight is finished and acked.
+
+use tokio::sync::watch;
+
+/// Handed to whatever must stop; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Shutdown {
+    rx: watch::Receiver<bool>,
+}
+
+/// Starts the shutdown. Dropping it without calling [`ShutdownTrigger::trigger`] does not.
+#[derive(Debug)]
+pub struct ShutdownTrigger {
+    tx: watch::Sender<bool>,
+}
+
+/// A new trigger and the listener it controls.
+pub fn channel() -> (ShutdownTrigger, Shutdown) {
+    let (tx, rx) = watch::channel(false);
+    (ShutdownTrigger { tx }, Shutdown { rx })
+}
+
+impl ShutdownTrigger {
+    pub fn trigger(&self) {
+        self.tx.send_replace(true);
+    }
+}
+
+impl Shutdown {
+    pub fn is_triggered(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// Resolves once shutdown is triggered (at once if it already was).
+    pub async fn triggered(&mut self) {
+        // An error means every trigger was dropped without firing: then it never fires.
+        if self.rx.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Triggers shutdown on the first SIGTERM or SIGINT; a second one exits at once (status 130):
+/// what was not acked stays pending and is re-read or claimed later.
+pub async fn on_signals(trigger: ShutdownTrigger) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    for first in [true, false] {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        if first {
+            tracing::info!("{name} received: finishing the batch in flight, then exiting");
+            trigger.trigger();
+        } else {
+            tracing::warn!("{name} received again: exiting now; unacked entries stay pending");
+            std::process::exit(130);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! The embedded migrations: `order-worker migrate` applies them, `order-worker run` refuses to
+//! start while any is pending, so a worker never runs against a schema it does not expect.
+
+use diesel::connection::SimpleConnection;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::AsyncPgConnection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use anyhow::Context;
+use diesel::Connection;
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Serialises `migrate` across replicas that start at once (an arbitrary constant, the same in
+/// every build; "ordw" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x6f72_6477;
+
+type SyncPg = AsyncConnectionWrapper<AsyncPgConnection>;
+
+/// Applies the pending migrations under a PostgreSQL advisory lock and returns their names.
+/// Several replicas may run this at once: the others wait, then find nothing pending.
+pub async fn run_pending(database_url: &str) -> anyhow::Result<Vec<String>> {
+    let url = database_url.to_owned();
+    // The sync harness blocks on the async connection, so it must not run on a runtime thread.
+    tokio::task::spawn_blocking(move || {
+        let mut conn = connect(&url)?;
+        conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+            .context("taking the migration lock")?;
+        let applied = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map(|versions| versions.iter().map(ToString::to_string).collect())
+            .map_err(|error| anyhow::anyhow!("applying migrations: {error}"));
+        // Closing the session would release the lock too; unlocking says so explicitly.
+        let unlocked = conn
+            .batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+            .context("releasing the migration lock");
+        let applied = applied?;
+        unlocked?;
+        Ok(applied)
+    })
+    .await
+    .context("migration task panicked")?
+}
+
+/// Fails with a message naming the pending migrations when the schema is behind this build.
+pub async fn ensure_current(database_url: &str) -> anyhow::Result<()> {
+    let url = database_url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = connect(&url)?;
+        let pending: Vec<String> = conn
+            .pending_migrations(MIGRATIONS)
+            .map_err(|error| anyhow::anyhow!("reading the applied migrations: {error}"))?
+            .iter()
+            .map(|migration| migration.name().to_string())
+            .collect();
+        if pending.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!(
+                "the database schema is behind this worker: {} migration(s) pending ({}); \
+                 run `order-worker migrate` first",
+                pending.len(),
+                pending.join(", ")
+            )
+        }
+    })
+    .await
+    .context("schema check task panicked")?
+}
+
+fn connect(url: &str) -> anyhow::Result<SyncPg> {
+    SyncPg::establish(url).with_context(|| {
+        format!(
+            "connecting to PostgreSQL at {}",
+            crate::config::redact_url(url)
+        )
+    })
+}

@@ -1,0 +1,39 @@
+//! PostgreSQL: the connection pool, the embedded migrations and the batch apply.
+
+pub mod apply;
+pub mod migrate;
+pub mod plan;
+pub mod schema;
+
+use diesel_async::pooled_connection::bb8::Pool;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::AsyncPgConnection;
+
+pub use apply::apply_batch;
+pub use plan::{Incoming, Outcome, Plan, Transition};
+
+/// The worker's PostgreSQL pool. Small on purpose: batches run one after another, so the
+/// pool only saves reconnects.
+pub type DbPool = Pool<AsyncPgConnection>;
+
+/// Why a batch could not be applied. Every variant is worth a retry except `CorruptRow`, which
+/// means someone wrote a status this worker does not know into a table it owns.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] diesel::result::Error),
+    #[error("database pool: {0}")]
+    Pool(#[from] diesel_async::pooled_connection::bb8::RunError),
+    #[error("a stored status is not one this worker knows: {0}")]
+    CorruptRow(#[from] crate::fulfillment::UnknownStatus),
+}
+
+/// Builds the pool without connecting: the first checkout connects, so start-up errors come
+/// from the schema check, which says what is wrong.
+pub fn pool(database_url: &str, max_size: u32) -> DbPool {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+    Pool::builder()
+        .max_size(max_size)
+        .connection_timeout(std::time::Duration::from_secs(5))
+        .build_unchecked(manager)
+}

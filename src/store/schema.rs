@@ -1,0 +1,52 @@
+// The tables as the migrations create them (what `diesel print-schema` prints).
+
+diesel::table! {
+    orders (id) {
+        id -> Text,
+        status -> Text,
+        fulfillment_status -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    order_fulfillments (fulfillment_id) {
+        fulfillment_id -> Text,
+        order_id -> Text,
+        status -> Text,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    order_status_history (id) {
+        id -> Int8,
+        order_id -> Text,
+        from_status -> Text,
+        to_status -> Text,
+        reason -> Text,
+        event_id -> Text,
+        stream_entry_id -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    processed_events (event_id) {
+        event_id -> Text,
+        stream_entry_id -> Text,
+        outcome -> Text,
+        processed_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(order_fulfillments -> orders (order_id));
+diesel::joinable!(order_status_history -> orders (order_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    orders,
+    order_fulfillments,
+    order_status_history,
+    processed_events,
+);

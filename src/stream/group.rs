@@ -1,0 +1,34 @@
+//! The consumer group: created on start (and again if Redis lost it), never deleted here.
+
+use redis::aio::ConnectionLike;
+
+use crate::config::StreamConfig;
+
+/// `XGROUP CREATE <stream> <group> <start> MKSTREAM`; an existing group (`BUSYGROUP`) is left
+/// as it is, so replicas starting together and restarts are harmless.
+pub async fn ensure_group<C: ConnectionLike + Send>(
+    conn: &mut C,
+    config: &StreamConfig,
+) -> redis::RedisResult<()> {
+    let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&config.stream)
+        .arg(&config.group)
+        .arg(&config.group_start_id)
+        .arg("MKSTREAM")
+        .query_async(conn)
+        .await;
+    match created {
+        Ok(()) => {
+            tracing::info!(
+                stream = %config.stream,
+                group = %config.group,
+                start_id = %config.group_start_id,
+                "created consumer group"
+            );
+            Ok(())
+        }
+        Err(error) if error.code() == Some("BUSYGROUP") => Ok(()),
+        Err(error) => Err(error),
+    }
+}
