@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use crate::config::WorkerConfig;
 use crate::envelope::{decode, FulfillmentEvent};
-use crate::retry;
+use crate::retry::Retry;
 use crate::shutdown::Shutdown;
 use crate::store::{self, apply_batch, migrate, DbPool, Incoming, Outcome, Plan};
 use crate::stream::read::ReadBatch;
@@ -113,11 +113,15 @@ impl Worker {
     pub async fn run(mut self, shutdown: Shutdown) -> anyhow::Result<()> {
         let count = self.config.batch_size as usize;
         while !shutdown.is_triggered() {
-            let reader = &mut self.reader;
-            let read = retry::until_done("reading the stream", &shutdown, async || {
-                reader.next_batch(count).await
-            });
-            let Some(batch) = read.await else { break };
+            let mut retry = Retry::new("reading the stream", &shutdown);
+            let batch = loop {
+                match self.reader.next_batch(count).await {
+                    Ok(batch) => break Some(batch),
+                    Err(error) if retry.failed(&error).await => {}
+                    Err(_) => break None,
+                }
+            };
+            let Some(batch) = batch else { break };
             if batch.is_empty() {
                 continue;
             }
@@ -161,12 +165,14 @@ impl Worker {
             })
             .collect();
 
-        let db = &self.db;
-        let applied = retry::until_done("applying the batch", shutdown, async || {
-            let mut conn = db.get().await.map_err(store::StoreError::from)?;
-            apply_batch(&mut conn, &incoming).await
-        });
-        let Some(plan) = applied.await else { return };
+        let mut retry = Retry::new("applying the batch", shutdown);
+        let plan = loop {
+            match self.apply(&incoming).await {
+                Ok(plan) => break plan,
+                Err(error) if retry.failed(&error).await => {}
+                Err(_) => return,
+            }
+        };
 
         let mut ack_ids: Vec<&str> = batch.deleted.iter().map(String::as_str).collect();
         for (incoming, outcome) in incoming.iter().zip(&plan.outcomes) {
@@ -194,22 +200,32 @@ impl Worker {
             config: &self.config.stream,
             consumer: &self.consumer,
         };
-        let redis = &self.redis;
-        let settled = retry::until_done("acking the batch", shutdown, async || {
-            let mut conn = redis.get().await.map_err(|error| match error {
-                bb8::RunError::User(error) => error,
-                bb8::RunError::TimedOut => redis::RedisError::from((
-                    redis::ErrorKind::Io,
-                    "timed out waiting for a Redis connection",
-                )),
-            })?;
-            settle(&mut *conn, origin, &ack_ids, &dead).await
-        });
-        // Committed but not acked: the entries are read again and reported as duplicates.
-        if settled.await.is_none() {
-            return;
+        let mut retry = Retry::new("acking the batch", shutdown);
+        loop {
+            match self.settle(origin, &ack_ids, &dead).await {
+                Ok(()) => break,
+                Err(error) if retry.failed(&error).await => {}
+                // Committed but not acked: read again later and reported as duplicates.
+                Err(_) => return,
+            }
         }
         self.record(&plan, undecodable, batch);
+    }
+
+    async fn apply(&self, incoming: &[Incoming<'_>]) -> Result<Plan, store::StoreError> {
+        let mut conn = self.db.get().await?;
+        apply_batch(&mut conn, incoming).await
+    }
+
+    async fn settle(
+        &self,
+        origin: Origin<'_>,
+        ack_ids: &[&str],
+        dead: &[DeadLetter<'_>],
+    ) -> anyhow::Result<()> {
+        let mut conn = self.redis.get().await?;
+        settle(&mut *conn, origin, ack_ids, dead).await?;
+        Ok(())
     }
 
     fn record(&self, plan: &Plan, undecodable: u64, batch: ReadBatch) {

@@ -1,0 +1,112 @@
+//! The schema: `migrate` is safe when replicas run it at once, and `run` refuses to start on a
+//! schema that is behind.
+
+mod support;
+
+use order_worker::store::migrate::run_pending;
+use order_worker::worker::Worker;
+use support::TestEnv;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_migrations_apply_each_migration_once() {
+    let env = TestEnv::unmigrated().await;
+    let runs = (0..4).map(|_| {
+        let url = env.database_url.clone();
+        async move { run_pending(&url).await }
+    });
+    let results = futures_join_all(runs).await;
+    let applied: Vec<Vec<String>> = results
+        .into_iter()
+        .map(|result| result.expect("every concurrent migrate succeeds"))
+        .collect();
+    let total: usize = applied.iter().map(Vec::len).sum();
+    let migrations = std::fs::read_dir("migrations")
+        .expect("migrations dir")
+        .count();
+    assert_eq!(
+        total, migrations,
+        "each migration applied exactly once: {applied:?}"
+    );
+    assert!(run_pending(&env.database_url)
+        .await
+        .expect("rerun")
+        .is_empty());
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_refuses_to_start_when_the_schema_is_behind() {
+    let env = TestEnv::unmigrated().await;
+    let error = match Worker::start(env.config("w1")).await {
+        Ok(_) => panic!("a worker started on an empty database"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(error.contains("schema is behind"), "{error}");
+    assert!(error.contains("order-worker migrate"), "{error}");
+
+    // The binary says the same and exits non-zero.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-worker"))
+        .args(["--log-format", "text", "run"])
+        .env("DATABASE_URL", &env.database_url)
+        .env("REDIS_URL", &env.redis_url)
+        .env("STREAM", &env.stream.stream)
+        .output()
+        .await
+        .expect("binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("run `order-worker migrate` first"),
+        "{stderr}"
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_orders_table_rejects_unknown_statuses() {
+    let env = TestEnv::new().await;
+    use diesel_async::RunQueryDsl;
+    let inserted = diesel::sql_query("INSERT INTO orders (id, status) VALUES ('o1', 'teleported')")
+        .execute(&mut env.db().await)
+        .await;
+    assert!(
+        inserted.is_err(),
+        "CHECK constraint rejects an unknown status"
+    );
+    for status in order_worker::fulfillment::OrderStatus::ALL {
+        env.seed_orders(&[&format!("o-{status}")], status.as_str())
+            .await;
+    }
+    env.cleanup().await;
+}
+
+#[test]
+fn help_never_shows_a_password_from_the_environment() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_order-worker"))
+        .args(["run", "--help"])
+        .env("DATABASE_URL", "postgres://app:hunter2@db:5432/orders")
+        .env("REDIS_URL", "redis://:hunter2@redis:6379")
+        .output()
+        .expect("binary runs");
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success());
+    assert!(
+        help.contains("REDIS_URL") && help.contains("DATABASE_URL"),
+        "{help}"
+    );
+    assert!(!help.contains("hunter2"), "{help}");
+}
+
+/// Runs the futures concurrently on the runtime and collects their results in order.
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut results = Vec::new();
+    for handle in handles {
+        results.push(handle.await.expect("task did not panic"));
+    }
+    results
+}

@@ -1,0 +1,332 @@
+//! Test harness: every test gets its own PostgreSQL database (migrated) and its own stream
+//! names on the real servers (`REDIS_URL` / `DATABASE_URL`, else the local default ports), so
+//! tests run in parallel and never touch data they did not create.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use order_worker::config::{Connections, StreamConfig, WorkerConfig};
+use order_worker::dapr::{self, Format};
+use order_worker::fulfillment::FulfillmentStatus;
+use order_worker::shutdown::{self, ShutdownTrigger};
+use order_worker::store::schema::{order_status_history, orders, processed_events};
+use order_worker::worker::{Progress, Worker};
+use redis::aio::MultiplexedConnection;
+use tokio::sync::watch;
+
+/// How long any wait in a test may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name no other test (in this or another process) uses.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub struct TestEnv {
+    pub redis_url: String,
+    pub database_url: String,
+    admin_url: String,
+    db_name: String,
+    pub stream: StreamConfig,
+    pub redis: MultiplexedConnection,
+}
+
+impl TestEnv {
+    /// A fresh, migrated database and unique stream and dead-letter names.
+    pub async fn new() -> Self {
+        let env = Self::unmigrated().await;
+        order_worker::store::migrate::run_pending(&env.database_url)
+            .await
+            .expect("migrations apply");
+        env
+    }
+
+    /// A fresh, empty database (no migrations), for the schema tests.
+    pub async fn unmigrated() -> Self {
+        let redis_url =
+            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let admin_url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let db_name = unique("ow_test");
+        let mut admin = AsyncPgConnection::establish(&admin_url)
+            .await
+            .expect("PostgreSQL reachable (set DATABASE_URL)");
+        diesel::sql_query(format!("CREATE DATABASE {db_name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let mut database_url = url::Url::parse(&admin_url).expect("DATABASE_URL parses");
+        database_url.set_path(&db_name);
+        let redis = redis::Client::open(redis_url.as_str())
+            .expect("REDIS_URL parses")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis reachable (set REDIS_URL)");
+        Self {
+            redis_url,
+            database_url: database_url.to_string(),
+            admin_url,
+            stream: StreamConfig::for_stream(unique("test.fulfillment.status_changed")),
+            db_name,
+            redis,
+        }
+    }
+
+    /// Worker settings for this test's database and stream, with a short BLOCK so shutdown is quick.
+    pub fn config(&self, consumer: &str) -> WorkerConfig {
+        let mut stream = self.stream.clone();
+        stream.consumer = Some(consumer.to_owned());
+        let mut config = WorkerConfig::new(
+            Connections {
+                redis_url: self.redis_url.clone(),
+                database_url: self.database_url.clone(),
+            },
+            stream,
+        );
+        config.block_ms = 100;
+        config
+    }
+
+    pub async fn db(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.database_url)
+            .await
+            .expect("test database reachable")
+    }
+
+    /// Inserts orders at `status`.
+    pub async fn seed_orders(&self, ids: &[&str], status: &str) {
+        let rows: Vec<_> = ids
+            .iter()
+            .map(|id| (orders::id.eq(*id), orders::status.eq(status)))
+            .collect();
+        diesel::insert_into(orders::table)
+            .values(rows)
+            .execute(&mut self.db().await)
+            .await
+            .expect("seed orders");
+    }
+
+    /// XADDs raw fields to the test stream; returns the entry id.
+    pub async fn xadd(&self, fields: &[(String, String)]) -> String {
+        dapr::publish(&mut self.redis.clone(), &self.stream.stream, fields)
+            .await
+            .expect("XADD")
+    }
+
+    /// Publishes a fulfillment event in `format`; returns (entry id, CloudEvent id).
+    pub async fn publish(
+        &self,
+        order_id: &str,
+        fulfillment_id: &str,
+        status: FulfillmentStatus,
+        format: Format,
+    ) -> (String, String) {
+        let event_id = uuid::Uuid::new_v4().to_string();
+        let event = dapr::event(order_id, fulfillment_id, None, status, &timestamp());
+        let fields = dapr::entry_fields(&self.stream.stream, &event, &event_id, format);
+        (self.xadd(&fields).await, event_id)
+    }
+
+    /// Publishes each status in turn for one fulfillment (CloudEvent format).
+    pub async fn publish_lifecycle(
+        &self,
+        order_id: &str,
+        fulfillment_id: &str,
+        statuses: &[FulfillmentStatus],
+    ) {
+        for status in statuses {
+            self.publish(order_id, fulfillment_id, *status, Format::CloudEvent)
+                .await;
+        }
+    }
+
+    /// Starts a worker in this process, as `order-worker run` does.
+    pub async fn spawn_worker(&self, consumer: &str) -> RunningWorker {
+        self.spawn_worker_with(self.config(consumer)).await
+    }
+
+    pub async fn spawn_worker_with(&self, config: WorkerConfig) -> RunningWorker {
+        let worker = Worker::start(config).await.expect("worker starts");
+        let progress = worker.progress();
+        let (trigger, stop) = shutdown::channel();
+        let task = tokio::spawn(worker.run(stop));
+        RunningWorker {
+            trigger,
+            task,
+            progress,
+        }
+    }
+
+    pub async fn order_status(&self, id: &str) -> String {
+        orders::table
+            .find(id)
+            .select(orders::status)
+            .first(&mut self.db().await)
+            .await
+            .expect("order exists")
+    }
+
+    pub async fn order_fulfillment_status(&self, id: &str) -> Option<String> {
+        orders::table
+            .find(id)
+            .select(orders::fulfillment_status)
+            .first(&mut self.db().await)
+            .await
+            .expect("order exists")
+    }
+
+    /// The order's history as (from, to, reason), oldest first.
+    pub async fn history(&self, order_id: &str) -> Vec<(String, String, String)> {
+        order_status_history::table
+            .filter(order_status_history::order_id.eq(order_id))
+            .order(order_status_history::id)
+            .select((
+                order_status_history::from_status,
+                order_status_history::to_status,
+                order_status_history::reason,
+            ))
+            .load(&mut self.db().await)
+            .await
+            .expect("read history")
+    }
+
+    pub async fn history_count(&self) -> i64 {
+        order_status_history::table
+            .count()
+            .get_result(&mut self.db().await)
+            .await
+            .expect("count history")
+    }
+
+    pub async fn inbox_outcome(&self, event_id: &str) -> Option<String> {
+        processed_events::table
+            .find(event_id)
+            .select(processed_events::outcome)
+            .first(&mut self.db().await)
+            .await
+            .optional()
+            .expect("read inbox")
+    }
+
+    /// Entries pending in the group (XPENDING summary count).
+    pub async fn pending(&self) -> usize {
+        let reply: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+            .arg(&self.stream.stream)
+            .arg(&self.stream.group)
+            .query_async(&mut self.redis.clone())
+            .await
+            .expect("XPENDING");
+        reply.count()
+    }
+
+    /// The dead-letter stream's entries, as field maps, oldest first.
+    pub async fn dead_letters(&self) -> Vec<HashMap<String, String>> {
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(self.stream.dead_letter_stream())
+            .arg("-")
+            .arg("+")
+            .query_async(&mut self.redis.clone())
+            .await
+            .expect("XRANGE");
+        reply
+            .ids
+            .into_iter()
+            .map(|entry| {
+                entry
+                    .map
+                    .into_iter()
+                    .map(|(k, v)| (k, redis::from_redis_value(v).expect("string field")))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Drops the database and deletes the streams this test created.
+    pub async fn cleanup(self) {
+        let mut redis = self.redis.clone();
+        let _: () = redis::cmd("DEL")
+            .arg(&self.stream.stream)
+            .arg(self.stream.dead_letter_stream())
+            .query_async(&mut redis)
+            .await
+            .expect("DEL streams");
+        let mut admin = AsyncPgConnection::establish(&self.admin_url)
+            .await
+            .expect("PostgreSQL reachable");
+        diesel::sql_query(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.db_name
+        ))
+        .execute(&mut admin)
+        .await
+        .expect("drop test database");
+    }
+}
+
+/// A worker task started by the harness.
+pub struct RunningWorker {
+    trigger: ShutdownTrigger,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub progress: watch::Receiver<Progress>,
+}
+
+impl RunningWorker {
+    /// Waits until the worker has consumed at least `n` entries, failing after [`DEADLINE`].
+    pub async fn wait_consumed(&mut self, n: u64) -> Progress {
+        self.wait_for(|p| p.consumed >= n).await
+    }
+
+    pub async fn wait_for(&mut self, condition: impl FnMut(&Progress) -> bool) -> Progress {
+        let reached = tokio::time::timeout(DEADLINE, self.progress.wait_for(condition))
+            .await
+            .map(|progress| progress.map(|progress| *progress));
+        match reached {
+            Ok(Ok(progress)) => progress,
+            _ => panic!(
+                "condition not reached within {DEADLINE:?}; progress: {:?}",
+                *self.progress.borrow()
+            ),
+        }
+    }
+
+    /// Triggers shutdown and waits for the worker to return.
+    pub async fn stop(self) -> Progress {
+        self.trigger.trigger();
+        tokio::time::timeout(DEADLINE, self.task)
+            .await
+            .expect("worker stops in time")
+            .expect("worker task did not panic")
+            .expect("worker returns Ok");
+        *self.progress.borrow()
+    }
+}
+
+/// Polls `check` until it returns true, failing after [`DEADLINE`].
+pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not true within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn timestamp() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
