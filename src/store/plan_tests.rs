@@ -1,1 +1,159 @@
+//! The batch semantics without a database: stream order inside a batch, duplicates inside one
+//! batch and against the inbox, one history row per real transition.
+
 use super::*;
+use crate::fulfillment::FulfillmentStatus::{self, *};
+
+fn event(id: &str, order: &str, fulfillment: &str, status: FulfillmentStatus) -> FulfillmentEvent {
+    FulfillmentEvent {
+        event_id: id.to_owned(),
+        fulfillment_id: fulfillment.to_owned(),
+        order_id: order.to_owned(),
+        new_status: status,
+        old_status: None,
+        timestamp: None,
+        traceparent: None,
+        traceid: None,
+    }
+}
+
+fn loaded(orders: &[(&str, OrderStatus)], fulfillments: &[(&str, &str, FulfillmentStatus)]) -> Loaded {
+    Loaded {
+        orders: orders.iter().map(|(id, s)| (id.to_string(), *s)).collect(),
+        fulfillments: fulfillments
+            .iter()
+            .map(|(f, o, s)| (f.to_string(), (o.to_string(), *s)))
+            .collect(),
+        processed: HashSet::new(),
+    }
+}
+
+fn run(events: &[FulfillmentEvent], state: Loaded) -> Plan {
+    let entry_ids: Vec<String> = (0..events.len()).map(|i| format!("1-{i}")).collect();
+    let batch: Vec<Incoming<'_>> = events
+        .iter()
+        .zip(&entry_ids)
+        .map(|(event, entry_id)| Incoming { entry_id, event })
+        .collect();
+    plan(&batch, state)
+}
+
+fn names(plan: &Plan) -> Vec<&'static str> {
+    plan.outcomes.iter().map(Outcome::as_str).collect()
+}
+
+#[test]
+fn outcomes_for_each_kind_of_event() {
+    let cases: &[(&str, Vec<FulfillmentEvent>, Vec<&str>)] = &[
+        ("forward", vec![event("e1", "o1", "f1", Planning)], vec!["applied"]),
+        (
+            "same id twice in one batch",
+            vec![event("e1", "o1", "f1", Planning), event("e1", "o1", "f1", Planning)],
+            vec!["applied", "duplicate"],
+        ),
+        (
+            "same status, new id",
+            vec![event("e1", "o1", "f1", Planning), event("e2", "o1", "f1", Planning)],
+            vec!["applied", "ignored"],
+        ),
+        (
+            "older status after newer, same batch",
+            vec![event("e1", "o1", "f1", Shipped), event("e2", "o1", "f1", Packing)],
+            vec!["applied", "stale"],
+        ),
+        ("unknown order", vec![event("e1", "nope", "f1", Planning)], vec!["unknown_order"]),
+        (
+            "fulfillment of another order",
+            vec![event("e1", "o1", "f-of-o2", Planning)],
+            vec!["rejected"],
+        ),
+    ];
+    for (name, events, expected) in cases {
+        let state = loaded(
+            &[("o1", OrderStatus::Confirmed), ("o2", OrderStatus::Confirmed)],
+            &[("f-of-o2", "o2", Pending)],
+        );
+        assert_eq!(&names(&run(events, state)), expected, "{name}");
+    }
+}
+
+#[test]
+fn an_event_already_in_the_inbox_is_a_duplicate_and_writes_nothing() {
+    let mut state = loaded(&[("o1", OrderStatus::Confirmed)], &[]);
+    state.processed.insert("e1".to_owned());
+    let plan = run(&[event("e1", "o1", "f1", Planning)], state);
+    assert_eq!(names(&plan), ["duplicate"]);
+    assert!(plan.processed.is_empty() && plan.fulfillments.is_empty());
+    assert!(plan.orders.is_empty() && plan.transitions.is_empty());
+}
+
+#[test]
+fn several_events_of_one_order_apply_in_stream_order_with_one_row_per_transition() {
+    let events = [
+        event("e1", "o1", "f1", Planning),
+        event("e2", "o1", "f1", Picking),
+        event("e3", "o1", "f1", Shipped),
+        event("e4", "o1", "f1", Completed),
+    ];
+    let plan = run(&events, loaded(&[("o1", OrderStatus::Confirmed)], &[]));
+    let transitions: Vec<(OrderStatus, OrderStatus, &str, &str)> = plan
+        .transitions
+        .iter()
+        .map(|t| (t.from, t.to, t.reason.as_str(), t.event_id.as_str()))
+        .collect();
+    assert_eq!(
+        transitions,
+        [
+            (OrderStatus::Confirmed, OrderStatus::Processing, "FulfillmentPlanning", "e1"),
+            (OrderStatus::Processing, OrderStatus::Shipped, "FulfillmentShipped", "e3"),
+            (OrderStatus::Shipped, OrderStatus::Delivered, "FulfillmentCompleted", "e4"),
+        ]
+    );
+    // One row per order and per fulfillment, at their final state.
+    assert_eq!(
+        plan.orders,
+        [OrderUpdate {
+            order_id: "o1".to_owned(),
+            status: OrderStatus::Delivered,
+            fulfillment_status: Completed,
+        }]
+    );
+    assert_eq!(plan.fulfillments, [("f1".to_owned(), "o1".to_owned(), Completed)]);
+    assert_eq!(plan.processed.len(), 4);
+}
+
+#[test]
+fn a_terminal_order_records_the_fulfillment_but_never_moves() {
+    let plan = run(
+        &[event("e1", "o1", "f1", Shipped)],
+        loaded(&[("o1", OrderStatus::Refunded)], &[("f1", "o1", Packing)]),
+    );
+    assert_eq!(names(&plan), ["applied"]);
+    assert!(plan.transitions.is_empty());
+    assert_eq!(plan.orders[0].status, OrderStatus::Refunded);
+    assert_eq!(plan.orders[0].fulfillment_status, Shipped);
+}
+
+#[test]
+fn the_order_status_derives_from_every_fulfillment_loaded_and_in_the_batch() {
+    // "north" shipped in an earlier batch; "south" ships now: the order is fully shipped.
+    let plan = run(
+        &[event("e1", "o1", "south", Shipped)],
+        loaded(
+            &[("o1", OrderStatus::PartiallyShipped)],
+            &[("north", "o1", Shipped), ("south", "o1", Packed)],
+        ),
+    );
+    assert_eq!(plan.transitions.len(), 1);
+    assert_eq!(plan.transitions[0].to, OrderStatus::Shipped);
+}
+
+#[test]
+fn unknown_order_and_rejected_events_are_not_recorded_in_the_inbox() {
+    let plan = run(
+        &[event("e1", "nope", "f1", Planning), event("e2", "o1", "f2", Planning)],
+        loaded(&[("o1", OrderStatus::Confirmed)], &[("f2", "o9", Pending)]),
+    );
+    assert_eq!(names(&plan), ["unknown_order", "rejected"]);
+    assert!(plan.processed.is_empty());
+}

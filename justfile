@@ -1,0 +1,26 @@
+# order-worker recipes. `just` alone lists them.
+
+set dotenv-load := false
+
+default:
+    @just --list
+
+# Show the worker on this machine: seed orders, publish Dapr-format events, drain, print.
+demo *ARGS:
+    cargo run --release --quiet -- --log-format text demo {{ARGS}}
+
+# The whole test suite against local Redis and PostgreSQL (REDIS_URL / DATABASE_URL to override).
+test:
+    cargo test --locked --all-targets
+
+# Run the worker (settings from flags or the environment; see `cargo run -- run --help`).
+run *ARGS:
+    cargo run --release --quiet -- run {{ARGS}}
+
+# Apply the database migrations to DATABASE_URL.
+migrate:
+    cargo run --release --quiet -- migrate
+
+# What CI runs: services up, formatting, lints, tests.
+ci:
+    bash .ci/run
