@@ -17,7 +17,10 @@ fn event(id: &str, order: &str, fulfillment: &str, status: FulfillmentStatus) ->
     }
 }
 
-fn loaded(orders: &[(&str, OrderStatus)], fulfillments: &[(&str, &str, FulfillmentStatus)]) -> Loaded {
+fn loaded(
+    orders: &[(&str, OrderStatus)],
+    fulfillments: &[(&str, &str, FulfillmentStatus)],
+) -> Loaded {
     Loaded {
         orders: orders.iter().map(|(id, s)| (id.to_string(), *s)).collect(),
         fulfillments: fulfillments
@@ -45,23 +48,40 @@ fn names(plan: &Plan) -> Vec<&'static str> {
 #[test]
 fn outcomes_for_each_kind_of_event() {
     let cases: &[(&str, Vec<FulfillmentEvent>, Vec<&str>)] = &[
-        ("forward", vec![event("e1", "o1", "f1", Planning)], vec!["applied"]),
+        (
+            "forward",
+            vec![event("e1", "o1", "f1", Planning)],
+            vec!["applied"],
+        ),
         (
             "same id twice in one batch",
-            vec![event("e1", "o1", "f1", Planning), event("e1", "o1", "f1", Planning)],
+            vec![
+                event("e1", "o1", "f1", Planning),
+                event("e1", "o1", "f1", Planning),
+            ],
             vec!["applied", "duplicate"],
         ),
         (
             "same status, new id",
-            vec![event("e1", "o1", "f1", Planning), event("e2", "o1", "f1", Planning)],
+            vec![
+                event("e1", "o1", "f1", Planning),
+                event("e2", "o1", "f1", Planning),
+            ],
             vec!["applied", "ignored"],
         ),
         (
             "older status after newer, same batch",
-            vec![event("e1", "o1", "f1", Shipped), event("e2", "o1", "f1", Packing)],
+            vec![
+                event("e1", "o1", "f1", Shipped),
+                event("e2", "o1", "f1", Packing),
+            ],
             vec!["applied", "stale"],
         ),
-        ("unknown order", vec![event("e1", "nope", "f1", Planning)], vec!["unknown_order"]),
+        (
+            "unknown order",
+            vec![event("e1", "nope", "f1", Planning)],
+            vec!["unknown_order"],
+        ),
         (
             "fulfillment of another order",
             vec![event("e1", "o1", "f-of-o2", Planning)],
@@ -70,7 +90,10 @@ fn outcomes_for_each_kind_of_event() {
     ];
     for (name, events, expected) in cases {
         let state = loaded(
-            &[("o1", OrderStatus::Confirmed), ("o2", OrderStatus::Confirmed)],
+            &[
+                ("o1", OrderStatus::Confirmed),
+                ("o2", OrderStatus::Confirmed),
+            ],
             &[("f-of-o2", "o2", Pending)],
         );
         assert_eq!(&names(&run(events, state)), expected, "{name}");
@@ -104,9 +127,24 @@ fn several_events_of_one_order_apply_in_stream_order_with_one_row_per_transition
     assert_eq!(
         transitions,
         [
-            (OrderStatus::Confirmed, OrderStatus::Processing, "FulfillmentPlanning", "e1"),
-            (OrderStatus::Processing, OrderStatus::Shipped, "FulfillmentShipped", "e3"),
-            (OrderStatus::Shipped, OrderStatus::Delivered, "FulfillmentCompleted", "e4"),
+            (
+                OrderStatus::Confirmed,
+                OrderStatus::Processing,
+                "FulfillmentPlanning",
+                "e1"
+            ),
+            (
+                OrderStatus::Processing,
+                OrderStatus::Shipped,
+                "FulfillmentShipped",
+                "e3"
+            ),
+            (
+                OrderStatus::Shipped,
+                OrderStatus::Delivered,
+                "FulfillmentCompleted",
+                "e4"
+            ),
         ]
     );
     // One row per order and per fulfillment, at their final state.
@@ -118,7 +156,10 @@ fn several_events_of_one_order_apply_in_stream_order_with_one_row_per_transition
             fulfillment_status: Completed,
         }]
     );
-    assert_eq!(plan.fulfillments, [("f1".to_owned(), "o1".to_owned(), Completed)]);
+    assert_eq!(
+        plan.fulfillments,
+        [("f1".to_owned(), "o1".to_owned(), Completed)]
+    );
     assert_eq!(plan.processed.len(), 4);
 }
 
@@ -151,7 +192,10 @@ fn the_order_status_derives_from_every_fulfillment_loaded_and_in_the_batch() {
 #[test]
 fn unknown_order_and_rejected_events_are_not_recorded_in_the_inbox() {
     let plan = run(
-        &[event("e1", "nope", "f1", Planning), event("e2", "o1", "f2", Planning)],
+        &[
+            event("e1", "nope", "f1", Planning),
+            event("e2", "o1", "f2", Planning),
+        ],
         loaded(&[("o1", OrderStatus::Confirmed)], &[("f2", "o9", Pending)]),
     );
     assert_eq!(names(&plan), ["unknown_order", "rejected"]);

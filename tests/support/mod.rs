@@ -233,7 +233,7 @@ impl TestEnv {
         reply.count()
     }
 
-    /// The dead-letter stream's entries, as field maps, oldest first.
+    /// The dead-letter stream's entries, as field maps (values decoded lossily), oldest first.
     pub async fn dead_letters(&self) -> Vec<HashMap<String, String>> {
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(self.stream.dead_letter_stream())
@@ -249,7 +249,10 @@ impl TestEnv {
                 entry
                     .map
                     .into_iter()
-                    .map(|(k, v)| (k, redis::from_redis_value(v).expect("string field")))
+                    .map(|(k, v)| {
+                        let bytes: Vec<u8> = redis::from_redis_value(v).expect("bulk string");
+                        (k, String::from_utf8_lossy(&bytes).into_owned())
+                    })
                     .collect()
             })
             .collect()
