@@ -94,89 +94,65 @@ async fn load(conn: &mut AsyncPgConnection, batch: &[Incoming<'_>]) -> Result<Lo
 /// locks rule out; if it ever happens the batch fails and its retry reports a duplicate.
 async fn write(conn: &mut AsyncPgConnection, plan: &Plan) -> Result<(), StoreError> {
     if !plan.processed.is_empty() {
-        let (ids, entries, outcomes) = columns3(
-            plan.processed
-                .iter()
-                .map(|(e, s, o)| (e.as_str(), s.as_str(), *o)),
-        );
+        let rows = &plan.processed;
         diesel::sql_query(
             "INSERT INTO processed_events (event_id, stream_entry_id, outcome) \
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[])",
         )
-        .bind::<Array<Text>, _>(ids)
-        .bind::<Array<Text>, _>(entries)
-        .bind::<Array<Text>, _>(outcomes)
+        .bind::<Array<Text>, _>(column(rows, |(event_id, _, _)| event_id))
+        .bind::<Array<Text>, _>(column(rows, |(_, entry_id, _)| entry_id))
+        .bind::<Array<Text>, _>(column(rows, |(_, _, outcome)| outcome))
         .execute(conn)
         .await?;
     }
     if !plan.fulfillments.is_empty() {
-        let (ids, order_ids, statuses) = columns3(
-            plan.fulfillments
-                .iter()
-                .map(|(f, o, s)| (f.as_str(), o.as_str(), s.as_str())),
-        );
+        let rows = &plan.fulfillments;
         diesel::sql_query(
             "INSERT INTO order_fulfillments (fulfillment_id, order_id, status) \
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
              ON CONFLICT (fulfillment_id) DO UPDATE \
              SET status = EXCLUDED.status, updated_at = now()",
         )
-        .bind::<Array<Text>, _>(ids)
-        .bind::<Array<Text>, _>(order_ids)
-        .bind::<Array<Text>, _>(statuses)
+        .bind::<Array<Text>, _>(column(rows, |(fulfillment_id, _, _)| fulfillment_id))
+        .bind::<Array<Text>, _>(column(rows, |(_, order_id, _)| order_id))
+        .bind::<Array<Text>, _>(column(rows, |(_, _, status)| status.as_str()))
         .execute(conn)
         .await?;
     }
     if !plan.orders.is_empty() {
-        let (ids, statuses, fulfillment_statuses) = columns3(plan.orders.iter().map(|o| {
-            (
-                o.order_id.as_str(),
-                o.status.as_str(),
-                o.fulfillment_status.as_str(),
-            )
-        }));
+        let rows = &plan.orders;
         diesel::sql_query(
             "UPDATE orders SET status = u.status, fulfillment_status = u.fulfillment_status, \
              updated_at = now() \
              FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, status, fulfillment_status) \
              WHERE orders.id = u.id",
         )
-        .bind::<Array<Text>, _>(ids)
-        .bind::<Array<Text>, _>(statuses)
-        .bind::<Array<Text>, _>(fulfillment_statuses)
+        .bind::<Array<Text>, _>(column(rows, |o| &o.order_id))
+        .bind::<Array<Text>, _>(column(rows, |o| o.status.as_str()))
+        .bind::<Array<Text>, _>(column(rows, |o| o.fulfillment_status.as_str()))
         .execute(conn)
         .await?;
     }
     if !plan.transitions.is_empty() {
-        let t = &plan.transitions;
-        let col =
-            |f: fn(&super::plan::Transition) -> &str| -> Vec<&str> { t.iter().map(f).collect() };
+        let rows = &plan.transitions;
         diesel::sql_query(
             "INSERT INTO order_status_history \
              (order_id, from_status, to_status, reason, event_id, stream_entry_id) \
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])",
         )
-        .bind::<Array<Text>, _>(col(|t| &t.order_id))
-        .bind::<Array<Text>, _>(col(|t| t.from.as_str()))
-        .bind::<Array<Text>, _>(col(|t| t.to.as_str()))
-        .bind::<Array<Text>, _>(col(|t| &t.reason))
-        .bind::<Array<Text>, _>(col(|t| &t.event_id))
-        .bind::<Array<Text>, _>(col(|t| &t.stream_entry_id))
+        .bind::<Array<Text>, _>(column(rows, |t| &t.order_id))
+        .bind::<Array<Text>, _>(column(rows, |t| t.from.as_str()))
+        .bind::<Array<Text>, _>(column(rows, |t| t.to.as_str()))
+        .bind::<Array<Text>, _>(column(rows, |t| &t.reason))
+        .bind::<Array<Text>, _>(column(rows, |t| &t.event_id))
+        .bind::<Array<Text>, _>(column(rows, |t| &t.stream_entry_id))
         .execute(conn)
         .await?;
     }
     Ok(())
 }
 
-/// Splits rows into the three column arrays that `unnest` zips back together.
-fn columns3<'a>(
-    rows: impl Iterator<Item = (&'a str, &'a str, &'a str)>,
-) -> (Vec<&'a str>, Vec<&'a str>, Vec<&'a str>) {
-    let mut columns = (Vec::new(), Vec::new(), Vec::new());
-    for (a, b, c) in rows {
-        columns.0.push(a);
-        columns.1.push(b);
-        columns.2.push(c);
-    }
-    columns
+/// One column of `rows`, as the array `unnest` zips back together with the others.
+fn column<'a, T>(rows: &'a [T], field: impl Fn(&'a T) -> &'a str) -> Vec<&'a str> {
+    rows.iter().map(field).collect()
 }
