@@ -201,3 +201,23 @@ fn unknown_order_and_rejected_events_are_not_recorded_in_the_inbox() {
     assert_eq!(names(&plan), ["unknown_order", "rejected"]);
     assert!(plan.processed.is_empty());
 }
+
+#[test]
+fn two_fulfillments_in_one_batch_ship_partially_then_fully() {
+    let events = [
+        event("e1", "o1", "north", Planning),
+        event("e2", "o1", "south", Planning),
+        event("e3", "o1", "north", Shipped),
+        event("e4", "o1", "south", Shipped),
+    ];
+    let plan = run(&events, loaded(&[("o1", OrderStatus::Confirmed)], &[]));
+    let path: Vec<OrderStatus> = plan.transitions.iter().map(|t| t.to).collect();
+    assert_eq!(
+        path,
+        [
+            OrderStatus::Processing,
+            OrderStatus::PartiallyShipped,
+            OrderStatus::Shipped
+        ]
+    );
+}
