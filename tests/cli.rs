@@ -1,0 +1,74 @@
+//! The binary as an operator runs it: `--help` keeps secrets out, SIGTERM exits cleanly.
+
+mod support;
+
+use std::process::Stdio;
+
+use support::{TestEnv, DEADLINE};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[test]
+fn help_never_shows_a_password_from_the_environment() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_order-worker"))
+        .args(["run", "--help"])
+        .env("DATABASE_URL", "postgres://app:hunter2@db:5432/orders")
+        .env("REDIS_URL", "redis://:hunter2@redis:6379")
+        .output()
+        .expect("binary runs");
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success());
+    assert!(
+        help.contains("REDIS_URL") && help.contains("DATABASE_URL"),
+        "{help}"
+    );
+    assert!(!help.contains("hunter2"), "{help}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_worker_with_exit_status_zero() {
+    let env = TestEnv::new().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-worker"))
+        .args([
+            "--log-format",
+            "text",
+            "run",
+            "--consumer",
+            "cli-test",
+            "--block-ms",
+            "200",
+        ])
+        .env("DATABASE_URL", &env.database_url)
+        .env("REDIS_URL", &env.redis_url)
+        .env("STREAM", &env.stream.stream)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("binary starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let subscribed = format!(
+        "Subscribing to stream: {}, group: order-service, consumer: cli-test",
+        env.stream.stream
+    );
+    tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = lines.next_line().await.expect("read stderr") {
+            if line.contains(&subscribed) {
+                return;
+            }
+        }
+        panic!("the worker exited before subscribing");
+    })
+    .await
+    .expect("the worker subscribes");
+
+    let pid = child.id().expect("running").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    assert!(killed.expect("kill runs").success());
+    let status = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .expect("exits in time")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+    env.cleanup().await;
+}
