@@ -7,7 +7,10 @@ use serde_json::json;
 const SAMPLES: &str = include_str!("../tests/fixtures/dapr-stream-entries.jsonl");
 const LIMIT: usize = DEFAULT_MAX_ENTRY_BYTES;
 
-fn fields(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+/// A stream entry's field/value pairs, as `decode` takes them.
+type Fields = Vec<(String, Vec<u8>)>;
+
+fn fields(pairs: &[(&str, &str)]) -> Fields {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
@@ -20,14 +23,14 @@ fn event_json() -> Value {
 }
 
 /// A CloudEvent entry carrying `payload` under `key` (`data` or `data_base64`).
-fn cloud_event(key: &str, payload: Value) -> Vec<(String, Vec<u8>)> {
+fn cloud_event(key: &str, payload: Value) -> Fields {
     let mut envelope = json!({"id": "ce-1", "specversion": "1.0", "source": "fulfillment-service",
                               "type": "com.dapr.event.sent", "traceparent": "00-aa-bb-01", "traceid": "00-aa-bb-01"});
     envelope[key] = payload;
     fields(&[("data", &envelope.to_string()), ("metadata", "{}")])
 }
 
-fn event_with(change: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Vec<(String, Vec<u8>)> {
+fn event_with(change: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Fields {
     let mut event = event_json();
     if let Some(object) = event.as_object_mut() {
         change(object);
@@ -88,7 +91,7 @@ fn every_sample_decodes_to_the_same_event() {
 fn every_payload_shape_decodes() {
     let event = event_json();
     let base64 = base64::engine::general_purpose::STANDARD.encode(event.to_string());
-    let cases: Vec<(&str, Vec<(String, Vec<u8>)>, &str)> = vec![
+    let cases: Vec<(&str, Fields, &str)> = vec![
         ("data as object", cloud_event("data", event.clone()), "ce-1"),
         (
             "data as JSON string",
@@ -183,7 +186,7 @@ fn the_raw_payload_key_is_stable_and_covers_its_three_inputs() {
 
 #[test]
 fn undecodable_entries_fail_with_a_specific_error() {
-    let cases: Vec<(&str, Vec<(String, Vec<u8>)>, DecodeError)> = vec![
+    let cases: Vec<(&str, Fields, DecodeError)> = vec![
         (
             "no data",
             fields(&[("metadata", "{}")]),

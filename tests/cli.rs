@@ -72,3 +72,39 @@ async fn sigterm_stops_the_worker_with_exit_status_zero() {
     assert_eq!(status.code(), Some(0));
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_drains_its_stream_and_every_order_ends_where_expected() {
+    let env = TestEnv::new().await;
+    // The demo creates (and drops first) a database of its own next to the test's.
+    let database = support::unique("ow_demo");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-worker"))
+        .args([
+            "demo",
+            "--orders",
+            "8",
+            "--database",
+            &database,
+            "--stream",
+            &env.stream.stream,
+        ])
+        .env("DATABASE_URL", &env.database_url)
+        .env("REDIS_URL", &env.redis_url)
+        .output()
+        .await
+        .expect("demo runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout.matches("[ok]").count(), 8, "{stdout}");
+    assert!(
+        stdout.contains("partially_shipped") && stdout.contains("cancelled"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("1 duplicate, 1 stale") && stdout.contains("; 0 pending"),
+        "{stdout}"
+    );
+    env.drop_database(&database).await;
+    env.cleanup().await;
+}

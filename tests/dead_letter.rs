@@ -7,9 +7,12 @@ use order_worker::dapr::{self, Format};
 use order_worker::fulfillment::FulfillmentStatus::*;
 use support::TestEnv;
 
-/// (what, fields as raw bytes, a phrase the `error` must contain)
-fn poison(stream: &str) -> Vec<(&'static str, Vec<(String, Vec<u8>)>, &'static str)> {
-    let text = |pairs: &[(&str, &str)]| -> Vec<(String, Vec<u8>)> {
+/// A stream entry's field/value pairs, as raw bytes.
+type Fields = Vec<(String, Vec<u8>)>;
+
+/// (what, fields, a phrase the `error` must contain)
+fn poison(stream: &str) -> Vec<(&'static str, Fields, &'static str)> {
+    let text = |pairs: &[(&str, &str)]| -> Fields {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))

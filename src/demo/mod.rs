@@ -1,10 +1,241 @@
-//! `order-worker demo` (placeholder until the demo lands).
+//! `order-worker demo`: the worker at work on a laptop. Seeds orders, publishes their
+//! fulfillment events exactly as Dapr's sidecar would, runs the real worker until the stream is
+//! drained, and prints what happened to each order. Exits non-zero if any order is not where the
+//! rules say it must be, or anything is left pending.
 
-/// Demo settings.
+mod scenario;
+mod servers;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use crate::config::{redact_url, Connections, StreamConfig, WorkerConfig};
+use crate::dapr;
+use crate::shutdown;
+use crate::store::schema::{order_status_history, orders};
+use crate::worker::{Progress, Worker};
+use scenario::{Scenario, MIN_ORDERS};
+
+/// How long the worker may take to drain the demo's stream.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Demo settings. Without URLs it uses the local default ports, else private servers.
 #[derive(Clone, Debug, clap::Args)]
-pub struct DemoConfig {}
+pub struct DemoConfig {
+    /// Redis to use [default: 127.0.0.1:6379 if it answers, else a private redis-server].
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// PostgreSQL server to use; the demo creates its own database there
+    /// [default: 127.0.0.1:5432 if it answers, else a private PostgreSQL].
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// The database the demo (re)creates on that server.
+    #[arg(long, default_value = "order_worker_demo")]
+    pub database: String,
+    /// The stream the demo publishes to (deleted and recreated at start).
+    #[arg(long, default_value = "demo.fulfillment.status_changed")]
+    pub stream: String,
+    /// How many orders to seed.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(MIN_ORDERS as i64..=10_000))]
+    pub orders: u16,
+    /// Start private servers even when local ones answer.
+    #[arg(long, hide = true)]
+    pub private_servers: bool,
+}
 
-/// Runs the demo.
-pub async fn run(_config: DemoConfig) -> anyhow::Result<()> {
-    anyhow::bail!("the demo is not written yet")
+/// Runs the demo end to end.
+pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
+    let servers = servers::find(
+        config.redis_url.clone(),
+        config.database_url.clone(),
+        config.private_servers,
+    )
+    .await?;
+    println!(
+        "Redis:      {} ({})",
+        redact_url(&servers.redis_url),
+        servers.origin
+    );
+    let database_url = recreate_database(&servers.admin_url, &config.database).await?;
+    println!("PostgreSQL: {}", redact_url(&database_url));
+    crate::store::migrate::run_pending(&database_url).await?;
+
+    let scenario = scenario::build(usize::from(config.orders));
+    let mut stream = StreamConfig::for_stream(&config.stream);
+    stream.consumer = Some("demo-worker".to_owned());
+    let mut redis = redis::Client::open(servers.redis_url.as_str())?
+        .get_multiplexed_async_connection()
+        .await
+        .context("connecting to Redis")?;
+    let _: () = redis::cmd("DEL")
+        .arg(&stream.stream)
+        .arg(stream.dead_letter_stream())
+        .query_async(&mut redis)
+        .await?;
+    seed(&database_url, &scenario).await?;
+    let published = publish(&mut redis, &stream.stream, &scenario).await?;
+    println!(
+        "Published {published} events for {} orders to {} in Dapr's formats\n",
+        scenario.orders.len(),
+        stream.stream
+    );
+
+    let connections = Connections {
+        redis_url: servers.redis_url.clone(),
+        database_url: database_url.clone(),
+    };
+    let (progress, seconds) =
+        drain(WorkerConfig::new(connections, stream.clone()), published).await?;
+
+    let mismatches = report(&database_url, &scenario).await?;
+    let pending: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+        .arg(&stream.stream)
+        .arg(&stream.group)
+        .query_async(&mut redis)
+        .await?;
+    println!(
+        "\n{published} events in {seconds:.2} s ({:.0} events/s): {} applied, {} duplicate, {} stale, \
+         {} ignored, {} dead-lettered; {} pending",
+        published as f64 / seconds,
+        progress.applied,
+        progress.duplicate,
+        progress.stale,
+        progress.ignored,
+        progress.dead_lettered,
+        pending.count()
+    );
+    println!(
+        "Inspect: redis-cli XPENDING {} {} - + 10",
+        stream.stream, stream.group
+    );
+    if mismatches > 0 {
+        bail!("{mismatches} order(s) did not reach their expected status");
+    }
+    if pending.count() > 0 {
+        bail!("{} entries are still pending", pending.count());
+    }
+    Ok(())
+}
+
+/// Drops and creates the demo's own database, so every run starts the same and nothing else
+/// on the server is touched.
+async fn recreate_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        bail!("--database must be letters, digits and underscores, not {name:?}");
+    }
+    let mut admin = AsyncPgConnection::establish(admin_url)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {}", redact_url(admin_url)))?;
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await?;
+    let mut url = url::Url::parse(admin_url).context("DATABASE_URL is not a URL")?;
+    url.set_path(name);
+    Ok(url.to_string())
+}
+
+async fn seed(database_url: &str, scenario: &Scenario) -> anyhow::Result<()> {
+    let rows: Vec<_> = scenario
+        .orders
+        .iter()
+        .map(|(id, _)| (orders::id.eq(id), orders::status.eq("confirmed")))
+        .collect();
+    let mut conn = AsyncPgConnection::establish(database_url).await?;
+    diesel::insert_into(orders::table)
+        .values(rows)
+        .execute(&mut conn)
+        .await?;
+    Ok(())
+}
+
+/// XADDs every publication as Dapr would; timestamps one second apart, in publishing order.
+async fn publish(
+    redis: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    scenario: &Scenario,
+) -> anyhow::Result<u64> {
+    let start = chrono::Utc::now();
+    for (n, publication) in scenario.publications.iter().enumerate() {
+        let at = start + chrono::Duration::seconds(n as i64);
+        let event = dapr::event(
+            &publication.order_id,
+            &publication.fulfillment_id,
+            None,
+            publication.status,
+            &at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        );
+        let fields = dapr::entry_fields(stream, &event, &publication.event_id, publication.format);
+        dapr::publish(redis, stream, &fields).await?;
+    }
+    Ok(scenario.publications.len() as u64)
+}
+
+/// Runs the real worker until it consumed `published` entries, then stops it. Returns its
+/// totals and the seconds from its start to the last entry consumed.
+async fn drain(config: WorkerConfig, published: u64) -> anyhow::Result<(Progress, f64)> {
+    let started = Instant::now();
+    let worker = Worker::start(config).await?;
+    let mut progress = worker.progress();
+    let (trigger, stop) = shutdown::channel();
+    let task = tokio::spawn(worker.run(stop));
+    let drained = tokio::time::timeout(
+        DRAIN_DEADLINE,
+        progress.wait_for(|p| p.consumed >= published),
+    )
+    .await
+    .is_ok_and(|waited| waited.is_ok());
+    let seconds = started.elapsed().as_secs_f64();
+    trigger.trigger();
+    task.await.context("worker task panicked")??;
+    let last = *progress.borrow();
+    if !drained {
+        bail!(
+            "the worker consumed {} of {published} entries within {DRAIN_DEADLINE:?}",
+            last.consumed
+        );
+    }
+    Ok((last, seconds))
+}
+
+/// Prints each order's transitions and whether it ended where expected; returns the misses.
+async fn report(database_url: &str, scenario: &Scenario) -> anyhow::Result<usize> {
+    let mut conn = AsyncPgConnection::establish(database_url).await?;
+    let mut mismatches = 0;
+    for (order_id, expected) in &scenario.orders {
+        let status: String = orders::table
+            .find(order_id)
+            .select(orders::status)
+            .first(&mut conn)
+            .await?;
+        let history: Vec<(String, String, String)> = order_status_history::table
+            .filter(order_status_history::order_id.eq(order_id))
+            .order(order_status_history::id)
+            .select((
+                order_status_history::from_status,
+                order_status_history::to_status,
+                order_status_history::reason,
+            ))
+            .load(&mut conn)
+            .await?;
+        let mut line = <[_]>::first(&history)
+            .map(|(from, _, _)| from.clone())
+            .unwrap_or_else(|| status.clone());
+        for (_, to, reason) in &history {
+            line.push_str(&format!(" → {to} ({reason})"));
+        }
+        let verdict = if status == expected.as_str() {
+            "ok".to_owned()
+        } else {
+            mismatches += 1;
+            format!("EXPECTED {expected}")
+        };
+        println!("{order_id}: {line}  [{verdict}]");
+    }
+    Ok(mismatches)
 }

@@ -258,6 +258,17 @@ impl TestEnv {
             .collect()
     }
 
+    /// Drops another database this test created on the same server.
+    pub async fn drop_database(&self, name: &str) {
+        let mut admin = AsyncPgConnection::establish(&self.admin_url)
+            .await
+            .expect("PostgreSQL reachable");
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .expect("drop database");
+    }
+
     /// Drops the database and deletes the streams this test created.
     pub async fn cleanup(self) {
         let mut redis = self.redis.clone();

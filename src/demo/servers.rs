@@ -1,0 +1,286 @@
+//! Finding Redis and PostgreSQL for the demo: the URLs given, else the local default ports,
+//! else private servers started from the installed binaries in a temporary directory (and
+//! stopped when the demo ends, whatever happens).
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+
+use crate::config::{DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL};
+
+/// How long a private server may take to accept connections.
+const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The servers the demo uses; private ones stop when this is dropped.
+pub struct Servers {
+    pub redis_url: String,
+    /// A PostgreSQL URL to a database the demo may create databases from.
+    pub admin_url: String,
+    /// Which servers these are, for the report.
+    pub origin: &'static str,
+    _private: Vec<PrivateServer>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Given URLs win; otherwise the local default ports if both answer; otherwise (or with
+/// `force_private`) private servers.
+pub async fn find(
+    redis_url: Option<String>,
+    database_url: Option<String>,
+    force_private: bool,
+) -> anyhow::Result<Servers> {
+    if let (Some(redis_url), Some(admin_url)) = (&redis_url, &database_url) {
+        return Ok(Servers::external(
+            redis_url,
+            admin_url,
+            "given by REDIS_URL and DATABASE_URL",
+        ));
+    }
+    let reachable = |port| {
+        TcpStream::connect_timeout(
+            &SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_millis(300),
+        )
+        .is_ok()
+    };
+    if !force_private
+        && redis_url.is_none()
+        && database_url.is_none()
+        && reachable(6379)
+        && reachable(5432)
+    {
+        return Ok(Servers::external(
+            DEFAULT_REDIS_URL,
+            DEFAULT_DATABASE_URL,
+            "local default ports",
+        ));
+    }
+    start_private(redis_url, database_url).await
+}
+
+impl Servers {
+    fn external(redis_url: &str, admin_url: &str, origin: &'static str) -> Self {
+        Self {
+            redis_url: redis_url.to_owned(),
+            admin_url: admin_url.to_owned(),
+            origin,
+            _private: Vec::new(),
+            _dir: None,
+        }
+    }
+}
+
+async fn start_private(
+    redis_url: Option<String>,
+    database_url: Option<String>,
+) -> anyhow::Result<Servers> {
+    let dir = tempfile::Builder::new()
+        .prefix("order-worker-demo-")
+        .tempdir()
+        .context("creating a temporary directory")?;
+    let mut private = Vec::new();
+    let redis_url = match redis_url {
+        Some(url) => url,
+        None => {
+            let port = free_port()?;
+            let binary = find_binary("redis-server", &[]).context(
+                "redis-server not found: install the Debian package redis-server (or set REDIS_URL)",
+            )?;
+            let mut command = Command::new(binary);
+            command
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .arg("--dir")
+                .arg(dir.path());
+            private.push(PrivateServer::spawn("redis-server", command)?);
+            wait_for_port(port)?;
+            format!("redis://127.0.0.1:{port}")
+        }
+    };
+    let admin_url = match database_url {
+        Some(url) => url,
+        None => {
+            let port = free_port()?;
+            private.push(start_postgres(dir.path(), port)?);
+            let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+            wait_for_postgres(&url).await?;
+            url
+        }
+    };
+    Ok(Servers {
+        redis_url,
+        admin_url,
+        origin: "private servers in a temporary directory",
+        _private: private,
+        _dir: Some(dir),
+    })
+}
+
+/// initdb + postgres in `dir`. PostgreSQL refuses to run as root, so as root both run as the
+/// `postgres` user the Debian package creates (through setpriv, which execs, so the child we
+/// hold is the postmaster itself and stopping it stops the server).
+fn start_postgres(dir: &Path, port: u16) -> anyhow::Result<PrivateServer> {
+    let missing =
+        "PostgreSQL not found: install the Debian package postgresql (or set DATABASE_URL)";
+    let initdb = find_binary("initdb", &["/usr/lib/postgresql"]).context(missing)?;
+    let postgres = find_binary("postgres", &["/usr/lib/postgresql"]).context(missing)?;
+    let data = dir.join("pgdata");
+    // /proc/self belongs to the process's effective user.
+    let as_root = std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0);
+    let command_as_owner = |binary: &Path| {
+        if as_root {
+            let mut command = Command::new("setpriv");
+            command
+                .args([
+                    "--reuid=postgres",
+                    "--regid=postgres",
+                    "--init-groups",
+                    "--",
+                ])
+                .arg(binary);
+            command
+        } else {
+            Command::new(binary)
+        }
+    };
+    if as_root {
+        // The temporary directory is root's; the postgres user needs to reach and own its part.
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        std::fs::create_dir(&data)?;
+        let owned = Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(&data)
+            .status()?;
+        if !owned.success() {
+            bail!("cannot hand {} to the postgres user", data.display());
+        }
+    }
+    let initialised = command_as_owner(&initdb)
+        .args(["-A", "trust", "-U", "postgres", "-D"])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .context("running initdb")?;
+    if !initialised.status.success() {
+        bail!(
+            "initdb failed: {}",
+            String::from_utf8_lossy(&initialised.stderr).trim()
+        );
+    }
+    let mut command = command_as_owner(&postgres);
+    command
+        .arg("-D")
+        .arg(&data)
+        .args([
+            "-p",
+            &port.to_string(),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-k",
+        ])
+        .arg(&data);
+    PrivateServer::spawn("postgres", command)
+}
+
+/// A server process we started; interrupted (PostgreSQL's fast shutdown, Redis's clean exit)
+/// and reaped on drop.
+struct PrivateServer {
+    name: &'static str,
+    child: Child,
+}
+
+impl PrivateServer {
+    fn spawn(name: &'static str, mut command: Command) -> anyhow::Result<Self> {
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        Ok(Self { name, child })
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let interrupted = Command::new("kill").args(["-INT", &pid]).status();
+        if !interrupted.is_ok_and(|status| status.success()) {
+            let _ = self.child.kill();
+        }
+        if let Err(error) = self.child.wait() {
+            eprintln!("could not stop the private {}: {error}", self.name);
+        }
+    }
+}
+
+/// `name` on PATH, else under one of `roots` (searched one level of versions deep, newest
+/// first, as in /usr/lib/postgresql/15/bin).
+fn find_binary(name: &str, roots: &[&str]) -> anyhow::Result<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(name))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let mut versioned: Vec<PathBuf> = roots
+        .iter()
+        .filter_map(|root| std::fs::read_dir(root).ok())
+        .flat_map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path().join("bin").join(name))
+        })
+        .collect();
+    versioned.sort();
+    versioned.reverse();
+    on_path
+        .into_iter()
+        .chain(versioned)
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| anyhow::anyhow!("{name} is not installed"))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn wait_for_port(port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + STARTUP_DEADLINE;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listens on port {port} after {STARTUP_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+async fn wait_for_postgres(url: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + STARTUP_DEADLINE;
+    loop {
+        match AsyncPgConnection::establish(url).await {
+            Ok(_) => return Ok(()),
+            Err(error) if Instant::now() > deadline => {
+                bail!("the private PostgreSQL did not accept connections within {STARTUP_DEADLINE:?}: {error}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
