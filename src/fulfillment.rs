@@ -281,7 +281,3 @@ pub fn order_moves(current: OrderStatus, target: OrderStatus) -> bool {
 #[cfg(test)]
 #[path = "fulfillment_tests.rs"]
 mod tests;
-
-#[cfg(test)]
-#[path = "fulfillment_scenario_tests.rs"]
-mod scenario_tests;

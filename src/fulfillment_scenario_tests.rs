@@ -1,260 +1,185 @@
-//! Scenarios: sequences of events folded through the status rules the way the worker applies
-//! them (one fulfillment map per order, history on every order change).
+//! Scenarios: one order's events folded through the status rules the way the worker applies
+//! them (each fulfillment's recorded status, a history row on every order change).
 
 use super::*;
 use std::collections::BTreeMap;
-use FulfillmentStatus as F;
-use FulfillmentStep::{Advance, Stale, Unchanged};
-use OrderStatus as O;
 
-#[derive(Debug)]
 struct Outcome {
     order: O,
-    fulfillments: BTreeMap<&'static str, F>,
     /// One code per event: A = Advance, U = Unchanged, S = Stale.
     steps: String,
-    history: Vec<(O, O, String)>,
+    /// `from→to Reason`, one per order change.
+    history: Vec<String>,
+    /// Each fulfillment's recorded status, `id:status`.
+    fulfillments: String,
 }
 
-/// Applies `(fulfillment_id, new_status)` events of one order, starting at `order`.
-fn fold(mut order: O, events: &[(&'static str, F)]) -> Outcome {
-    let mut fulfillments = BTreeMap::new();
-    let mut steps = Vec::new();
-    let mut history = Vec::new();
-    for &(id, incoming) in events {
-        let step = fulfillment_step(fulfillments.get(id).copied(), incoming);
-        steps.push(match step {
-            Advance => "A",
-            Unchanged => "U",
-            Stale => "S",
-        });
+/// Applies events `id:new_status` (bare `new_status`: fulfillment `f1`) starting at `order`.
+fn fold(mut order: O, events: &str) -> Outcome {
+    let mut recorded: BTreeMap<&str, F> = BTreeMap::new();
+    let (mut steps, mut history) = (Vec::new(), Vec::new());
+    for event in events.split_whitespace() {
+        let (id, name) = event.split_once(':').unwrap_or(("f1", event));
+        let incoming: F = name.parse().unwrap();
+        let step = fulfillment_step(recorded.get(id).copied(), incoming);
+        steps.push(step_code(step));
         if step != Advance {
             continue;
         }
-        fulfillments.insert(id, incoming);
-        let all: Vec<F> = fulfillments.values().copied().collect();
+        recorded.insert(id, incoming);
+        let all: Vec<F> = recorded.values().copied().collect();
         if let Some(target) = derived_order_status(&all) {
             if order_moves(order, target) {
-                history.push((order, target, incoming.reason()));
+                history.push(format!("{order}→{target} {}", incoming.reason()));
                 order = target;
             }
         }
     }
+    let fulfillments: Vec<String> = recorded.iter().map(|(id, s)| format!("{id}:{s}")).collect();
+    let (steps, fulfillments) = (steps.join(" "), fulfillments.join(" "));
     Outcome {
         order,
-        fulfillments,
-        steps: steps.join(" "),
+        steps,
         history,
+        fulfillments,
     }
 }
 
-fn one(statuses: &[F]) -> Vec<(&'static str, F)> {
-    statuses.iter().map(|status| ("f1", *status)).collect()
+struct Scenario {
+    name: &'static str,
+    start: O,
+    events: &'static str,
+    steps: &'static str,
+    history: &'static [&'static str],
+    order: O,
+    fulfillments: &'static str,
 }
 
-fn history(rows: &[(O, O, &str)]) -> Vec<(O, O, String)> {
-    rows.iter()
-        .map(|(from, to, reason)| (*from, *to, reason.to_string()))
-        .collect()
-}
-
-const LIFECYCLE: [F; 9] = [
-    F::Pending,
-    F::Planning,
-    F::Picking,
-    F::Picked,
-    F::Packing,
-    F::Packed,
-    F::Ready,
-    F::Shipped,
-    F::Completed,
+const LIFECYCLE: &str = "pending planning picking picked packing packed ready shipped completed";
+const LIFECYCLE_HISTORY: &[&str] = &[
+    "confirmed→processing FulfillmentPlanning",
+    "processing→shipped FulfillmentShipped",
+    "shipped→delivered FulfillmentCompleted",
 ];
 
-const LIFECYCLE_HISTORY: [(O, O, &str); 3] = [
-    (O::Confirmed, O::Processing, "FulfillmentPlanning"),
-    (O::Processing, O::Shipped, "FulfillmentShipped"),
-    (O::Shipped, O::Delivered, "FulfillmentCompleted"),
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "full lifecycle in order",
+        start: O::Confirmed,
+        events: LIFECYCLE,
+        steps: "A A A A A A A A A",
+        history: LIFECYCLE_HISTORY,
+        order: O::Delivered,
+        fulfillments: "f1:completed",
+    },
+    Scenario {
+        name: "every event delivered twice: no extra history",
+        start: O::Confirmed,
+        events: "pending pending planning planning picking picking picked picked packing packing \
+                 packed packed ready ready shipped shipped completed completed",
+        steps: "A U A U A U A U A U A U A U A U A U",
+        history: LIFECYCLE_HISTORY,
+        order: O::Delivered,
+        fulfillments: "f1:completed",
+    },
+    Scenario {
+        name: "shipped overtakes packing: packing/packed stale, no backwards move",
+        start: O::Confirmed,
+        events: "planning picking shipped packing packed completed",
+        steps: "A A A S S A",
+        history: LIFECYCLE_HISTORY,
+        order: O::Delivered,
+        fulfillments: "f1:completed",
+    },
+    Scenario {
+        name: "cancelled after shipped is stale",
+        start: O::Confirmed,
+        events: "planning shipped cancelled",
+        steps: "A A S",
+        history: &[
+            "confirmed→processing FulfillmentPlanning",
+            "processing→shipped FulfillmentShipped",
+        ],
+        order: O::Shipped,
+        fulfillments: "f1:shipped",
+    },
+    Scenario {
+        name: "cancelled before shipped cancels a processing order; later events stale",
+        start: O::Confirmed,
+        events: "planning picking cancelled shipped completed",
+        steps: "A A A S S",
+        history: &[
+            "confirmed→processing FulfillmentPlanning",
+            "processing→cancelled FulfillmentCancelled",
+        ],
+        order: O::Cancelled,
+        fulfillments: "f1:cancelled",
+    },
+    Scenario {
+        name: "cancelled while the order is pending",
+        start: O::Pending,
+        events: "pending cancelled",
+        steps: "A A",
+        history: &["pending→cancelled FulfillmentCancelled"],
+        order: O::Cancelled,
+        fulfillments: "f1:cancelled",
+    },
+    Scenario {
+        name: "two fulfillments ship one after the other",
+        start: O::Confirmed,
+        events: "f1:planning f2:planning f1:packing f2:picking f1:shipped f2:shipped \
+                 f1:completed f2:completed",
+        steps: "A A A A A A A A",
+        history: &[
+            "confirmed→processing FulfillmentPlanning",
+            "processing→partially_shipped FulfillmentShipped",
+            "partially_shipped→shipped FulfillmentShipped",
+            "shipped→delivered FulfillmentCompleted",
+        ],
+        order: O::Delivered,
+        fulfillments: "f1:completed f2:completed",
+    },
+    Scenario {
+        name: "one of two cancelled after the other shipped: the order has shipped",
+        start: O::Confirmed,
+        events: "f1:planning f2:planning f1:shipped f2:cancelled f2:ready",
+        steps: "A A A A S",
+        history: &[
+            "confirmed→processing FulfillmentPlanning",
+            "processing→partially_shipped FulfillmentShipped",
+            "partially_shipped→shipped FulfillmentCancelled",
+        ],
+        order: O::Shipped,
+        fulfillments: "f1:shipped f2:cancelled",
+    },
+    Scenario {
+        name: "refunded order never moves (fulfillment still tracked)",
+        start: O::Refunded,
+        events: "pending planning picking picked packing packed ready shipped completed cancelled",
+        steps: "A A A A A A A A A S",
+        history: &[],
+        order: O::Refunded,
+        fulfillments: "f1:completed",
+    },
+    Scenario {
+        name: "pick_failed ⇄ picking and pack_failed ⇄ packing loops stay processing",
+        start: O::Confirmed,
+        events: "planning picking pick_failed picking pick_failed picking picked \
+                 packing pack_failed packing pack_failed",
+        steps: "A A A A A A A A A A A",
+        history: &["confirmed→processing FulfillmentPlanning"],
+        order: O::Processing,
+        fulfillments: "f1:pack_failed",
+    },
 ];
 
 #[test]
-fn scenario_full_lifecycle_in_order() {
-    let out = fold(O::Confirmed, &one(&LIFECYCLE));
-    assert_eq!(out.steps, "A A A A A A A A A");
-    assert_eq!(out.history, history(&LIFECYCLE_HISTORY));
-    assert_eq!(out.order, O::Delivered);
-    assert_eq!(out.fulfillments["f1"], F::Completed);
-}
-
-#[test]
-fn scenario_every_event_delivered_twice() {
-    let twice: Vec<F> = LIFECYCLE
-        .iter()
-        .flat_map(|status| [*status, *status])
-        .collect();
-    let out = fold(O::Confirmed, &one(&twice));
-    assert_eq!(out.steps, "A U A U A U A U A U A U A U A U A U");
-    assert_eq!(
-        out.history,
-        history(&LIFECYCLE_HISTORY),
-        "redelivery writes no history"
-    );
-    assert_eq!(out.order, O::Delivered);
-}
-
-#[test]
-fn scenario_shipped_overtakes_packing() {
-    let out = fold(
-        O::Confirmed,
-        &one(&[
-            F::Planning,
-            F::Picking,
-            F::Shipped,
-            F::Packing,
-            F::Packed,
-            F::Completed,
-        ]),
-    );
-    assert_eq!(
-        out.steps, "A A A S S A",
-        "packing/packed after shipped are stale"
-    );
-    assert_eq!(
-        out.history,
-        history(&LIFECYCLE_HISTORY),
-        "no backwards move to processing"
-    );
-    assert_eq!(out.order, O::Delivered);
-}
-
-#[test]
-fn scenario_cancelled_after_shipped_is_stale() {
-    let out = fold(O::Confirmed, &one(&[F::Planning, F::Shipped, F::Cancelled]));
-    assert_eq!(out.steps, "A A S");
-    assert_eq!(out.order, O::Shipped);
-    assert_eq!(out.fulfillments["f1"], F::Shipped);
-    assert_eq!(out.history, history(&LIFECYCLE_HISTORY[..2]));
-}
-
-#[test]
-fn scenario_cancelled_before_shipped_cancels_processing_order() {
-    let out = fold(
-        O::Confirmed,
-        &one(&[
-            F::Planning,
-            F::Picking,
-            F::Cancelled,
-            F::Shipped,
-            F::Completed,
-        ]),
-    );
-    assert_eq!(
-        out.steps, "A A A S S",
-        "cancelled is terminal for the fulfillment"
-    );
-    assert_eq!(out.order, O::Cancelled);
-    assert_eq!(
-        out.history,
-        history(&[
-            (O::Confirmed, O::Processing, "FulfillmentPlanning"),
-            (O::Processing, O::Cancelled, "FulfillmentCancelled"),
-        ])
-    );
-}
-
-#[test]
-fn scenario_cancelled_while_order_pending() {
-    let out = fold(O::Pending, &one(&[F::Pending, F::Cancelled]));
-    assert_eq!(out.steps, "A A");
-    assert_eq!(
-        out.history,
-        history(&[(O::Pending, O::Cancelled, "FulfillmentCancelled")])
-    );
-}
-
-#[test]
-fn scenario_two_fulfillments_ship_one_after_the_other() {
-    let events = [
-        ("f1", F::Planning),
-        ("f2", F::Planning),
-        ("f1", F::Packing),
-        ("f2", F::Picking),
-        ("f1", F::Shipped),
-        ("f2", F::Shipped),
-        ("f1", F::Completed),
-        ("f2", F::Completed),
-    ];
-    let out = fold(O::Confirmed, &events);
-    assert_eq!(out.steps, "A A A A A A A A");
-    assert_eq!(
-        out.history,
-        history(&[
-            (O::Confirmed, O::Processing, "FulfillmentPlanning"),
-            (O::Processing, O::PartiallyShipped, "FulfillmentShipped"),
-            (O::PartiallyShipped, O::Shipped, "FulfillmentShipped"),
-            (O::Shipped, O::Delivered, "FulfillmentCompleted"),
-        ])
-    );
-    assert_eq!(out.order, O::Delivered);
-}
-
-#[test]
-fn scenario_one_of_two_fulfillments_cancelled() {
-    let events = [
-        ("f1", F::Planning),
-        ("f2", F::Planning),
-        ("f1", F::Shipped),
-        ("f2", F::Cancelled),
-    ];
-    let out = fold(O::Confirmed, &events);
-    assert_eq!(
-        out.history,
-        history(&[
-            (O::Confirmed, O::Processing, "FulfillmentPlanning"),
-            (O::Processing, O::PartiallyShipped, "FulfillmentShipped"),
-            (O::PartiallyShipped, O::Shipped, "FulfillmentCancelled"),
-        ]),
-        "the last live fulfillment has shipped, so the order has"
-    );
-}
-
-#[test]
-fn scenario_refunded_order_never_moves() {
-    let mut statuses = LIFECYCLE.to_vec();
-    statuses.push(F::Cancelled);
-    let out = fold(O::Refunded, &one(&statuses));
-    assert_eq!(
-        out.steps, "A A A A A A A A A S",
-        "the fulfillment itself is still tracked"
-    );
-    assert_eq!(out.order, O::Refunded);
-    assert!(out.history.is_empty(), "{:?}", out.history);
-    let cancelled = fold(O::Refunded, &one(&[F::Planning, F::Cancelled]));
-    assert_eq!((cancelled.order, cancelled.history.len()), (O::Refunded, 0));
-}
-
-#[test]
-fn scenario_pick_and_pack_retry_loops_stay_processing() {
-    let statuses = [
-        F::Planning,
-        F::Picking,
-        F::PickFailed,
-        F::Picking,
-        F::PickFailed,
-        F::Picking,
-        F::Picked,
-        F::Packing,
-        F::PackFailed,
-        F::Packing,
-    ];
-    let out = fold(O::Confirmed, &one(&statuses));
-    assert_eq!(
-        out.steps, "A A A A A A A A A A",
-        "retry loops advance both ways"
-    );
-    assert_eq!(out.order, O::Processing);
-    assert_eq!(
-        out.history,
-        history(&LIFECYCLE_HISTORY[..1]),
-        "one history row only"
-    );
+fn scenarios() {
+    for s in SCENARIOS {
+        let out = fold(s.start, s.events);
+        assert_eq!(out.steps, s.steps, "{}: steps", s.name);
+        assert_eq!(out.history, s.history, "{}: history", s.name);
+        assert_eq!(out.order, s.order, "{}: order", s.name);
+        assert_eq!(out.fulfillments, s.fulfillments, "{}: fulfillments", s.name);
+    }
 }

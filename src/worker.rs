@@ -175,24 +175,22 @@ impl Worker {
         };
 
         let mut ack_ids: Vec<&str> = batch.deleted.iter().map(String::as_str).collect();
-        for (incoming, outcome) in incoming.iter().zip(&plan.outcomes) {
+        // `incoming` was built from `events` in order, so outcomes line up with both.
+        for ((entry, event), outcome) in events.iter().zip(&plan.outcomes) {
             match outcome {
                 Outcome::UnknownOrder => tracing::warn!(
-                    entry_id = %incoming.entry_id,
-                    order_id = %incoming.event.order_id,
+                    entry_id = %entry.id,
+                    order_id = %event.order_id,
                     "order does not exist: leaving the entry pending"
                 ),
                 Outcome::Rejected(reason) => {
-                    tracing::warn!(entry_id = %incoming.entry_id, error = %reason, "event can never apply: dead-lettering it");
-                    if let Some((entry, _)) = events.iter().find(|(e, _)| e.id == incoming.entry_id)
-                    {
-                        dead.push(DeadLetter {
-                            entry,
-                            error: reason.clone(),
-                        });
-                    }
+                    tracing::warn!(entry_id = %entry.id, error = %reason, "event can never apply: dead-lettering it");
+                    dead.push(DeadLetter {
+                        entry,
+                        error: reason.clone(),
+                    });
                 }
-                _ => ack_ids.push(incoming.entry_id),
+                _ => ack_ids.push(&entry.id),
             }
         }
 
