@@ -15,7 +15,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use crate::config::{redact_url, Connections, StreamConfig, WorkerConfig};
 use crate::dapr;
 use crate::shutdown;
-use crate::store::schema::{order_status_history, orders};
+use crate::store::history::order_history;
+use crate::store::schema::orders;
 use crate::worker::{Progress, Worker};
 use scenario::{Scenario, MIN_ORDERS};
 
@@ -213,16 +214,7 @@ async fn report(database_url: &str, scenario: &Scenario) -> anyhow::Result<usize
             .select(orders::status)
             .first(&mut conn)
             .await?;
-        let history: Vec<(String, String, String)> = order_status_history::table
-            .filter(order_status_history::order_id.eq(order_id))
-            .order(order_status_history::id)
-            .select((
-                order_status_history::from_status,
-                order_status_history::to_status,
-                order_status_history::reason,
-            ))
-            .load(&mut conn)
-            .await?;
+        let history = order_history(&mut conn, order_id).await?;
         let mut line = <[_]>::first(&history)
             .map(|(from, _, _)| from.clone())
             .unwrap_or_else(|| status.clone());

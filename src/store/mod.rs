@@ -1,6 +1,7 @@
-//! PostgreSQL: the connection pool, the embedded migrations and the batch apply.
+//! PostgreSQL: the connection pool, the embedded migrations, the batch apply and reading history.
 
 pub mod apply;
+pub mod history;
 pub mod migrate;
 pub mod plan;
 pub mod schema;

@@ -13,6 +13,7 @@ use order_worker::config::{Connections, StreamConfig, WorkerConfig};
 use order_worker::dapr::{self, Format};
 use order_worker::fulfillment::FulfillmentStatus;
 use order_worker::shutdown::{self, ShutdownTrigger};
+use order_worker::store::history::{order_history, HistoryRow};
 use order_worker::store::schema::{order_status_history, orders, processed_events};
 use order_worker::worker::{Progress, Worker};
 use redis::aio::MultiplexedConnection;
@@ -190,16 +191,8 @@ impl TestEnv {
     }
 
     /// The order's history as (from, to, reason), oldest first.
-    pub async fn history(&self, order_id: &str) -> Vec<(String, String, String)> {
-        order_status_history::table
-            .filter(order_status_history::order_id.eq(order_id))
-            .order(order_status_history::id)
-            .select((
-                order_status_history::from_status,
-                order_status_history::to_status,
-                order_status_history::reason,
-            ))
-            .load(&mut self.db().await)
+    pub async fn history(&self, order_id: &str) -> Vec<HistoryRow> {
+        order_history(&mut self.db().await, order_id)
             .await
             .expect("read history")
     }
