@@ -12,6 +12,14 @@ pub const DEFAULT_GROUP: &str = "order-service";
 /// Dapr's queueDepth default.
 pub const DEFAULT_BATCH_SIZE: u32 = 100;
 pub const DEFAULT_BLOCK_MS: u64 = 2000;
+/// How often each replica looks for stuck entries, and how idle they must be (Dapr: 15 s and
+/// 60 s; shorter here because only truly stuck entries are ever idle that long).
+pub const DEFAULT_CLAIM_INTERVAL_MS: u64 = 5_000;
+pub const DEFAULT_CLAIM_MIN_IDLE_MS: u64 = 30_000;
+/// Attempts before an entry that keeps failing is dead-lettered.
+pub const DEFAULT_MAX_DELIVERIES: u32 = 10;
+/// Below Kubernetes' default 30 s grace period.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Dapr's `XGROUP CREATE … 0`: a new group reads the retained stream from the start.
 pub const DEFAULT_GROUP_START_ID: &str = "0";
 
@@ -129,6 +137,33 @@ pub struct WorkerConfig {
     /// Entries larger than this (all fields, in bytes) are dead-lettered, not parsed.
     #[arg(long, env = "MAX_ENTRY_BYTES", default_value_t = crate::envelope::DEFAULT_MAX_ENTRY_BYTES)]
     pub max_entry_bytes: usize,
+    /// How often to claim entries stuck with other consumers (XAUTOCLAIM), in ms.
+    #[arg(long, env = "CLAIM_INTERVAL_MS", default_value_t = DEFAULT_CLAIM_INTERVAL_MS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub claim_interval_ms: u64,
+    /// How long an entry must have been idle in the pending list before it is claimed, in ms.
+    /// Entries this worker is still processing are kept fresh, so only abandoned ones qualify.
+    #[arg(long, env = "CLAIM_MIN_IDLE_MS", default_value_t = DEFAULT_CLAIM_MIN_IDLE_MS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub claim_min_idle_ms: u64,
+    /// An entry that failed this many deliveries (e.g. its order never appeared) is
+    /// dead-lettered with its last error.
+    #[arg(long, env = "MAX_DELIVERIES", default_value_t = DEFAULT_MAX_DELIVERIES, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_deliveries: u32,
+    /// After SIGTERM, how long to finish the batch in flight before exiting anyway (`20s`,
+    /// `1m`, or plain seconds). Keep it below the pod's terminationGracePeriodSeconds.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// Batches applied at once, in separate transactions. Events of one order always go to the
+    /// same one, in stream order, so no order is ever updated by two at a time.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+}
+
+/// A duration as operators write it: `20s`, `500ms`, `1m`, or plain seconds.
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    if let Ok(seconds) = raw.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(raw).map_err(|error| format!("{error} (write e.g. 20s, 500ms or 1m)"))
 }
 
 impl WorkerConfig {
@@ -140,11 +175,24 @@ impl WorkerConfig {
             batch_size: DEFAULT_BATCH_SIZE,
             block_ms: DEFAULT_BLOCK_MS,
             max_entry_bytes: crate::envelope::DEFAULT_MAX_ENTRY_BYTES,
+            claim_interval_ms: DEFAULT_CLAIM_INTERVAL_MS,
+            claim_min_idle_ms: DEFAULT_CLAIM_MIN_IDLE_MS,
+            max_deliveries: DEFAULT_MAX_DELIVERIES,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            concurrency: 1,
         }
     }
 
     pub fn block(&self) -> Duration {
         Duration::from_millis(self.block_ms)
+    }
+
+    pub fn claim_interval(&self) -> Duration {
+        Duration::from_millis(self.claim_interval_ms)
+    }
+
+    pub fn claim_min_idle(&self) -> Duration {
+        Duration::from_millis(self.claim_min_idle_ms)
     }
 }
 

@@ -2,11 +2,13 @@
 //! failure): exponential backoff with jitter, capped, for as long as it takes, unless shutdown
 //! asks to stop. The caller then leaves its entries pending; nothing is acked on a failure.
 //!
-//! A value the retry loop consults rather than a combinator taking a closure, so the futures it
-//! retries may borrow the worker mutably and still be `Send`.
+//! Outages are logged once when they start and once when they end, per server, however many
+//! attempts they take: a log line per retry would bury everything else during an outage.
 
 use std::fmt::Display;
-use std::time::Duration;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
@@ -15,16 +17,77 @@ use crate::shutdown::Shutdown;
 /// The longest wait between two attempts.
 const MAX_DELAY: Duration = Duration::from_secs(5);
 
-/// The retry state of one operation.
+/// A server the worker depends on, and whether it is currently failing.
+#[derive(Debug)]
+pub struct Dependency {
+    name: &'static str,
+    outage: Mutex<Option<Outage>>,
+}
+
+#[derive(Debug)]
+struct Outage {
+    since: Instant,
+    failures: u64,
+}
+
+impl Dependency {
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            outage: Mutex::new(None),
+        }
+    }
+
+    fn failed(&self, what: &str, error: &dyn Display) {
+        let mut outage = self
+            .outage
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match outage.as_mut() {
+            Some(outage) => {
+                outage.failures += 1;
+                tracing::debug!("{what} failed again: {error:#}");
+            }
+            None => {
+                tracing::warn!(
+                    "{} unavailable ({what} failed: {error:#}); retrying with backoff, nothing is acked meanwhile",
+                    self.name
+                );
+                *outage = Some(Outage {
+                    since: Instant::now(),
+                    failures: 1,
+                });
+            }
+        }
+    }
+
+    fn succeeded(&self) {
+        let mut outage = self
+            .outage
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(ended) = outage.take() {
+            tracing::warn!(
+                "{} is back after {:.1?} ({} failed attempts)",
+                self.name,
+                ended.since.elapsed(),
+                ended.failures
+            );
+        }
+    }
+}
+
+/// The retry state of one operation against one dependency.
 pub struct Retry<'a> {
     what: &'static str,
+    dependency: &'a Dependency,
     shutdown: &'a Shutdown,
     delays: ExponentialBackoff,
 }
 
 impl<'a> Retry<'a> {
     /// `what` names the operation in logs ("applying the batch").
-    pub fn new(what: &'static str, shutdown: &'a Shutdown) -> Self {
+    pub fn new(what: &'static str, dependency: &'a Dependency, shutdown: &'a Shutdown) -> Self {
         let delays = ExponentialBuilder::default()
             .with_jitter()
             .with_min_delay(Duration::from_millis(50))
@@ -33,6 +96,7 @@ impl<'a> Retry<'a> {
             .build();
         Self {
             what,
+            dependency,
             shutdown,
             delays,
         }
@@ -41,20 +105,45 @@ impl<'a> Retry<'a> {
     /// Records a failed attempt and waits before the next one. Returns `false` when the caller
     /// must give up instead: shutdown was triggered.
     pub async fn failed(&mut self, error: &impl Display) -> bool {
-        let what = self.what;
+        self.dependency.failed(self.what, error);
         if self.shutdown.is_triggered() {
             tracing::warn!(
-                "{what} failed while shutting down: {error:#}; its entries stay pending"
+                "shutting down while {} fails: its entries stay pending",
+                self.what
             );
             return false;
         }
         let wait = self.delays.next().unwrap_or(MAX_DELAY);
-        tracing::warn!("{what} failed: {error:#}; retrying in {wait:?}");
         let mut stop = self.shutdown.clone();
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = stop.triggered() => {}
         }
         true
+    }
+
+    /// Records a success: ends the dependency's outage, if there was one.
+    pub fn succeeded(&self) {
+        self.dependency.succeeded();
+    }
+}
+
+/// Runs `op` until it succeeds (`Some`) or shutdown stops the retries (`None`).
+pub async fn until_ok<T, E: Display, Fut: Future<Output = Result<T, E>>>(
+    what: &'static str,
+    dependency: &Dependency,
+    shutdown: &Shutdown,
+    mut op: impl FnMut() -> Fut,
+) -> Option<T> {
+    let mut retry = Retry::new(what, dependency, shutdown);
+    loop {
+        match op().await {
+            Ok(value) => {
+                retry.succeeded();
+                return Some(value);
+            }
+            Err(error) if retry.failed(&error).await => {}
+            Err(_) => return None,
+        }
     }
 }

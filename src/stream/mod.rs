@@ -1,12 +1,15 @@
 //! Redis Streams: the consumer group, reading entries, and settling them (ack or dead-letter).
 
 pub mod group;
+pub mod pending;
 pub mod read;
+mod reply;
 pub mod settle;
 
 use bb8_redis::RedisConnectionManager;
 
 pub use group::ensure_group;
+pub use pending::{autoclaim, delivery_counts, keep_alive};
 pub use read::Reader;
 pub use settle::{settle, DeadLetter};
 
@@ -40,4 +43,30 @@ pub fn pool(redis_url: &str) -> anyhow::Result<RedisPool> {
 /// its data: the group is then created again rather than the worker giving up.
 pub fn is_no_group(error: &redis::RedisError) -> bool {
     error.code() == Some("NOGROUP")
+}
+
+/// What one read returned.
+#[derive(Debug, Default)]
+pub struct ReadBatch {
+    pub entries: Vec<StreamEntry>,
+    /// Ids still pending for us whose entry was deleted from the stream (XDEL, trimming):
+    /// nothing to process, so they are acked.
+    pub deleted: Vec<String>,
+    /// Read from a pending list (our own after a restart, or claimed), so entries may have
+    /// been delivered before: their delivery counts must be looked up.
+    pub redelivered: bool,
+}
+
+impl ReadBatch {
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.deleted.is_empty()
+    }
+
+    /// Every id read, for the ack.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.entries
+            .iter()
+            .map(|entry| entry.id.as_str())
+            .chain(self.deleted.iter().map(String::as_str))
+    }
 }

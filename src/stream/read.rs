@@ -9,31 +9,9 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Value;
 
-use super::{ensure_group, is_no_group, StreamEntry};
+use super::reply::parse_read_reply;
+use super::{ensure_group, is_no_group, ReadBatch};
 use crate::config::StreamConfig;
-
-/// What one read returned.
-#[derive(Debug, Default)]
-pub struct ReadBatch {
-    pub entries: Vec<StreamEntry>,
-    /// Ids still pending for us whose entry was deleted from the stream (XDEL, trimming):
-    /// nothing to process, so they are acked.
-    pub deleted: Vec<String>,
-}
-
-impl ReadBatch {
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.deleted.is_empty()
-    }
-
-    /// Every id read, for the ack.
-    pub fn ids(&self) -> impl Iterator<Item = &str> {
-        self.entries
-            .iter()
-            .map(|entry| entry.id.as_str())
-            .chain(self.deleted.iter().map(String::as_str))
-    }
-}
 
 /// The consumer's reading connection and its position.
 pub struct Reader {
@@ -71,10 +49,15 @@ impl Reader {
         })
     }
 
-    /// Reads up to `count` entries: our own pending ones first, then new ones, waiting up to the
-    /// BLOCK time for those. Recreates the group if Redis lost it.
-    pub async fn next_batch(&mut self, count: usize) -> redis::RedisResult<ReadBatch> {
-        match self.read(count).await {
+    /// Reads up to `count` entries: our own pending ones first, then new ones, waiting up to
+    /// `block` (at most the configured BLOCK time) for those. Recreates the group if Redis lost
+    /// it.
+    pub async fn next_batch(
+        &mut self,
+        count: usize,
+        block: Duration,
+    ) -> redis::RedisResult<ReadBatch> {
+        match self.read(count, block).await {
             Err(error) if is_no_group(&error) => {
                 tracing::warn!(
                     stream = %self.config.stream,
@@ -89,9 +72,10 @@ impl Reader {
         }
     }
 
-    async fn read(&mut self, count: usize) -> redis::RedisResult<ReadBatch> {
+    async fn read(&mut self, count: usize, block: Duration) -> redis::RedisResult<ReadBatch> {
         if let Some(after) = self.backlog_after.clone() {
-            let batch = self.xreadgroup(count, &after, None).await?;
+            let mut batch = self.xreadgroup(count, &after, None).await?;
+            batch.redelivered = true;
             match batch.ids().last() {
                 Some(last) => {
                     self.backlog_after = Some(last.to_owned());
@@ -100,7 +84,9 @@ impl Reader {
                 None => self.backlog_after = None,
             }
         }
-        self.xreadgroup(count, ">", Some(self.block)).await
+        // BLOCK 0 would wait forever: never ask for less than a millisecond.
+        let block = block.clamp(Duration::from_millis(1), self.block);
+        self.xreadgroup(count, ">", Some(block)).await
     }
 
     async fn xreadgroup(
@@ -120,54 +106,6 @@ impl Reader {
         }
         cmd.arg("STREAMS").arg(&self.config.stream).arg(id);
         let reply: Value = cmd.query_async(&mut self.conn).await?;
-        parse_reply(reply)
+        parse_read_reply(reply)
     }
-}
-
-/// Parses an XREADGROUP reply for one stream (RESP2 array or RESP3 map; nil on timeout).
-fn parse_reply(reply: Value) -> redis::RedisResult<ReadBatch> {
-    let mut batch = ReadBatch::default();
-    let streams: Vec<Value> = match reply {
-        Value::Nil => return Ok(batch),
-        Value::Array(streams) => streams
-            .into_iter()
-            .filter_map(|stream| match stream {
-                Value::Array(mut pair) if pair.len() == 2 => pair.pop(),
-                _ => None,
-            })
-            .collect(),
-        Value::Map(streams) => streams.into_iter().map(|(_, entries)| entries).collect(),
-        other => return Err(unexpected("XREADGROUP reply", &other)),
-    };
-    for entries in streams {
-        let Value::Array(entries) = entries else {
-            return Err(unexpected("stream entries", &entries));
-        };
-        for entry in entries {
-            let Value::Array(mut parts) = entry else {
-                return Err(unexpected("stream entry", &entry));
-            };
-            if parts.len() != 2 {
-                return Err(unexpected("stream entry", &Value::Array(parts)));
-            }
-            let fields = parts.pop().unwrap_or(Value::Nil);
-            let id: String = redis::from_redis_value(parts.pop().unwrap_or(Value::Nil))?;
-            match fields {
-                Value::Nil => batch.deleted.push(id),
-                fields => {
-                    let fields: Vec<(String, Vec<u8>)> = redis::from_redis_value(fields)?;
-                    batch.entries.push(StreamEntry { id, fields });
-                }
-            }
-        }
-    }
-    Ok(batch)
-}
-
-fn unexpected(what: &str, value: &Value) -> redis::RedisError {
-    redis::RedisError::from((
-        redis::ErrorKind::UnexpectedReturnType,
-        "unexpected reply shape",
-        format!("{what}: {value:?}"),
-    ))
 }

@@ -12,6 +12,8 @@ use crate::config::StreamConfig;
 pub struct DeadLetter<'a> {
     pub entry: &'a StreamEntry,
     pub error: String,
+    /// How many times the entry was delivered, this time included.
+    pub delivery_count: u64,
 }
 
 /// Identifies where a dead-lettered entry came from and who gave up on it.
@@ -22,7 +24,7 @@ pub struct Origin<'a> {
 }
 
 /// XADDs each dead letter (original fields plus `error`, `source_stream`, `source_id`,
-/// `group`, `consumer`) and XACKs `ack_ids` plus the dead letters' ids, atomically.
+/// `group`, `consumer`, `delivery_count`) and XACKs `ack_ids` plus the dead letters' ids, atomically.
 pub async fn settle<C: ConnectionLike + Send>(
     conn: &mut C,
     origin: Origin<'_>,
@@ -51,6 +53,8 @@ pub async fn settle<C: ConnectionLike + Send>(
             .arg(&config.group)
             .arg("consumer")
             .arg(origin.consumer)
+            .arg("delivery_count")
+            .arg(letter.delivery_count)
             .ignore();
     }
     let ids: Vec<&str> = ack_ids

@@ -1,0 +1,102 @@
+//! The pending entries list: claiming entries other consumers abandoned, keeping our own fresh
+//! while we work on them, and reading how often each was delivered.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+use redis::Value;
+
+use super::reply::{parse_entries, unexpected};
+use super::ReadBatch;
+use crate::config::StreamConfig;
+
+/// One `XAUTOCLAIM` page: entries idle for at least `min_idle`, whoever holds them (a dead
+/// replica, Dapr's `order-service` consumer, or ourselves for an entry that failed), become
+/// ours. Returns the next cursor (`0-0` once the whole pending list was walked) and the
+/// entries; ids Redis reports deleted from the stream are in `deleted`.
+pub async fn autoclaim<C: ConnectionLike + Send>(
+    conn: &mut C,
+    config: &StreamConfig,
+    consumer: &str,
+    min_idle: Duration,
+    cursor: &str,
+    count: usize,
+) -> redis::RedisResult<(String, ReadBatch)> {
+    let reply: Value = redis::cmd("XAUTOCLAIM")
+        .arg(&config.stream)
+        .arg(&config.group)
+        .arg(consumer)
+        .arg(min_idle.as_millis() as u64)
+        .arg(cursor)
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await?;
+    let Value::Array(mut parts) = reply else {
+        return Err(unexpected("XAUTOCLAIM reply", &reply));
+    };
+    if !(2..=3).contains(&parts.len()) {
+        return Err(unexpected("XAUTOCLAIM reply", &Value::Array(parts)));
+    }
+    let mut batch = ReadBatch::default();
+    // Redis ≥ 7 lists the ids it found deleted (and dropped from the pending list) third.
+    if parts.len() == 3 {
+        let deleted: Vec<String> = redis::from_redis_value(parts.pop().unwrap_or(Value::Nil))?;
+        batch.deleted.extend(deleted);
+    }
+    parse_entries(parts.pop().unwrap_or(Value::Nil), &mut batch)?;
+    let next: String = redis::from_redis_value(parts.pop().unwrap_or(Value::Nil))?;
+    Ok((next, batch))
+}
+
+/// Resets the idle time of entries we are still working on (`XCLAIM … 0 … JUSTID` to
+/// ourselves, which does not count as a delivery), so no other replica claims them meanwhile
+/// (Dapr issue #4599: buffered entries aged in the pending list and were processed twice).
+pub async fn keep_alive<C: ConnectionLike + Send>(
+    conn: &mut C,
+    config: &StreamConfig,
+    consumer: &str,
+    ids: &[&str],
+) -> redis::RedisResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    redis::cmd("XCLAIM")
+        .arg(&config.stream)
+        .arg(&config.group)
+        .arg(consumer)
+        .arg(0)
+        .arg(ids)
+        .arg("JUSTID")
+        .query_async::<Value>(conn)
+        .await?;
+    Ok(())
+}
+
+/// How many times each of `ids` was delivered, from `XPENDING` (one command per id, in one
+/// round trip). Ids no longer pending are absent.
+pub async fn delivery_counts<C: ConnectionLike + Send>(
+    conn: &mut C,
+    config: &StreamConfig,
+    ids: &[&str],
+) -> redis::RedisResult<HashMap<String, u64>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut pipe = redis::pipe();
+    for id in ids {
+        pipe.cmd("XPENDING")
+            .arg(&config.stream)
+            .arg(&config.group)
+            .arg(id)
+            .arg(id)
+            .arg(1);
+    }
+    let replies: Vec<redis::streams::StreamPendingCountReply> = pipe.query_async(conn).await?;
+    Ok(replies
+        .into_iter()
+        .flat_map(|reply| reply.ids)
+        .map(|pending| (pending.id, pending.times_delivered as u64))
+        .collect())
+}

@@ -1,0 +1,255 @@
+//! One batch through the pipeline: delivery counts → decode → apply (kept alive while it runs)
+//! → dead-letter and ack.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use futures_util::future::join_all;
+
+use super::Worker;
+use crate::envelope::{decode, FulfillmentEvent};
+use crate::retry::until_ok;
+use crate::shutdown::Shutdown;
+use crate::store::{apply_batch, Incoming, Outcome, Plan, StoreError, Transition};
+use crate::stream::settle::Origin;
+use crate::stream::{delivery_counts, keep_alive, settle, DeadLetter, ReadBatch, StreamEntry};
+
+/// What applying a batch's events did: one outcome per event, in order, and the transitions.
+struct Applied {
+    outcomes: Vec<Outcome>,
+    transitions: Vec<Transition>,
+}
+
+impl Worker {
+    /// Runs one batch to the end. Returns without settling only when shutdown interrupts a
+    /// retry; the entries then stay pending and are read again or claimed later.
+    pub(super) async fn process(&self, batch: ReadBatch, shutdown: &Shutdown) {
+        let ids: Vec<&str> = batch.ids().collect();
+        let counts = if batch.redelivered {
+            let counted = until_ok(
+                "reading delivery counts",
+                &self.redis_health,
+                shutdown,
+                || async {
+                    let mut conn = self.redis.get().await?;
+                    anyhow::Ok(delivery_counts(&mut *conn, &self.config.stream, &ids).await?)
+                },
+            );
+            let Some(counts) = counted.await else { return };
+            counts
+        } else {
+            HashMap::new()
+        };
+        let deliveries = |id: &str| counts.get(id).copied().unwrap_or(1);
+        let max = u64::from(self.config.max_deliveries);
+
+        let mut events: Vec<(&StreamEntry, FulfillmentEvent)> = Vec::new();
+        let mut dead: Vec<DeadLetter<'_>> = Vec::new();
+        for entry in &batch.entries {
+            let delivery_count = deliveries(&entry.id);
+            let decoded = if delivery_count > max {
+                Err(format!(
+                    "delivered {delivery_count} times without being settled (MAX_DELIVERIES is {max}): \
+                     the workers that read it stopped before they could"
+                ))
+            } else {
+                decode(&entry.fields, self.config.max_entry_bytes)
+                    .map_err(|error| error.to_string())
+            };
+            match decoded {
+                Ok(event) => {
+                    log_event(entry, &event);
+                    events.push((entry, event));
+                }
+                Err(error) => {
+                    tracing::warn!(entry_id = %entry.id, error = %error, "dead-lettering an entry that can never apply");
+                    dead.push(DeadLetter {
+                        entry,
+                        error,
+                        delivery_count,
+                    });
+                }
+            }
+        }
+        for id in &batch.deleted {
+            tracing::warn!(entry_id = %id, "pending entry was deleted from the stream: acking it");
+        }
+
+        let Some(applied) = self.apply_kept_alive(&ids, &events, shutdown).await else {
+            return;
+        };
+
+        let mut ack_ids: Vec<&str> = batch.deleted.iter().map(String::as_str).collect();
+        for ((entry, event), outcome) in events.iter().zip(&applied.outcomes) {
+            let delivery_count = deliveries(&entry.id);
+            match outcome {
+                Outcome::UnknownOrder if delivery_count >= max => {
+                    let error = format!("order {:?} does not exist", event.order_id);
+                    tracing::warn!(entry_id = %entry.id, delivery_count, "{error}: giving up, dead-lettering it");
+                    dead.push(DeadLetter {
+                        entry,
+                        error,
+                        delivery_count,
+                    });
+                }
+                Outcome::UnknownOrder => tracing::warn!(
+                    entry_id = %entry.id,
+                    order_id = %event.order_id,
+                    delivery_count,
+                    "order does not exist: leaving the entry pending, to be retried once it is idle"
+                ),
+                Outcome::Rejected(reason) => {
+                    tracing::warn!(entry_id = %entry.id, error = %reason, "event can never apply: dead-lettering it");
+                    dead.push(DeadLetter {
+                        entry,
+                        error: reason.clone(),
+                        delivery_count,
+                    });
+                }
+                _ => ack_ids.push(&entry.id),
+            }
+        }
+
+        let origin = Origin {
+            config: &self.config.stream,
+            consumer: &self.consumer,
+        };
+        let settled = until_ok("acking the batch", &self.redis_health, shutdown, || async {
+            let mut conn = self.redis.get().await?;
+            anyhow::Ok(settle(&mut *conn, origin, &ack_ids, &dead).await?)
+        });
+        // Committed but not acked when shutdown interrupts: read again later, then duplicates.
+        if settled.await.is_none() {
+            return;
+        }
+        self.record(&batch, &applied, dead.len() as u64);
+    }
+
+    /// Applies the events while keeping the batch's entries fresh in the pending list, so a
+    /// slow database never lets another replica claim what we are still working on.
+    async fn apply_kept_alive(
+        &self,
+        ids: &[&str],
+        events: &[(&StreamEntry, FulfillmentEvent)],
+        shutdown: &Shutdown,
+    ) -> Option<Applied> {
+        let work = self.apply_in_lanes(events, shutdown);
+        tokio::pin!(work);
+        let period = self.config.claim_min_idle() / 3;
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tokio::select! {
+                applied = &mut work => return applied,
+                _ = ticker.tick() => {
+                    let refreshed = async {
+                        let mut conn = self.redis.get().await?;
+                        anyhow::Ok(keep_alive(&mut *conn, &self.config.stream, &self.consumer, ids).await?)
+                    };
+                    if let Err(error) = refreshed.await {
+                        tracing::warn!("could not keep the batch's entries fresh: {error:#}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Splits the events into `CONCURRENCY` lanes by order id, applies the lanes at once, each
+    /// in its own transaction, and puts the outcomes back in event order. All events of one
+    /// order share a lane, in stream order, so no order is ever written by two transactions at
+    /// once and the lanes never wait on each other's locks.
+    async fn apply_in_lanes(
+        &self,
+        events: &[(&StreamEntry, FulfillmentEvent)],
+        shutdown: &Shutdown,
+    ) -> Option<Applied> {
+        let lane_count = usize::from(self.config.concurrency).max(1);
+        let mut lanes: Vec<Vec<usize>> = vec![Vec::new(); lane_count];
+        for (index, (_, event)) in events.iter().enumerate() {
+            let mut hasher = DefaultHasher::new();
+            event.order_id.hash(&mut hasher);
+            lanes[(hasher.finish() % lane_count as u64) as usize].push(index);
+        }
+        lanes.retain(|lane| !lane.is_empty());
+        let plans = join_all(lanes.iter().map(|lane| {
+            let incoming: Vec<Incoming<'_>> = lane
+                .iter()
+                .map(|&i| Incoming {
+                    entry_id: &events[i].0.id,
+                    event: &events[i].1,
+                })
+                .collect();
+            async move { self.apply(&incoming, shutdown).await }
+        }))
+        .await;
+
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
+        let mut transitions = Vec::new();
+        for (lane, plan) in lanes.iter().zip(plans) {
+            // A lane stopped by shutdown: nothing is acked; what others committed comes back
+            // as duplicates.
+            let plan = plan?;
+            for (&index, outcome) in lane.iter().zip(plan.outcomes) {
+                outcomes[index] = Some(outcome);
+            }
+            transitions.extend(plan.transitions);
+        }
+        Some(Applied {
+            // Every index is in exactly one lane; an unfilled one would stay pending.
+            outcomes: outcomes
+                .into_iter()
+                .map(|o| o.unwrap_or(Outcome::UnknownOrder))
+                .collect(),
+            transitions,
+        })
+    }
+
+    async fn apply(&self, incoming: &[Incoming<'_>], shutdown: &Shutdown) -> Option<Plan> {
+        until_ok("applying a batch", &self.db_health, shutdown, || async {
+            let mut conn = self.db.get().await.map_err(StoreError::from)?;
+            apply_batch(&mut conn, incoming).await
+        })
+        .await
+    }
+
+    fn record(&self, batch: &ReadBatch, applied: &Applied, dead_lettered: u64) {
+        for t in &applied.transitions {
+            tracing::info!(
+                event_id = %t.event_id,
+                "Updated order status: order_id={}, old_status={}, new_status={}",
+                t.order_id,
+                t.from,
+                t.to
+            );
+        }
+        self.progress.send_modify(|progress| {
+            progress.consumed += (batch.entries.len() + batch.deleted.len()) as u64;
+            progress.deleted += batch.deleted.len() as u64;
+            progress.dead_lettered += dead_lettered;
+            progress.transitions += applied.transitions.len() as u64;
+            for outcome in &applied.outcomes {
+                if !matches!(outcome, Outcome::Rejected(_)) {
+                    progress.count(outcome);
+                }
+            }
+        });
+    }
+}
+
+/// The per-event log line, in a span carrying the CloudEvent's trace context so logs join the
+/// publisher's trace.
+fn log_event(entry: &StreamEntry, event: &FulfillmentEvent) {
+    let span = tracing::info_span!(
+        "event",
+        entry_id = %entry.id,
+        event_id = %event.event_id,
+        traceparent = event.traceparent.as_deref().unwrap_or(""),
+        traceid = event.traceid.as_deref().unwrap_or(""),
+    );
+    let _entered = span.enter();
+    tracing::info!(
+        "Processing fulfillment status changed event: fulfillment_id={}, order_id={}, new_status={}",
+        event.fulfillment_id,
+        event.order_id,
+        event.new_status
+    );
+}

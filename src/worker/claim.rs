@@ -1,0 +1,65 @@
+//! Claiming: taking over entries idle in the group's pending list for at least
+//! `CLAIM_MIN_IDLE_MS` — held by a replica that died, by Dapr's `order-service` consumer after a
+//! cut-over, or by ourselves for an event whose order did not exist yet — and running them
+//! through the same path as new entries.
+
+use tracing::Instrument;
+
+use super::Worker;
+use crate::retry::until_ok;
+use crate::shutdown::Shutdown;
+use crate::stream::autoclaim;
+
+/// Where XAUTOCLAIM starts, and what it answers once it walked the whole pending list.
+const START: &str = "0-0";
+
+impl Worker {
+    /// Walks the whole pending list once with XAUTOCLAIM, processing each page as it comes.
+    pub(super) async fn claim_stuck(&self, shutdown: &Shutdown) {
+        let count = self.config.batch_size as usize;
+        let min_idle = self.config.claim_min_idle();
+        let mut cursor = START.to_owned();
+        loop {
+            let page = until_ok(
+                "claiming stuck entries",
+                &self.redis_health,
+                shutdown,
+                || async {
+                    let mut conn = self.redis.get().await?;
+                    let claimed = autoclaim(
+                        &mut *conn,
+                        &self.config.stream,
+                        &self.consumer,
+                        min_idle,
+                        &cursor,
+                        count,
+                    );
+                    anyhow::Ok(claimed.await?)
+                },
+            );
+            let Some((next, batch)) = page.await else {
+                return;
+            };
+            if !batch.is_empty() {
+                tracing::info!(
+                    claimed = batch.entries.len(),
+                    deleted = batch.deleted.len(),
+                    "claimed entries idle for at least {min_idle:?}"
+                );
+                self.progress
+                    .send_modify(|progress| progress.claimed += batch.entries.len() as u64);
+                let span = tracing::info_span!(
+                    "claimed_batch",
+                    size = batch.entries.len() + batch.deleted.len()
+                );
+                let mut batch = batch;
+                batch.redelivered = true;
+                self.process(batch, shutdown).instrument(span).await;
+            }
+            if next == START || shutdown.is_triggered() {
+                return;
+            }
+            cursor = next;
+        }
+    }
+}

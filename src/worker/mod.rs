@@ -1,0 +1,163 @@
+//! One replica's consumer: reads new entries, claims stuck ones on a timer, and runs each batch
+//! through decode → apply → settle ([`batch`]).
+//!
+//! Nothing is acked before the transaction that applied it committed; an entry that can never
+//! apply is dead-lettered and acked in the same MULTI; an event whose order does not exist yet
+//! stays pending and is retried through claiming until `MAX_DELIVERIES`. Transient failures are
+//! retried with backoff until they pass or shutdown.
+
+mod batch;
+mod claim;
+
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::config::WorkerConfig;
+use crate::retry::{Dependency, Retry};
+use crate::shutdown::Shutdown;
+use crate::store::{self, migrate, DbPool, Outcome};
+use crate::stream::{self, ensure_group, Reader, RedisPool};
+
+/// Running totals since start, published after every batch so the demo and tests can wait for
+/// a condition ("all N events consumed") instead of sleeping.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Entries settled: acked, dead-lettered, or (unknown order) left pending to retry.
+    pub consumed: u64,
+    pub applied: u64,
+    pub duplicate: u64,
+    pub stale: u64,
+    pub ignored: u64,
+    pub unknown_order: u64,
+    pub dead_lettered: u64,
+    /// Entries taken over from the pending list (XAUTOCLAIM), whoever held them.
+    pub claimed: u64,
+    /// Pending ids whose entry had been deleted from the stream.
+    pub deleted: u64,
+    /// Order status changes written (history rows).
+    pub transitions: u64,
+}
+
+impl Progress {
+    fn count(&mut self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Applied => self.applied += 1,
+            Outcome::Duplicate => self.duplicate += 1,
+            Outcome::Stale => self.stale += 1,
+            Outcome::Ignored => self.ignored += 1,
+            Outcome::UnknownOrder => self.unknown_order += 1,
+            Outcome::Rejected(_) => self.dead_lettered += 1,
+        }
+    }
+}
+
+/// One replica's consumer: its connections, its place in the group and its progress.
+pub struct Worker {
+    config: WorkerConfig,
+    consumer: String,
+    db: DbPool,
+    redis: RedisPool,
+    reader: Reader,
+    progress: watch::Sender<Progress>,
+    redis_health: Dependency,
+    db_health: Dependency,
+}
+
+impl Worker {
+    /// Checks the schema, joins the group (creating it if needed) and connects the reader.
+    /// Fails with a clear message rather than starting half-configured.
+    pub async fn start(config: WorkerConfig) -> anyhow::Result<Self> {
+        migrate::ensure_current(&config.connections.database_url).await?;
+        let consumer = config.stream.consumer_name();
+        let redis = stream::pool(&config.connections.redis_url)?;
+        {
+            let mut conn = redis.get().await.with_context(|| {
+                format!(
+                    "connecting to Redis at {}",
+                    crate::config::redact_url(&config.connections.redis_url)
+                )
+            })?;
+            ensure_group(&mut *conn, &config.stream)
+                .await
+                .context("creating the consumer group")?;
+        }
+        let reader = Reader::connect(
+            &config.connections.redis_url,
+            config.stream.clone(),
+            consumer.clone(),
+            config.block(),
+        )
+        .await
+        .context("connecting the stream reader")?;
+        // One connection per concurrent batch, and one spare for reconnects.
+        let db = store::pool(
+            &config.connections.database_url,
+            u32::from(config.concurrency) + 1,
+        );
+        tracing::info!(
+            "Subscribing to stream: {}, group: {}, consumer: {}",
+            config.stream.stream,
+            config.stream.group,
+            consumer
+        );
+        Ok(Self {
+            config,
+            consumer,
+            db,
+            redis,
+            reader,
+            progress: watch::Sender::new(Progress::default()),
+            redis_health: Dependency::new("Redis"),
+            db_health: Dependency::new("PostgreSQL"),
+        })
+    }
+
+    /// This replica's consumer name in the group.
+    pub fn consumer(&self) -> &str {
+        &self.consumer
+    }
+
+    /// Totals so far, updated after each batch.
+    pub fn progress(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    /// Consumes until `shutdown` fires, then returns once the batch in flight is settled.
+    /// Claims stuck entries first thing (a cut-over from Dapr finds them right away), then
+    /// every claim interval; reads never block past the next claim.
+    pub async fn run(mut self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let count = self.config.batch_size as usize;
+        let mut next_claim = Instant::now();
+        while !shutdown.is_triggered() {
+            if Instant::now() >= next_claim {
+                self.claim_stuck(&shutdown).await;
+                next_claim = Instant::now() + self.config.claim_interval();
+                continue;
+            }
+            let block = next_claim.saturating_duration_since(Instant::now());
+            let mut retry = Retry::new("reading the stream", &self.redis_health, &shutdown);
+            let batch = loop {
+                match self.reader.next_batch(count, block).await {
+                    Ok(batch) => {
+                        retry.succeeded();
+                        break Some(batch);
+                    }
+                    Err(error) if retry.failed(&error).await => {}
+                    Err(_) => break None,
+                }
+            };
+            let Some(batch) = batch else { break };
+            if batch.is_empty() {
+                continue;
+            }
+            let span =
+                tracing::info_span!("batch", size = batch.entries.len() + batch.deleted.len());
+            self.process(batch, &shutdown).instrument(span).await;
+        }
+        tracing::info!(consumer = %self.consumer, "worker stopped");
+        Ok(())
+    }
+}
