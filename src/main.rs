@@ -55,6 +55,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: WorkerConfig) -> anyhow::Result<()> {
+    let timeout = config.shutdown_timeout;
     let worker = Worker::start(config).await?;
     let (trigger, stop) = shutdown::channel();
     tokio::spawn(async move {
@@ -62,7 +63,7 @@ async fn run(config: WorkerConfig) -> anyhow::Result<()> {
             tracing::error!("cannot listen for signals: {error:#}");
         }
     });
-    worker.run(stop).await
+    shutdown::within(timeout, stop.clone(), worker.run(stop)).await
 }
 
 async fn migrate_database(config: MigrateConfig) -> anyhow::Result<()> {

@@ -1,6 +1,9 @@
 //! Shutdown, modelled as its own small type: the signal handler (or a test) triggers it, the
 //! worker's loop checks it between batches, so the batch in flight is finished and acked.
 
+use std::future::Future;
+use std::time::Duration;
+
 use tokio::sync::watch;
 
 /// Handed to whatever must stop; cheap to clone.
@@ -37,6 +40,30 @@ impl Shutdown {
         // An error means every trigger was dropped without firing: then it never fires.
         if self.rx.wait_for(|stop| *stop).await.is_err() {
             std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Runs `work` to its end, but once shutdown is triggered gives it only `timeout` more: past
+/// that, returns anyway (Kubernetes would SIGKILL the pod at the end of its grace period). What
+/// was not acked by then stays pending and is claimed by another replica.
+pub async fn within<F>(timeout: Duration, mut shutdown: Shutdown, work: F) -> anyhow::Result<()>
+where
+    F: Future<Output = anyhow::Result<()>>,
+{
+    tokio::pin!(work);
+    tokio::select! {
+        done = &mut work => return done,
+        () = shutdown.triggered() => {}
+    }
+    match tokio::time::timeout(timeout, work).await {
+        Ok(done) => done,
+        Err(_) => {
+            tracing::warn!(
+                "shutdown timeout ({timeout:?}) reached with a batch in flight: exiting; its \
+                 entries stay pending and another replica claims them"
+            );
+            Ok(())
         }
     }
 }
