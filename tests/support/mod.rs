@@ -3,6 +3,9 @@
 //! tests run in parallel and never touch data they did not create.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod process;
+pub mod proxy;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -18,6 +21,20 @@ use order_worker::store::schema::{order_status_history, orders, processed_events
 use order_worker::worker::{Progress, Worker};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
+
+/// A fulfillment's whole life, as the demo and tests publish it: three order transitions
+/// (processing, shipped, delivered).
+pub const LIFECYCLE: [FulfillmentStatus; 9] = [
+    FulfillmentStatus::Pending,
+    FulfillmentStatus::Planning,
+    FulfillmentStatus::Picking,
+    FulfillmentStatus::Picked,
+    FulfillmentStatus::Packing,
+    FulfillmentStatus::Packed,
+    FulfillmentStatus::Ready,
+    FulfillmentStatus::Shipped,
+    FulfillmentStatus::Completed,
+];
 
 /// How long any wait in a test may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -87,7 +104,17 @@ impl TestEnv {
         }
     }
 
-    /// Worker settings for this test's database and stream, with a short BLOCK so shutdown is quick.
+    /// `host:port` of the test's Redis and PostgreSQL, for a [`proxy::FaultProxy`] in front.
+    pub fn redis_addr(&self) -> String {
+        host_port(&self.redis_url, 6379)
+    }
+
+    pub fn postgres_addr(&self) -> String {
+        host_port(&self.database_url, 5432)
+    }
+
+    /// Worker settings for this test's database and stream, with short reads and claims so
+    /// shutdown and recovery take a moment, not minutes.
     pub fn config(&self, consumer: &str) -> WorkerConfig {
         let mut stream = self.stream.clone();
         stream.consumer = Some(consumer.to_owned());
@@ -99,6 +126,8 @@ impl TestEnv {
             stream,
         );
         config.block_ms = 100;
+        config.claim_interval_ms = 200;
+        config.claim_min_idle_ms = 1_000;
         config
     }
 
@@ -153,6 +182,53 @@ impl TestEnv {
             self.publish(order_id, fulfillment_id, *status, Format::CloudEvent)
                 .await;
         }
+    }
+
+    /// Seeds `count` orders (`order-000`, …) at `confirmed` and publishes every one's whole
+    /// lifecycle (Dapr CloudEvents), orders interleaved step by step. Returns the order ids and
+    /// the number of entries published.
+    pub async fn seed_lifecycles(&self, count: usize) -> (Vec<String>, u64) {
+        let orders: Vec<String> = (0..count).map(|i| format!("order-{i:03}")).collect();
+        let ids: Vec<&str> = orders.iter().map(String::as_str).collect();
+        self.seed_orders(&ids, "confirmed").await;
+        let mut pipe = redis::pipe();
+        for status in LIFECYCLE {
+            for order in &orders {
+                let event = dapr::event(order, &format!("f-{order}"), None, status, &timestamp());
+                let id = uuid::Uuid::new_v4().to_string();
+                let fields =
+                    dapr::entry_fields(&self.stream.stream, &event, &id, Format::CloudEvent);
+                pipe.cmd("XADD")
+                    .arg(&self.stream.stream)
+                    .arg("*")
+                    .arg(fields)
+                    .ignore();
+            }
+        }
+        let _: () = pipe
+            .query_async(&mut self.redis.clone())
+            .await
+            .expect("XADD lifecycles");
+        (orders.clone(), (orders.len() * LIFECYCLE.len()) as u64)
+    }
+
+    /// The end state after [`TestEnv::seed_lifecycles`] was consumed, exactly: every order
+    /// delivered, three history rows each (none missing, none twice), nothing pending.
+    pub async fn assert_all_delivered(&self, orders: &[String]) {
+        assert_eq!(
+            self.history_count().await,
+            3 * orders.len() as i64,
+            "history rows"
+        );
+        let mut conn = self.db().await;
+        let delivered: i64 = orders::table
+            .filter(orders::status.eq("delivered"))
+            .count()
+            .get_result(&mut conn)
+            .await
+            .expect("count delivered");
+        assert_eq!(delivered, orders.len() as i64, "orders delivered");
+        assert_eq!(self.pending().await, 0, "nothing pending");
     }
 
     /// Starts a worker in this process, as `order-worker run` does.
@@ -332,6 +408,15 @@ pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+fn host_port(url: &str, default_port: u16) -> String {
+    let url = url::Url::parse(url).expect("URL");
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(default_port)
+    )
 }
 
 fn timestamp() -> String {

@@ -1,0 +1,122 @@
+//! Transient faults between the worker and its servers, through a real TCP proxy: connections
+//! cut or stalled mid-stream. The worker rides through each: nothing lost, nothing applied twice.
+
+mod support;
+
+use std::time::Duration;
+
+use order_worker::dapr::Format;
+use order_worker::fulfillment::FulfillmentStatus::*;
+use support::proxy::FaultProxy;
+use support::TestEnv;
+
+/// How long each fault lasts. Not a wait for a result: the fault itself.
+const OUTAGE: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Copy, Debug)]
+enum Server {
+    Redis,
+    Postgres,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Cut,
+    Stall,
+}
+
+/// Runs a worker through `server`'s proxy over a backlog, applies `fault` once it is under
+/// way, restores, and checks the end state is exact.
+async fn ride_through(server: Server, fault: Fault) {
+    let env = TestEnv::new().await;
+    let (orders, total) = env.seed_lifecycles(200).await;
+    let mut config = env.config("w1");
+    config.batch_size = 5;
+    let proxy = match server {
+        Server::Redis => {
+            let proxy = FaultProxy::start(&env.redis_addr()).await;
+            config.connections.redis_url = proxy.url_for(&env.redis_url);
+            proxy
+        }
+        Server::Postgres => {
+            let proxy = FaultProxy::start(&env.postgres_addr()).await;
+            config.connections.database_url = proxy.url_for(&env.database_url);
+            proxy
+        }
+    };
+    let mut worker = env.spawn_worker_with(config).await;
+    worker.wait_consumed(total / 10).await;
+    match fault {
+        Fault::Cut => proxy.cut(),
+        Fault::Stall => proxy.stall(),
+    }
+    let at_fault = worker.progress.borrow().consumed;
+    assert!(
+        at_fault < total,
+        "the fault hit mid-stream ({at_fault} of {total} consumed)"
+    );
+    tokio::time::sleep(OUTAGE).await;
+    proxy.restore();
+    let progress = worker.wait_consumed(total).await;
+    worker.stop().await;
+
+    assert_eq!(
+        progress.applied + progress.duplicate,
+        total,
+        "{server:?} {fault:?}: every event applied, or found already applied: {progress:?}"
+    );
+    env.assert_all_delivered(&orders).await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_connections_cut_mid_stream() {
+    ride_through(Server::Redis, Fault::Cut).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_connections_stalled_mid_stream() {
+    ride_through(Server::Redis, Fault::Stall).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_connections_cut_mid_stream() {
+    ride_through(Server::Postgres, Fault::Cut).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_connections_stalled_mid_stream() {
+    ride_through(Server::Postgres, Fault::Stall).await;
+}
+
+/// Dapr issue #4599: a batch held longer than the claim idle time was claimed and applied
+/// twice. Here the worker keeps its entries fresh while PostgreSQL stalls, so a second worker
+/// claiming every 200 ms finds nothing to take.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_database_never_lets_another_replica_claim_the_batch_in_flight() {
+    let env = TestEnv::new().await;
+    env.seed_orders(&["o1"], "confirmed").await;
+    let proxy = FaultProxy::start(&env.postgres_addr()).await;
+    let mut slow = env.config("slow");
+    slow.connections.database_url = proxy.url_for(&env.database_url);
+    let mut slow = env.spawn_worker_with(slow).await;
+    proxy.stall();
+    env.publish("o1", "f1", Planning, Format::CloudEvent).await;
+    support::eventually("the slow worker holds the entry", async || {
+        env.pending_for("slow").await == 1
+    })
+    .await;
+    let other = env.spawn_worker("other").await;
+    // Three times the claim idle time (1 s), with the other worker claiming every 200 ms.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.restore();
+    let slow_progress = slow.wait_consumed(1).await;
+    let other_progress = other.stop().await;
+    slow.stop().await;
+
+    assert_eq!(other_progress.claimed, 0, "{other_progress:?}");
+    assert_eq!(slow_progress.applied, 1, "{slow_progress:?}");
+    assert_eq!(env.history("o1").await.len(), 1);
+    assert_eq!(env.pending().await, 0);
+    env.cleanup().await;
+}

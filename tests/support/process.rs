@@ -1,0 +1,76 @@
+//! Workers as real processes (`order-worker run`), for tests that kill them.
+
+use std::process::Stdio;
+
+use tokio::process::{Child, Command};
+
+use super::TestEnv;
+
+/// Settings every process worker gets on top of the test's database and stream: short reads
+/// and claims, so tests wait for seconds, not minutes.
+const FAST: [(&str, &str); 4] = [
+    ("BLOCK_MS", "100"),
+    ("CLAIM_INTERVAL_MS", "200"),
+    ("CLAIM_MIN_IDLE_MS", "1000"),
+    ("LOG_FORMAT", "text"),
+];
+
+impl TestEnv {
+    /// Starts `order-worker run` as consumer `name`, with `REDIS_URL`/`DATABASE_URL` as given
+    /// (a proxy's, say) and extra settings; logs go to `target/test-logs/<stream>.<name>.log`.
+    pub fn spawn_process(
+        &self,
+        name: &str,
+        redis_url: &str,
+        database_url: &str,
+        settings: &[(&str, &str)],
+    ) -> Child {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-logs");
+        std::fs::create_dir_all(&dir).expect("log directory");
+        let log = std::fs::File::create(dir.join(format!("{}.{name}.log", self.stream.stream)))
+            .expect("log file");
+        Command::new(env!("CARGO_BIN_EXE_order-worker"))
+            .arg("run")
+            .env("REDIS_URL", redis_url)
+            .env("DATABASE_URL", database_url)
+            .env("STREAM", &self.stream.stream)
+            .env("CONSUMER_NAME", name)
+            .envs(FAST)
+            .envs(settings.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("order-worker starts")
+    }
+
+    /// Entries pending for one consumer.
+    pub async fn pending_for(&self, consumer: &str) -> usize {
+        let reply: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+            .arg(&self.stream.stream)
+            .arg(&self.stream.group)
+            .query_async(&mut self.redis.clone())
+            .await
+            .expect("XPENDING");
+        match reply {
+            redis::streams::StreamPendingReply::Data(data) => data
+                .consumers
+                .iter()
+                .find(|c| c.name == consumer)
+                .map_or(0, |c| c.pending),
+            _ => 0,
+        }
+    }
+}
+
+/// Sends `signal` (e.g. "-TERM", "-KILL") to the process.
+pub fn signal(child: &Child, signal: &str) {
+    let pid = child.id().expect("process still running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status();
+    assert!(
+        sent.is_ok_and(|status| status.success()),
+        "kill {signal} {pid}"
+    );
+}

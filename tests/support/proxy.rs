@@ -1,0 +1,107 @@
+//! A TCP fault proxy between the worker and Redis or PostgreSQL: passes bytes through until a
+//! test cuts every connection (and refuses new ones), stalls them (bytes held, connections
+//! open), or restores it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Pass,
+    Stall,
+    Cut,
+}
+
+/// A running proxy; stops accepting when dropped.
+pub struct FaultProxy {
+    pub addr: SocketAddr,
+    mode: Arc<watch::Sender<Mode>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// Listens on an ephemeral local port and forwards to `target` (`host:port`).
+    pub async fn start(target: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let mode = Arc::new(watch::Sender::new(Mode::Pass));
+        let target = target.to_owned();
+        let accept_mode = mode.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                if *accept_mode.borrow() == Mode::Cut {
+                    continue; // dropped: the connection is refused as soon as it opens
+                }
+                let Ok(server) = TcpStream::connect(&target).await else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(pump(client_read, server_write, accept_mode.subscribe()));
+                tokio::spawn(pump(server_read, client_write, accept_mode.subscribe()));
+            }
+        });
+        Self { addr, mode, accept }
+    }
+
+    /// `url` with its host and port replaced by the proxy's.
+    pub fn url_for(&self, url: &str) -> String {
+        let mut url = url::Url::parse(url).expect("URL");
+        url.set_host(Some("127.0.0.1")).expect("host");
+        url.set_port(Some(self.addr.port())).expect("port");
+        url.to_string()
+    }
+
+    /// Resets every open connection and refuses new ones, as when the server goes away.
+    pub fn cut(&self) {
+        self.mode.send_replace(Mode::Cut);
+    }
+
+    /// Holds all bytes in both directions, connections open, as on a network partition.
+    pub fn stall(&self) {
+        self.mode.send_replace(Mode::Stall);
+    }
+
+    pub fn restore(&self) {
+        self.mode.send_replace(Mode::Pass);
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.mode.send_replace(Mode::Cut);
+    }
+}
+
+/// Copies one direction until either side closes or the proxy cuts; holds bytes while stalled.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut mode: watch::Receiver<Mode>,
+) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let read = tokio::select! {
+            read = from.read(&mut buffer) => read,
+            _ = mode.wait_for(|m| *m == Mode::Cut) => return,
+        };
+        let n = match read {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        match mode.wait_for(|m| *m != Mode::Stall).await.map(|m| *m) {
+            Ok(Mode::Pass) => {}
+            _ => return,
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
+}
