@@ -1,225 +1,311 @@
-//! Decoding a stream entry as Dapr's `pubsub.redis` component writes it (DESIGN.md §1) into a
-//! validated fulfillment event.
+//! Turns one Redis Stream entry, as Dapr's `pubsub.redis` component writes it (DESIGN.md §1),
+//! into a validated [`FulfillmentEvent`].
 //!
-//! Pure, so every publisher variant is covered by table-driven tests: CloudEvents with `data` as
-//! an object, a JSON string or `data_base64`; raw payloads; with or without Dapr ≥ 1.13's
-//! `metadata` field. Anything else is a [`DecodeError`]: a permanent error, dead-lettered with
-//! its message, because no retry will ever make the entry decodable.
+//! The worker replaced a Dapr sidecar but must read the entries that publishers' sidecars keep
+//! writing, whatever their Dapr version and content type: a CloudEvent whose payload is a JSON
+//! object, a JSON string or `data_base64`, or a raw payload; with or without the `metadata`
+//! field that Dapr 1.13 added. Pure and synchronous, so every shape is covered by table-driven
+//! tests. Whatever cannot be decoded is a [`DecodeError`]: no retry will ever fix the entry, so
+//! the worker dead-letters it with the error's text and acks it.
 
 use std::collections::HashMap;
 
 use base64::Engine;
+use serde::de::IgnoredAny;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::fulfillment::FulfillmentStatus;
 
-/// Entries larger than this are dead-lettered unparsed: one huge entry must not stall a batch.
+/// Bigger entries are dead-lettered before parsing: one huge entry must not cost a batch the
+/// memory and time of parsing it. Far above a real event (under 1 KiB with its envelope).
 pub const DEFAULT_MAX_ENTRY_BYTES: usize = 1024 * 1024;
 
-/// The only `event_type` this stream carries.
+/// The one event type this stream carries; anything else was published to the wrong topic.
 const EVENT_TYPE: &str = "fulfillment.status_changed";
 
-/// The event, decoded and validated.
+// Which JSON document an error is about. The entry's `data` and the CloudEvent's `data` share a
+// name, and an operator reading the dead-letter stream must know which one to look at.
+const ENTRY_DATA: &str = "`data`";
+const CLOUD_EVENT_DATA: &str = "CloudEvent `data`";
+const DECODED_BASE64: &str = "decoded `data_base64`";
+
+/// The event, decoded and validated: everything the worker needs to apply it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FulfillmentEvent {
-    /// The idempotency key: the CloudEvent `id`, or for a raw payload `raw-` + a SHA-256 of
-    /// (fulfillment_id, new_status, timestamp), the same in every process.
+    /// The idempotency key recorded in `processed_events`: the CloudEvent `id`, or for a raw
+    /// payload (which has no id) `raw-` + a SHA-256 of what identifies the change.
     pub event_id: String,
     pub fulfillment_id: String,
     pub order_id: String,
     pub new_status: FulfillmentStatus,
-    /// As published; informative only.
+    /// As the publisher saw it; informative only, since the worker keeps its own record.
     pub old_status: Option<String>,
     pub timestamp: Option<String>,
-    /// The publisher's trace context, put on the event's span.
+    /// The publisher's trace context, so the worker's logs join the publisher's trace.
     pub traceparent: Option<String>,
     pub traceid: Option<String>,
 }
 
-/// Why an entry can never be applied. The message is what the dead-letter stream's `error`
-/// field says, so it names the field and the value at fault.
+/// Why an entry can never be applied. Permanent by construction; the Display text is the
+/// `error` field written to the dead-letter stream, so it names the field or value at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("entry is {size} bytes, over the {limit}-byte limit")]
     TooLarge { size: usize, limit: usize },
     #[error("entry has no `data` field")]
     NoData,
-    #[error("`{0}` is not valid UTF-8")]
+    #[error("{0} is not valid UTF-8")]
     NotUtf8(&'static str),
-    #[error("`{field}` is not JSON: {reason}")]
-    NotJson { field: &'static str, reason: String },
-    #[error("`{0}` is not a JSON object")]
-    NotObject(&'static str),
+    #[error("{what} is not JSON: {reason}")]
+    NotJson { what: &'static str, reason: String },
+    #[error("{what} is a JSON {found}, not an object")]
+    NotObject {
+        what: &'static str,
+        found: &'static str,
+    },
     #[error("CloudEvent has no `id`")]
-    NoCloudEventId,
+    NoId,
     #[error("CloudEvent has neither `data` nor `data_base64`")]
-    NoCloudEventData,
+    NoPayload,
     #[error("`data_base64` is not valid base64: {0}")]
     BadBase64(String),
+    #[error("`{0}` is not a string")]
+    NotAString(&'static str),
     #[error("event has no `{0}`")]
     MissingField(&'static str),
-    #[error("event field `{0}` is not a string")]
-    NotAString(&'static str),
-    #[error("`{0}` contains a NUL character")]
-    NulCharacter(&'static str),
     #[error("`new_status` {0:?} is not a known fulfillment status")]
     UnknownStatus(String),
     #[error("`event_type` is {0:?}, expected {EVENT_TYPE:?}")]
     WrongEventType(String),
+    #[error("`{0}` contains a NUL character, which PostgreSQL cannot store")]
+    NulCharacter(&'static str),
 }
 
-/// The CloudEvent attributes we use; the others (source, type, time…) are ignored.
+/// A field that should be a string. Anything else is kept rather than failing the whole
+/// parse, because serde's type error would not say which field was wrong.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Text {
+    String(String),
+    Other(IgnoredAny),
+}
+
+/// The CloudEvent attributes the worker uses; `source`, `type`, `time`… are not needed.
 #[derive(Deserialize)]
 struct CloudEvent {
-    id: Option<Value>,
+    id: Option<Text>,
+    /// An object, a JSON string or, for other content types, anything: the shape varies.
     data: Option<Value>,
-    data_base64: Option<Value>,
-    traceparent: Option<Value>,
-    traceid: Option<Value>,
+    data_base64: Option<Text>,
+    traceparent: Option<Text>,
+    traceid: Option<Text>,
 }
 
-/// Decodes one entry; `fields` are its field/value pairs in any order.
+/// The fulfillment service's event (DESIGN.md §2); other fields, such as its `metadata`, are
+/// not needed to apply it.
+#[derive(Deserialize)]
+struct Event {
+    event_type: Option<Text>,
+    fulfillment_id: Option<Text>,
+    order_id: Option<Text>,
+    new_status: Option<Text>,
+    old_status: Option<Text>,
+    timestamp: Option<Text>,
+}
+
+/// Decodes one stream entry. `fields` are its field/value pairs as Redis returned them, in any
+/// order (Dapr writes them in Go map order); `max_bytes` bounds their total size.
 pub fn decode(
     fields: &[(String, Vec<u8>)],
     max_bytes: usize,
 ) -> Result<FulfillmentEvent, DecodeError> {
-    let size: usize = fields.iter().map(|(k, v)| k.len() + v.len()).sum();
+    // Every field is held in memory at once, so their total cannot overflow.
+    let size: usize = fields
+        .iter()
+        .map(|(name, value)| name.len() + value.len())
+        .sum();
     if size > max_bytes {
         return Err(DecodeError::TooLarge {
             size,
             limit: max_bytes,
         });
     }
+    // Dapr writes each field once; should a field repeat, the first one counts.
     let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
     let data = field("data").ok_or(DecodeError::NoData)?;
-    let data = std::str::from_utf8(data).map_err(|_| DecodeError::NotUtf8("data"))?;
-    let body = parse_object("data", data)?;
+    let data = std::str::from_utf8(data).map_err(|_| DecodeError::NotUtf8(ENTRY_DATA))?;
+    let body = parse_object(ENTRY_DATA, data)?;
 
-    if is_raw(field("metadata")) || !body.contains_key("specversion") {
-        let mut event = event_from(body)?;
-        event.event_id = raw_key(&event);
-        return Ok(event);
+    if is_raw_payload(field("metadata")) || !body.contains_key("specversion") {
+        let event = validate(deserialize(ENTRY_DATA, body)?)?;
+        return Ok(FulfillmentEvent {
+            event_id: raw_event_id(&event),
+            ..event
+        });
     }
-    let envelope: CloudEvent =
-        serde_json::from_value(Value::Object(body)).map_err(|error| not_json("data", &error))?;
-    let id = match envelope.id {
-        Some(Value::String(id)) if !id.is_empty() => id,
-        _ => return Err(DecodeError::NoCloudEventId),
+    let envelope: CloudEvent = deserialize(ENTRY_DATA, body)?;
+    let event_id = match string("id", envelope.id)? {
+        Some(id) if !id.is_empty() => no_nul("id", id)?,
+        _ => return Err(DecodeError::NoId),
     };
     let payload = match (envelope.data, envelope.data_base64) {
         (Some(Value::Object(event)), _) => event,
-        (Some(Value::String(text)), _) => parse_object("data", &text)?,
-        (Some(_), _) => return Err(DecodeError::NotObject("data")),
-        (None, Some(Value::String(encoded))) => {
+        // Dapr embeds the payload as a string when it did not parse as JSON, or when the
+        // publisher declared a non-JSON content type such as text/plain.
+        (Some(Value::String(text)), _) => parse_object(CLOUD_EVENT_DATA, &text)?,
+        (Some(other), _) => {
+            return Err(DecodeError::NotObject {
+                what: CLOUD_EVENT_DATA,
+                found: kind(&other),
+            })
+        }
+        (None, encoded) => {
+            let encoded = string("data_base64", encoded)?.ok_or(DecodeError::NoPayload)?;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(encoded)
                 .map_err(|error| DecodeError::BadBase64(error.to_string()))?;
-            let text = String::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8("data_base64"))?;
-            parse_object("data_base64", &text)?
-        }
-        (None, Some(_)) => return Err(DecodeError::BadBase64("not a string".to_owned())),
-        (None, None) => return Err(DecodeError::NoCloudEventData),
-    };
-    let mut event = event_from(payload)?;
-    event.event_id = no_nul("id", id)?;
-    event.traceparent = non_empty_string(envelope.traceparent);
-    event.traceid = non_empty_string(envelope.traceid);
-    Ok(event)
-}
-
-/// Dapr ≥ 1.13 marks raw publishes in `metadata`; an unreadable `metadata` says nothing.
-fn is_raw(metadata: Option<&Vec<u8>>) -> bool {
-    metadata
-        .and_then(|bytes| serde_json::from_slice::<HashMap<String, Value>>(bytes).ok())
-        .and_then(|metadata| metadata.get("rawPayload").cloned())
-        .is_some_and(|raw| raw == Value::String("true".to_owned()))
-}
-
-fn parse_object(
-    field: &'static str,
-    text: &str,
-) -> Result<serde_json::Map<String, Value>, DecodeError> {
-    match serde_json::from_str(text) {
-        Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err(DecodeError::NotObject(field)),
-        Err(error) => Err(not_json(field, &error)),
-    }
-}
-
-fn not_json(field: &'static str, error: &serde_json::Error) -> DecodeError {
-    DecodeError::NotJson {
-        field,
-        reason: error.to_string(),
-    }
-}
-
-/// Validates the fulfillment service's event; `event_id` is left for the caller to fill.
-fn event_from(mut event: serde_json::Map<String, Value>) -> Result<FulfillmentEvent, DecodeError> {
-    let mut take = |name: &'static str| -> Result<Option<String>, DecodeError> {
-        match event.remove(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(text)) => no_nul(name, text).map(Some),
-            Some(_) => Err(DecodeError::NotAString(name)),
+            let text =
+                String::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8(DECODED_BASE64))?;
+            parse_object(DECODED_BASE64, &text)?
         }
     };
-    let mut required = |name: &'static str| {
-        take(name)?
-            .filter(|text| !text.is_empty())
-            .ok_or(DecodeError::MissingField(name))
-    };
-    let fulfillment_id = required("fulfillment_id")?;
-    let order_id = required("order_id")?;
-    let new_status = required("new_status")?;
-    let new_status = new_status
-        .parse()
-        .map_err(|_| DecodeError::UnknownStatus(new_status))?;
-    if let Some(event_type) = take("event_type")? {
-        if event_type != EVENT_TYPE {
-            return Err(DecodeError::WrongEventType(event_type));
-        }
-    }
+    let event = validate(deserialize(CLOUD_EVENT_DATA, payload)?)?;
     Ok(FulfillmentEvent {
-        event_id: String::new(),
-        fulfillment_id,
-        order_id,
-        new_status,
-        old_status: take("old_status")?,
-        timestamp: take("timestamp")?,
-        traceparent: None,
-        traceid: None,
+        event_id,
+        traceparent: trace(envelope.traceparent),
+        traceid: trace(envelope.traceid),
+        ..event
     })
 }
 
-/// PostgreSQL's TEXT cannot hold NUL: one such id would fail the whole batch's transaction.
-fn no_nul(field: &'static str, text: String) -> Result<String, DecodeError> {
+/// Trace context only decorates logs: an empty or malformed one is dropped, never fatal.
+fn trace(field: Option<Text>) -> Option<String> {
+    match field {
+        Some(Text::String(text)) if !text.is_empty() => Some(text),
+        _ => None,
+    }
+}
+
+/// Whether the publisher set `rawPayload` (then `data` is the event itself, even if it looks
+/// like a CloudEvent). Dapr reads the flag with Go's `strconv.ParseBool`, so accept what that
+/// accepts as true. A `metadata` that is not a JSON object carries no flag.
+fn is_raw_payload(metadata: Option<&Vec<u8>>) -> bool {
+    let metadata =
+        metadata.and_then(|bytes| serde_json::from_slice::<HashMap<String, Value>>(bytes).ok());
+    let flag = metadata
+        .as_ref()
+        .and_then(|m| m.get("rawPayload")?.as_str());
+    matches!(flag, Some("1" | "t" | "T" | "true" | "TRUE" | "True"))
+}
+
+/// Parses `text` as a JSON object. Through `Value` first, because serde would read a JSON array
+/// into a struct positionally, and an operator needs "not an object" rather than a length error.
+fn parse_object(what: &'static str, text: &str) -> Result<Map<String, Value>, DecodeError> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(other) => Err(DecodeError::NotObject {
+            what,
+            found: kind(&other),
+        }),
+        Err(error) => Err(DecodeError::NotJson {
+            what,
+            reason: error.to_string(),
+        }),
+    }
+}
+
+/// Reads an object into one of the structs above. Their fields accept any JSON value, so this
+/// cannot fail in practice; if it ever did, the entry is still undecodable, not a panic.
+fn deserialize<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    object: Map<String, Value>,
+) -> Result<T, DecodeError> {
+    serde_json::from_value(Value::Object(object)).map_err(|error| DecodeError::NotJson {
+        what,
+        reason: error.to_string(),
+    })
+}
+
+/// Names what was found where an object was expected, for the error message.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// `None` when absent or null; a value of another type is an error naming the field.
+fn string(name: &'static str, field: Option<Text>) -> Result<Option<String>, DecodeError> {
+    match field {
+        None => Ok(None),
+        Some(Text::String(text)) => Ok(Some(text)),
+        Some(Text::Other(_)) => Err(DecodeError::NotAString(name)),
+    }
+}
+
+/// A required field: present, non-empty, and storable in PostgreSQL.
+fn required(name: &'static str, field: Option<Text>) -> Result<String, DecodeError> {
+    match string(name, field)? {
+        Some(text) if !text.is_empty() => no_nul(name, text),
+        _ => Err(DecodeError::MissingField(name)),
+    }
+}
+
+/// PostgreSQL's TEXT rejects NUL, and the batch is one transaction: one such id would fail
+/// every event in it, again at each redelivery.
+fn no_nul(name: &'static str, text: String) -> Result<String, DecodeError> {
     if text.contains('\0') {
-        Err(DecodeError::NulCharacter(field))
+        Err(DecodeError::NulCharacter(name))
     } else {
         Ok(text)
     }
 }
 
-fn non_empty_string(value: Option<Value>) -> Option<String> {
-    match value {
-        Some(Value::String(text)) if !text.is_empty() && !text.contains('\0') => Some(text),
-        _ => None,
+/// Checks the event; the envelope's part (id, trace context) is left for the caller to fill.
+fn validate(event: Event) -> Result<FulfillmentEvent, DecodeError> {
+    // First, because an event of another type is expected to lack our fields, and its type is
+    // then the useful thing to report.
+    if let Some(event_type) = string("event_type", event.event_type)? {
+        if event_type != EVENT_TYPE {
+            return Err(DecodeError::WrongEventType(event_type));
+        }
     }
+    let fulfillment_id = required("fulfillment_id", event.fulfillment_id)?;
+    let order_id = required("order_id", event.order_id)?;
+    let new_status = required("new_status", event.new_status)?;
+    let new_status = new_status
+        .parse()
+        .map_err(|_| DecodeError::UnknownStatus(new_status))?;
+    Ok(FulfillmentEvent {
+        event_id: String::new(),
+        fulfillment_id,
+        order_id,
+        new_status,
+        old_status: string("old_status", event.old_status)?,
+        timestamp: string("timestamp", event.timestamp)?,
+        traceparent: None,
+        traceid: None,
+    })
 }
 
-/// The raw payload's idempotency key: the same event published twice hashes the same.
-fn raw_key(event: &FulfillmentEvent) -> String {
-    let mut hasher = Sha256::new();
-    for part in [
+/// A raw payload has no id, so the key is derived from what identifies the change: the same
+/// event published twice gets the same key, in any process and across restarts (hence SHA-256,
+/// not std's randomly seeded hasher). NUL separates the parts unambiguously: `fulfillment_id`
+/// cannot contain it (rejected above) and `new_status` is a fixed wire name.
+fn raw_event_id(event: &FulfillmentEvent) -> String {
+    let key = [
         event.fulfillment_id.as_str(),
         event.new_status.as_str(),
         event.timestamp.as_deref().unwrap_or(""),
-    ] {
-        hasher.update(part.as_bytes());
-        hasher.update([0]);
-    }
-    format!("raw-{:x}", hasher.finalize())
+    ]
+    .join("\0");
+    format!("raw-{:x}", Sha256::digest(key.as_bytes()))
 }
 
 #[cfg(test)]

@@ -1,324 +1,576 @@
-//! Table-driven: every sample entry from `tests/fixtures` (Dapr's formats, version by version)
-//! and every kind of undecodable entry, each with the exact error.
+//! Table-driven: the sample entries (what Dapr writes, version by version and content type by
+//! content type), every payload shape, the raw payload key, and every kind of undecodable entry
+//! with its exact error.
 
 use super::*;
 use serde_json::json;
 
 const SAMPLES: &str = include_str!("../tests/fixtures/dapr-stream-entries.jsonl");
 const LIMIT: usize = DEFAULT_MAX_ENTRY_BYTES;
+const TIMESTAMP: &str = "2025-12-22T10:54:00Z";
+const TRACE: &str = "00-71d2d08ddb7e4d40950fd624e754a6e9-65dbac13134d4e37-01";
 
 /// A stream entry's field/value pairs, as `decode` takes them.
 type Fields = Vec<(String, Vec<u8>)>;
 
-fn fields(pairs: &[(&str, &str)]) -> Fields {
+fn entry(pairs: &[(&str, &str)]) -> Fields {
     pairs
         .iter()
-        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
         .collect()
 }
 
-fn event_json() -> Value {
+/// The fulfillment service's event, with a field it adds that the worker does not read.
+fn event() -> Value {
     json!({"event_type": "fulfillment.status_changed", "fulfillment_id": "f1", "order_id": "o1",
-           "old_status": "picking", "new_status": "picked", "timestamp": "2025-12-22T10:54:00Z"})
+           "old_status": "picking", "new_status": "picked", "timestamp": TIMESTAMP,
+           "metadata": {"warehouse_id": "wh-1"}})
 }
 
-/// A CloudEvent entry carrying `payload` under `key` (`data` or `data_base64`).
+fn event_with(field: &str, value: Value) -> Value {
+    let mut event = event();
+    event[field] = value;
+    event
+}
+
+fn event_without(field: &str) -> Value {
+    let mut event = event();
+    event.as_object_mut().map(|object| object.remove(field));
+    event
+}
+
+/// A CloudEvent as Dapr ≥ 1.13 publishes it, with the payload under `key`.
 fn cloud_event(key: &str, payload: Value) -> Fields {
-    let mut envelope = json!({"id": "ce-1", "specversion": "1.0", "source": "fulfillment-service",
-                              "type": "com.dapr.event.sent", "traceparent": "00-aa-bb-01", "traceid": "00-aa-bb-01"});
-    envelope[key] = payload;
-    fields(&[("data", &envelope.to_string()), ("metadata", "{}")])
+    entry(&[
+        ("data", &envelope(key, payload).to_string()),
+        ("metadata", "{}"),
+    ])
 }
 
-fn event_with(change: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Fields {
-    let mut event = event_json();
-    if let Some(object) = event.as_object_mut() {
-        change(object);
+fn envelope(key: &str, payload: Value) -> Value {
+    let mut envelope = json!({"id": "ce-1", "specversion": "1.0", "source": "fulfillment-service",
+        "type": "com.dapr.event.sent", "datacontenttype": "application/json",
+        "topic": "fulfillment.status_changed", "pubsubname": "pubsub-redis",
+        "traceparent": TRACE, "traceid": TRACE, "tracestate": ""});
+    envelope[key] = payload;
+    envelope
+}
+
+fn base64(bytes: impl AsRef<[u8]>) -> Value {
+    Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// What `event()` decodes to.
+fn decoded(event_id: &str, trace: Option<&str>) -> FulfillmentEvent {
+    FulfillmentEvent {
+        event_id: event_id.to_owned(),
+        fulfillment_id: "f1".to_owned(),
+        order_id: "o1".to_owned(),
+        new_status: FulfillmentStatus::Picked,
+        old_status: Some("picking".to_owned()),
+        timestamp: Some(TIMESTAMP.to_owned()),
+        traceparent: trace.map(str::to_owned),
+        traceid: trace.map(str::to_owned),
     }
-    cloud_event("data", event)
+}
+
+/// sha256("f1\0picked\02025-12-22T10:54:00Z"), computed outside Rust (`sha256sum`).
+const RAW_ID: &str = "raw-80acafb0a0de7718b4cc1b702983c5d540f09cfa68f3b51007067c76e805cf78";
+
+fn samples() -> Vec<(String, Fields)> {
+    SAMPLES
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let sample: Value = serde_json::from_str(line).expect("sample line is JSON");
+            let what = sample["dapr"].as_str().expect("`dapr` label").to_owned();
+            let fields = sample["fields"]
+                .as_object()
+                .expect("`fields` object")
+                .iter()
+                .map(|(name, value)| {
+                    let value = value.as_str().expect("field values are strings");
+                    (name.clone(), value.as_bytes().to_vec())
+                })
+                .collect();
+            (what, fields)
+        })
+        .collect()
 }
 
 #[test]
-fn every_sample_decodes_to_the_same_event() {
-    let mut lines = 0;
-    for line in SAMPLES.lines().filter(|line| !line.trim().is_empty()) {
-        lines += 1;
-        let sample: Value = serde_json::from_str(line).expect("sample line is JSON");
-        let what = sample["dapr"].as_str().unwrap_or("?");
-        let entry: Vec<(String, Vec<u8>)> = sample["fields"]
-            .as_object()
-            .expect("fields object")
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    v.as_str().expect("string value").as_bytes().to_vec(),
-                )
-            })
-            .collect();
-        let event = decode(&entry, LIMIT).unwrap_or_else(|error| panic!("{what}: {error}"));
-        assert_eq!(
-            event.fulfillment_id, "f6c1d0aa-7a40-4b8e-8f3e-0b9a3c2d1e55",
-            "{what}"
-        );
-        assert_eq!(
-            event.order_id, "8a1f0c52-4d7e-4c1b-9a51-2b7f3f0d9e11",
-            "{what}"
-        );
-        assert_eq!(event.new_status, FulfillmentStatus::Planning, "{what}");
-        assert_eq!(event.old_status.as_deref(), Some("pending"), "{what}");
-        if what.starts_with("rawPayload") {
-            assert!(
-                event.event_id.starts_with("raw-"),
-                "{what}: {}",
-                event.event_id
-            );
-            assert_eq!(event.traceparent, None, "{what}");
-        } else {
-            assert!(
-                event
-                    .event_id
-                    .starts_with("3b0d8a63-6a0f-4a52-9c6b-1f7d2f1c0a0"),
-                "{what}"
-            );
-            assert!(event.traceparent.is_some(), "{what}");
-        }
+fn every_sample_entry_decodes_to_its_event() {
+    let trace = |id: &str| Some(format!("00-{id}-01"));
+    // (event_id, traceparent = traceid), in the samples file's order.
+    let expected = [
+        (
+            "3b0d8a63-6a0f-4a52-9c6b-1f7d2f1c0a01",
+            trace("71d2d08ddb7e4d40950fd624e754a6e9-65dbac13134d4e37"),
+        ),
+        (
+            "3b0d8a63-6a0f-4a52-9c6b-1f7d2f1c0a02",
+            trace("eb456e5d6d254924a048f78bc2e64509-1ed913eede5f49b5"),
+        ),
+        // sha256("f6c1…1e55\0planning\02025-12-22T10:54:00Z"), computed with `sha256sum`.
+        (
+            "raw-63b854384f7d44b82141efcd2f9b83e0b5e57057467935cb1d736ebb25d4c8d5",
+            None,
+        ),
+        (
+            "3b0d8a63-6a0f-4a52-9c6b-1f7d2f1c0a03",
+            trace("cfda044da02346bbbb9a0627b73f3980-d71efdf889024df4"),
+        ),
+        (
+            "3b0d8a63-6a0f-4a52-9c6b-1f7d2f1c0a04",
+            trace("5eb6b9c2d2344fc08a93d6ec160c758d-fb675e6752d842fa"),
+        ),
+    ];
+    let samples = samples();
+    assert_eq!(samples.len(), expected.len(), "one expectation per sample");
+    for ((what, mut fields), (event_id, trace)) in samples.into_iter().zip(expected) {
+        let want = FulfillmentEvent {
+            event_id: event_id.to_owned(),
+            fulfillment_id: "f6c1d0aa-7a40-4b8e-8f3e-0b9a3c2d1e55".to_owned(),
+            order_id: "8a1f0c52-4d7e-4c1b-9a51-2b7f3f0d9e11".to_owned(),
+            new_status: FulfillmentStatus::Planning,
+            old_status: Some("pending".to_owned()),
+            timestamp: Some(TIMESTAMP.to_owned()),
+            traceparent: trace.clone(),
+            traceid: trace,
+        };
+        assert_eq!(decode(&fields, LIMIT), Ok(want.clone()), "{what}");
+        fields.reverse();
+        assert_eq!(decode(&fields, LIMIT), Ok(want), "{what}, fields reversed");
     }
-    assert_eq!(lines, 5, "every sample was checked");
 }
 
 #[test]
 fn every_payload_shape_decodes() {
-    let event = event_json();
-    let base64 = base64::engine::general_purpose::STANDARD.encode(event.to_string());
-    let cases: Vec<(&str, Fields, &str)> = vec![
-        ("data as object", cloud_event("data", event.clone()), "ce-1"),
+    let raw = event().to_string();
+    let cases: Vec<(&str, Fields, FulfillmentEvent)> = vec![
         (
-            "data as JSON string",
-            cloud_event("data", Value::String(event.to_string())),
-            "ce-1",
+            "data as an object, metadata {}",
+            cloud_event("data", event()),
+            decoded("ce-1", Some(TRACE)),
         ),
         (
-            "data_base64",
-            cloud_event("data_base64", Value::String(base64)),
-            "ce-1",
+            "data as an object, no metadata (Dapr < 1.13)",
+            entry(&[("data", &envelope("data", event()).to_string())]),
+            decoded("ce-1", Some(TRACE)),
         ),
         (
-            "CloudEvent without metadata (Dapr < 1.13)",
-            cloud_event("data", event.clone())[..1].to_vec(),
-            "ce-1",
+            "data as a JSON string (text/plain)",
+            cloud_event("data", Value::String(raw.clone())),
+            decoded("ce-1", Some(TRACE)),
         ),
         (
-            "raw payload flagged in metadata",
-            fields(&[
-                ("data", &event.to_string()),
-                ("metadata", r#"{"rawPayload":"true"}"#),
+            "data_base64 (application/octet-stream)",
+            cloud_event("data_base64", base64(&raw)),
+            decoded("ce-1", Some(TRACE)),
+        ),
+        (
+            "data null, data_base64 set",
+            {
+                let mut envelope = envelope("data_base64", base64(&raw));
+                envelope["data"] = Value::Null;
+                entry(&[("data", &envelope.to_string())])
+            },
+            decoded("ce-1", Some(TRACE)),
+        ),
+        (
+            "CloudEvent, metadata not JSON: ignored",
+            entry(&[
+                ("data", &envelope("data", event()).to_string()),
+                ("metadata", "{oops"),
             ]),
-            "raw-",
+            decoded("ce-1", Some(TRACE)),
         ),
         (
-            "raw payload, no metadata",
-            fields(&[("data", &event.to_string())]),
-            "raw-",
+            "CloudEvent, rawPayload false",
+            entry(&[
+                ("data", &envelope("data", event()).to_string()),
+                ("metadata", r#"{"rawPayload":"false"}"#),
+            ]),
+            decoded("ce-1", Some(TRACE)),
         ),
         (
-            "raw payload, unreadable metadata",
-            fields(&[("data", &event.to_string()), ("metadata", "not json")]),
-            "raw-",
+            "CloudEvent with empty and malformed trace context: dropped",
+            {
+                let mut envelope = envelope("data", event());
+                envelope["traceparent"] = json!("");
+                envelope["traceid"] = json!(7);
+                entry(&[("data", &envelope.to_string())])
+            },
+            decoded("ce-1", None),
+        ),
+        (
+            "raw payload, rawPayload true",
+            entry(&[("data", &raw), ("metadata", r#"{"rawPayload":"true"}"#)]),
+            decoded(RAW_ID, None),
+        ),
+        (
+            "raw payload, rawPayload True (Go's ParseBool) among other metadata",
+            entry(&[
+                (
+                    "metadata",
+                    r#"{"contentType":"application/json","rawPayload":"True"}"#,
+                ),
+                ("data", &raw),
+            ]),
+            decoded(RAW_ID, None),
+        ),
+        (
+            "plain event JSON, no metadata",
+            entry(&[("data", &raw)]),
+            decoded(RAW_ID, None),
+        ),
+        (
+            "plain event JSON, metadata not JSON",
+            entry(&[("data", &raw), ("metadata", "not json")]),
+            decoded(RAW_ID, None),
+        ),
+        (
+            "plain event without event_type, old_status null, unknown fields",
+            entry(&[(
+                "data",
+                &json!({"fulfillment_id": "f1", "order_id": "o1", "new_status": "picked",
+                        "old_status": null, "timestamp": TIMESTAMP, "extra": [1, 2]})
+                .to_string(),
+            )]),
+            FulfillmentEvent {
+                old_status: None,
+                ..decoded(RAW_ID, None)
+            },
+        ),
+        (
+            "ids are arbitrary strings",
+            entry(&[(
+                "data",
+                &event_with("order_id", json!("ORD-42/é ✓")).to_string(),
+            )]),
+            FulfillmentEvent {
+                order_id: "ORD-42/é ✓".to_owned(),
+                ..decoded(RAW_ID, None)
+            },
         ),
     ];
-    for (what, entry, id_prefix) in cases {
-        let decoded = decode(&entry, LIMIT).unwrap_or_else(|error| panic!("{what}: {error}"));
-        assert!(
-            decoded.event_id.starts_with(id_prefix),
-            "{what}: {}",
-            decoded.event_id
-        );
-        assert_eq!(
-            (
-                decoded.fulfillment_id.as_str(),
-                decoded.order_id.as_str(),
-                decoded.new_status
-            ),
-            ("f1", "o1", FulfillmentStatus::Picked),
-            "{what}"
-        );
-        assert_eq!(
-            decoded.timestamp.as_deref(),
-            Some("2025-12-22T10:54:00Z"),
-            "{what}"
-        );
+    for (what, fields, expected) in cases {
+        assert_eq!(decode(&fields, LIMIT), Ok(expected), "{what}");
     }
 }
 
 #[test]
 fn the_raw_payload_key_is_stable_and_covers_its_three_inputs() {
-    let key =
-        |event: Value| decode(&fields(&[("data", &event.to_string())]), LIMIT).map(|e| e.event_id);
-    let base = key(event_json()).expect("decodes");
-    assert_eq!(
-        key(event_json()).expect("decodes"),
-        base,
-        "same event, same key"
-    );
-    assert_eq!(base.len(), "raw-".len() + 64);
-    let mut unrelated = event_json();
-    unrelated["old_status"] = "packing".into();
-    assert_eq!(
-        key(unrelated).expect("decodes"),
-        base,
-        "old_status is not part of the key"
-    );
+    let key = |event: Value| {
+        decode(&entry(&[("data", &event.to_string())]), LIMIT)
+            .map(|event| event.event_id)
+            .expect("decodes")
+    };
+    assert_eq!(key(event()), RAW_ID, "the same in every process and run");
+    assert_eq!(key(event()), key(event()));
     for (field, value) in [
-        ("fulfillment_id", "f2"),
-        ("new_status", "packed"),
-        ("timestamp", "2025-12-22T10:55:00Z"),
+        ("fulfillment_id", json!("f2")),
+        ("new_status", json!("packed")),
+        ("timestamp", json!("2025-12-22T10:54:01Z")),
     ] {
-        let mut changed = event_json();
-        changed[field] = value.into();
         assert_ne!(
-            key(changed).expect("decodes"),
-            base,
-            "{field} changes the key"
+            key(event_with(field, value)),
+            RAW_ID,
+            "{field} is in the key"
         );
     }
+    for (field, value) in [
+        ("order_id", json!("o2")),
+        ("old_status", json!("planning")),
+        ("metadata", json!({})),
+    ] {
+        assert_eq!(key(event_with(field, value)), RAW_ID, "{field} is not");
+    }
+    assert_eq!(
+        key(event_without("timestamp")),
+        key(event_with("timestamp", json!(""))),
+        "an absent timestamp counts as empty"
+    );
 }
 
 #[test]
 fn undecodable_entries_fail_with_a_specific_error() {
-    let cases: Vec<(&str, Fields, DecodeError)> = vec![
-        (
-            "no data",
-            fields(&[("metadata", "{}")]),
-            DecodeError::NoData,
-        ),
-        (
-            "not UTF-8",
-            vec![("data".to_owned(), vec![0xff, 0xfe])],
-            DecodeError::NotUtf8("data"),
-        ),
-        (
-            "not JSON",
-            fields(&[("data", "{oops")]),
-            DecodeError::NotJson {
-                field: "data",
-                reason: "key must be a string at line 1 column 2".to_owned(),
-            },
-        ),
-        (
-            "JSON array",
-            fields(&[("data", "[1]")]),
-            DecodeError::NotObject("data"),
-        ),
-        (
-            "CloudEvent without id",
-            fields(&[("data", r#"{"specversion":"1.0","data":{}}"#)]),
-            DecodeError::NoCloudEventId,
-        ),
-        (
-            "CloudEvent without payload",
-            fields(&[("data", r#"{"specversion":"1.0","id":"x"}"#)]),
-            DecodeError::NoCloudEventData,
-        ),
-        (
-            "data is a number",
-            cloud_event("data", json!(7)),
-            DecodeError::NotObject("data"),
-        ),
-        (
-            "data string is not JSON",
-            cloud_event("data", json!("plain text")),
-            DecodeError::NotJson {
-                field: "data",
-                reason: "expected value at line 1 column 1".to_owned(),
-            },
-        ),
-        (
-            "bad base64",
-            cloud_event("data_base64", json!("***")),
-            DecodeError::BadBase64("Invalid symbol 42, offset 0.".to_owned()),
-        ),
-        (
-            "no fulfillment_id",
-            event_with(|e| drop(e.remove("fulfillment_id"))),
-            DecodeError::MissingField("fulfillment_id"),
-        ),
-        (
-            "no order_id",
-            event_with(|e| drop(e.remove("order_id"))),
-            DecodeError::MissingField("order_id"),
-        ),
-        (
-            "no new_status",
-            event_with(|e| drop(e.remove("new_status"))),
-            DecodeError::MissingField("new_status"),
-        ),
-        (
-            "empty order_id",
-            event_with(|e| drop(e.insert("order_id".into(), json!("")))),
-            DecodeError::MissingField("order_id"),
-        ),
-        (
-            "numeric order_id",
-            event_with(|e| drop(e.insert("order_id".into(), json!(42)))),
-            DecodeError::NotAString("order_id"),
-        ),
-        (
-            "unknown status",
-            event_with(|e| drop(e.insert("new_status".into(), json!("teleported")))),
-            DecodeError::UnknownStatus("teleported".to_owned()),
-        ),
-        (
-            "another event type",
-            event_with(|e| drop(e.insert("event_type".into(), json!("order.created")))),
-            DecodeError::WrongEventType("order.created".to_owned()),
-        ),
-        (
-            "NUL in an id",
-            event_with(|e| drop(e.insert("order_id".into(), json!("o\u{0}1")))),
-            DecodeError::NulCharacter("order_id"),
-        ),
-    ];
-    for (what, entry, expected) in cases {
-        assert_eq!(decode(&entry, LIMIT), Err(expected), "{what}");
+    use DecodeError::*;
+    let raw = |event: Value| entry(&[("data", &event.to_string())]);
+    let ce = |event: Value| cloud_event("data", event);
+    let mut cases: Vec<(String, Fields, DecodeError)> = vec![];
+    let mut case = |what: &str, fields: Fields, error: DecodeError| {
+        cases.push((what.to_owned(), fields, error));
+    };
+    case("no data", entry(&[("metadata", "{}")]), NoData);
+    case(
+        "not UTF-8",
+        vec![("data".to_owned(), vec![b'{', 0xff, 0xfe])],
+        NotUtf8(ENTRY_DATA),
+    );
+    case(
+        "not JSON",
+        entry(&[("data", "{oops")]),
+        NotJson {
+            what: ENTRY_DATA,
+            reason: "key must be a string at line 1 column 2".to_owned(),
+        },
+    );
+    case(
+        "empty",
+        entry(&[("data", "")]),
+        NotJson {
+            what: ENTRY_DATA,
+            reason: "EOF while parsing a value at line 1 column 0".to_owned(),
+        },
+    );
+    let not_object = |what, found| NotObject { what, found };
+    case(
+        "JSON array",
+        entry(&[("data", "[1]")]),
+        not_object(ENTRY_DATA, "array"),
+    );
+    case(
+        "JSON string",
+        entry(&[("data", r#""hi""#)]),
+        not_object(ENTRY_DATA, "string"),
+    );
+    let envelope_without = |field: &str| {
+        let mut envelope = envelope("data", event());
+        envelope.as_object_mut().map(|object| object.remove(field));
+        entry(&[("data", &envelope.to_string())])
+    };
+    let envelope_with = |field: &str, value: Value| {
+        let mut envelope = envelope("data", event());
+        envelope[field] = value;
+        entry(&[("data", &envelope.to_string())])
+    };
+    case("CloudEvent without id", envelope_without("id"), NoId);
+    case(
+        "CloudEvent with empty id",
+        envelope_with("id", json!("")),
+        NoId,
+    );
+    case(
+        "CloudEvent with null id",
+        envelope_with("id", Value::Null),
+        NoId,
+    );
+    case(
+        "CloudEvent with numeric id",
+        envelope_with("id", json!(7)),
+        NotAString("id"),
+    );
+    case(
+        "CloudEvent id with NUL",
+        envelope_with("id", json!("ce\u{0}1")),
+        NulCharacter("id"),
+    );
+    case(
+        "CloudEvent without payload",
+        envelope_without("data"),
+        NoPayload,
+    );
+    case(
+        "CloudEvent data null",
+        envelope_with("data", Value::Null),
+        NoPayload,
+    );
+    case(
+        "CloudEvent data is a number",
+        envelope_with("data", json!(7)),
+        not_object(CLOUD_EVENT_DATA, "number"),
+    );
+    case(
+        "CloudEvent data string is not JSON",
+        envelope_with("data", json!("plain text")),
+        NotJson {
+            what: CLOUD_EVENT_DATA,
+            reason: "expected value at line 1 column 1".to_owned(),
+        },
+    );
+    case(
+        "CloudEvent data string is an array",
+        envelope_with("data", json!("[]")),
+        not_object(CLOUD_EVENT_DATA, "array"),
+    );
+    case(
+        "bad base64",
+        cloud_event("data_base64", json!("***")),
+        BadBase64("Invalid symbol 42, offset 0.".to_owned()),
+    );
+    case(
+        "data_base64 is a number",
+        cloud_event("data_base64", json!(7)),
+        NotAString("data_base64"),
+    );
+    case(
+        "data_base64 is not UTF-8",
+        cloud_event("data_base64", base64([0xff, 0xfe])),
+        NotUtf8(DECODED_BASE64),
+    );
+    case(
+        "data_base64 is not JSON",
+        cloud_event("data_base64", base64("nope")),
+        NotJson {
+            what: DECODED_BASE64,
+            reason: "expected ident at line 1 column 2".to_owned(),
+        },
+    );
+    case(
+        "rawPayload wins over a CloudEvent look",
+        entry(&[
+            ("data", &envelope("data", event()).to_string()),
+            ("metadata", r#"{"rawPayload":"1"}"#),
+        ]),
+        MissingField("fulfillment_id"),
+    );
+    for field in ["fulfillment_id", "order_id", "new_status"] {
+        let kinds = [
+            ("missing", event_without(field), MissingField(field)),
+            ("empty", event_with(field, json!("")), MissingField(field)),
+            ("null", event_with(field, Value::Null), MissingField(field)),
+            ("a number", event_with(field, json!(42)), NotAString(field)),
+            ("an object", event_with(field, json!({})), NotAString(field)),
+        ];
+        for (how, event, error) in kinds {
+            case(&format!("{field} {how}"), ce(event.clone()), error.clone());
+            case(&format!("raw, {field} {how}"), raw(event), error);
+        }
+    }
+    for field in ["event_type", "old_status", "timestamp"] {
+        case(
+            &format!("{field} a number"),
+            ce(event_with(field, json!(1))),
+            NotAString(field),
+        );
+    }
+    for field in ["fulfillment_id", "order_id", "new_status"] {
+        case(
+            &format!("NUL in {field}"),
+            ce(event_with(field, json!("a\u{0}b"))),
+            NulCharacter(field),
+        );
+    }
+    case(
+        "unknown status",
+        ce(event_with("new_status", json!("teleported"))),
+        UnknownStatus("teleported".to_owned()),
+    );
+    case(
+        "status names are case-sensitive",
+        ce(event_with("new_status", json!("Picked"))),
+        UnknownStatus("Picked".to_owned()),
+    );
+    case(
+        "another event type, reported before its missing fields",
+        raw(json!({"event_type": "order.created", "order_id": "o1"})),
+        WrongEventType("order.created".to_owned()),
+    );
+    for (what, fields, expected) in cases {
+        assert_eq!(decode(&fields, LIMIT), Err(expected), "{what}");
     }
 }
 
 #[test]
-fn the_size_limit_counts_every_field() {
-    let entry = cloud_event("data", event_json());
-    let size: usize = entry.iter().map(|(k, v)| k.len() + v.len()).sum();
-    assert!(decode(&entry, size).is_ok(), "exactly at the limit is fine");
+fn the_size_limit_counts_every_field_and_comes_first() {
+    let fields = cloud_event("data", event());
+    let size: usize = fields.iter().map(|(k, v)| k.len() + v.len()).sum();
     assert_eq!(
-        decode(&entry, size - 1),
+        decode(&fields, size),
+        Ok(decoded("ce-1", Some(TRACE))),
+        "exactly at the limit is fine"
+    );
+    let too_large = DecodeError::TooLarge {
+        size,
+        limit: size - 1,
+    };
+    assert_eq!(decode(&fields, size - 1), Err(too_large));
+    let garbage = entry(&[("data", "not json at all")]);
+    assert_eq!(
+        decode(&garbage, 10),
         Err(DecodeError::TooLarge {
-            size,
-            limit: size - 1
-        })
+            size: 19,
+            limit: 10
+        }),
+        "checked before parsing; field names count"
     );
 }
 
 #[test]
-fn errors_read_as_operators_need_them() {
+fn errors_read_as_an_operator_needs_them() {
+    use DecodeError::*;
     let cases = [
-        (DecodeError::NoData, "entry has no `data` field"),
         (
-            DecodeError::TooLarge {
+            TooLarge {
                 size: 1_048_577,
                 limit: 1_048_576,
             },
             "entry is 1048577 bytes, over the 1048576-byte limit",
         ),
+        (NoData, "entry has no `data` field"),
+        (NotUtf8(ENTRY_DATA), "`data` is not valid UTF-8"),
         (
-            DecodeError::UnknownStatus("teleported".to_owned()),
+            NotUtf8(DECODED_BASE64),
+            "decoded `data_base64` is not valid UTF-8",
+        ),
+        (
+            NotJson {
+                what: ENTRY_DATA,
+                reason: "expected value at line 1 column 1".to_owned(),
+            },
+            "`data` is not JSON: expected value at line 1 column 1",
+        ),
+        (
+            NotObject {
+                what: CLOUD_EVENT_DATA,
+                found: "array",
+            },
+            "CloudEvent `data` is a JSON array, not an object",
+        ),
+        (NoId, "CloudEvent has no `id`"),
+        (NoPayload, "CloudEvent has neither `data` nor `data_base64`"),
+        (
+            BadBase64("Invalid symbol 42, offset 0.".to_owned()),
+            "`data_base64` is not valid base64: Invalid symbol 42, offset 0.",
+        ),
+        (NotAString("order_id"), "`order_id` is not a string"),
+        (MissingField("order_id"), "event has no `order_id`"),
+        (
+            UnknownStatus("teleported".to_owned()),
             "`new_status` \"teleported\" is not a known fulfillment status",
         ),
         (
-            DecodeError::MissingField("order_id"),
-            "event has no `order_id`",
+            WrongEventType("x".to_owned()),
+            "`event_type` is \"x\", expected \"fulfillment.status_changed\"",
+        ),
+        (
+            NulCharacter("order_id"),
+            "`order_id` contains a NUL character, which PostgreSQL cannot store",
         ),
     ];
     for (error, text) in cases {
         assert_eq!(error.to_string(), text);
     }
+}
+
+#[test]
+fn no_input_panics() {
+    // Every prefix of every sample's `data`, and every byte of it flipped: truncated and
+    // corrupted entries must come back as errors (or events), never as a panic.
+    for (_, fields) in samples() {
+        let data = &fields.iter().find(|(k, _)| k == "data").expect("data").1;
+        for end in 0..data.len() {
+            let prefix = data.get(..end).unwrap_or_default().to_vec();
+            let _ = decode(&[("data".to_owned(), prefix)], LIMIT);
+        }
+        for at in 0..data.len() {
+            let mut corrupt = data.clone();
+            if let Some(byte) = corrupt.get_mut(at) {
+                *byte ^= 0x80;
+            }
+            let _ = decode(&[("data".to_owned(), corrupt)], LIMIT);
+        }
+    }
+    assert!(decode(&[], 0).is_err());
 }

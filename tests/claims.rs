@@ -1,0 +1,150 @@
+//! Entries stuck in the pending list are claimed and applied; entries that keep failing are
+//! dead-lettered after MAX_DELIVERIES; poison never blocks the rest.
+
+mod support;
+
+use order_worker::dapr::Format;
+use order_worker::fulfillment::FulfillmentStatus::*;
+use support::TestEnv;
+
+/// Reads every new entry as `consumer` without acking, as a consumer that then dies does.
+async fn read_and_abandon(env: &TestEnv, consumer: &str) -> usize {
+    order_worker::stream::ensure_group(&mut env.redis.clone(), &env.stream)
+        .await
+        .expect("group");
+    let reply: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(&env.stream.group)
+        .arg(consumer)
+        .arg("STREAMS")
+        .arg(&env.stream.stream)
+        .arg(">")
+        .query_async(&mut env.redis.clone())
+        .await
+        .expect("XREADGROUP");
+    reply.keys.iter().map(|key| key.ids.len()).sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn entries_left_pending_by_dapr_are_claimed_and_applied() {
+    let env = TestEnv::new().await;
+    env.seed_orders(&["o1"], "confirmed").await;
+    env.publish_lifecycle("o1", "f1", &[Planning, Shipped])
+        .await;
+    // Dapr reads every replica as the consumer named after the app-id.
+    assert_eq!(read_and_abandon(&env, "order-service").await, 2);
+    assert_eq!(env.pending_for("order-service").await, 2);
+
+    let mut worker = env.spawn_worker("order-worker-7d9c").await;
+    let progress = worker.wait_consumed(2).await;
+    worker.stop().await;
+
+    assert_eq!((progress.claimed, progress.applied), (2, 2), "{progress:?}");
+    assert_eq!(env.order_status("o1").await, "shipped");
+    assert_eq!(env.pending().await, 0);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_for_an_order_that_never_appears_is_dead_lettered_after_max_deliveries() {
+    let env = TestEnv::new().await;
+    env.seed_orders(&["o1"], "confirmed").await;
+    let (missing_entry, _) = env
+        .publish("ghost", "f0", Planning, Format::CloudEvent)
+        .await;
+    env.publish("o1", "f1", Planning, Format::CloudEvent).await;
+    let mut config = env.config("w1");
+    config.max_deliveries = 3;
+    config.claim_min_idle_ms = 100;
+    let mut worker = env.spawn_worker_with(config).await;
+    let progress = worker.wait_for(|p| p.dead_lettered == 1).await;
+    worker.stop().await;
+
+    assert_eq!(
+        progress.unknown_order, 3,
+        "tried exactly MAX_DELIVERIES times: {progress:?}"
+    );
+    assert_eq!(
+        progress.applied, 1,
+        "the other event was not held up: {progress:?}"
+    );
+    let letters = env.dead_letters().await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["source_id"], missing_entry);
+    assert_eq!(letters[0]["error"], "order \"ghost\" does not exist");
+    assert_eq!(letters[0]["delivery_count"], "3");
+    assert_eq!(env.pending().await, 0);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_entry_delivered_more_than_max_deliveries_without_settling_is_dead_lettered() {
+    let env = TestEnv::new().await;
+    env.seed_orders(&["o1"], "confirmed").await;
+    let (entry, _) = env.publish("o1", "f1", Planning, Format::CloudEvent).await;
+    // Workers that crash on it: read, and claimed again and again, never acked.
+    read_and_abandon(&env, "crashed-1").await;
+    for n in 2..=4 {
+        let _: redis::Value = redis::cmd("XCLAIM")
+            .arg(&env.stream.stream)
+            .arg(&env.stream.group)
+            .arg(format!("crashed-{n}"))
+            .arg(0)
+            .arg(&entry)
+            .query_async(&mut env.redis.clone())
+            .await
+            .expect("XCLAIM");
+    }
+    let mut config = env.config("w1");
+    config.max_deliveries = 3;
+    config.claim_min_idle_ms = 1;
+    let mut worker = env.spawn_worker_with(config).await;
+    let progress = worker.wait_for(|p| p.dead_lettered == 1).await;
+    worker.stop().await;
+
+    assert_eq!(progress.applied, 0, "{progress:?}");
+    let letters = env.dead_letters().await;
+    assert!(
+        letters[0]["error"].contains("without being settled"),
+        "{letters:?}"
+    );
+    assert_eq!(letters[0]["delivery_count"], "5");
+    assert_eq!(env.pending().await, 0);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_mixed_into_a_large_stream_is_dead_lettered_once_each_and_the_rest_applies() {
+    let env = TestEnv::new().await;
+    let (orders, good) = env.seed_lifecycles(300).await;
+    let mut poison_ids = Vec::new();
+    for n in 0..27 {
+        let fields = vec![("data".to_owned(), format!("{{\"poison\": {n}"))];
+        poison_ids.push(env.xadd(&fields).await);
+    }
+    let mut config = env.config("w1");
+    config.batch_size = 50;
+    config.concurrency = 4;
+    let mut worker = env.spawn_worker_with(config).await;
+    let progress = worker.wait_consumed(good + poison_ids.len() as u64).await;
+    worker.stop().await;
+
+    assert_eq!(progress.applied, good, "{progress:?}");
+    assert_eq!(
+        progress.dead_lettered,
+        poison_ids.len() as u64,
+        "{progress:?}"
+    );
+    let letters = env.dead_letters().await;
+    let mut dead_ids: Vec<&str> = letters.iter().map(|l| l["source_id"].as_str()).collect();
+    dead_ids.sort();
+    assert_eq!(dead_ids, poison_ids, "each poison entry exactly once");
+    assert!(
+        letters
+            .iter()
+            .all(|l| l["error"].starts_with("`data` is not JSON")),
+        "{letters:?}"
+    );
+    env.assert_all_delivered(&orders).await;
+    env.cleanup().await;
+}
