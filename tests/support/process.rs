@@ -44,14 +44,17 @@ impl TestEnv {
             .expect("order-worker starts")
     }
 
-    /// Entries pending for one consumer.
+    /// Entries pending for one consumer (0 while the group does not exist yet).
     pub async fn pending_for(&self, consumer: &str) -> usize {
-        let reply: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+        let reply: redis::RedisResult<redis::streams::StreamPendingReply> = redis::cmd("XPENDING")
             .arg(&self.stream.stream)
             .arg(&self.stream.group)
             .query_async(&mut self.redis.clone())
-            .await
-            .expect("XPENDING");
+            .await;
+        let reply = match reply {
+            Err(error) if error.code() == Some("NOGROUP") => return 0,
+            other => other.expect("XPENDING"),
+        };
         match reply {
             redis::streams::StreamPendingReply::Data(data) => data
                 .consumers
@@ -60,6 +63,20 @@ impl TestEnv {
                 .map_or(0, |c| c.pending),
             _ => 0,
         }
+    }
+}
+
+impl TestEnv {
+    /// Whether `consumer` has joined the group (its first XREADGROUP creates it).
+    pub async fn has_consumer(&self, consumer: &str) -> bool {
+        let reply: redis::RedisResult<redis::streams::StreamInfoConsumersReply> =
+            redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(&self.stream.stream)
+                .arg(&self.stream.group)
+                .query_async(&mut self.redis.clone())
+                .await;
+        reply.is_ok_and(|info| info.consumers.iter().any(|c| c.name == consumer))
     }
 }
 
