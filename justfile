@@ -24,3 +24,8 @@ migrate:
 # What CI runs: services up, formatting, lints, tests.
 ci:
     bash .ci/run
+
+# The full chaos run: 3 worker processes, 20,000 events for 2,000 orders, ~1 % poison, one
+# worker SIGKILLed every 2 s, PostgreSQL and Redis connections cut 3 s in every 12 s.
+chaos orders="2000" seconds="60":
+    CHAOS_ORDERS={{orders}} CHAOS_SECONDS={{seconds}} cargo test --locked --release --test chaos -- --nocapture
