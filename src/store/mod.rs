@@ -25,6 +25,8 @@ pub enum StoreError {
     Database(#[from] diesel::result::Error),
     #[error("database pool: {0}")]
     Pool(#[from] diesel_async::pooled_connection::bb8::RunError),
+    #[error("no answer from the database within {0:?}")]
+    TimedOut(std::time::Duration),
     #[error("a stored status is not one this worker knows: {0}")]
     CorruptRow(#[from] crate::fulfillment::UnknownStatus),
 }

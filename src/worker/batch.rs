@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::time::Duration;
 
 use futures_util::future::join_all;
 
@@ -13,6 +14,10 @@ use crate::shutdown::Shutdown;
 use crate::store::{apply_batch, Incoming, Outcome, Plan, StoreError, Transition};
 use crate::stream::settle::Origin;
 use crate::stream::{delivery_counts, keep_alive, settle, DeadLetter, ReadBatch, StreamEntry};
+
+/// The longest one attempt to apply a lane may take (a batch normally commits in
+/// milliseconds). The connection of an attempt cut short is dropped, not reused.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What applying a batch's events did: one outcome per event, in order, and the transitions.
 struct Applied {
@@ -203,10 +208,17 @@ impl Worker {
         })
     }
 
+    /// Applies one lane, retrying until it commits. Each attempt is bounded: a connection
+    /// stalled by a network partition would otherwise hang the worker forever.
     async fn apply(&self, incoming: &[Incoming<'_>], shutdown: &Shutdown) -> Option<Plan> {
         until_ok("applying a batch", &self.db_health, shutdown, || async {
-            let mut conn = self.db.get().await.map_err(StoreError::from)?;
-            apply_batch(&mut conn, incoming).await
+            let attempt = async {
+                let mut conn = self.db.get().await.map_err(StoreError::from)?;
+                apply_batch(&mut conn, incoming).await
+            };
+            tokio::time::timeout(APPLY_TIMEOUT, attempt)
+                .await
+                .unwrap_or(Err(StoreError::TimedOut(APPLY_TIMEOUT)))
         })
         .await
     }
