@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use order_worker::dapr::{self, Format};
+use order_worker::fulfillment::FulfillmentStatus::Planning;
 use support::process::signal;
 use support::proxy::FaultProxy;
 use support::{TestEnv, LIFECYCLE};
@@ -170,10 +171,11 @@ async fn chaos() {
 }
 
 /// Every order's lifecycle, interleaved step by step, each order's `planning` event published a
-/// second time (a publisher retry: same CloudEvent id), and one poison entry per ~100 entries.
-/// Each entry: (fields, is poison).
+/// second time (a publisher retry: same CloudEvent id), and one poison entry after every 99
+/// others (1 %). Each entry: (fields, is poison).
 fn entries(stream: &str, orders: &[String]) -> Vec<(Vec<(String, String)>, bool)> {
     let mut entries = Vec::new();
+    let mut good = 0;
     for status in LIFECYCLE {
         for order in orders {
             let event = dapr::event(
@@ -190,18 +192,15 @@ fn entries(stream: &str, orders: &[String]) -> Vec<(Vec<(String, String)>, bool)
                 &id,
                 Format::ALL[entries.len() % Format::ALL.len()],
             );
-            if status == order_worker::fulfillment::FulfillmentStatus::Planning {
+            // A publisher retry re-sends `planning`: the same CloudEvent, so the same id.
+            let copies = if status == Planning { 2 } else { 1 };
+            for _ in 0..copies {
                 entries.push((fields.clone(), false));
-            }
-            entries.push((fields, false));
-            if entries.len() % 100 == 0 {
-                entries.push((
-                    vec![(
-                        "data".to_owned(),
-                        format!("{{\"poison\": {}", entries.len()),
-                    )],
-                    true,
-                ));
+                good += 1;
+                if good % 99 == 0 {
+                    let poison = format!("{{\"poison\": {good}");
+                    entries.push((vec![("data".to_owned(), poison)], true));
+                }
             }
         }
     }
