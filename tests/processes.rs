@@ -93,3 +93,92 @@ async fn sigterm_during_a_backlog_exits_zero_in_time_leaving_nothing_pending() {
     env.assert_all_delivered(&orders).await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outage_is_logged_once_when_it_starts_and_once_when_it_ends() {
+    let env = TestEnv::new().await;
+    let proxy = FaultProxy::start(&env.postgres_addr()).await;
+    let mut worker = env.spawn_process(
+        "logger",
+        &env.redis_url,
+        &proxy.url_for(&env.database_url),
+        &[],
+    );
+    eventually("the worker joined the group", async || {
+        env.has_consumer("logger").await
+    })
+    .await;
+    proxy.cut();
+    let (orders, _) = env.seed_lifecycles(20).await;
+    // Long enough for many retries (backoff starts at 50 ms).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.restore();
+    eventually("the backlog is applied", async || {
+        env.history_count().await == 3 * orders.len() as i64 && env.pending().await == 0
+    })
+    .await;
+    signal(&worker, "-TERM");
+    worker.wait().await.expect("exits");
+
+    let log = env.process_log("logger");
+    assert_eq!(log.matches("PostgreSQL unavailable").count(), 1, "{log}");
+    assert_eq!(log.matches("PostgreSQL is back after").count(), 1, "{log}");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stuck_batch_holds_shutdown_only_until_the_timeout_and_a_second_signal_exits_at_once() {
+    let env = TestEnv::new().await;
+    let proxy = FaultProxy::start(&env.postgres_addr()).await;
+    let proxied = proxy.url_for(&env.database_url);
+    let spawn = |name: &str| {
+        env.spawn_process(
+            name,
+            &env.redis_url,
+            &proxied,
+            &[("SHUTDOWN_TIMEOUT", "2s")],
+        )
+    };
+    let (mut patient, mut impatient) = (spawn("patient"), spawn("impatient"));
+    eventually("both joined the group", async || {
+        env.has_consumer("patient").await && env.has_consumer("impatient").await
+    })
+    .await;
+    proxy.stall();
+    env.seed_lifecycles(20).await;
+    eventually("both hold a batch they cannot apply", async || {
+        env.pending_for("patient").await > 0 && env.pending_for("impatient").await > 0
+    })
+    .await;
+
+    // Measured from before the signal: the worker's clock starts a moment after ours.
+    let stopping = Instant::now();
+    signal(&patient, "-TERM");
+    signal(&impatient, "-TERM");
+    signal(&impatient, "-TERM");
+    let impatient = tokio::time::timeout(DEADLINE, impatient.wait())
+        .await
+        .expect("exits")
+        .expect("wait");
+    assert_eq!(
+        impatient.code(),
+        Some(130),
+        "the second signal exits at once"
+    );
+    let patient = tokio::time::timeout(DEADLINE, patient.wait())
+        .await
+        .expect("exits")
+        .expect("wait");
+    let waited = stopping.elapsed();
+    assert_eq!(patient.code(), Some(0));
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(4),
+        "SHUTDOWN_TIMEOUT honoured: {waited:?}"
+    );
+    assert!(
+        env.pending_for("patient").await > 0,
+        "its unapplied batch stays pending, for another replica"
+    );
+    proxy.restore();
+    env.cleanup().await;
+}

@@ -25,10 +25,9 @@ impl TestEnv {
         database_url: &str,
         settings: &[(&str, &str)],
     ) -> Child {
-        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-logs");
-        std::fs::create_dir_all(&dir).expect("log directory");
-        let log = std::fs::File::create(dir.join(format!("{}.{name}.log", self.stream.stream)))
-            .expect("log file");
+        let path = self.process_log_path(name);
+        std::fs::create_dir_all(path.parent().expect("log directory")).expect("log directory");
+        let log = std::fs::File::create(path).expect("log file");
         Command::new(env!("CARGO_BIN_EXE_order-worker"))
             .arg("run")
             .env("REDIS_URL", redis_url)
@@ -42,6 +41,17 @@ impl TestEnv {
             .kill_on_drop(true)
             .spawn()
             .expect("order-worker starts")
+    }
+
+    fn process_log_path(&self, name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("test-logs")
+            .join(format!("{}.{name}.log", self.stream.stream))
+    }
+
+    /// What the process worker `name` logged so far.
+    pub fn process_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.process_log_path(name)).expect("process log")
     }
 
     /// Entries pending for one consumer (0 while the group does not exist yet).
