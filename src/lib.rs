@@ -11,6 +11,7 @@ pub mod demo;
 pub mod envelope;
 pub mod fulfillment;
 pub mod retry;
+pub mod servers;
 pub mod shutdown;
 pub mod store;
 pub mod stream;

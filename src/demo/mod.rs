@@ -4,7 +4,6 @@
 //! rules say it must be, or anything is left pending.
 
 mod scenario;
-mod servers;
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::config::{redact_url, Connections, StreamConfig, WorkerConfig};
 use crate::dapr;
+use crate::servers;
 use crate::shutdown;
 use crate::store::history::order_history;
 use crate::store::schema::orders;
@@ -60,7 +60,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         redact_url(&servers.redis_url),
         servers.origin
     );
-    let database_url = recreate_database(&servers.admin_url, &config.database).await?;
+    let database_url = servers::recreate_database(&servers.admin_url, &config.database).await?;
     println!("PostgreSQL: {}", redact_url(&database_url));
     crate::store::migrate::run_pending(&database_url).await?;
 
@@ -119,26 +119,6 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         bail!("{} entries are still pending", pending.count());
     }
     Ok(())
-}
-
-/// Drops and creates the demo's own database, so every run starts the same and nothing else
-/// on the server is touched.
-async fn recreate_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        bail!("--database must be letters, digits and underscores, not {name:?}");
-    }
-    let mut admin = AsyncPgConnection::establish(admin_url)
-        .await
-        .with_context(|| format!("connecting to PostgreSQL at {}", redact_url(admin_url)))?;
-    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
-    diesel::sql_query(format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await?;
-    let mut url = url::Url::parse(admin_url).context("DATABASE_URL is not a URL")?;
-    url.set_path(name);
-    Ok(url.to_string())
 }
 
 async fn seed(database_url: &str, scenario: &Scenario) -> anyhow::Result<()> {

@@ -1,6 +1,6 @@
-//! Finding Redis and PostgreSQL for the demo: the URLs given, else the local default ports,
-//! else private servers started from the installed binaries in a temporary directory (and
-//! stopped when the demo ends, whatever happens).
+//! Finding Redis and PostgreSQL for the demo and the benchmark: the URLs given, else the local
+//! default ports, else private servers started from the installed binaries in a temporary
+//! directory (and stopped when the run ends, whatever happens); and a database of their own.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
@@ -9,9 +9,29 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use crate::config::{DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL};
+use crate::config::{redact_url, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL};
+
+/// Drops and creates the database `name` on the server of `admin_url`, so every run starts the
+/// same and nothing else on the server is touched; returns its URL.
+pub async fn recreate_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        bail!("--database must be letters, digits and underscores, not {name:?}");
+    }
+    let mut admin = AsyncPgConnection::establish(admin_url)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {}", redact_url(admin_url)))?;
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await?;
+    let mut url = url::Url::parse(admin_url).context("DATABASE_URL is not a URL")?;
+    url.set_path(name);
+    Ok(url.to_string())
+}
 
 /// How long a private server may take to accept connections.
 const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
