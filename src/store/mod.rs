@@ -6,9 +6,11 @@ pub mod migrate;
 pub mod plan;
 pub mod schema;
 
+use diesel::ConnectionError;
 use diesel_async::pooled_connection::bb8::Pool;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
-use diesel_async::AsyncPgConnection;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use futures_util::FutureExt;
 
 pub use apply::apply_batch;
 pub use plan::{Incoming, Outcome, Plan, Transition};
@@ -34,9 +36,24 @@ pub enum StoreError {
 /// Builds the pool without connecting: the first checkout connects, so start-up errors come
 /// from the schema check, which says what is wrong.
 pub fn pool(database_url: &str, max_size: u32) -> DbPool {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+    let mut config = ManagerConfig::default();
+    config.custom_setup = Box::new(|url| establish(url.to_owned()).boxed());
+    let manager =
+        AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
     Pool::builder()
         .max_size(max_size)
         .connection_timeout(std::time::Duration::from_secs(5))
         .build_unchecked(manager)
+}
+
+/// Connects, and makes PostgreSQL plan every statement for its actual arguments. The worker's
+/// statements are prepared once per connection and run for its whole life; a generic plan
+/// fixed while the tables were small (a fresh install) would scan them whole forever after,
+/// turning a 1 ms lookup of a batch's event ids into 50 ms by 30,000 rows.
+async fn establish(url: String) -> diesel::ConnectionResult<AsyncPgConnection> {
+    let mut conn = AsyncPgConnection::establish(&url).await?;
+    conn.batch_execute("SET plan_cache_mode = force_custom_plan")
+        .await
+        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
 }
