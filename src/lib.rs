@@ -5,6 +5,7 @@
 //! transaction per batch, rules in [`fulfillment`]) → [`stream::settle`] (dead-letter, XACK),
 //! driven by [`worker`].
 
+pub mod bench;
 pub mod config;
 pub mod dapr;
 pub mod demo;

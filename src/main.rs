@@ -33,17 +33,21 @@ enum Command {
     /// Show the worker on a laptop: seed orders, publish their fulfillment events in Dapr's
     /// format, drain the stream and print each order's transitions.
     Demo(order_worker::demo::DemoConfig),
+    /// Measure: drain rate against the per-event pattern and PostgreSQL's ceiling, latency,
+    /// peak RSS and start-up time, all in one run on the same servers.
+    Bench(order_worker::bench::BenchConfig),
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Demo(_));
+    let quiet = matches!(cli.command, Command::Demo(_) | Command::Bench(_));
     telemetry::init(cli.log_format, if quiet { "warn" } else { "info" });
     let result = match cli.command {
         Command::Run(config) => run(config).await,
         Command::Migrate(config) => migrate_database(config).await,
         Command::Demo(config) => order_worker::demo::run(config).await,
+        Command::Bench(config) => order_worker::bench::run(config).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -37,7 +37,7 @@ pub enum StoreError {
 /// from the schema check, which says what is wrong.
 pub fn pool(database_url: &str, max_size: u32) -> DbPool {
     let mut config = ManagerConfig::default();
-    config.custom_setup = Box::new(|url| establish(url.to_owned()).boxed());
+    config.custom_setup = Box::new(|url| connect(url.to_owned()).boxed());
     let manager =
         AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
     Pool::builder()
@@ -50,7 +50,7 @@ pub fn pool(database_url: &str, max_size: u32) -> DbPool {
 /// statements are prepared once per connection and run for its whole life; a generic plan
 /// fixed while the tables were small (a fresh install) would scan them whole forever after,
 /// turning a 1 ms lookup of a batch's event ids into 50 ms by 30,000 rows.
-async fn establish(url: String) -> diesel::ConnectionResult<AsyncPgConnection> {
+pub async fn connect(url: String) -> diesel::ConnectionResult<AsyncPgConnection> {
     let mut conn = AsyncPgConnection::establish(&url).await?;
     conn.batch_execute("SET plan_cache_mode = force_custom_plan")
         .await

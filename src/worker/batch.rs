@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use super::Worker;
+use super::{Committed, Worker};
 use crate::envelope::{decode, FulfillmentEvent};
 use crate::retry::until_ok;
 use crate::shutdown::Shutdown;
@@ -83,6 +83,14 @@ impl Worker {
         let Some(applied) = self.apply_kept_alive(&ids, &events, shutdown).await else {
             return;
         };
+        if let Some(commits) = &self.commits {
+            let entry_ids = events.iter().map(|(entry, _)| entry.id.clone()).collect();
+            // A receiver that went away only means nobody watches any more.
+            let _ = commits.send(Committed {
+                at: std::time::Instant::now(),
+                entry_ids,
+            });
+        }
 
         let mut ack_ids: Vec<&str> = batch.deleted.iter().map(String::as_str).collect();
         for ((entry, event), outcome) in events.iter().zip(&applied.outcomes) {

@@ -12,7 +12,7 @@ mod claim;
 use std::time::Instant;
 
 use anyhow::Context;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use crate::config::WorkerConfig;
@@ -54,6 +54,15 @@ impl Progress {
     }
 }
 
+/// A batch's events became durable: sent (when asked for) right after COMMIT, for measuring
+/// latency from XADD to COMMIT.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub at: std::time::Instant,
+    /// The stream ids of the events the transaction applied.
+    pub entry_ids: Vec<String>,
+}
+
 /// One replica's consumer: its connections, its place in the group and its progress.
 pub struct Worker {
     config: WorkerConfig,
@@ -64,6 +73,7 @@ pub struct Worker {
     progress: watch::Sender<Progress>,
     redis_health: Dependency,
     db_health: Dependency,
+    commits: Option<mpsc::UnboundedSender<Committed>>,
 }
 
 impl Worker {
@@ -112,12 +122,20 @@ impl Worker {
             progress: watch::Sender::new(Progress::default()),
             redis_health: Dependency::new("Redis"),
             db_health: Dependency::new("PostgreSQL"),
+            commits: None,
         })
     }
 
     /// This replica's consumer name in the group.
     pub fn consumer(&self) -> &str {
         &self.consumer
+    }
+
+    /// Every commit from now on, as it happens (the benchmark's latency probe).
+    pub fn commits(&mut self) -> mpsc::UnboundedReceiver<Committed> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.commits = Some(tx);
+        rx
     }
 
     /// Totals so far, updated after each batch.

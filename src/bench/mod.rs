@@ -1,0 +1,201 @@
+//! `order-worker bench`: how fast the worker drains a backlog, against the per-event pattern
+//! Dapr's component uses and PostgreSQL's ceiling for one transaction per event, all measured in
+//! the same run on the same servers; plus steady-state latency, peak RSS and start-up time.
+//! Every phase starts from the same state and must end in the exact expected one.
+
+mod drain;
+mod latency;
+mod per_event;
+mod workload;
+
+use anyhow::Context;
+
+use crate::config::{redact_url, StreamConfig, DEFAULT_BATCH_SIZE};
+use crate::servers;
+use workload::Workload;
+
+/// Benchmark settings.
+#[derive(Clone, Debug, clap::Args)]
+pub struct BenchConfig {
+    /// Redis to use [default: 127.0.0.1:6379 if it answers, else a private redis-server].
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// PostgreSQL server to use; the benchmark (re)creates its own database there.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// The database the benchmark (re)creates.
+    #[arg(long, default_value = "order_worker_bench")]
+    pub database: String,
+    /// The stream it publishes to (deleted before each phase).
+    #[arg(long, default_value = "bench.fulfillment.status_changed")]
+    pub stream: String,
+    /// Orders; each publishes its whole lifecycle (9 events).
+    #[arg(long, default_value_t = 3_000)]
+    pub orders: usize,
+    /// The worker's BATCH_SIZE for the drain.
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
+    pub batch_size: u32,
+    /// Worker processes draining together, in one group.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub replicas: u16,
+    /// Events per second for the latency measurement.
+    #[arg(long, default_value_t = 2_000)]
+    pub rate: u32,
+    /// How long to publish at that rate.
+    #[arg(long, default_value_t = 5)]
+    pub latency_seconds: u64,
+    /// Only the drain (for sweeps over batch size, orders and replicas).
+    #[arg(long)]
+    pub drain_only: bool,
+    /// Also write the results as JSON to this file, for comparing commits.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+}
+
+/// Everything one run measured.
+#[derive(Debug, serde::Serialize)]
+pub struct Report {
+    pub orders: usize,
+    pub events: u64,
+    pub drain: drain::Drain,
+    pub per_event_events_per_second: Option<f64>,
+    pub speedup: Option<f64>,
+    pub postgres_ceiling_events_per_second: Option<f64>,
+    pub latency: Option<latency::Latency>,
+}
+
+/// Runs the benchmark and prints its table.
+pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
+    let servers =
+        servers::find(config.redis_url.clone(), config.database_url.clone(), false).await?;
+    let database_url = servers::recreate_database(&servers.admin_url, &config.database).await?;
+    crate::store::migrate::run_pending(&database_url).await?;
+    let redis = redis::Client::open(servers.redis_url.as_str())?
+        .get_multiplexed_async_connection()
+        .await
+        .context("connecting to Redis")?;
+    let mut workload = Workload {
+        orders: (0..config.orders)
+            .map(|i| format!("bench-order-{i:06}"))
+            .collect(),
+        redis_url: servers.redis_url.clone(),
+        database_url,
+        stream: StreamConfig::for_stream(&config.stream),
+        redis,
+    };
+    workload.seed().await?;
+    eprintln!(
+        "order-worker bench: {} orders, {} events; Redis {}, PostgreSQL {} ({})",
+        config.orders,
+        workload.events(),
+        redact_url(&workload.redis_url),
+        redact_url(&workload.database_url),
+        servers.origin
+    );
+
+    workload.reset().await?;
+    workload.publish_backlog().await?;
+    let drain = drain::drain(
+        &mut workload,
+        usize::from(config.replicas),
+        config.batch_size,
+    )
+    .await?;
+    workload.verify("drain").await?;
+    let mut report = Report {
+        orders: config.orders,
+        events: workload.events(),
+        drain,
+        per_event_events_per_second: None,
+        speedup: None,
+        postgres_ceiling_events_per_second: None,
+        latency: None,
+    };
+    if !config.drain_only {
+        workload.reset().await?;
+        workload.publish_backlog().await?;
+        let per_event = per_event::dapr_shape(&workload).await?;
+        workload.verify("per-event pattern").await?;
+        report.per_event_events_per_second = Some(per_event);
+        report.speedup = Some(report.drain.events_per_second / per_event);
+
+        workload.reset().await?;
+        report.postgres_ceiling_events_per_second =
+            Some(per_event::postgres_ceiling(&workload).await?);
+        workload.verify("PostgreSQL ceiling").await?;
+
+        workload.reset().await?;
+        report.latency =
+            Some(latency::measure(&mut workload, config.rate, config.latency_seconds).await?);
+    }
+    print(&report);
+    if let Some(path) = &config.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn print(report: &Report) {
+    let drain = &report.drain;
+    let mut rows = vec![(
+        format!(
+            "drain, worker defaults ({} replica(s), batch {})",
+            drain.replicas, drain.batch_size
+        ),
+        format!(
+            "{:>10.0} events/s  ({:.2} s)",
+            drain.events_per_second, drain.seconds
+        ),
+    )];
+    if let (Some(per_event), Some(speedup)) = (report.per_event_events_per_second, report.speedup) {
+        rows.push((
+            format!(
+                "per-event pattern (Dapr's shape: {} handlers, 1 tx + 1 XACK per event)",
+                per_event::HANDLERS
+            ),
+            format!("{per_event:>10.0} events/s"),
+        ));
+        rows.push((
+            "worker / per-event".to_owned(),
+            format!("{speedup:>10.1} ×"),
+        ));
+    }
+    if let Some(ceiling) = report.postgres_ceiling_events_per_second {
+        rows.push((
+            format!(
+                "PostgreSQL ceiling, 1 transaction per event ({} connections)",
+                per_event::HANDLERS
+            ),
+            format!("{ceiling:>10.0} events/s"),
+        ));
+    }
+    if let Some(latency) = &report.latency {
+        rows.push((
+            format!(
+                "XADD → COMMIT at {} events/s ({} events)",
+                latency.rate, latency.events
+            ),
+            format!(
+                "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                latency.p50_ms, latency.p99_ms, latency.max_ms
+            ),
+        ));
+    }
+    rows.push((
+        "peak RSS of a worker process".to_owned(),
+        format!("{:>10.1} MB", drain.peak_rss_mb),
+    ));
+    rows.push((
+        "ready (spawn → first read)".to_owned(),
+        format!("{:>10.0} ms", drain.ready_ms),
+    ));
+    let width = rows
+        .iter()
+        .map(|(name, _)| name.chars().count())
+        .max()
+        .unwrap_or(0);
+    for (name, value) in rows {
+        println!("{name:<width$}  {value}");
+    }
+}

@@ -1,0 +1,111 @@
+//! The baselines, measured on the same servers in the same run: Dapr's shape (ten handlers,
+//! each taking one entry at a time and committing one transaction and one XACK per event), and
+//! PostgreSQL's own ceiling for one transaction per event with the same statements, no Redis.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use futures_util::future::try_join_all;
+
+use super::workload::{Workload, LIFECYCLE};
+use crate::envelope::{decode, FulfillmentEvent, DEFAULT_MAX_ENTRY_BYTES};
+use crate::store::{apply_batch, Incoming};
+use crate::stream::{ReadBatch, Reader};
+
+/// Dapr's handler count for `pubsub.redis`.
+pub const HANDLERS: usize = 10;
+
+/// Drains the backlog the way Dapr's component does; returns events per second.
+pub async fn dapr_shape(workload: &Workload) -> anyhow::Result<f64> {
+    let total = workload.events();
+    let consumed = std::sync::atomic::AtomicU64::new(0);
+    let started = Instant::now();
+    try_join_all((0..HANDLERS).map(|n| handler(workload, n, total, &consumed))).await?;
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+/// One handler: XREADGROUP COUNT 1, one transaction, one XACK, until all are consumed.
+async fn handler(
+    workload: &Workload,
+    n: usize,
+    total: u64,
+    consumed: &std::sync::atomic::AtomicU64,
+) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering;
+    let block = std::time::Duration::from_millis(100);
+    let mut reader = Reader::connect(
+        &workload.redis_url,
+        workload.stream.clone(),
+        format!("dapr-{n}"),
+        block,
+    )
+    .await?;
+    let mut redis = workload.redis.clone();
+    let mut db = workload.db().await?;
+    while consumed.load(Ordering::Relaxed) < total {
+        let batch: ReadBatch = reader.next_batch(1, block).await?;
+        for entry in &batch.entries {
+            let event = decode(&entry.fields, DEFAULT_MAX_ENTRY_BYTES)?;
+            apply_batch(
+                &mut db,
+                &[Incoming {
+                    entry_id: &entry.id,
+                    event: &event,
+                }],
+            )
+            .await?;
+            let _: u64 = redis::cmd("XACK")
+                .arg(&workload.stream.stream)
+                .arg(&workload.stream.group)
+                .arg(&entry.id)
+                .query_async(&mut redis)
+                .await?;
+            consumed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}
+
+/// Applies every event of the workload in its own transaction from `HANDLERS` connections,
+/// with no Redis at all; returns transactions (events) per second.
+pub async fn postgres_ceiling(workload: &Workload) -> anyhow::Result<f64> {
+    // Each connection takes whole orders, so every order's events stay in order.
+    let lanes: Vec<Vec<FulfillmentEvent>> = (0..HANDLERS)
+        .map(|lane| {
+            workload
+                .orders
+                .iter()
+                .skip(lane)
+                .step_by(HANDLERS)
+                .flat_map(|order| LIFECYCLE.iter().map(move |status| (order, *status)))
+                .map(|(order, status)| {
+                    let fields: Vec<(String, Vec<u8>)> = workload
+                        .entry(order, status)
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_bytes()))
+                        .collect();
+                    decode(&fields, DEFAULT_MAX_ENTRY_BYTES)
+                        .context("the benchmark's own event decodes")
+                })
+                .collect::<anyhow::Result<_>>()
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let started = Instant::now();
+    try_join_all(lanes.iter().map(|events| async move {
+        let mut db = crate::store::connect(workload.database_url.clone()).await?;
+        for (n, event) in events.iter().enumerate() {
+            let entry_id = format!("0-{n}");
+            apply_batch(
+                &mut db,
+                &[Incoming {
+                    entry_id: &entry_id,
+                    event,
+                }],
+            )
+            .await?;
+        }
+        anyhow::Ok(())
+    }))
+    .await?;
+    Ok(workload.events() as f64 / started.elapsed().as_secs_f64())
+}
