@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::try_join;
 
 use super::plan::{plan, Incoming, Loaded, Plan};
 use super::schema::{order_fulfillments, orders, processed_events};
@@ -33,7 +34,10 @@ pub async fn apply_batch(
     .await
 }
 
-async fn load(conn: &mut AsyncPgConnection, batch: &[Incoming<'_>]) -> Result<Loaded, StoreError> {
+/// The three reads go out pipelined, in one round trip: PostgreSQL still runs them in order, so
+/// the row locks are taken before the other two read (each statement sees what committed before
+/// it started).
+async fn load(conn: &AsyncPgConnection, batch: &[Incoming<'_>]) -> Result<Loaded, StoreError> {
     let order_ids: Vec<&str> = batch
         .iter()
         .map(|i| i.event.order_id.as_str())
@@ -46,14 +50,14 @@ async fn load(conn: &mut AsyncPgConnection, batch: &[Incoming<'_>]) -> Result<Lo
         .collect();
     let event_ids: Vec<&str> = batch.iter().map(|i| i.event.event_id.as_str()).collect();
 
-    let locked: Vec<(String, String)> = orders::table
+    let (mut c1, mut c2, mut c3) = (conn, conn, conn);
+    let locked = orders::table
         .filter(orders::id.eq_any(&order_ids))
         .order(orders::id)
         .select((orders::id, orders::status))
         .for_update()
-        .load(conn)
-        .await?;
-    let fulfillments: Vec<(String, String, String)> = order_fulfillments::table
+        .load::<(String, String)>(&mut c1);
+    let fulfillments = order_fulfillments::table
         .filter(
             order_fulfillments::order_id
                 .eq_any(&order_ids)
@@ -64,13 +68,12 @@ async fn load(conn: &mut AsyncPgConnection, batch: &[Incoming<'_>]) -> Result<Lo
             order_fulfillments::order_id,
             order_fulfillments::status,
         ))
-        .load(conn)
-        .await?;
-    let processed: Vec<String> = processed_events::table
+        .load::<(String, String, String)>(&mut c2);
+    let processed = processed_events::table
         .filter(processed_events::event_id.eq_any(&event_ids))
         .select(processed_events::event_id)
-        .load(conn)
-        .await?;
+        .load::<String>(&mut c3);
+    let (locked, fulfillments, processed) = try_join!(locked, fulfillments, processed)?;
 
     let mut loaded = Loaded {
         processed: processed.into_iter().collect(),
@@ -89,11 +92,16 @@ async fn load(conn: &mut AsyncPgConnection, batch: &[Incoming<'_>]) -> Result<Lo
     Ok(loaded)
 }
 
-/// Writes the plan with one statement per table. The inbox insert has no `ON CONFLICT`: a
-/// conflict would mean another transaction applied the same event concurrently, which the row
-/// locks rule out; if it ever happens the batch fails and its retry reports a duplicate.
-async fn write(conn: &mut AsyncPgConnection, plan: &Plan) -> Result<(), StoreError> {
-    if !plan.processed.is_empty() {
+/// Writes the plan with one statement per table, pipelined in one round trip. The inbox insert
+/// has no `ON CONFLICT`: a conflict would mean another transaction applied the same event
+/// concurrently, which the row locks rule out; if it ever happens the batch fails and its
+/// retry reports a duplicate.
+async fn write(conn: &AsyncPgConnection, plan: &Plan) -> Result<(), StoreError> {
+    let (mut c1, mut c2, mut c3, mut c4) = (conn, conn, conn, conn);
+    let inbox = async {
+        if plan.processed.is_empty() {
+            return Ok(0);
+        }
         let rows = &plan.processed;
         diesel::sql_query(
             "INSERT INTO processed_events (event_id, stream_entry_id, outcome) \
@@ -102,10 +110,13 @@ async fn write(conn: &mut AsyncPgConnection, plan: &Plan) -> Result<(), StoreErr
         .bind::<Array<Text>, _>(column(rows, |(event_id, _, _)| event_id))
         .bind::<Array<Text>, _>(column(rows, |(_, entry_id, _)| entry_id))
         .bind::<Array<Text>, _>(column(rows, |(_, _, outcome)| outcome))
-        .execute(conn)
-        .await?;
-    }
-    if !plan.fulfillments.is_empty() {
+        .execute(&mut c1)
+        .await
+    };
+    let fulfillments = async {
+        if plan.fulfillments.is_empty() {
+            return Ok(0);
+        }
         let rows = &plan.fulfillments;
         diesel::sql_query(
             "INSERT INTO order_fulfillments (fulfillment_id, order_id, status) \
@@ -116,10 +127,13 @@ async fn write(conn: &mut AsyncPgConnection, plan: &Plan) -> Result<(), StoreErr
         .bind::<Array<Text>, _>(column(rows, |(fulfillment_id, _, _)| fulfillment_id))
         .bind::<Array<Text>, _>(column(rows, |(_, order_id, _)| order_id))
         .bind::<Array<Text>, _>(column(rows, |(_, _, status)| status.as_str()))
-        .execute(conn)
-        .await?;
-    }
-    if !plan.orders.is_empty() {
+        .execute(&mut c2)
+        .await
+    };
+    let orders = async {
+        if plan.orders.is_empty() {
+            return Ok(0);
+        }
         let rows = &plan.orders;
         diesel::sql_query(
             "UPDATE orders SET status = u.status, fulfillment_status = u.fulfillment_status, \
@@ -130,10 +144,13 @@ async fn write(conn: &mut AsyncPgConnection, plan: &Plan) -> Result<(), StoreErr
         .bind::<Array<Text>, _>(column(rows, |o| &o.order_id))
         .bind::<Array<Text>, _>(column(rows, |o| o.status.as_str()))
         .bind::<Array<Text>, _>(column(rows, |o| o.fulfillment_status.as_str()))
-        .execute(conn)
-        .await?;
-    }
-    if !plan.transitions.is_empty() {
+        .execute(&mut c3)
+        .await
+    };
+    let history = async {
+        if plan.transitions.is_empty() {
+            return Ok(0);
+        }
         let rows = &plan.transitions;
         diesel::sql_query(
             "INSERT INTO order_status_history \
@@ -146,9 +163,10 @@ async fn write(conn: &mut AsyncPgConnection, plan: &Plan) -> Result<(), StoreErr
         .bind::<Array<Text>, _>(column(rows, |t| &t.reason))
         .bind::<Array<Text>, _>(column(rows, |t| &t.event_id))
         .bind::<Array<Text>, _>(column(rows, |t| &t.stream_entry_id))
-        .execute(conn)
-        .await?;
-    }
+        .execute(&mut c4)
+        .await
+    };
+    try_join!(inbox, fulfillments, orders, history)?;
     Ok(())
 }
 
