@@ -91,7 +91,9 @@ impl Workload {
                 }
             }
         }
-        let _: () = pipe.query_async(&mut self.redis).await?;
+        if queued % 2_000 != 0 {
+            let _: () = pipe.query_async(&mut self.redis).await?;
+        }
         Ok(())
     }
 
