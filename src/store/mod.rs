@@ -42,6 +42,9 @@ pub fn pool(database_url: &str, max_size: u32) -> DbPool {
         AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
     Pool::builder()
         .max_size(max_size)
+        // A round trip per checkout otherwise; a broken connection shows up as the batch's
+        // error (retried on a fresh one) and is discarded when returned.
+        .test_on_check_out(false)
         .connection_timeout(std::time::Duration::from_secs(5))
         .build_unchecked(manager)
 }

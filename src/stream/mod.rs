@@ -35,6 +35,8 @@ pub fn pool(redis_url: &str) -> anyhow::Result<RedisPool> {
     })?;
     Ok(bb8::Pool::builder()
         .max_size(4)
+        // A PING per checkout otherwise; a broken connection fails its command, which is retried.
+        .test_on_check_out(false)
         .connection_timeout(std::time::Duration::from_secs(5))
         .build_unchecked(manager))
 }

@@ -221,8 +221,12 @@ impl Worker {
     async fn apply(&self, incoming: &[Incoming<'_>], shutdown: &Shutdown) -> Option<Plan> {
         until_ok("applying a batch", &self.db_health, shutdown, || async {
             let attempt = async {
+                let started = std::time::Instant::now();
                 let mut conn = self.db.get().await.map_err(StoreError::from)?;
-                apply_batch(&mut conn, incoming).await
+                let checked_out = started.elapsed();
+                let plan = apply_batch(&mut conn, incoming).await;
+                tracing::debug!(events = incoming.len(), ?checked_out, took = ?started.elapsed(), "applied");
+                plan
             };
             tokio::time::timeout(APPLY_TIMEOUT, attempt)
                 .await
