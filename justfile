@@ -29,3 +29,8 @@ ci:
 # worker SIGKILLed every 2 s, PostgreSQL and Redis connections cut 3 s in every 12 s.
 chaos orders="2000" seconds="60":
     CHAOS_ORDERS={{orders}} CHAOS_SECONDS={{seconds}} cargo test --locked --release --test chaos -- --nocapture
+
+# Measure: drain rate against Dapr's per-event pattern and PostgreSQL's ceiling, latency,
+# RSS, start-up (see BENCHMARKS.md). Extra flags go to `order-worker bench`, e.g. --json out.json.
+bench *ARGS:
+    cargo run --release --quiet -- --log-format text bench {{ARGS}}

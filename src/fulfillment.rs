@@ -40,6 +40,20 @@ impl FulfillmentStatus {
         Self::Cancelled,
     ];
 
+    /// A fulfillment's whole life when nothing goes wrong, in order: the demo, the benchmark and
+    /// the tests publish it; it moves an order through processing, shipped and delivered.
+    pub const LIFECYCLE: [FulfillmentStatus; 9] = [
+        Self::Pending,
+        Self::Planning,
+        Self::Picking,
+        Self::Picked,
+        Self::Packing,
+        Self::Packed,
+        Self::Ready,
+        Self::Shipped,
+        Self::Completed,
+    ];
+
     /// The wire name (`pick_failed`), also what is stored in PostgreSQL.
     pub fn as_str(self) -> &'static str {
         match self {

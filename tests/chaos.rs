@@ -13,10 +13,11 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use order_worker::dapr::{self, Format};
+use order_worker::fulfillment::FulfillmentStatus;
 use order_worker::fulfillment::FulfillmentStatus::Planning;
 use support::process::signal;
 use support::proxy::FaultProxy;
-use support::{TestEnv, LIFECYCLE};
+use support::TestEnv;
 use tokio::process::Child;
 
 /// How long the whole run may take before it fails.
@@ -152,7 +153,7 @@ async fn chaos() {
         .into_iter()
         .map(|l| l["source_id"].clone())
         .collect();
-    let published = orders.len() * (LIFECYCLE.len() + 1) + poison;
+    let published = orders.len() * (FulfillmentStatus::LIFECYCLE.len() + 1) + poison;
     println!(
         "chaos: {published} entries ({} orders, {poison} poison) in {:.1} s; {kills} workers SIGKILLed, \
          {cuts} cut cycles; history rows {} (expected {expected_history}), pending {}, dead letters {}",
@@ -176,7 +177,7 @@ async fn chaos() {
 fn entries(stream: &str, orders: &[String]) -> Vec<(Vec<(String, String)>, bool)> {
     let mut entries = Vec::new();
     let mut good = 0;
-    for status in LIFECYCLE {
+    for status in FulfillmentStatus::LIFECYCLE {
         for order in orders {
             let event = dapr::event(
                 order,

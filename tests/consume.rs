@@ -7,10 +7,6 @@ use order_worker::dapr::Format;
 use order_worker::fulfillment::FulfillmentStatus::{self, *};
 use support::TestEnv;
 
-const LIFECYCLE: [FulfillmentStatus; 9] = [
-    Pending, Planning, Picking, Picked, Packing, Packed, Ready, Shipped, Completed,
-];
-
 fn h(from: &str, to: &str, reason: &str) -> (String, String, String) {
     (from.to_owned(), to.to_owned(), reason.to_owned())
 }
@@ -58,9 +54,12 @@ async fn every_dapr_format_is_applied_end_to_end() {
 async fn full_lifecycle_ends_delivered_with_three_history_rows() {
     let env = TestEnv::new().await;
     env.seed_orders(&["o1"], "confirmed").await;
-    env.publish_lifecycle("o1", "f1", &LIFECYCLE).await;
+    env.publish_lifecycle("o1", "f1", &FulfillmentStatus::LIFECYCLE)
+        .await;
     let mut worker = env.spawn_worker("w1").await;
-    worker.wait_consumed(LIFECYCLE.len() as u64).await;
+    worker
+        .wait_consumed(FulfillmentStatus::LIFECYCLE.len() as u64)
+        .await;
     worker.stop().await;
 
     assert_eq!(env.order_status("o1").await, "delivered");

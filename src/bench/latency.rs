@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::workload::{Workload, LIFECYCLE};
+use super::workload::Workload;
 use crate::config::{Connections, WorkerConfig};
+use crate::fulfillment::FulfillmentStatus;
 use crate::shutdown;
 use crate::worker::Worker;
 
@@ -38,7 +39,7 @@ pub async fn measure(workload: &mut Workload, rate: u32, seconds: u64) -> anyhow
 
     let total = (u64::from(rate) * seconds).min(workload.events());
     let mut sent: HashMap<String, Instant> = HashMap::new();
-    let events = LIFECYCLE
+    let events = FulfillmentStatus::LIFECYCLE
         .iter()
         .flat_map(|status| {
             workload

@@ -7,8 +7,9 @@ use std::time::Instant;
 use anyhow::Context;
 use futures_util::future::try_join_all;
 
-use super::workload::{Workload, LIFECYCLE};
+use super::workload::Workload;
 use crate::envelope::{decode, FulfillmentEvent, DEFAULT_MAX_ENTRY_BYTES};
+use crate::fulfillment::FulfillmentStatus;
 use crate::store::{apply_batch, Incoming};
 use crate::stream::{ReadBatch, Reader};
 
@@ -77,7 +78,11 @@ pub async fn postgres_ceiling(workload: &Workload) -> anyhow::Result<f64> {
                 .iter()
                 .skip(lane)
                 .step_by(HANDLERS)
-                .flat_map(|order| LIFECYCLE.iter().map(move |status| (order, *status)))
+                .flat_map(|order| {
+                    FulfillmentStatus::LIFECYCLE
+                        .iter()
+                        .map(move |status| (order, *status))
+                })
                 .map(|(order, status)| {
                     let fields: Vec<(String, Vec<u8>)> = workload
                         .entry(order, status)

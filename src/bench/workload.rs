@@ -10,13 +10,8 @@ use redis::aio::MultiplexedConnection;
 
 use crate::config::StreamConfig;
 use crate::dapr::{self, Format};
-use crate::fulfillment::FulfillmentStatus::{self, *};
+use crate::fulfillment::FulfillmentStatus;
 use crate::store::schema::{order_status_history, orders};
-
-/// A fulfillment's whole life: three order transitions (processing, shipped, delivered).
-pub const LIFECYCLE: [FulfillmentStatus; 9] = [
-    Pending, Planning, Picking, Picked, Packing, Packed, Ready, Shipped, Completed,
-];
 
 /// How long a drain may take before the benchmark gives up.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(600);
@@ -33,7 +28,7 @@ pub struct Workload {
 impl Workload {
     /// Entries in one backlog.
     pub fn events(&self) -> u64 {
-        (self.orders.len() * LIFECYCLE.len()) as u64
+        (self.orders.len() * FulfillmentStatus::LIFECYCLE.len()) as u64
     }
 
     /// Inserts the orders at `confirmed` (once per run).
@@ -77,7 +72,7 @@ impl Workload {
         crate::stream::ensure_group(&mut self.redis, &self.stream).await?;
         let mut pipe = redis::pipe();
         let mut queued = 0;
-        for status in LIFECYCLE {
+        for status in FulfillmentStatus::LIFECYCLE {
             for order in &self.orders {
                 pipe.cmd("XADD")
                     .arg(&self.stream.stream)

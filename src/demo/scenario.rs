@@ -6,10 +6,6 @@ use crate::dapr::Format;
 use crate::fulfillment::FulfillmentStatus::{self, *};
 use crate::fulfillment::OrderStatus;
 
-const LIFECYCLE: [FulfillmentStatus; 9] = [
-    Pending, Planning, Picking, Picked, Packing, Packed, Ready, Shipped, Completed,
-];
-
 /// The fewest orders that hold every special case.
 pub const MIN_ORDERS: usize = 5;
 
@@ -71,7 +67,10 @@ pub fn build(order_count: usize) -> Scenario {
                 ]),
                 OrderStatus::Delivered,
             ),
-            _ => (single(&LIFECYCLE), OrderStatus::Delivered),
+            _ => (
+                single(&FulfillmentStatus::LIFECYCLE),
+                OrderStatus::Delivered,
+            ),
         };
         plans.push(steps);
         orders.push((id, expected));

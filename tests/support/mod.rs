@@ -22,20 +22,6 @@ use order_worker::worker::{Progress, Worker};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 
-/// A fulfillment's whole life, as the demo and tests publish it: three order transitions
-/// (processing, shipped, delivered).
-pub const LIFECYCLE: [FulfillmentStatus; 9] = [
-    FulfillmentStatus::Pending,
-    FulfillmentStatus::Planning,
-    FulfillmentStatus::Picking,
-    FulfillmentStatus::Picked,
-    FulfillmentStatus::Packing,
-    FulfillmentStatus::Packed,
-    FulfillmentStatus::Ready,
-    FulfillmentStatus::Shipped,
-    FulfillmentStatus::Completed,
-];
-
 /// How long any wait in a test may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -192,7 +178,7 @@ impl TestEnv {
         let ids: Vec<&str> = orders.iter().map(String::as_str).collect();
         self.seed_orders(&ids, "confirmed").await;
         let mut pipe = redis::pipe();
-        for status in LIFECYCLE {
+        for status in FulfillmentStatus::LIFECYCLE {
             for order in &orders {
                 let event = dapr::event(order, &format!("f-{order}"), None, status, &timestamp());
                 let id = uuid::Uuid::new_v4().to_string();
@@ -209,7 +195,10 @@ impl TestEnv {
             .query_async(&mut self.redis.clone())
             .await
             .expect("XADD lifecycles");
-        (orders.clone(), (orders.len() * LIFECYCLE.len()) as u64)
+        (
+            orders.clone(),
+            (orders.len() * FulfillmentStatus::LIFECYCLE.len()) as u64,
+        )
     }
 
     /// The end state after [`TestEnv::seed_lifecycles`] was consumed, exactly: every order
