@@ -33,10 +33,10 @@ pub fn pool(redis_url: &str) -> anyhow::Result<RedisPool> {
             crate::config::redact_url(redis_url)
         )
     })?;
+    // bb8 tests each connection on checkout (a PING): a multiplexed connection does not
+    // reconnect by itself, so this is how one cut by the network gets replaced.
     Ok(bb8::Pool::builder()
         .max_size(4)
-        // A PING per checkout otherwise; a broken connection fails its command, which is retried.
-        .test_on_check_out(false)
         .connection_timeout(std::time::Duration::from_secs(5))
         .build_unchecked(manager))
 }
