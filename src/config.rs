@@ -197,9 +197,8 @@ impl WorkerConfig {
 }
 
 /// Log output: `json` for log collectors, `text` for people.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
-    #[default]
     Json,
     Text,
 }

@@ -17,9 +17,10 @@ use order_worker::worker::Worker;
 #[derive(Parser)]
 #[command(name = "order-worker", version, propagate_version = true)]
 struct Cli {
-    /// Log format: `json` for log collectors, `text` for people. Level: RUST_LOG (default info).
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t, global = true)]
-    log_format: LogFormat,
+    /// Log format: `json` for log collectors, `text` for people [default: json for `run` and
+    /// `migrate`, text for `demo` and `bench`]. Level: RUST_LOG (default info).
+    #[arg(long, env = "LOG_FORMAT", value_enum, global = true)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,8 +42,14 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Demo(_) | Command::Bench(_));
-    telemetry::init(cli.log_format, if quiet { "warn" } else { "info" });
+    // The demo and the benchmark print for a person; their logs are only warnings, as text.
+    let interactive = matches!(cli.command, Command::Demo(_) | Command::Bench(_));
+    let (format, level) = if interactive {
+        (LogFormat::Text, "warn")
+    } else {
+        (LogFormat::Json, "info")
+    };
+    telemetry::init(cli.log_format.unwrap_or(format), level);
     let result = match cli.command {
         Command::Run(config) => run(config).await,
         Command::Migrate(config) => migrate_database(config).await,
