@@ -3,13 +3,14 @@
 //!
 //! The path of an entry: [`stream::read`] → [`envelope`] (decode) → [`store::apply`] (one
 //! transaction per batch, rules in [`fulfillment`]) → [`stream::settle`] (dead-letter, XACK),
-//! driven by [`worker`].
+//! driven by [`worker`]. [`ops`] holds the operator commands (inspection).
 
 pub mod config;
 pub mod dapr;
 pub mod demo;
 pub mod envelope;
 pub mod fulfillment;
+pub mod ops;
 pub mod retry;
 pub mod shutdown;
 pub mod store;

@@ -1,9 +1,11 @@
-//! The `order-worker` command line: `run`, `migrate`, `demo`.
+//! The `order-worker` command line: `run`, `migrate`, `demo`, and the operator command
+//! `pending`.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use order_worker::config::{LogFormat, MigrateConfig, WorkerConfig};
+use order_worker::ops;
 use order_worker::shutdown;
 use order_worker::store::migrate;
 use order_worker::telemetry;
@@ -33,17 +35,22 @@ enum Command {
     /// Show the worker on a laptop: seed orders, publish their fulfillment events in Dapr's
     /// format, drain the stream and print each order's transitions.
     Demo(order_worker::demo::DemoConfig),
+    /// Show the group's backlog: stream length, lag, last delivered id, pending entries per
+    /// consumer (pod), the oldest pending entries, and the dead-letter count.
+    Pending(ops::inspect::PendingArgs),
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Demo(_));
+    // Commands that print for people log only warnings and errors.
+    let quiet = !matches!(cli.command, Command::Run(_) | Command::Migrate(_));
     telemetry::init(cli.log_format, if quiet { "warn" } else { "info" });
     let result = match cli.command {
         Command::Run(config) => run(config).await,
         Command::Migrate(config) => migrate_database(config).await,
         Command::Demo(config) => order_worker::demo::run(config).await,
+        Command::Pending(args) => ops::inspect::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
