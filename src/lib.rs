@@ -3,7 +3,7 @@
 //!
 //! The path of an entry: [`stream::read`] → [`envelope`] (decode) → [`store::apply`] (one
 //! transaction per batch, rules in [`fulfillment`]) → [`stream::settle`] (dead-letter, XACK),
-//! driven by [`worker`]. [`ops`] holds the operator commands (inspection).
+//! driven by [`worker`]. [`ops`] holds the operator commands (inspection, trimming).
 
 pub mod config;
 pub mod dapr;

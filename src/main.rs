@@ -1,5 +1,5 @@
-//! The `order-worker` command line: `run`, `migrate`, `demo`, and the operator command
-//! `pending`.
+//! The `order-worker` command line: `run`, `migrate`, `demo`, and the operator commands
+//! `pending` and `trim`.
 
 use std::process::ExitCode;
 
@@ -38,6 +38,9 @@ enum Command {
     /// Show the group's backlog: stream length, lag, last delivered id, pending entries per
     /// consumer (pod), the oldest pending entries, and the dead-letter count.
     Pending(ops::inspect::PendingArgs),
+    /// Delete the stream entries every consumer group is done with (XTRIM MINID below the
+    /// oldest entry any group has pending or not yet delivered); never an unacked one.
+    Trim(ops::trim::TrimArgs),
 }
 
 #[tokio::main]
@@ -51,6 +54,7 @@ async fn main() -> ExitCode {
         Command::Migrate(config) => migrate_database(config).await,
         Command::Demo(config) => order_worker::demo::run(config).await,
         Command::Pending(args) => ops::inspect::run(args).await,
+        Command::Trim(args) => ops::trim::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,10 +1,11 @@
-//! Operator commands: `pending` ([`inspect`]: what the group holds and who holds it). They
-//! talk to Redis only, and never ack, claim or move an entry of the main stream: that stays the
-//! workers' job.
+//! Operator commands: `pending` ([`inspect`]: what the group holds and who holds it) and `trim`
+//! ([`trim`]: drop the entries every group is done with). They talk to Redis only, and never
+//! ack, claim or move an entry of the main stream: that stays the workers' job.
 
 pub mod inspect;
 pub mod stream_id;
 mod table;
+pub mod trim;
 
 use std::fmt;
 use std::time::Duration;
@@ -113,4 +114,42 @@ fn find_group<'a>(
         "consumer group {name} does not exist on stream {stream} (its groups: {}; check CONSUMER_GROUP / --group)",
         names.join(", ")
     )
+}
+
+/// How many entries of `key` have ids in `[from, below)`, counted inside Redis a page at a time
+/// so a dry run over millions of entries neither copies them to us nor blocks Redis for long.
+async fn count_range(
+    conn: &mut MultiplexedConnection,
+    key: &str,
+    from: &str,
+    below: stream_id::StreamId,
+) -> anyhow::Result<u64> {
+    const PAGE: u64 = 10_000;
+    if below == stream_id::StreamId::MIN {
+        // Nothing is below `0-0`, and `(0-0` is not a valid range end.
+        return Ok(0);
+    }
+    let script = redis::Script::new(
+        r"local page = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', ARGV[3])
+          if #page == 0 then return {0, ''} end
+          return {#page, page[#page][1]}",
+    );
+    let end = format!("({below}");
+    let mut start = from.to_owned();
+    let mut total = 0;
+    loop {
+        let (counted, last): (u64, String) = script
+            .key(key)
+            .arg(&start)
+            .arg(&end)
+            .arg(PAGE)
+            .invoke_async(conn)
+            .await
+            .with_context(|| format!("counting the entries of {key} below {below}"))?;
+        total += counted;
+        if counted < PAGE {
+            return Ok(total);
+        }
+        start = format!("({last}");
+    }
 }
