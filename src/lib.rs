@@ -3,7 +3,8 @@
 //!
 //! The path of an entry: [`stream::read`] → [`envelope`] (decode) → [`store::apply`] (one
 //! transaction per batch, rules in [`fulfillment`]) → [`stream::settle`] (dead-letter, XACK),
-//! driven by [`worker`]. [`ops`] holds the operator commands (inspection, trimming).
+//! driven by [`worker`]. [`ops`] holds the operator commands (inspection, dead letters,
+//! trimming).
 
 pub mod config;
 pub mod dapr;

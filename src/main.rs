@@ -1,5 +1,5 @@
 //! The `order-worker` command line: `run`, `migrate`, `demo`, and the operator commands
-//! `pending` and `trim`.
+//! `pending`, `dead-letter` and `trim`.
 
 use std::process::ExitCode;
 
@@ -38,6 +38,8 @@ enum Command {
     /// Show the group's backlog: stream length, lag, last delivered id, pending entries per
     /// consumer (pod), the oldest pending entries, and the dead-letter count.
     Pending(ops::inspect::PendingArgs),
+    /// Look at the dead-letter stream (list, show) and delete old dead letters (purge).
+    DeadLetter(ops::dead_letter::DeadLetterArgs),
     /// Delete the stream entries every consumer group is done with (XTRIM MINID below the
     /// oldest entry any group has pending or not yet delivered); never an unacked one.
     Trim(ops::trim::TrimArgs),
@@ -54,6 +56,7 @@ async fn main() -> ExitCode {
         Command::Migrate(config) => migrate_database(config).await,
         Command::Demo(config) => order_worker::demo::run(config).await,
         Command::Pending(args) => ops::inspect::run(args).await,
+        Command::DeadLetter(args) => ops::dead_letter::run(args).await,
         Command::Trim(args) => ops::trim::run(args).await,
     };
     match result {

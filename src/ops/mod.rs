@@ -1,7 +1,9 @@
-//! Operator commands: `pending` ([`inspect`]: what the group holds and who holds it) and `trim`
-//! ([`trim`]: drop the entries every group is done with). They talk to Redis only, and never
-//! ack, claim or move an entry of the main stream: that stays the workers' job.
+//! Operator commands: `pending` ([`inspect`]: what the group holds and who holds it),
+//! `dead-letter` ([`dead_letter`]: list, show, purge) and `trim` ([`trim`]: drop the entries
+//! every group is done with). They talk to Redis only, and never ack, claim or move an entry of
+//! the main stream: that stays the workers' job.
 
+pub mod dead_letter;
 pub mod inspect;
 pub mod stream_id;
 mod table;
@@ -114,6 +116,16 @@ fn find_group<'a>(
         "consumer group {name} does not exist on stream {stream} (its groups: {}; check CONSUMER_GROUP / --group)",
         names.join(", ")
     )
+}
+
+/// Redis's clock in milliseconds. Ages are measured against it, not the local clock, because
+/// entry ids come from Redis's clock.
+async fn redis_now_ms(conn: &mut MultiplexedConnection) -> anyhow::Result<u64> {
+    let (seconds, micros): (u64, u64) = redis::cmd("TIME")
+        .query_async(conn)
+        .await
+        .context("reading Redis's clock (TIME)")?;
+    Ok(seconds * 1_000 + micros / 1_000)
 }
 
 /// How many entries of `key` have ids in `[from, below)`, counted inside Redis a page at a time

@@ -82,6 +82,17 @@ pub fn human_ms(ms: u64) -> String {
     }
 }
 
+/// `text` cut to `max` characters with `…`, for one-line summaries of free text.
+pub fn shorten(text: &str, max: usize) -> String {
+    let one_line = text.replace(['\n', '\r'], " ");
+    if one_line.chars().count() <= max {
+        return one_line;
+    }
+    let mut cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +127,15 @@ mod tests {
         for (ms, expected) in cases {
             assert_eq!(human_ms(ms), expected, "{ms} ms");
         }
+    }
+
+    #[test]
+    fn shortening_keeps_short_text_and_marks_the_cut() {
+        assert_eq!(
+            shorten("order \"x\" does not exist", 40),
+            "order \"x\" does not exist"
+        );
+        assert_eq!(shorten("abcdefghij", 5), "abcd…");
+        assert_eq!(shorten("two\nlines", 20), "two lines");
     }
 }
