@@ -1,5 +1,6 @@
 //! `order-worker pending`: each consumer's count and the oldest entries it holds, from a group
-//! read by two consumers that never ack; a missing stream or group is named and exits 1.
+//! read by two consumers that never ack; a missing stream or group is named and exits 1. And
+//! every operator command's `--help`: only the settings it uses, no password.
 
 mod support;
 
@@ -102,4 +103,35 @@ async fn pending_names_a_missing_stream_or_group_and_exits_1() {
         stderr(&no_group)
     );
     env.cleanup().await;
+}
+
+#[test]
+fn operator_commands_offer_only_the_settings_they_use_and_never_show_a_password() {
+    for command in [
+        &["pending"][..],
+        &["trim"],
+        &["dead-letter", "list"],
+        &["dead-letter", "show"],
+        &["dead-letter", "purge"],
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_order-worker"))
+            .args(command)
+            .arg("--help")
+            .env("REDIS_URL", "redis://:hunter2@redis:6379")
+            .output()
+            .expect("binary runs");
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{command:?}: {help}");
+        for wanted in ["--redis-url", "--stream", "--group", "--dead-letter-stream"] {
+            assert!(help.contains(wanted), "{command:?} lacks {wanted}: {help}");
+        }
+        for unused in [
+            "--consumer",
+            "--group-start-id",
+            "--database-url",
+            "hunter2",
+        ] {
+            assert!(!help.contains(unused), "{command:?} shows {unused}: {help}");
+        }
+    }
 }

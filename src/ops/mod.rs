@@ -25,8 +25,13 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
 /// What the operator commands need: Redis and the stream settings, under the same flags and
 /// variables as `order-worker run`, so running them in a worker's pod (`kubectl exec … --
 /// order-worker pending`) looks at that worker's stream and group. No database: these commands
-/// must work while PostgreSQL is the thing that is down.
+/// must work while PostgreSQL is the thing that is down. The consumer name and the group start
+/// id are hidden: these commands never read as a consumer nor create the group.
 #[derive(Clone, clap::Args)]
+#[command(
+    mut_arg("consumer", |arg| arg.hide(true)),
+    mut_arg("group_start_id", |arg| arg.hide(true))
+)]
 pub struct OpsConfig {
     /// Redis URL (Dapr component: redisHost, redisPassword, enableTLS via rediss://).
     #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL, hide_env_values = true)]
