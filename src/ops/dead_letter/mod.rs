@@ -1,16 +1,18 @@
 //! `order-worker dead-letter list|show|purge`: reading the dead-letter stream without
 //! hand-written XRANGEs, and deleting old dead letters once they are understood. Putting one back
-//! on the main stream is `replay`'s job, not this module's.
+//! on the main stream is `replay`'s job, not this module's. The text output is in [`render`].
+
+mod render;
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
+pub use render::{render_detail, render_list, render_purge};
+
 use super::stream_id::{parse_boundary, StreamId};
-use super::table::{human_ms, shorten, Table};
 use super::{count_range, redis_now_ms, OpsConfig};
 use crate::stream::reply::parse_entries;
 use crate::stream::{ReadBatch, StreamEntry};
@@ -163,7 +165,7 @@ pub async fn list(
     count: u32,
 ) -> anyhow::Result<(u64, Vec<DeadLetterSummary>)> {
     let now = redis_now_ms(conn).await?;
-    let total: u64 = redis::cmd("XLEN").arg(stream).query_async(conn).await?;
+    let total = length(conn, stream).await?;
     let entries = range(conn, stream, "-", "+", count as usize).await?;
     Ok((total, entries.iter().map(|e| summary(e, now)).collect()))
 }
@@ -210,7 +212,7 @@ pub async fn purge(
             rfc3339(before.ms)
         );
     }
-    let total: u64 = redis::cmd("XLEN").arg(stream).query_async(conn).await?;
+    let total = length(conn, stream).await?;
     let matched = count_range(conn, stream, "-", before).await?;
     let oldest = if matched == 0 {
         Vec::new()
@@ -226,7 +228,8 @@ pub async fn purge(
             .arg("MINID")
             .arg(before.to_string())
             .query_async(conn)
-            .await?;
+            .await
+            .with_context(|| format!("purging {stream} (XTRIM MINID {before})"))?;
         Some(deleted)
     };
     Ok(PurgeReport {
@@ -254,10 +257,20 @@ async fn range(
         .arg("COUNT")
         .arg(count)
         .query_async(conn)
-        .await?;
+        .await
+        .with_context(|| format!("reading dead letters from {stream} (XRANGE)"))?;
     let mut batch = ReadBatch::default();
     parse_entries(reply, &mut batch)?;
     Ok(batch.entries)
+}
+
+/// `XLEN`: 0 for a dead-letter stream nothing was written to yet.
+async fn length(conn: &mut MultiplexedConnection, stream: &str) -> anyhow::Result<u64> {
+    redis::cmd("XLEN")
+        .arg(stream)
+        .query_async(conn)
+        .await
+        .with_context(|| format!("reading the length of {stream} (XLEN)"))
 }
 
 fn summary(entry: &StreamEntry, now: u64) -> DeadLetterSummary {
@@ -285,7 +298,8 @@ fn age(id: &str, now: u64) -> (u64, String) {
     (now.saturating_sub(ms), rfc3339(ms))
 }
 
-fn rfc3339(ms: u64) -> String {
+/// `ms` since the epoch in RFC 3339, as people and scripts read times.
+pub(super) fn rfc3339(ms: u64) -> String {
     i64::try_from(ms)
         .ok()
         .and_then(chrono::DateTime::from_timestamp_millis)
@@ -302,88 +316,4 @@ fn text(value: &[u8]) -> String {
         Ok(text) => text.to_owned(),
         Err(_) => value.escape_ascii().to_string(),
     }
-}
-
-fn letters_table(letters: &[DeadLetterSummary]) -> Table {
-    let mut table = Table::new(&["id", "source id", "deliveries", "age", "error"]);
-    let or_dash = |value: Option<String>| value.unwrap_or_else(|| "-".to_owned());
-    for letter in letters {
-        table.row(vec![
-            letter.id.clone(),
-            or_dash(letter.source_id.clone()),
-            or_dash(letter.delivery_count.map(|n| n.to_string())),
-            human_ms(letter.age_ms),
-            or_dash(letter.error.as_deref().map(|error| shorten(error, 100))),
-        ]);
-    }
-    table
-}
-
-/// `list` for people: one line per dead letter, the error last (it is the long column).
-pub fn render_list(stream: &str, total: u64, letters: &[DeadLetterSummary]) -> String {
-    if letters.is_empty() {
-        return format!("no dead letters in {stream}\n");
-    }
-    let mut out = format!(
-        "{stream}: {} shown of {total}, oldest first\n",
-        letters.len()
-    );
-    out.push_str(&letters_table(letters).render(0));
-    out
-}
-
-/// `show` for people: `field  value` lines in stored order; multi-line values (a pretty JSON
-/// `data`) continue indented.
-pub fn render_detail(detail: &DeadLetterDetail) -> String {
-    let mut out = format!(
-        "dead letter {} (dead-lettered {}, {} ago)\n",
-        detail.id,
-        detail.dead_lettered_at,
-        human_ms(detail.age_ms)
-    );
-    let width = detail
-        .ordered
-        .iter()
-        .map(|(name, _)| name.chars().count())
-        .max()
-        .unwrap_or(0);
-    for (name, value) in &detail.ordered {
-        let continued = format!("\n  {:width$}  ", "");
-        let value = value.replace('\n', &continued);
-        let _ = writeln!(out, "  {name:<width$}  {value}");
-    }
-    out
-}
-
-/// `purge` for people: what is (or was) below the boundary, then what happened.
-pub fn render_purge(report: &PurgeReport) -> String {
-    let mut out = format!(
-        "{}: {} of {} dead letters are older than {} ({})\n",
-        report.dead_letter_stream,
-        report.matched,
-        report.total,
-        report.before,
-        rfc3339(report.before.ms)
-    );
-    if !report.oldest.is_empty() {
-        out.push_str(&letters_table(&report.oldest).render(2));
-        let more = report.matched.saturating_sub(report.oldest.len() as u64);
-        if more > 0 {
-            let _ = writeln!(out, "  … and {more} more");
-        }
-    }
-    let _ = match report.deleted {
-        None => writeln!(
-            out,
-            "dry run: would delete {}, {} would stay; nothing was deleted",
-            report.matched,
-            report.total.saturating_sub(report.matched)
-        ),
-        Some(deleted) => writeln!(
-            out,
-            "deleted {deleted}; {} stay",
-            report.total.saturating_sub(deleted)
-        ),
-    };
-    out
 }
