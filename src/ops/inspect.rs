@@ -268,3 +268,65 @@ pub fn render(inspection: &Inspection) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inspection(consumers: &[(&str, u64)], lag: Option<u64>) -> Inspection {
+        Inspection {
+            stream: "s".to_owned(),
+            length: 10,
+            group: GroupSummary {
+                name: "order-service".to_owned(),
+                consumers: consumers.len() as u64,
+                pending: consumers.iter().map(|(_, n)| n).sum(),
+                last_delivered_id: "9-0".to_owned(),
+                entries_read: lag.map(|lag| 10 - lag),
+                lag,
+            },
+            consumers: consumers
+                .iter()
+                .map(|(name, pending)| ConsumerSummary {
+                    name: (*name).to_owned(),
+                    pending: *pending,
+                    idle_ms: 65_000,
+                })
+                .collect(),
+            oldest_pending: Vec::new(),
+            min_idle_ms: None,
+            dead_letter_stream: "s.deadletter".to_owned(),
+            dead_letter_length: 0,
+        }
+    }
+
+    #[test]
+    fn entries_dapr_still_holds_are_pointed_out_and_unknown_numbers_said_so() {
+        let text = render(&inspection(&[("order-service", 2), ("pod-a", 0)], None));
+        assert!(
+            text.contains("lag:             unknown (Redis cannot tell after deletions)"),
+            "{text}"
+        );
+        assert!(text.contains("  order-service  2        1m05s\n"), "{text}");
+        assert!(
+            text.contains("  order-service: held under Dapr's single consumer name"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("oldest pending entries (0 shown of 2):\n  none\n"),
+            "{text}"
+        );
+
+        let text = render(&inspection(&[("pod-a", 1)], Some(0)));
+        assert!(
+            text.contains("lag:             0 (not delivered yet)"),
+            "{text}"
+        );
+        assert!(!text.contains("Dapr"), "{text}");
+        let text = render(&inspection(&[], Some(0)));
+        assert!(
+            text.contains("  none (no worker has read from this group yet)"),
+            "{text}"
+        );
+    }
+}
