@@ -3,7 +3,8 @@
 //!
 //! The path of an entry: [`stream::read`] → [`envelope`] (decode) → [`store::apply`] (one
 //! transaction per batch, rules in [`fulfillment`]) → [`stream::settle`] (dead-letter, XACK),
-//! driven by [`worker`].
+//! driven by [`worker`]. [`ops`] holds the operator commands (inspection, dead letters,
+//! trimming).
 
 pub mod bench;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod dapr;
 pub mod demo;
 pub mod envelope;
 pub mod fulfillment;
+pub mod ops;
 pub mod retry;
 pub mod servers;
 pub mod shutdown;

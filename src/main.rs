@@ -1,9 +1,11 @@
-//! The `order-worker` command line: `run`, `migrate`, `demo`.
+//! The `order-worker` command line: `run`, `migrate`, `demo`, `bench`, and the operator
+//! commands `pending`, `dead-letter` and `trim`.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use order_worker::config::{LogFormat, MigrateConfig, WorkerConfig};
+use order_worker::ops;
 use order_worker::shutdown;
 use order_worker::store::migrate;
 use order_worker::telemetry;
@@ -18,7 +20,7 @@ use order_worker::worker::Worker;
 #[command(name = "order-worker", version, propagate_version = true)]
 struct Cli {
     /// Log format: `json` for log collectors, `text` for people [default: json for `run` and
-    /// `migrate`, text for `demo` and `bench`]. Level: RUST_LOG (default info).
+    /// `migrate`, text for the commands that print for a person]. Level: RUST_LOG (default info).
     #[arg(long, env = "LOG_FORMAT", value_enum, global = true)]
     log_format: Option<LogFormat>,
     #[command(subcommand)]
@@ -37,13 +39,21 @@ enum Command {
     /// Measure: drain rate against the per-event pattern and PostgreSQL's ceiling, latency,
     /// peak RSS and start-up time, all in one run on the same servers.
     Bench(order_worker::bench::BenchConfig),
+    /// Show the group's backlog: stream length, lag, last delivered id, pending entries per
+    /// consumer (pod), the oldest pending entries, and the dead-letter count.
+    Pending(ops::inspect::PendingArgs),
+    /// Look at the dead-letter stream (list, show) and delete old dead letters (purge).
+    DeadLetter(ops::dead_letter::DeadLetterArgs),
+    /// Delete the stream entries every consumer group is done with (XTRIM MINID below the
+    /// oldest entry any group has pending or not yet delivered); never an unacked one.
+    Trim(ops::trim::TrimArgs),
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The demo and the benchmark print for a person; their logs are only warnings, as text.
-    let interactive = matches!(cli.command, Command::Demo(_) | Command::Bench(_));
+    // Commands that print for a person log only warnings, as text.
+    let interactive = !matches!(cli.command, Command::Run(_) | Command::Migrate(_));
     let (format, level) = if interactive {
         (LogFormat::Text, "warn")
     } else {
@@ -55,6 +65,9 @@ async fn main() -> ExitCode {
         Command::Migrate(config) => migrate_database(config).await,
         Command::Demo(config) => order_worker::demo::run(config).await,
         Command::Bench(config) => order_worker::bench::run(config).await,
+        Command::Pending(args) => ops::inspect::run(args).await,
+        Command::DeadLetter(args) => ops::dead_letter::run(args).await,
+        Command::Trim(args) => ops::trim::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

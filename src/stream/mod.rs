@@ -3,7 +3,7 @@
 pub mod group;
 pub mod pending;
 pub mod read;
-mod reply;
+pub(crate) mod reply;
 pub mod settle;
 
 use bb8_redis::RedisConnectionManager;

@@ -28,7 +28,7 @@ pub(super) fn parse_read_reply(reply: Value) -> redis::RedisResult<ReadBatch> {
 
 /// Parses an array of `[id, [field, value, …]]` entries into `batch`; an entry whose fields are
 /// nil was deleted from the stream while pending.
-pub(super) fn parse_entries(entries: Value, batch: &mut ReadBatch) -> redis::RedisResult<()> {
+pub(crate) fn parse_entries(entries: Value, batch: &mut ReadBatch) -> redis::RedisResult<()> {
     let Value::Array(entries) = entries else {
         return Err(unexpected("stream entries", &entries));
     };

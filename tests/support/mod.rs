@@ -3,6 +3,7 @@
 //! tests run in parallel and never touch data they did not create.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod ops;
 pub mod process;
 pub mod proxy;
 

@@ -1,0 +1,172 @@
+//! Operator commands: `pending` ([`inspect`]: what the group holds and who holds it),
+//! `dead-letter` ([`dead_letter`]: list, show, purge) and `trim` ([`trim`]: drop the entries
+//! every group is done with). They talk to Redis only, and never ack, claim or move an entry of
+//! the main stream: that stays the workers' job.
+
+pub mod dead_letter;
+pub mod inspect;
+pub mod stream_id;
+mod table;
+pub mod trim;
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamInfoGroup, StreamInfoGroupsReply};
+
+use crate::config::{redact_url, StreamConfig, DEFAULT_REDIS_URL};
+
+/// How long one command may take. Generous: an exact `XTRIM` of millions of entries takes
+/// seconds, and redis-rs would otherwise give up after 500 ms.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What the operator commands need: Redis and the stream settings, under the same flags and
+/// variables as `order-worker run`, so running them in a worker's pod (`kubectl exec … --
+/// order-worker pending`) looks at that worker's stream and group. No database: these commands
+/// must work while PostgreSQL is the thing that is down. The consumer name and the group start
+/// id are hidden: these commands never read as a consumer nor create the group.
+#[derive(Clone, clap::Args)]
+#[command(
+    mut_arg("consumer", |arg| arg.hide(true)),
+    mut_arg("group_start_id", |arg| arg.hide(true))
+)]
+pub struct OpsConfig {
+    /// Redis URL (Dapr component: redisHost, redisPassword, enableTLS via rediss://).
+    #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL, hide_env_values = true)]
+    pub redis_url: String,
+    #[command(flatten)]
+    pub stream: StreamConfig,
+}
+
+impl fmt::Debug for OpsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpsConfig")
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("stream", &self.stream)
+            .finish()
+    }
+}
+
+impl OpsConfig {
+    /// Settings for `stream` on the Redis at `redis_url`, everything else at its default.
+    pub fn new(redis_url: impl Into<String>, stream: StreamConfig) -> Self {
+        Self {
+            redis_url: redis_url.into(),
+            stream,
+        }
+    }
+
+    /// One connection for the whole command; fails at once (no retries) when Redis does not
+    /// answer, because an operator at a terminal wants to know now.
+    pub async fn connect(&self) -> anyhow::Result<MultiplexedConnection> {
+        let where_ = || format!("connecting to Redis at {}", redact_url(&self.redis_url));
+        let client = redis::Client::open(self.redis_url.as_str()).with_context(where_)?;
+        let settings = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        client
+            .get_multiplexed_async_connection_with_config(&settings)
+            .await
+            .with_context(where_)
+    }
+}
+
+/// Fails with a clear message unless `key` holds a stream: `XINFO` on a missing key only says
+/// "no such key", and on another type "WRONGTYPE".
+async fn require_stream(conn: &mut MultiplexedConnection, key: &str) -> anyhow::Result<()> {
+    let kind: String = redis::cmd("TYPE")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .with_context(|| format!("looking up stream {key}"))?;
+    match kind.as_str() {
+        "stream" => Ok(()),
+        "none" => bail!("stream {key} does not exist (check STREAM / --stream)"),
+        other => bail!("key {key} holds a {other}, not a stream"),
+    }
+}
+
+/// Every consumer group on `stream` (`XINFO GROUPS`), after checking that the stream exists.
+async fn groups(
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+) -> anyhow::Result<Vec<StreamInfoGroup>> {
+    require_stream(conn, stream).await?;
+    let reply: StreamInfoGroupsReply = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(stream)
+        .query_async(conn)
+        .await
+        .with_context(|| format!("reading the consumer groups of {stream} (XINFO GROUPS)"))?;
+    Ok(reply.groups)
+}
+
+/// The group named `name`, or an error naming the groups there are (a typo in CONSUMER_GROUP is
+/// the usual cause).
+fn find_group<'a>(
+    groups: &'a [StreamInfoGroup],
+    stream: &str,
+    name: &str,
+) -> anyhow::Result<&'a StreamInfoGroup> {
+    if let Some(group) = groups.iter().find(|group| group.name == name) {
+        return Ok(group);
+    }
+    if groups.is_empty() {
+        bail!("consumer group {name} does not exist: stream {stream} has no consumer groups");
+    }
+    let names: Vec<&str> = groups.iter().map(|group| group.name.as_str()).collect();
+    bail!(
+        "consumer group {name} does not exist on stream {stream} (its groups: {}; check CONSUMER_GROUP / --group)",
+        names.join(", ")
+    )
+}
+
+/// Redis's clock in milliseconds. Ages are measured against it, not the local clock, because
+/// entry ids come from Redis's clock.
+async fn redis_now_ms(conn: &mut MultiplexedConnection) -> anyhow::Result<u64> {
+    let (seconds, micros): (u64, u64) = redis::cmd("TIME")
+        .query_async(conn)
+        .await
+        .context("reading Redis's clock (TIME)")?;
+    Ok(seconds * 1_000 + micros / 1_000)
+}
+
+/// How many entries of `key` have ids in `[from, below)`, counted inside Redis a page at a time
+/// so a dry run over millions of entries neither copies them to us nor blocks Redis for long.
+async fn count_range(
+    conn: &mut MultiplexedConnection,
+    key: &str,
+    from: &str,
+    below: stream_id::StreamId,
+) -> anyhow::Result<u64> {
+    const PAGE: u64 = 10_000;
+    if below == stream_id::StreamId::MIN {
+        // Nothing is below `0-0`, and `(0-0` is not a valid range end.
+        return Ok(0);
+    }
+    let script = redis::Script::new(
+        r"local page = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', ARGV[3])
+          if #page == 0 then return {0, ''} end
+          return {#page, page[#page][1]}",
+    );
+    let end = format!("({below}");
+    let mut start = from.to_owned();
+    let mut total = 0;
+    loop {
+        let (counted, last): (u64, String) = script
+            .key(key)
+            .arg(&start)
+            .arg(&end)
+            .arg(PAGE)
+            .invoke_async(conn)
+            .await
+            .with_context(|| format!("counting the entries of {key} below {below}"))?;
+        total += counted;
+        if counted < PAGE {
+            return Ok(total);
+        }
+        start = format!("({last}");
+    }
+}

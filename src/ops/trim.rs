@@ -1,0 +1,273 @@
+//! `order-worker trim`: deletes the stream entries every consumer group is done with (Dapr
+//! never trimmed acknowledged entries, issue #2296), with `XTRIM MINID` just below the oldest
+//! entry that any group still needs: one pending in that group (delivered, not acked) or not
+//! delivered to it yet (after its last-delivered id).
+//!
+//! The cut is computed here from each group's position ([`cut`], pure), then applied by a Lua
+//! script that checks the same condition again and trims in one atomic step, so a group created
+//! or moved back in between makes it refuse rather than delete what that group needs.
+
+use std::fmt::Write;
+
+use anyhow::Context;
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamInfoGroup, StreamPendingReply};
+use serde::Serialize;
+
+use super::stream_id::StreamId;
+use super::table::Table;
+use super::{count_range, groups, OpsConfig};
+
+/// `order-worker trim` settings.
+#[derive(Clone, Debug, clap::Args)]
+pub struct TrimArgs {
+    #[command(flatten)]
+    pub config: OpsConfig,
+    /// Show the cut and how many entries would go; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON, for scripts (cron jobs), instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where one group is, as far as trimming is concerned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupPosition {
+    pub name: String,
+    /// Every entry after this one is still to be delivered to the group.
+    pub last_delivered: StreamId,
+    /// The lowest id in the group's pending list, if it holds any.
+    pub oldest_pending: Option<StreamId>,
+}
+
+impl GroupPosition {
+    /// The lowest id this group may still need: its oldest pending entry, or the first id after
+    /// its last-delivered one, whichever is lower.
+    pub fn needs_from(&self) -> StreamId {
+        let undelivered = self.last_delivered.next().unwrap_or(StreamId::MAX);
+        self.oldest_pending
+            .map_or(undelivered, |pending| pending.min(undelivered))
+    }
+}
+
+/// Where to cut: `XTRIM MINID min_id` deletes exactly the entries below it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cut {
+    pub min_id: StreamId,
+    /// The group that needs `min_id` (the first such, when several do).
+    pub set_by: String,
+}
+
+/// Why there is no safe cut.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the stream has no consumer groups, so nothing says which entries were processed")]
+    NoGroups,
+    #[error(
+        "consumer group {0} does not exist on the stream: created later at `0`, it would replay \
+         the entries a trim deletes (check CONSUMER_GROUP / --group)"
+    )]
+    MissingGroup(String),
+}
+
+/// The cut for `groups`: the lowest id any group still needs. `required` is the worker's own
+/// group, which must be among them (were it missing, it would be created at `0` and want
+/// every entry).
+pub fn cut(groups: &[GroupPosition], required: &str) -> Result<Cut, Refusal> {
+    if groups.is_empty() {
+        return Err(Refusal::NoGroups);
+    }
+    if !groups.iter().any(|group| group.name == required) {
+        return Err(Refusal::MissingGroup(required.to_owned()));
+    }
+    let lowest = groups
+        .iter()
+        .min_by_key(|group| group.needs_from())
+        .ok_or(Refusal::NoGroups)?;
+    Ok(Cut {
+        min_id: lowest.needs_from(),
+        set_by: lowest.name.clone(),
+    })
+}
+
+/// What `trim` found and did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrimReport {
+    pub stream: String,
+    /// Entries before trimming.
+    pub length: u64,
+    pub groups: Vec<GroupPosition>,
+    pub cut: Cut,
+    /// Entries below the cut when counted (what a dry run would delete).
+    pub below_cut: u64,
+    /// Entries `XTRIM` deleted; `None` on a dry run or when nothing was below the cut.
+    pub deleted: Option<u64>,
+    pub dry_run: bool,
+}
+
+/// `order-worker trim`: prints what was (or, with `--dry-run`, would be) deleted.
+pub async fn run(args: TrimArgs) -> anyhow::Result<()> {
+    let mut conn = args.config.connect().await?;
+    let report = trim(&mut conn, &args.config, args.dry_run).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(())
+}
+
+/// Reads every group's position, computes the cut and, unless `dry_run`, trims. Refuses (an
+/// error, nothing deleted) when any group's position cannot be read or parsed.
+pub async fn trim(
+    conn: &mut MultiplexedConnection,
+    config: &OpsConfig,
+    dry_run: bool,
+) -> anyhow::Result<TrimReport> {
+    let stream = &config.stream.stream;
+    let positions = positions(conn, stream).await?;
+    let cut = cut(&positions, &config.stream.group).context("refusing to trim")?;
+    let length: u64 = redis::cmd("XLEN").arg(stream).query_async(conn).await?;
+    let below_cut = count_range(conn, stream, "-", cut.min_id).await?;
+    let mut report = TrimReport {
+        stream: stream.clone(),
+        length,
+        groups: positions,
+        cut,
+        below_cut,
+        deleted: None,
+        dry_run,
+    };
+    if dry_run || below_cut == 0 {
+        return Ok(report);
+    }
+    report.deleted = Some(apply_cut(conn, stream, &config.stream.group, &report.cut).await?);
+    Ok(report)
+}
+
+/// Trims `stream` to `cut` with `XTRIM MINID`, inside a script that first checks, atomically,
+/// that no group on the stream still needs an entry below the cut (it may have moved back, or a
+/// group been created, since the positions were read) and that `required` exists. Returns how
+/// many entries went; refuses, deleting nothing, when the check fails.
+pub async fn apply_cut(
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+    required: &str,
+    cut: &Cut,
+) -> anyhow::Result<u64> {
+    // Never None: a cut is at least `0-1` (no entry, pending or not, can be `0-0`).
+    let just_below = cut.min_id.prev().unwrap_or(StreamId::MIN);
+    let trimmed: redis::RedisResult<u64> = redis::Script::new(include_str!("trim_guard.lua"))
+        .key(stream)
+        .arg(cut.min_id.to_string())
+        .arg(just_below.to_string())
+        .arg(required)
+        .invoke_async(conn)
+        .await;
+    match trimmed {
+        Ok(deleted) => Ok(deleted),
+        Err(error) if error.code() == Some("REFUSED") => anyhow::bail!(
+            "refusing to trim: the groups changed since they were read ({}); nothing was deleted, run it again",
+            error.detail().unwrap_or("")
+        ),
+        Err(error) => Err(error).context("trimming (XTRIM MINID)"),
+    }
+}
+
+/// Each group's position: `XINFO GROUPS`, then every group's `XPENDING` summary in one MULTI.
+async fn positions(
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+) -> anyhow::Result<Vec<GroupPosition>> {
+    let groups: Vec<StreamInfoGroup> = groups(conn, stream).await?;
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for group in &groups {
+        pipe.cmd("XPENDING").arg(stream).arg(&group.name);
+    }
+    let summaries: Vec<StreamPendingReply> = if groups.is_empty() {
+        Vec::new()
+    } else {
+        pipe.query_async(conn).await.with_context(|| {
+            format!("refusing to trim: cannot read the pending lists of {stream}'s groups")
+        })?
+    };
+    groups
+        .iter()
+        .zip(summaries)
+        .map(|(group, summary)| {
+            let unknown = |what: &str, raw: &str| {
+                anyhow::anyhow!(
+                    "refusing to trim: cannot determine group {}'s {what} ({raw:?})",
+                    group.name
+                )
+            };
+            let last_delivered = group
+                .last_delivered_id
+                .parse()
+                .map_err(|_| unknown("last-delivered id", &group.last_delivered_id))?;
+            let oldest_pending = match summary {
+                StreamPendingReply::Empty => None,
+                StreamPendingReply::Data(data) => Some(
+                    data.start_id
+                        .parse()
+                        .map_err(|_| unknown("oldest pending id", &data.start_id))?,
+                ),
+                other => return Err(unknown("pending list", &format!("{other:?}"))),
+            };
+            Ok(GroupPosition {
+                name: group.name.clone(),
+                last_delivered,
+                oldest_pending,
+            })
+        })
+        .collect()
+}
+
+/// The groups' positions, the cut and the outcome, for people.
+pub fn render(report: &TrimReport) -> String {
+    let mut groups = Table::new(&["group", "last delivered", "oldest pending", "needs from"]);
+    for group in &report.groups {
+        groups.row(vec![
+            group.name.clone(),
+            group.last_delivered.to_string(),
+            group
+                .oldest_pending
+                .map_or_else(|| "-".to_owned(), |id| id.to_string()),
+            group.needs_from().to_string(),
+        ]);
+    }
+    let mut out = groups.render(0);
+    let cut = &report.cut;
+    let _ = writeln!(
+        out,
+        "\ncut: XTRIM {} MINID {} (the oldest entry group {} still needs)",
+        report.stream, cut.min_id, cut.set_by
+    );
+    let stay = report.length.saturating_sub(report.below_cut);
+    let _ = match report.deleted {
+        _ if report.below_cut == 0 => writeln!(
+            out,
+            "nothing to trim: none of the {} entries is below the cut",
+            report.length
+        ),
+        None => writeln!(
+            out,
+            "dry run: would delete {} of {} entries (every one below {}), {stay} would stay; nothing was deleted",
+            report.below_cut, report.length, cut.min_id
+        ),
+        Some(deleted) => writeln!(
+            out,
+            "deleted {deleted} of {} entries (every one below {}); {} stay",
+            report.length,
+            cut.min_id,
+            report.length.saturating_sub(deleted)
+        ),
+    };
+    out
+}
+
+#[cfg(test)]
+#[path = "trim_tests.rs"]
+mod tests;

@@ -1,0 +1,137 @@
+//! `order-worker pending`: each consumer's count and the oldest entries it holds, from a group
+//! read by two consumers that never ack; a missing stream or group is named and exits 1. And
+//! every operator command's `--help`: only the settings it uses, no password.
+
+mod support;
+
+use order_worker::ops::inspect::{self, PendingArgs};
+use support::ops::stderr;
+use support::TestEnv;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pending_shows_each_consumers_count_and_the_oldest_entries_it_holds() {
+    let env = TestEnv::new().await;
+    let ids = env.fill(6).await;
+    env.create_group(&env.stream.group).await;
+    assert_eq!(env.read_as(&env.stream.group, "pod-b", 2).await, ids[..2]);
+    assert_eq!(env.read_as(&env.stream.group, "pod-a", 3).await, ids[2..5]);
+    let args = |count, min_idle_ms| PendingArgs {
+        config: env.ops_config(),
+        count,
+        min_idle_ms,
+        json: false,
+    };
+    let mut conn = env.redis.clone();
+
+    let seen = inspect::inspect(&mut conn, &args(10, None))
+        .await
+        .expect("inspect");
+    assert_eq!(
+        (seen.length, seen.group.pending, seen.group.lag),
+        (6, 5, Some(1))
+    );
+    assert_eq!(seen.group.last_delivered_id, ids[4]);
+    let consumers: Vec<(&str, u64)> = seen
+        .consumers
+        .iter()
+        .map(|c| (c.name.as_str(), c.pending))
+        .collect();
+    assert_eq!(consumers, [("pod-a", 3), ("pod-b", 2)]);
+    let oldest: Vec<(&str, &str, u64)> = seen
+        .oldest_pending
+        .iter()
+        .map(|e| (e.id.as_str(), e.consumer.as_str(), e.delivery_count))
+        .collect();
+    let expected: Vec<(&str, &str, u64)> = ids[..5]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), if i < 2 { "pod-b" } else { "pod-a" }, 1))
+        .collect();
+    assert_eq!(oldest, expected);
+    assert_eq!(seen.dead_letter_length, 0);
+    let text = inspect::render(&seen);
+    assert!(
+        text.contains("pending:         5 (delivered, not acked)"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{}  pod-b     ", ids[0])), "{text}");
+
+    let first_two = inspect::inspect(&mut conn, &args(2, None))
+        .await
+        .expect("inspect");
+    assert_eq!(first_two.oldest_pending.len(), 2);
+    let idle_filter = inspect::inspect(&mut conn, &args(10, Some(3_600_000))).await;
+    assert!(
+        idle_filter.expect("inspect").oldest_pending.is_empty(),
+        "none idle for an hour"
+    );
+
+    let json = env
+        .order_worker(&["pending", "--json", "--count", "3"])
+        .await;
+    assert!(json.status.success(), "{}", stderr(&json));
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(parsed["group"]["pending"], 5, "{parsed}");
+    assert_eq!(
+        parsed["oldest_pending"][0]["id"],
+        ids[0].as_str(),
+        "{parsed}"
+    );
+    assert_eq!(parsed["oldest_pending"].as_array().map(Vec::len), Some(3));
+    assert_eq!(parsed["consumers"][0]["name"], "pod-a", "{parsed}");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pending_names_a_missing_stream_or_group_and_exits_1() {
+    let env = TestEnv::new().await;
+    let missing = env.order_worker(&["pending"]).await;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains(&format!("stream {} does not exist", env.stream.stream)),
+        "{}",
+        stderr(&missing)
+    );
+    env.fill(1).await;
+    env.create_group("analytics").await;
+    let no_group = env.order_worker(&["pending"]).await;
+    assert_eq!(no_group.status.code(), Some(1));
+    assert!(
+        stderr(&no_group).contains("consumer group order-service does not exist")
+            && stderr(&no_group).contains("its groups: analytics"),
+        "{}",
+        stderr(&no_group)
+    );
+    env.cleanup().await;
+}
+
+#[test]
+fn operator_commands_offer_only_the_settings_they_use_and_never_show_a_password() {
+    for command in [
+        &["pending"][..],
+        &["trim"],
+        &["dead-letter", "list"],
+        &["dead-letter", "show"],
+        &["dead-letter", "purge"],
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_order-worker"))
+            .args(command)
+            .arg("--help")
+            .env("REDIS_URL", "redis://:hunter2@redis:6379")
+            .output()
+            .expect("binary runs");
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{command:?}: {help}");
+        for wanted in ["--redis-url", "--stream", "--group", "--dead-letter-stream"] {
+            assert!(help.contains(wanted), "{command:?} lacks {wanted}: {help}");
+        }
+        for unused in [
+            "--consumer",
+            "--group-start-id",
+            "--database-url",
+            "hunter2",
+        ] {
+            assert!(!help.contains(unused), "{command:?} shows {unused}: {help}");
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Helpers for the operator-command tests: filling a stream, groups that read and ack as a
+//! worker would, and running `order-worker` subcommands as an operator does.
+
+use std::process::Output;
+
+use order_worker::ops::stream_id::StreamId;
+use order_worker::ops::OpsConfig;
+
+use super::TestEnv;
+
+impl TestEnv {
+    /// Appends `n` entries to the test's stream; returns their ids, oldest first.
+    pub async fn fill(&self, n: usize) -> Vec<String> {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            ids.push(
+                self.xadd(&[("data".to_owned(), format!("{{\"n\":{i}}}"))])
+                    .await,
+            );
+        }
+        ids
+    }
+
+    /// `XGROUP CREATE <stream> <group> 0`.
+    pub async fn create_group(&self, group: &str) {
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&self.stream.stream)
+            .arg(group)
+            .arg("0")
+            .query_async(&mut self.redis.clone())
+            .await
+            .expect("XGROUP CREATE");
+    }
+
+    /// Reads up to `count` new entries in `group` as `consumer`, without acking them; returns
+    /// their ids.
+    pub async fn read_as(&self, group: &str, consumer: &str, count: usize) -> Vec<String> {
+        let reply: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg(&self.stream.stream)
+            .arg(">")
+            .query_async(&mut self.redis.clone())
+            .await
+            .expect("XREADGROUP");
+        reply
+            .keys
+            .into_iter()
+            .flat_map(|key| key.ids.into_iter().map(|entry| entry.id))
+            .collect()
+    }
+
+    pub async fn ack(&self, group: &str, ids: &[String]) {
+        let _: u64 = redis::cmd("XACK")
+            .arg(&self.stream.stream)
+            .arg(group)
+            .arg(ids)
+            .query_async(&mut self.redis.clone())
+            .await
+            .expect("XACK");
+    }
+
+    /// The ids left in the test's stream, oldest first.
+    pub async fn stream_ids(&self) -> Vec<String> {
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&self.stream.stream)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut self.redis.clone())
+            .await
+            .expect("XRANGE");
+        reply.ids.into_iter().map(|entry| entry.id).collect()
+    }
+
+    /// The operator commands' settings for this test's Redis and stream.
+    pub fn ops_config(&self) -> OpsConfig {
+        OpsConfig::new(self.redis_url.clone(), self.stream.clone())
+    }
+
+    /// Runs `order-worker <args>` with the test's Redis and stream (nothing else from the
+    /// environment that would pick another group), text logs on stderr.
+    pub async fn order_worker(&self, args: &[&str]) -> Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_order-worker"))
+            .args(args)
+            .env("REDIS_URL", &self.redis_url)
+            .env("STREAM", &self.stream.stream)
+            .env("LOG_FORMAT", "text")
+            .env_remove("CONSUMER_GROUP")
+            .env_remove("DEAD_LETTER_STREAM")
+            .output()
+            .await
+            .expect("order-worker runs")
+    }
+}
+
+pub fn id(raw: &str) -> StreamId {
+    raw.parse().expect("stream id")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
