@@ -10,7 +10,7 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postg
 /// Dapr's consumerID default (the app-id), so the worker can join the group Dapr used.
 pub const DEFAULT_GROUP: &str = "order-service";
 /// Dapr's queueDepth default.
-pub const DEFAULT_BATCH_SIZE: u32 = 100;
+pub const DEFAULT_BATCH_SIZE: u32 = 500;
 pub const DEFAULT_BLOCK_MS: u64 = 2000;
 /// How often each replica looks for stuck entries, and how idle they must be (Dapr: 15 s and
 /// 60 s; shorter here because only truly stuck entries are ever idle that long).

@@ -138,8 +138,8 @@ impl Worker {
         self.record(&batch, &applied, dead.len() as u64);
     }
 
-    /// Applies the events while keeping the batch's entries fresh in the pending list, so a
-    /// slow database never lets another replica claim what we are still working on.
+    /// Applies the events while keeping the batch's entries (and any read ahead) fresh in the
+    /// pending list, so a slow database never lets another replica claim what we still hold.
     async fn apply_kept_alive(
         &self,
         ids: &[&str],
@@ -154,9 +154,11 @@ impl Worker {
             tokio::select! {
                 applied = &mut work => return applied,
                 _ = ticker.tick() => {
+                    let ahead = self.read_ahead_ids();
+                    let held: Vec<&str> = ids.iter().copied().chain(ahead.iter().map(String::as_str)).collect();
                     let refreshed = async {
                         let mut conn = self.redis.get().await?;
-                        anyhow::Ok(keep_alive(&mut *conn, &self.config.stream, &self.consumer, ids).await?)
+                        anyhow::Ok(keep_alive(&mut *conn, &self.config.stream, &self.consumer, &held).await?)
                     };
                     if let Err(error) = refreshed.await {
                         tracing::warn!("could not keep the batch's entries fresh: {error:#}");

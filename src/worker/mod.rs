@@ -9,7 +9,7 @@
 mod batch;
 mod claim;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
@@ -19,7 +19,7 @@ use crate::config::WorkerConfig;
 use crate::retry::{Dependency, Retry};
 use crate::shutdown::Shutdown;
 use crate::store::{self, migrate, DbPool, Outcome};
-use crate::stream::{self, ensure_group, Reader, RedisPool};
+use crate::stream::{self, ensure_group, ReadBatch, Reader, RedisPool};
 
 /// Running totals since start, published after every batch so the demo and tests can wait for
 /// a condition ("all N events consumed") instead of sleeping.
@@ -69,7 +69,11 @@ pub struct Worker {
     consumer: String,
     db: DbPool,
     redis: RedisPool,
-    reader: Reader,
+    /// Taken by [`Worker::run`], which owns the reading side.
+    reader: Option<Reader>,
+    /// Ids of a batch read ahead while the previous one is applied: kept fresh in the pending
+    /// list alongside the batch in flight, until their own processing starts.
+    read_ahead: std::sync::Mutex<Vec<String>>,
     progress: watch::Sender<Progress>,
     redis_health: Dependency,
     db_health: Dependency,
@@ -118,7 +122,8 @@ impl Worker {
             consumer,
             db,
             redis,
-            reader,
+            reader: Some(reader),
+            read_ahead: std::sync::Mutex::new(Vec::new()),
             progress: watch::Sender::new(Progress::default()),
             redis_health: Dependency::new("Redis"),
             db_health: Dependency::new("PostgreSQL"),
@@ -145,37 +150,91 @@ impl Worker {
 
     /// Consumes until `shutdown` fires, then returns once the batch in flight is settled.
     /// Claims stuck entries first thing (a cut-over from Dapr finds them right away), then
-    /// every claim interval; reads never block past the next claim.
+    /// every claim interval; reads never block past the next claim. While there is a backlog
+    /// (the last read was a full batch), the next batch is read while this one is applied, so
+    /// PostgreSQL never waits on Redis.
     pub async fn run(mut self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let mut reader = self.reader.take().context("the worker runs only once")?;
         let count = self.config.batch_size as usize;
         let mut next_claim = Instant::now();
+        let mut ahead: Option<ReadBatch> = None;
         while !shutdown.is_triggered() {
             if Instant::now() >= next_claim {
                 self.claim_stuck(&shutdown).await;
                 next_claim = Instant::now() + self.config.claim_interval();
                 continue;
             }
-            let block = next_claim.saturating_duration_since(Instant::now());
-            let mut retry = Retry::new("reading the stream", &self.redis_health, &shutdown);
-            let batch = loop {
-                match self.reader.next_batch(count, block).await {
-                    Ok(batch) => {
-                        retry.succeeded();
-                        break Some(batch);
+            let batch = match ahead.take() {
+                Some(batch) => batch,
+                None => {
+                    let block = next_claim.saturating_duration_since(Instant::now());
+                    match self.read(&mut reader, count, block, &shutdown).await {
+                        Some(batch) => batch,
+                        None => break,
                     }
-                    Err(error) if retry.failed(&error).await => {}
-                    Err(_) => break None,
                 }
             };
-            let Some(batch) = batch else { break };
             if batch.is_empty() {
                 continue;
             }
+            self.set_read_ahead(Vec::new());
+            let backlog = batch.entries.len() + batch.deleted.len() >= count;
             let span =
                 tracing::info_span!("batch", size = batch.entries.len() + batch.deleted.len());
-            self.process(batch, &shutdown).instrument(span).await;
+            let current = self.process(batch, &shutdown).instrument(span);
+            if backlog {
+                let read_ahead = async {
+                    // No retries here: a failed read ahead is simply read again next turn.
+                    let next = reader.next_batch(count, Duration::ZERO).await.ok()?;
+                    self.set_read_ahead(next.ids().map(str::to_owned).collect());
+                    Some(next)
+                };
+                ahead = tokio::join!(current, read_ahead).1;
+            } else {
+                current.await;
+            }
+        }
+        // A batch read ahead is ours: finish it rather than leave it pending under our name.
+        if let Some(batch) = ahead.filter(|batch| !batch.is_empty()) {
+            self.process(batch, &shutdown).await;
         }
         tracing::info!(consumer = %self.consumer, "worker stopped");
         Ok(())
+    }
+
+    /// One read, retried until it succeeds or shutdown stops it.
+    async fn read(
+        &self,
+        reader: &mut Reader,
+        count: usize,
+        block: Duration,
+        shutdown: &Shutdown,
+    ) -> Option<ReadBatch> {
+        let mut retry = Retry::new("reading the stream", &self.redis_health, shutdown);
+        loop {
+            match reader.next_batch(count, block).await {
+                Ok(batch) => {
+                    retry.succeeded();
+                    return Some(batch);
+                }
+                Err(error) if retry.failed(&error).await => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn set_read_ahead(&self, ids: Vec<String>) {
+        *self
+            .read_ahead
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = ids;
+    }
+
+    /// The ids read ahead and not yet being processed, for the keep-alive.
+    fn read_ahead_ids(&self) -> Vec<String> {
+        self.read_ahead
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 }
