@@ -157,6 +157,9 @@ pub struct WorkerConfig {
     /// same one, in stream order, so no order is ever updated by two at a time.
     #[arg(long, env = "CONCURRENCY", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served (`127.0.0.1:0`: any free port).
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:9090")]
+    pub http_addr: std::net::SocketAddr,
 }
 
 /// A duration as operators write it: `20s`, `500ms`, `1m`, or plain seconds.
@@ -181,6 +184,7 @@ impl WorkerConfig {
             max_deliveries: DEFAULT_MAX_DELIVERIES,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             concurrency: 1,
+            http_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 

@@ -12,6 +12,8 @@ pub mod dapr;
 pub mod demo;
 pub mod envelope;
 pub mod fulfillment;
+pub mod http;
+pub mod instruments;
 pub mod ops;
 pub mod retry;
 pub mod servers;

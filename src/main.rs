@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use order_worker::config::{LogFormat, MigrateConfig, WorkerConfig};
 use order_worker::ops;
@@ -80,7 +81,22 @@ async fn main() -> ExitCode {
 
 async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     let timeout = config.shutdown_timeout;
+    let metrics = order_worker::instruments::install();
+    let http_addr = config.http_addr;
     let worker = Worker::start(config).await?;
+    let listener = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .with_context(|| format!("listening on HTTP_ADDR {http_addr}"))?;
+    tracing::info!(
+        "serving /healthz, /readyz and /metrics on http://{}",
+        listener.local_addr()?
+    );
+    let readiness = worker.readiness();
+    tokio::spawn(async move {
+        if let Err(error) = order_worker::http::serve(listener, readiness, metrics).await {
+            tracing::error!("the HTTP endpoint stopped: {error:#}");
+        }
+    });
     let (trigger, stop) = shutdown::channel();
     tokio::spawn(async move {
         if let Err(error) = shutdown::on_signals(trigger).await {

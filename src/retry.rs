@@ -21,6 +21,8 @@ const MAX_DELAY: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Dependency {
     name: &'static str,
+    /// Its `kind` in `fulfillment_consumer_errors_total`.
+    kind: &'static str,
     outage: Mutex<Option<Outage>>,
 }
 
@@ -31,14 +33,16 @@ struct Outage {
 }
 
 impl Dependency {
-    pub const fn new(name: &'static str) -> Self {
+    pub const fn new(name: &'static str, kind: &'static str) -> Self {
         Self {
             name,
+            kind,
             outage: Mutex::new(None),
         }
     }
 
     fn failed(&self, what: &str, error: &dyn Display) {
+        crate::instruments::transient_error(self.kind);
         let mut outage = self
             .outage
             .lock()

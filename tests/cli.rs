@@ -40,6 +40,7 @@ async fn sigterm_stops_the_worker_with_exit_status_zero() {
         .env("DATABASE_URL", &env.database_url)
         .env("REDIS_URL", &env.redis_url)
         .env("STREAM", &env.stream.stream)
+        .env("HTTP_ADDR", "127.0.0.1:0")
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()

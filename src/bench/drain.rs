@@ -77,6 +77,7 @@ async fn spawn_ready(
         .env("CONSUMER_GROUP", &workload.stream.group)
         .env("CONSUMER_NAME", name)
         .env("BATCH_SIZE", batch_size.to_string())
+        .env("HTTP_ADDR", "127.0.0.1:0")
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -100,3 +100,29 @@ pub async fn delivery_counts<C: ConnectionLike + Send>(
         .map(|pending| (pending.id, pending.times_delivered as u64))
         .collect())
 }
+
+/// The group's lag (None before Redis 7 or when Redis cannot tell), its pending count, and the
+/// dead-letter stream's length: what the gauges show.
+pub async fn backlog<C: ConnectionLike + Send>(
+    conn: &mut C,
+    config: &StreamConfig,
+) -> redis::RedisResult<(Option<u64>, u64, u64)> {
+    let groups: redis::streams::StreamInfoGroupsReply = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(&config.stream)
+        .query_async(conn)
+        .await?;
+    let dead_letters: u64 = redis::cmd("XLEN")
+        .arg(config.dead_letter_stream())
+        .query_async(conn)
+        .await?;
+    let group = groups
+        .groups
+        .iter()
+        .find(|group| group.name == config.group);
+    Ok((
+        group.and_then(|group| group.lag).map(|lag| lag as u64),
+        group.map_or(0, |group| group.pending as u64),
+        dead_letters,
+    ))
+}

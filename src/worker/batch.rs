@@ -29,6 +29,7 @@ impl Worker {
     /// Runs one batch to the end. Returns without settling only when shutdown interrupts a
     /// retry; the entries then stay pending and are read again or claimed later.
     pub(super) async fn process(&self, batch: ReadBatch, shutdown: &Shutdown) {
+        let started = std::time::Instant::now();
         let ids: Vec<&str> = batch.ids().collect();
         let counts = if batch.redelivered {
             let counted = until_ok(
@@ -76,6 +77,7 @@ impl Worker {
                 }
             }
         }
+        let undecodable = dead.len();
         for id in &batch.deleted {
             tracing::warn!(entry_id = %id, "pending entry was deleted from the stream: acking it");
         }
@@ -135,6 +137,19 @@ impl Worker {
         if settled.await.is_none() {
             return;
         }
+        let seconds = started.elapsed().as_secs_f64();
+        let reasons: Vec<String> = applied
+            .transitions
+            .iter()
+            .map(|t| t.reason.clone())
+            .collect();
+        crate::instruments::batch_settled(
+            batch.entries.len() + batch.deleted.len(),
+            &applied.outcomes,
+            &reasons,
+            seconds,
+        );
+        crate::instruments::dead_lettered(dead.len(), undecodable);
         self.record(&batch, &applied, dead.len() as u64);
     }
 

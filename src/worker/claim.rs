@@ -14,6 +14,20 @@ use crate::stream::autoclaim;
 const START: &str = "0-0";
 
 impl Worker {
+    /// Updates the lag, pending and dead-letter gauges; a failure only leaves them stale.
+    async fn observe_backlog(&self) {
+        let observed = async {
+            let mut conn = self.redis.get().await?;
+            anyhow::Ok(crate::stream::pending::backlog(&mut *conn, &self.config.stream).await?)
+        };
+        match observed.await {
+            Ok((lag, pending, dead_letters)) => {
+                crate::instruments::backlog(lag, pending, dead_letters)
+            }
+            Err(error) => tracing::debug!("could not read the backlog for the gauges: {error:#}"),
+        }
+    }
+
     /// Walks the whole pending list once with XAUTOCLAIM, processing each page as it comes.
     pub(super) async fn claim_stuck(&self, shutdown: &Shutdown) {
         let count = self.config.batch_size as usize;
@@ -57,6 +71,7 @@ impl Worker {
                 self.process(batch, shutdown).instrument(span).await;
             }
             if next == START || shutdown.is_triggered() {
+                self.observe_backlog().await;
                 return;
             }
             cursor = next;

@@ -125,10 +125,19 @@ impl Worker {
             reader: Some(reader),
             read_ahead: std::sync::Mutex::new(Vec::new()),
             progress: watch::Sender::new(Progress::default()),
-            redis_health: Dependency::new("Redis"),
-            db_health: Dependency::new("PostgreSQL"),
+            redis_health: Dependency::new("Redis", "redis"),
+            db_health: Dependency::new("PostgreSQL", "postgres"),
             commits: None,
         })
+    }
+
+    /// What `/readyz` checks, sharing this worker's connections.
+    pub fn readiness(&self) -> crate::http::Readiness {
+        crate::http::Readiness {
+            redis: self.redis.clone(),
+            db: self.db.clone(),
+            stream: self.config.stream.clone(),
+        }
     }
 
     /// This replica's consumer name in the group.

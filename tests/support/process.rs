@@ -7,8 +7,9 @@ use tokio::process::{Child, Command};
 use super::TestEnv;
 
 /// Settings every process worker gets on top of the test's database and stream: short reads
-/// and claims, so tests wait for seconds, not minutes.
-const FAST: [(&str, &str); 4] = [
+/// and claims, so tests wait for seconds, not minutes; an HTTP port of its own.
+const FAST: [(&str, &str); 5] = [
+    ("HTTP_ADDR", "127.0.0.1:0"),
     ("BLOCK_MS", "100"),
     ("CLAIM_INTERVAL_MS", "200"),
     ("CLAIM_MIN_IDLE_MS", "1000"),

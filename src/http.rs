@@ -1,0 +1,109 @@
+//! The HTTP endpoint on `HTTP_ADDR`: `/healthz` (the process is alive), `/readyz` (Redis and
+//! PostgreSQL answer and the group exists; 503 with the reason otherwise), `/metrics`
+//! (Prometheus text). What Kubernetes probes and Prometheus scrape.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use diesel_async::SimpleAsyncConnection;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::StreamConfig;
+use crate::store::DbPool;
+use crate::stream::RedisPool;
+
+/// A readiness check must answer well within a probe's timeout (1 s by default).
+const CHECK_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// What `/readyz` needs: the worker's own pools, so it checks what the worker uses.
+#[derive(Clone)]
+pub struct Readiness {
+    pub redis: RedisPool,
+    pub db: DbPool,
+    pub stream: StreamConfig,
+}
+
+impl Readiness {
+    /// `Ok` when the worker can do its job now; else why not, in words.
+    pub async fn check(&self) -> Result<(), String> {
+        let redis = async {
+            let mut conn = self
+                .redis
+                .get()
+                .await
+                .map_err(|error| format!("Redis unreachable: {error}"))?;
+            let groups: redis::streams::StreamInfoGroupsReply = redis::cmd("XINFO")
+                .arg("GROUPS")
+                .arg(&self.stream.stream)
+                .query_async(&mut *conn)
+                .await
+                .map_err(|error| format!("Redis: {error}"))?;
+            if groups
+                .groups
+                .iter()
+                .any(|group| group.name == self.stream.group)
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "consumer group {} does not exist on {}",
+                    self.stream.group, self.stream.stream
+                ))
+            }
+        };
+        let postgres = async {
+            let mut conn = self
+                .db
+                .get()
+                .await
+                .map_err(|error| format!("PostgreSQL unreachable: {error}"))?;
+            conn.batch_execute("SELECT 1")
+                .await
+                .map_err(|error| format!("PostgreSQL: {error}"))
+        };
+        let checks = async {
+            let (redis, postgres) = tokio::join!(redis, postgres);
+            redis.and(postgres)
+        };
+        tokio::time::timeout(CHECK_TIMEOUT, checks)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {CHECK_TIMEOUT:?}")))
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    readiness: Readiness,
+    metrics: PrometheusHandle,
+}
+
+/// Serves the endpoint on `listener` until the process ends.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    readiness: Readiness,
+    metrics: PrometheusHandle,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(render))
+        .with_state(AppState { readiness, metrics });
+    axum::serve(listener, app).await
+}
+
+async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
+    match state.readiness.check().await {
+        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        ),
+    }
+}
+
+async fn render(State(state): State<AppState>) -> String {
+    state.metrics.render()
+}

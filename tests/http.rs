@@ -1,0 +1,151 @@
+//! The HTTP endpoint of a real worker process: `/healthz`, `/readyz` following PostgreSQL
+//! through a cut, and `/metrics` in Prometheus text whose counters move by exactly the events
+//! processed.
+
+mod support;
+
+use support::process::signal;
+use support::proxy::FaultProxy;
+use support::{eventually, TestEnv};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// `GET path` on `port`: (status code, body).
+async fn get(port: u16, path: &str) -> (u16, String) {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return (0, String::new());
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return (0, String::new());
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response).await;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The port the worker logged it serves on.
+async fn http_port(env: &TestEnv, name: &str) -> u16 {
+    let mut port = 0;
+    eventually("the worker serves HTTP", async || {
+        let log = env.process_log(name);
+        port = log
+            .lines()
+            .find_map(|line| line.split("http://127.0.0.1:").nth(1))
+            .and_then(|rest| {
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0);
+        port != 0
+    })
+    .await;
+    port
+}
+
+/// The value of an unlabelled sample in Prometheus text.
+fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_follows_postgres_through_a_cut_and_healthz_stays_up() {
+    let env = TestEnv::new().await;
+    let proxy = FaultProxy::start(&env.postgres_addr()).await;
+    let mut worker = env.spawn_process(
+        "http-1",
+        &env.redis_url,
+        &proxy.url_for(&env.database_url),
+        &[],
+    );
+    let port = http_port(&env, "http-1").await;
+    assert_eq!(get(port, "/healthz").await.0, 200);
+    eventually("ready", async || get(port, "/readyz").await.0 == 200).await;
+
+    proxy.cut();
+    eventually("not ready while PostgreSQL is cut", async || {
+        let (status, body) = get(port, "/readyz").await;
+        status == 503 && body.contains("PostgreSQL")
+    })
+    .await;
+    assert_eq!(get(port, "/healthz").await.0, 200, "alive all along");
+    proxy.restore();
+    eventually("ready again", async || get(port, "/readyz").await.0 == 200).await;
+
+    signal(&worker, "-TERM");
+    worker.wait().await.expect("exits");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_parse_as_prometheus_text_and_count_exactly_the_events_processed() {
+    let env = TestEnv::new().await;
+    let (orders, total) = env.seed_lifecycles(30).await;
+    let poison = vec![("data".to_owned(), "{not json".to_owned())];
+    env.xadd(&poison).await;
+    let mut worker = env.spawn_process("http-2", &env.redis_url, &env.database_url, &[]);
+    let port = http_port(&env, "http-2").await;
+    eventually("everything processed", async || {
+        let (_, metrics) = get(port, "/metrics").await;
+        sample(&metrics, "fulfillment_status_events_consumed_total") == Some((total + 1) as f64)
+    })
+    .await;
+    let (status, metrics) = get(port, "/metrics").await;
+    assert_eq!(status, 200);
+    for line in metrics
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line}"));
+        assert!(value.parse::<f64>().is_ok(), "value of {line}");
+        let name = series.split('{').next().unwrap_or_default();
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "metric name of {line}"
+        );
+    }
+    let applied = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("fulfillment_event_outcomes_total{outcome=\"applied\"} "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert_eq!(applied, Some(total as f64), "{metrics}");
+    let shipped = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("order_status_updates_total{reason=\"FulfillmentShipped\"} "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert_eq!(shipped, Some(orders.len() as f64), "{metrics}");
+    assert_eq!(
+        sample(&metrics, "fulfillment_entries_dead_lettered_total"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fulfillment_event_processing_duration_seconds_bucket"),
+        "{metrics}"
+    );
+
+    signal(&worker, "-TERM");
+    worker.wait().await.expect("exits");
+    env.cleanup().await;
+}
