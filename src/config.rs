@@ -19,6 +19,8 @@ pub const DEFAULT_CLAIM_INTERVAL_MS: u64 = 5_000;
 pub const DEFAULT_CLAIM_MIN_IDLE_MS: u64 = 30_000;
 /// Attempts before an entry that keeps failing is dead-lettered.
 pub const DEFAULT_MAX_DELIVERIES: u32 = 10;
+/// Consumers idle this long with nothing pending are removed from the group.
+pub const DEFAULT_CONSUMER_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Below Kubernetes' default 30 s grace period.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Dapr's `XGROUP CREATE … 0`: a new group reads the retained stream from the start.
@@ -157,6 +159,10 @@ pub struct WorkerConfig {
     /// same one, in stream order, so no order is ever updated by two at a time.
     #[arg(long, env = "CONCURRENCY", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
+    /// Consumers of the group idle longer than this with nothing pending are removed (pods
+    /// long gone); one with pending entries never is (`1h`, `30m`, or plain seconds).
+    #[arg(long, env = "CONSUMER_IDLE_TIMEOUT", default_value = "1h", value_parser = parse_duration)]
+    pub consumer_idle_timeout: Duration,
     /// Where `/healthz`, `/readyz` and `/metrics` are served (`127.0.0.1:0`: any free port).
     #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:9090")]
     pub http_addr: std::net::SocketAddr,
@@ -184,6 +190,7 @@ impl WorkerConfig {
             max_deliveries: DEFAULT_MAX_DELIVERIES,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             concurrency: 1,
+            consumer_idle_timeout: DEFAULT_CONSUMER_IDLE_TIMEOUT,
             http_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }

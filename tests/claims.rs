@@ -148,3 +148,41 @@ async fn poison_mixed_into_a_large_stream_is_dead_lettered_once_each_and_the_res
     env.assert_all_delivered(&orders).await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_consumers_are_removed_only_when_they_hold_nothing() {
+    let env = TestEnv::new().await;
+    env.seed_orders(&["o1"], "confirmed").await;
+    let (done, _) = env.publish("o1", "f1", Planning, Format::CloudEvent).await;
+    read_and_abandon(&env, "gone-empty").await;
+    let _: u64 = redis::cmd("XACK")
+        .arg(&env.stream.stream)
+        .arg(&env.stream.group)
+        .arg(&done)
+        .query_async(&mut env.redis.clone())
+        .await
+        .expect("XACK");
+    env.publish("o1", "f1", Shipped, Format::CloudEvent).await;
+    read_and_abandon(&env, "gone-holding").await;
+
+    let mut config = env.config("alive");
+    config.consumer_idle_timeout = std::time::Duration::from_millis(200);
+    config.claim_min_idle_ms = 600_000; // so the held entry stays where it is
+    let worker = env.spawn_worker_with(config).await;
+    support::eventually("the empty idle consumer is removed", async || {
+        !env.has_consumer("gone-empty").await
+    })
+    .await;
+    worker.stop().await;
+
+    assert!(
+        env.has_consumer("gone-holding").await,
+        "a consumer holding an entry is never removed"
+    );
+    assert_eq!(env.pending_for("gone-holding").await, 1);
+    assert!(
+        env.has_consumer("alive").await,
+        "a replica never removes itself"
+    );
+    env.cleanup().await;
+}

@@ -126,3 +126,51 @@ pub async fn backlog<C: ConnectionLike + Send>(
         dead_letters,
     ))
 }
+
+/// Removes `consumer` from the group only if it holds nothing, checked and done in one Lua
+/// script: a consumer that read an entry between a check and a DELCONSUMER would otherwise
+/// lose it (Watermill issue #24). Returns whether it was removed.
+pub async fn remove_consumer_if_empty<C: ConnectionLike + Send>(
+    conn: &mut C,
+    config: &StreamConfig,
+    consumer: &str,
+) -> redis::RedisResult<bool> {
+    let script = redis::Script::new(
+        r"
+        local held = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+        if #held > 0 then return 0 end
+        return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) + 1
+        ",
+    );
+    let result: i64 = script
+        .key(&config.stream)
+        .arg(&config.group)
+        .arg(consumer)
+        .invoke_async(conn)
+        .await?;
+    Ok(result > 0)
+}
+
+/// The group's consumers as (name, pending, idle).
+pub async fn consumers<C: ConnectionLike + Send>(
+    conn: &mut C,
+    config: &StreamConfig,
+) -> redis::RedisResult<Vec<(String, u64, Duration)>> {
+    let reply: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(&config.stream)
+        .arg(&config.group)
+        .query_async(conn)
+        .await?;
+    Ok(reply
+        .consumers
+        .into_iter()
+        .map(|c| {
+            (
+                c.name,
+                c.pending as u64,
+                Duration::from_millis(c.idle as u64),
+            )
+        })
+        .collect())
+}

@@ -9,11 +9,38 @@ use super::Worker;
 use crate::retry::until_ok;
 use crate::shutdown::Shutdown;
 use crate::stream::autoclaim;
+use crate::stream::pending::{consumers, remove_consumer_if_empty};
 
 /// Where XAUTOCLAIM starts, and what it answers once it walked the whole pending list.
 const START: &str = "0-0";
 
 impl Worker {
+    /// Removes consumers idle longer than CONSUMER_IDLE_TIMEOUT that hold nothing (replicas
+    /// long gone), so `XINFO CONSUMERS` shows the live ones. A failure only postpones it.
+    async fn remove_idle_consumers(&self) {
+        let timeout = self.config.consumer_idle_timeout;
+        let removed = async {
+            let mut conn = self.redis.get().await?;
+            let mut removed = Vec::new();
+            for (name, pending, idle) in consumers(&mut *conn, &self.config.stream).await? {
+                let stale = name != self.consumer && pending == 0 && idle > timeout;
+                if stale && remove_consumer_if_empty(&mut *conn, &self.config.stream, &name).await?
+                {
+                    removed.push(name);
+                }
+            }
+            anyhow::Ok(removed)
+        };
+        match removed.await {
+            Ok(removed) if !removed.is_empty() => tracing::info!(
+                ?removed,
+                "removed consumers idle for more than {timeout:?} with nothing pending"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::debug!("could not look for idle consumers: {error:#}"),
+        }
+    }
+
     /// Updates the lag, pending and dead-letter gauges; a failure only leaves them stale.
     async fn observe_backlog(&self) {
         let observed = async {
@@ -72,6 +99,7 @@ impl Worker {
             }
             if next == START || shutdown.is_triggered() {
                 self.observe_backlog().await;
+                self.remove_idle_consumers().await;
                 return;
             }
             cursor = next;
