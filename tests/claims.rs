@@ -12,17 +12,7 @@ async fn read_and_abandon(env: &TestEnv, consumer: &str) -> usize {
     order_worker::stream::ensure_group(&mut env.redis.clone(), &env.stream)
         .await
         .expect("group");
-    let reply: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(&env.stream.group)
-        .arg(consumer)
-        .arg("STREAMS")
-        .arg(&env.stream.stream)
-        .arg(">")
-        .query_async(&mut env.redis.clone())
-        .await
-        .expect("XREADGROUP");
-    reply.keys.iter().map(|key| key.ids.len()).sum()
+    env.read_as(&env.stream.group, consumer, 10_000).await.len()
 }
 
 #[tokio::test(flavor = "multi_thread")]
