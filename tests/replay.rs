@@ -325,6 +325,21 @@ async fn order_id_and_rfc3339_bounds_select_the_right_entries() {
     let whole = selected(&whole);
     assert_eq!((whole.len(), &whole[0], &whole[5]), (6, &at_20, &at_23));
 
+    let reversed = env
+        .order_worker(&[
+            "replay",
+            "--from",
+            "2023-11-14T22:13:22Z",
+            "--to",
+            "1700000001000-0",
+        ])
+        .await;
+    assert_eq!(reversed.status.code(), Some(1), "{}", stderr(&reversed));
+    assert!(
+        stderr(&reversed).contains("is before --from"),
+        "{}",
+        stderr(&reversed)
+    );
     let bad = env.order_worker(&["replay", "--from", "yesterday"]).await;
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
     assert!(stderr(&bad).contains("RFC 3339"), "{}", stderr(&bad));

@@ -54,7 +54,7 @@ pub struct ReplayArgs {
     #[arg(long, conflicts_with_all = ["from", "to", "order_id", "dry_run"])]
     pub dead_letter: bool,
     /// With --dead-letter: the dead letters to move, by their id in the dead-letter stream.
-    #[arg(long = "id", requires = "dead_letter", num_args = 1.., value_parser = parse_id)]
+    #[arg(long = "id", value_name = "ID", requires = "dead_letter", num_args = 1.., value_parser = parse_id)]
     pub ids: Vec<StreamId>,
     /// With --dead-letter: move every dead letter there is when the command starts.
     #[arg(long, requires = "dead_letter", conflicts_with = "ids")]
@@ -94,14 +94,22 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    let (from, to) = (
+        args.from.unwrap_or(StreamId::MIN),
+        args.to.unwrap_or(StreamId::MAX),
+    );
+    if to < from {
+        // XRANGE would quietly return nothing, which reads like "nothing to replay".
+        bail!("--to {to} is before --from {from}: the range is empty");
+    }
     let url = &args.connections.database_url;
     let mut pg = crate::store::connect(url.clone())
         .await
         .with_context(|| format!("connecting to PostgreSQL at {}", redact_url(url)))?;
     let request = RangeRequest {
         stream: &args.stream.stream,
-        from: args.from.unwrap_or(StreamId::MIN),
-        to: args.to.unwrap_or(StreamId::MAX),
+        from,
+        to,
         order_id: args.order_id.as_deref(),
         max_entry_bytes: args.max_entry_bytes,
         page_size: range::PAGE_SIZE,
