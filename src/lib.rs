@@ -4,7 +4,7 @@
 //! The path of an entry: [`stream::read`] → [`envelope`] (decode) → [`store::apply`] (one
 //! transaction per batch, rules in [`fulfillment`]) → [`stream::settle`] (dead-letter, XACK),
 //! driven by [`worker`]. [`ops`] holds the operator commands (inspection, dead letters,
-//! trimming).
+//! trimming, replay).
 
 pub mod bench;
 pub mod config;

@@ -1,5 +1,5 @@
 //! The `order-worker` command line: `run`, `migrate`, `demo`, `bench`, and the operator
-//! commands `pending`, `dead-letter` and `trim`.
+//! commands `pending`, `dead-letter`, `trim` and `replay`.
 
 use std::process::ExitCode;
 
@@ -48,6 +48,9 @@ enum Command {
     /// Delete the stream entries every consumer group is done with (XTRIM MINID below the
     /// oldest entry any group has pending or not yet delivered); never an unacked one.
     Trim(ops::trim::TrimArgs),
+    /// Run a range of the stream through decode → apply again (idempotent; --dry-run writes
+    /// nothing), or move dead letters back to the stream after a fix (--dead-letter).
+    Replay(ops::replay::ReplayArgs),
 }
 
 #[tokio::main]
@@ -69,6 +72,7 @@ async fn main() -> ExitCode {
         Command::Pending(args) => ops::inspect::run(args).await,
         Command::DeadLetter(args) => ops::dead_letter::run(args).await,
         Command::Trim(args) => ops::trim::run(args).await,
+        Command::Replay(args) => ops::replay::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

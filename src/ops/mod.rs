@@ -1,10 +1,12 @@
 //! Operator commands: `pending` ([`inspect`]: what the group holds and who holds it),
-//! `dead-letter` ([`dead_letter`]: list, show, purge) and `trim` ([`trim`]: drop the entries
-//! every group is done with). They talk to Redis only, and never ack, claim or move an entry of
-//! the main stream: that stays the workers' job.
+//! `dead-letter` ([`dead_letter`]: list, show, purge), `trim` ([`trim`]: drop the entries
+//! every group is done with) and `replay` ([`replay`]: apply a range again, requeue dead
+//! letters). None of them ever acks or claims an entry of the main stream: that stays the
+//! workers' job. All but `replay` talk to Redis only.
 
 pub mod dead_letter;
 pub mod inspect;
+pub mod replay;
 pub mod stream_id;
 mod table;
 pub mod trim;

@@ -7,6 +7,17 @@ use redis::aio::ConnectionLike;
 use super::StreamEntry;
 use crate::config::StreamConfig;
 
+/// The fields [`settle`] adds to a dead letter after the entry's own: what `replay
+/// --dead-letter` strips to put the original entry back. Keep in step with [`settle`].
+pub const ADDED_FIELDS: [&str; 6] = [
+    "error",
+    "source_stream",
+    "source_id",
+    "group",
+    "consumer",
+    "delivery_count",
+];
+
 /// An entry that can never be applied, and why (the text operators read in the `error` field).
 #[derive(Debug, Clone)]
 pub struct DeadLetter<'a> {

@@ -82,12 +82,13 @@ impl TestEnv {
         OpsConfig::new(self.redis_url.clone(), self.stream.clone())
     }
 
-    /// Runs `order-worker <args>` with the test's Redis and stream (nothing else from the
+    /// Runs `order-worker <args>` with the test's Redis, database and stream (nothing else from the
     /// environment that would pick another group), text logs on stderr.
     pub async fn order_worker(&self, args: &[&str]) -> Output {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_order-worker"))
             .args(args)
             .env("REDIS_URL", &self.redis_url)
+            .env("DATABASE_URL", &self.database_url)
             .env("STREAM", &self.stream.stream)
             .env("LOG_FORMAT", "text")
             .env_remove("CONSUMER_GROUP")

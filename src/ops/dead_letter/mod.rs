@@ -243,7 +243,8 @@ pub async fn purge(
     })
 }
 
-async fn range(
+/// Up to `count` dead letters of `stream` from `start` to `end` (XRANGE bounds).
+pub(crate) async fn range(
     conn: &mut MultiplexedConnection,
     stream: &str,
     start: &str,
@@ -299,7 +300,7 @@ fn age(id: &str, now: u64) -> (u64, String) {
 }
 
 /// `ms` since the epoch in RFC 3339, as people and scripts read times.
-pub(super) fn rfc3339(ms: u64) -> String {
+pub(crate) fn rfc3339(ms: u64) -> String {
     i64::try_from(ms)
         .ok()
         .and_then(chrono::DateTime::from_timestamp_millis)

@@ -1,0 +1,161 @@
+//! `order-worker replay`: run a range of the main stream through the worker's own decode →
+//! apply path again (idempotent: what was applied is reported `duplicate`), or put dead letters
+//! back on the main stream after the cause was fixed (`--dead-letter`).
+//!
+//! Unlike the other operator commands, replay writes: to PostgreSQL (a range) or to Redis (dead
+//! letters). It still never reads as a consumer nor acks: the group's position and pending list
+//! are the workers', and a replay must not make a worker skip or redo anything.
+
+mod range;
+mod render;
+mod requeue;
+
+use anyhow::{bail, Context};
+
+pub use range::{replay_range, Counts, Problem, RangeRequest, ReplayReport, TransitionLine};
+pub use render::{render_range, render_requeue};
+pub use requeue::{requeue, Moved, RequeueReport, Selection};
+
+use super::stream_id::{parse_boundary, StreamId};
+use super::OpsConfig;
+use crate::config::{redact_url, Connections, StreamConfig};
+
+/// `order-worker replay` settings: the worker's connections and stream settings (same flags
+/// and variables as `run`), then what to replay. The consumer name, group and group start id
+/// are hidden: replay neither joins nor moves the group.
+#[derive(Clone, Debug, clap::Args)]
+#[command(
+    mut_arg("consumer", |arg| arg.hide(true)),
+    mut_arg("group", |arg| arg.hide(true)),
+    mut_arg("group_start_id", |arg| arg.hide(true))
+)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub connections: Connections,
+    #[command(flatten)]
+    pub stream: StreamConfig,
+    /// First entry to replay (inclusive): a stream id (`1700000000000-0`) or an RFC 3339 time
+    /// (`2025-12-22T10:54:00Z`, entries written from then on).
+    #[arg(long, value_parser = parse_boundary, required_unless_present = "dead_letter")]
+    pub from: Option<StreamId>,
+    /// Last entry to replay (inclusive): a stream id, or an RFC 3339 time (entries written up
+    /// to and including that millisecond) [default: the end of the stream].
+    #[arg(long, value_parser = parse_to)]
+    pub to: Option<StreamId>,
+    /// Replay only the events of this order (undecodable entries are still reported: which
+    /// order they were for cannot be known).
+    #[arg(long)]
+    pub order_id: Option<String>,
+    /// Apply inside a transaction that is rolled back: report what would change, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Instead of a range, move dead letters back to the main stream (original fields only),
+    /// for the workers to apply as new entries: after the cause was fixed.
+    #[arg(long, conflicts_with_all = ["from", "to", "order_id", "dry_run"])]
+    pub dead_letter: bool,
+    /// With --dead-letter: the dead letters to move, by their id in the dead-letter stream.
+    #[arg(long = "id", value_name = "ID", requires = "dead_letter", num_args = 1.., value_parser = parse_id)]
+    pub ids: Vec<StreamId>,
+    /// With --dead-letter: move every dead letter there is when the command starts.
+    #[arg(long, requires = "dead_letter", conflicts_with = "ids")]
+    pub all: bool,
+    /// Entries larger than this (all fields, in bytes) are reported undecodable, as the
+    /// worker would dead-letter them.
+    #[arg(long, env = "MAX_ENTRY_BYTES", default_value_t = crate::envelope::DEFAULT_MAX_ENTRY_BYTES)]
+    pub max_entry_bytes: usize,
+    /// Print JSON, for scripts, instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the replay and prints its report. Entries that do not apply (unknown order, rejected,
+/// undecodable) are reported, not failures: the command fails only when it cannot do its job.
+pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
+    let ops = OpsConfig::new(args.connections.redis_url.clone(), args.stream.clone());
+    let mut redis = ops.connect().await?;
+    if args.dead_letter {
+        let selection = match (args.all, args.ids.is_empty()) {
+            (true, _) => Selection::All,
+            (false, false) => Selection::Ids(args.ids.clone()),
+            (false, true) => bail!("replay --dead-letter needs --id ID… or --all"),
+        };
+        let report = requeue(&mut redis, &args.stream, &selection).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", render_requeue(&report));
+        }
+        if !report.missing.is_empty() {
+            bail!(
+                "no dead letter {} in {} (`order-worker dead-letter list` shows their ids)",
+                report.missing.join(", "),
+                report.dead_letter_stream
+            );
+        }
+        return Ok(());
+    }
+    let (from, to) = (
+        args.from.unwrap_or(StreamId::MIN),
+        args.to.unwrap_or(StreamId::MAX),
+    );
+    if to < from {
+        // XRANGE would quietly return nothing, which reads like "nothing to replay".
+        bail!("--to {to} is before --from {from}: the range is empty");
+    }
+    let url = &args.connections.database_url;
+    let mut pg = crate::store::connect(url.clone())
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {}", redact_url(url)))?;
+    let request = RangeRequest {
+        stream: &args.stream.stream,
+        from,
+        to,
+        order_id: args.order_id.as_deref(),
+        max_entry_bytes: args.max_entry_bytes,
+        page_size: range::PAGE_SIZE,
+    };
+    let report = replay_range(&mut redis, &mut pg, &request, args.dry_run).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render_range(&report));
+    }
+    Ok(())
+}
+
+fn parse_id(raw: &str) -> Result<StreamId, String> {
+    raw.parse::<StreamId>().map_err(|error| error.to_string())
+}
+
+/// The end of the range, inclusive. A full id is that entry; a time or a bare millisecond
+/// means the whole millisecond (every sequence in it), as `XRANGE` reads a bare end.
+pub fn parse_to(raw: &str) -> Result<StreamId, String> {
+    let boundary = parse_boundary(raw)?;
+    if raw.contains('-') && raw.parse::<StreamId>().is_ok() {
+        return Ok(boundary);
+    }
+    Ok(StreamId {
+        ms: boundary.ms,
+        seq: u64::MAX,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_end_of_a_range_covers_its_whole_millisecond_unless_an_id_names_the_entry() {
+        let id = |ms, seq| StreamId { ms, seq };
+        assert_eq!(parse_to("1700000000000-3"), Ok(id(1_700_000_000_000, 3)));
+        assert_eq!(
+            parse_to("1700000000000"),
+            Ok(id(1_700_000_000_000, u64::MAX))
+        );
+        assert_eq!(
+            parse_to("2023-11-14T22:13:20Z"),
+            Ok(id(1_700_000_000_000, u64::MAX))
+        );
+        assert!(parse_to("yesterday").is_err());
+    }
+}
