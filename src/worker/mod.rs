@@ -140,11 +140,6 @@ impl Worker {
         }
     }
 
-    /// This replica's consumer name in the group.
-    pub fn consumer(&self) -> &str {
-        &self.consumer
-    }
-
     /// Every commit from now on, as it happens (the benchmark's latency probe).
     pub fn commits(&mut self) -> mpsc::UnboundedReceiver<Committed> {
         let (tx, rx) = mpsc::unbounded_channel();
