@@ -25,19 +25,18 @@ migrate:
 ci:
     bash .ci/run
 
-# The full chaos run: 3 worker processes, 20,000 events for 2,000 orders, ~1 % poison, one
-# worker SIGKILLed every 2 s, PostgreSQL and Redis connections cut 3 s in every 12 s.
+# (3 workers, 20,000 events for 2,000 orders, 1 % poison, a SIGKILL every 2 s, connections cut 3 s per 12 s)
+# The full chaos run: exactly-once under kills and outages, checked exactly
 chaos orders="2000" seconds="60":
     CHAOS_ORDERS={{orders}} CHAOS_SECONDS={{seconds}} cargo test --locked --release --test chaos -- --nocapture
 
-# Measure: drain rate against Dapr's per-event pattern and PostgreSQL's ceiling, latency,
-# RSS, start-up (see BENCHMARKS.md). Extra flags go to `order-worker bench`, e.g. --json out.json.
+# (extra flags go to `order-worker bench`, e.g. --json out.json; see BENCHMARKS.md)
+# Measure drain rate vs Dapr's per-event pattern and PostgreSQL's ceiling, latency, RSS, start-up
 bench *ARGS:
     cargo run --release --quiet -- --log-format text bench {{ARGS}}
 
-# Replay stream entries FROM..TO (ids or RFC 3339 times; TO defaults to the end) through decode →
-# apply again: already-applied events are reported `duplicate` and change nothing. No arguments
-# prints usage. For a dry run or one order: `cargo run -- replay --help`.
+# (already-applied events are reported `duplicate` and change nothing; dry run, one order: `cargo run -- replay --help`)
+# Replay stream entries FROM [TO] (ids or RFC 3339 times) through decode → apply; no arguments: usage
 replay-stream FROM="" TO="":
     #!/usr/bin/env bash
     set -euo pipefail
