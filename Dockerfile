@@ -15,9 +15,11 @@ RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin order-w
 
 # cc-debian12: glibc and libgcc, which the binary links; :nonroot runs as 65532.
 FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /src/target/release/order-worker /order-worker
+# On PATH, so the operator commands run in a pod as written in the README:
+#   kubectl exec deploy/order-worker -- order-worker pending
+COPY --from=build /src/target/release/order-worker /usr/local/bin/order-worker
 USER 65532:65532
 # HTTP_ADDR: /healthz, /readyz, /metrics.
 EXPOSE 9090
-ENTRYPOINT ["/order-worker"]
+ENTRYPOINT ["/usr/local/bin/order-worker"]
 CMD ["run"]
