@@ -1,0 +1,206 @@
+//! What the Kubernetes manifests (k8s/) must agree on with the binary, which schema validation
+//! (kubernetes-validate in .ci/run) cannot see: every environment variable they set is one the
+//! binary reads, each replica gets its own consumer name, the grace period outlasts
+//! SHUTDOWN_TIMEOUT, and the probes hit paths the binary serves on the port it binds.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+/// The one document of a manifest under k8s/.
+fn manifest(relative: &str) -> Yaml {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("k8s")
+        .join(relative);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let mut docs = YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    assert_eq!(docs.len(), 1, "{relative}: one document expected");
+    docs.remove(0)
+}
+
+fn str_of<'a>(yaml: &'a Yaml, what: &str) -> &'a str {
+    yaml.as_str()
+        .unwrap_or_else(|| panic!("{what}: a string expected, got {yaml:?}"))
+}
+
+fn list<'a>(yaml: &'a Yaml, what: &str) -> &'a [Yaml] {
+    yaml.as_vec()
+        .unwrap_or_else(|| panic!("{what}: a list expected, got {yaml:?}"))
+}
+
+/// Keys of a mapping (ConfigMap `data`, Secret `stringData`).
+fn keys(yaml: &Yaml, what: &str) -> BTreeSet<String> {
+    let hash = yaml
+        .as_hash()
+        .unwrap_or_else(|| panic!("{what}: a mapping expected"));
+    hash.keys().map(|k| str_of(k, what).to_owned()).collect()
+}
+
+fn config_map() -> Yaml {
+    manifest("base/configmap.yaml")
+}
+
+fn config_value(key: &str) -> String {
+    str_of(&config_map()["data"][key], key).to_owned()
+}
+
+fn worker_container() -> Yaml {
+    let deployment = manifest("base/deployment.yaml");
+    let containers = list(
+        &deployment["spec"]["template"]["spec"]["containers"],
+        "containers",
+    );
+    assert_eq!(containers.len(), 1, "one container: the worker");
+    containers[0].clone()
+}
+
+/// The environment variable names `order-worker <command> --help` shows as `[env: NAME…]`:
+/// exactly what the binary reads.
+fn env_names_read_by(command: &str) -> BTreeSet<String> {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_order-worker"))
+        .args([command, "--help"])
+        .output()
+        .expect("binary runs");
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).expect("UTF-8 help");
+    let names: BTreeSet<String> = help
+        .split("[env: ")
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect()
+        })
+        .collect();
+    assert!(names.contains("DATABASE_URL"), "{help}");
+    names
+}
+
+/// Names a container's `env` list sets.
+fn env_entries(container: &Yaml) -> Vec<(String, Yaml)> {
+    list(&container["env"], "env")
+        .iter()
+        .map(|entry| (str_of(&entry["name"], "env name").to_owned(), entry.clone()))
+        .collect()
+}
+
+#[test]
+fn every_variable_the_manifests_set_is_one_the_binary_reads() {
+    let run = env_names_read_by("run");
+    let mut set = keys(&config_map()["data"], "ConfigMap data");
+    set.extend(env_entries(&worker_container()).into_iter().map(|(n, _)| n));
+    let secret = manifest("order-worker-example-secret.yaml");
+    set.extend(keys(&secret["stringData"], "Secret stringData"));
+    let unknown: Vec<_> = set.difference(&run).collect();
+    assert!(unknown.is_empty(), "`run` does not read {unknown:?}");
+
+    let job = manifest("migrate/job.yaml");
+    let migrate = env_names_read_by("migrate");
+    let containers = list(&job["spec"]["template"]["spec"]["containers"], "Job");
+    for (name, _) in env_entries(&containers[0]) {
+        assert!(migrate.contains(&name), "`migrate` does not read {name}");
+    }
+}
+
+#[test]
+fn secrets_and_settings_come_from_the_objects_the_manifests_define() {
+    let container = worker_container();
+    let config = config_map();
+    let config_name = str_of(&config["metadata"]["name"], "ConfigMap name");
+    let env_from = list(&container["envFrom"], "envFrom");
+    assert_eq!(
+        str_of(&env_from[0]["configMapRef"]["name"], "configMapRef"),
+        config_name
+    );
+    let secret = manifest("order-worker-example-secret.yaml");
+    let secret_name = str_of(&secret["metadata"]["name"], "Secret name");
+    let secret_keys = keys(&secret["stringData"], "Secret stringData");
+    for (name, entry) in env_entries(&container) {
+        let reference = &entry["valueFrom"]["secretKeyRef"];
+        if reference.is_badvalue() {
+            continue;
+        }
+        assert_eq!(str_of(&reference["name"], &name), secret_name);
+        assert!(secret_keys.contains(str_of(&reference["key"], &name)));
+    }
+}
+
+#[test]
+fn each_replica_is_its_own_consumer_named_after_its_pod() {
+    let entries = env_entries(&worker_container());
+    let (_, consumer) = entries
+        .iter()
+        .find(|(name, _)| name == "CONSUMER_NAME")
+        .expect("CONSUMER_NAME is set");
+    let field = &consumer["valueFrom"]["fieldRef"]["fieldPath"];
+    assert_eq!(str_of(field, "CONSUMER_NAME fieldPath"), "metadata.name");
+    // The ConfigMap applies to every replica: a name there would make them one consumer.
+    assert!(config_map()["data"]["CONSUMER_NAME"].is_badvalue());
+}
+
+#[test]
+fn the_grace_period_outlasts_the_shutdown_timeout() {
+    let deployment = manifest("base/deployment.yaml");
+    let grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_i64()
+        .expect("terminationGracePeriodSeconds is set");
+    let timeout = humantime::parse_duration(&config_value("SHUTDOWN_TIMEOUT"))
+        .expect("SHUTDOWN_TIMEOUT parses");
+    // A few seconds beyond it: the process needs time to exit after the timeout fires.
+    assert!(
+        Duration::from_secs(grace as u64) >= timeout + Duration::from_secs(5),
+        "terminationGracePeriodSeconds {grace} must exceed SHUTDOWN_TIMEOUT {timeout:?} by 5 s"
+    );
+}
+
+#[test]
+fn probes_and_the_metrics_service_hit_what_the_binary_serves_on_http_addr() {
+    let container = worker_container();
+    let http_addr: std::net::SocketAddr = config_value("HTTP_ADDR").parse().expect("HTTP_ADDR");
+    let ports = list(&container["ports"], "ports");
+    let http = ports
+        .iter()
+        .find(|port| port["name"].as_str() == Some("http"))
+        .expect("a port named http");
+    assert_eq!(
+        http["containerPort"].as_i64(),
+        Some(i64::from(http_addr.port()))
+    );
+    for (probe, path) in [
+        ("startupProbe", "/healthz"),
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+    ] {
+        let get = &container[probe]["httpGet"];
+        assert_eq!(str_of(&get["path"], probe), path, "{probe}");
+        assert_eq!(str_of(&get["port"], probe), "http", "{probe}");
+    }
+    let service = manifest("base/service.yaml");
+    let service_port = &list(&service["spec"]["ports"], "Service ports")[0];
+    assert_eq!(str_of(&service_port["targetPort"], "targetPort"), "http");
+    let annotation = str_of(
+        &service["metadata"]["annotations"]["prometheus.io/port"],
+        "scrape port",
+    );
+    assert_eq!(annotation, http_addr.port().to_string());
+}
+
+#[test]
+fn the_service_and_the_disruption_budget_select_the_worker_pods() {
+    let deployment = manifest("base/deployment.yaml");
+    let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(
+        &deployment["spec"]["selector"]["matchLabels"], pod_labels,
+        "Deployment selector"
+    );
+    assert_eq!(
+        &manifest("base/pdb.yaml")["spec"]["selector"]["matchLabels"],
+        pod_labels
+    );
+    assert_eq!(
+        &manifest("base/service.yaml")["spec"]["selector"],
+        pod_labels
+    );
+}
