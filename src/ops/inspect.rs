@@ -9,7 +9,7 @@ use redis::streams::{StreamInfoConsumersReply, StreamInfoGroupsReply, StreamPend
 use serde::Serialize;
 
 use super::table::{human_ms, Table};
-use super::{find_group, groups, OpsConfig};
+use super::{find_group, groups, print_report, OpsConfig};
 
 /// `order-worker pending` settings.
 #[derive(Clone, Debug, clap::Args)]
@@ -87,11 +87,7 @@ pub struct PendingEntry {
 pub async fn run(args: PendingArgs) -> anyhow::Result<()> {
     let mut conn = args.config.connect().await?;
     let inspection = inspect(&mut conn, &args).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&inspection)?);
-    } else {
-        print!("{}", render(&inspection));
-    }
+    print_report(args.json, &inspection, || render(&inspection))?;
     Ok(())
 }
 

@@ -19,6 +19,8 @@ use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamInfoGroup, StreamInfoGroupsReply};
 
 use crate::config::{redact_url, StreamConfig, DEFAULT_REDIS_URL};
+use crate::stream::reply::parse_entries;
+use crate::stream::{ReadBatch, StreamEntry};
 
 /// How long one command may take. Generous: an exact `XTRIM` of millions of entries takes
 /// seconds, and redis-rs would otherwise give up after 500 ms.
@@ -171,4 +173,42 @@ async fn count_range(
         }
         start = format!("({last}");
     }
+}
+
+/// Up to `count` entries of `stream` from `start` to `end` (XRANGE bounds, inclusive), parsed
+/// like the worker's reads (an entry with no fields is kept out).
+pub(crate) async fn xrange(
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+    start: &str,
+    end: &str,
+    count: usize,
+) -> anyhow::Result<Vec<StreamEntry>> {
+    let reply: redis::Value = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg(start)
+        .arg(end)
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await
+        .with_context(|| format!("reading {stream} from {start} to {end} (XRANGE)"))?;
+    let mut batch = ReadBatch::default();
+    parse_entries(reply, &mut batch)?;
+    Ok(batch.entries)
+}
+
+/// Prints a command's result: as pretty JSON with `--json` (for scripts), else as the text
+/// `render` makes for people.
+pub(crate) fn print_report<T: serde::Serialize>(
+    json: bool,
+    value: &T,
+    render: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        print!("{}", render());
+    }
+    Ok(())
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::stream_id::StreamId;
 use super::table::Table;
-use super::{count_range, groups, OpsConfig};
+use super::{count_range, groups, print_report, OpsConfig};
 
 /// `order-worker trim` settings.
 #[derive(Clone, Debug, clap::Args)]
@@ -110,11 +110,7 @@ pub struct TrimReport {
 pub async fn run(args: TrimArgs) -> anyhow::Result<()> {
     let mut conn = args.config.connect().await?;
     let report = trim(&mut conn, &args.config, args.dry_run).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render(&report));
-    }
+    print_report(args.json, &report, || render(&report))?;
     Ok(())
 }
 

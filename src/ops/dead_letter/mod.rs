@@ -13,9 +13,8 @@ use serde::Serialize;
 pub use render::{render_detail, render_list, render_purge};
 
 use super::stream_id::{parse_boundary, StreamId};
-use super::{count_range, redis_now_ms, OpsConfig};
-use crate::stream::reply::parse_entries;
-use crate::stream::{ReadBatch, StreamEntry};
+use super::{count_range, print_report, redis_now_ms, xrange, OpsConfig};
+use crate::stream::StreamEntry;
 
 /// `order-worker dead-letter` and its actions.
 #[derive(Clone, Debug, clap::Args)]
@@ -127,31 +126,21 @@ pub async fn run(args: DeadLetterArgs) -> anyhow::Result<()> {
             let mut conn = args.config.connect().await?;
             let stream = args.config.stream.dead_letter_stream();
             let (total, letters) = list(&mut conn, &stream, args.count).await?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&letters)?);
-            } else {
-                print!("{}", render_list(&stream, total, &letters));
-            }
+            print_report(args.json, &letters, || {
+                render_list(&stream, total, &letters)
+            })?;
         }
         DeadLetterAction::Show(args) => {
             let mut conn = args.config.connect().await?;
             let stream = args.config.stream.dead_letter_stream();
             let detail = show(&mut conn, &stream, args.id).await?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&detail)?);
-            } else {
-                print!("{}", render_detail(&detail));
-            }
+            print_report(args.json, &detail, || render_detail(&detail))?;
         }
         DeadLetterAction::Purge(args) => {
             let mut conn = args.config.connect().await?;
             let stream = args.config.stream.dead_letter_stream();
             let report = purge(&mut conn, &stream, args.before, args.dry_run).await?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", render_purge(&report));
-            }
+            print_report(args.json, &report, || render_purge(&report))?;
         }
     }
     Ok(())
@@ -166,7 +155,7 @@ pub async fn list(
 ) -> anyhow::Result<(u64, Vec<DeadLetterSummary>)> {
     let now = redis_now_ms(conn).await?;
     let total = length(conn, stream).await?;
-    let entries = range(conn, stream, "-", "+", count as usize).await?;
+    let entries = xrange(conn, stream, "-", "+", count as usize).await?;
     Ok((total, entries.iter().map(|e| summary(e, now)).collect()))
 }
 
@@ -178,7 +167,7 @@ pub async fn show(
 ) -> anyhow::Result<DeadLetterDetail> {
     let now = redis_now_ms(conn).await?;
     let raw = id.to_string();
-    let Some(entry) = range(conn, stream, &raw, &raw, 1).await?.pop() else {
+    let Some(entry) = xrange(conn, stream, &raw, &raw, 1).await?.pop() else {
         bail!("no dead letter {id} in {stream} (`order-worker dead-letter list` shows their ids)");
     };
     let ordered: Vec<(String, String)> = entry
@@ -218,7 +207,7 @@ pub async fn purge(
         Vec::new()
     } else {
         let end = format!("({before}");
-        range(conn, stream, "-", &end, PURGE_SHOWN).await?
+        xrange(conn, stream, "-", &end, PURGE_SHOWN).await?
     };
     let deleted = if dry_run {
         None
@@ -241,28 +230,6 @@ pub async fn purge(
         deleted,
         dry_run,
     })
-}
-
-/// Up to `count` dead letters of `stream` from `start` to `end` (XRANGE bounds).
-pub(crate) async fn range(
-    conn: &mut MultiplexedConnection,
-    stream: &str,
-    start: &str,
-    end: &str,
-    count: usize,
-) -> anyhow::Result<Vec<StreamEntry>> {
-    let reply: redis::Value = redis::cmd("XRANGE")
-        .arg(stream)
-        .arg(start)
-        .arg(end)
-        .arg("COUNT")
-        .arg(count)
-        .query_async(conn)
-        .await
-        .with_context(|| format!("reading dead letters from {stream} (XRANGE)"))?;
-    let mut batch = ReadBatch::default();
-    parse_entries(reply, &mut batch)?;
-    Ok(batch.entries)
 }
 
 /// `XLEN`: 0 for a dead-letter stream nothing was written to yet.

@@ -17,7 +17,7 @@ pub use render::{render_range, render_requeue};
 pub use requeue::{requeue, Moved, RequeueReport, Selection};
 
 use super::stream_id::{parse_boundary, StreamId};
-use super::OpsConfig;
+use super::{print_report, OpsConfig};
 use crate::config::{redact_url, Connections, StreamConfig};
 
 /// `order-worker replay` settings: the worker's connections and stream settings (same flags
@@ -80,11 +80,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
             (false, true) => bail!("replay --dead-letter needs --id ID… or --all"),
         };
         let report = requeue(&mut redis, &args.stream, &selection).await?;
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            print!("{}", render_requeue(&report));
-        }
+        print_report(args.json, &report, || render_requeue(&report))?;
         if !report.missing.is_empty() {
             bail!(
                 "no dead letter {} in {} (`order-worker dead-letter list` shows their ids)",
@@ -115,11 +111,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         page_size: range::PAGE_SIZE,
     };
     let report = replay_range(&mut redis, &mut pg, &request, args.dry_run).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render_range(&report));
-    }
+    print_report(args.json, &report, || render_range(&report))?;
     Ok(())
 }
 

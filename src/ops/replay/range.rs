@@ -13,9 +13,9 @@ use serde::Serialize;
 
 use crate::envelope::{self, FulfillmentEvent};
 use crate::ops::stream_id::StreamId;
+use crate::ops::xrange;
 use crate::store::{apply_batch, Incoming, Outcome, Plan};
-use crate::stream::reply::parse_entries;
-use crate::stream::{ReadBatch, StreamEntry};
+use crate::stream::StreamEntry;
 
 /// Entries read and applied at a time: the worker's default batch, so a page costs what a
 /// worker batch costs.
@@ -288,25 +288,4 @@ async fn apply_page(
         report.problem(problem);
     }
     Ok(())
-}
-
-async fn xrange(
-    redis: &mut MultiplexedConnection,
-    stream: &str,
-    start: &str,
-    end: &str,
-    count: usize,
-) -> anyhow::Result<Vec<StreamEntry>> {
-    let reply: redis::Value = redis::cmd("XRANGE")
-        .arg(stream)
-        .arg(start)
-        .arg(end)
-        .arg("COUNT")
-        .arg(count)
-        .query_async(redis)
-        .await
-        .with_context(|| format!("reading {stream} from {start} to {end} (XRANGE)"))?;
-    let mut batch = ReadBatch::default();
-    parse_entries(reply, &mut batch)?;
-    Ok(batch.entries)
 }

@@ -11,8 +11,8 @@ use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
 use crate::config::StreamConfig;
-use crate::ops::dead_letter::range;
 use crate::ops::stream_id::StreamId;
+use crate::ops::xrange;
 use crate::stream::reply::parse_entries;
 use crate::stream::settle::ADDED_FIELDS;
 use crate::stream::{ReadBatch, StreamEntry};
@@ -72,7 +72,7 @@ pub async fn requeue(
         Selection::Ids(ids) => {
             for id in ids {
                 let raw = id.to_string();
-                match range(redis, &dead_letter_stream, &raw, &raw, 1)
+                match xrange(redis, &dead_letter_stream, &raw, &raw, 1)
                     .await?
                     .pop()
                 {
@@ -89,7 +89,7 @@ pub async fn requeue(
             let end = last.id.clone();
             let mut start = "-".to_owned();
             loop {
-                let page = range(redis, &dead_letter_stream, &start, &end, PAGE_SIZE).await?;
+                let page = xrange(redis, &dead_letter_stream, &start, &end, PAGE_SIZE).await?;
                 for entry in &page {
                     move_one(redis, &mut report, entry).await?;
                 }
