@@ -47,9 +47,34 @@ pub struct Servers {
     _dir: Option<tempfile::TempDir>,
 }
 
+/// Which servers the demo or the benchmark should use; without URLs, the local default ports
+/// if they answer, else private servers.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ServerUrls {
+    /// Redis to use [default: 127.0.0.1:6379 if it answers, else a private redis-server].
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// PostgreSQL server to use; a database of the run's own is created there
+    /// [default: 127.0.0.1:5432 if it answers, else a private PostgreSQL].
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+impl ServerUrls {
+    /// Finds (or starts) the servers; `force_private` skips the local ports.
+    pub async fn find(&self, force_private: bool) -> anyhow::Result<Servers> {
+        find(
+            self.redis_url.clone(),
+            self.database_url.clone(),
+            force_private,
+        )
+        .await
+    }
+}
+
 /// Given URLs win; otherwise the local default ports if both answer; otherwise (or with
 /// `force_private`) private servers.
-pub async fn find(
+async fn find(
     redis_url: Option<String>,
     database_url: Option<String>,
     force_private: bool,

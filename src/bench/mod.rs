@@ -17,12 +17,8 @@ use workload::Workload;
 /// Benchmark settings.
 #[derive(Clone, Debug, clap::Args)]
 pub struct BenchConfig {
-    /// Redis to use [default: 127.0.0.1:6379 if it answers, else a private redis-server].
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
-    /// PostgreSQL server to use; the benchmark (re)creates its own database there.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub servers: servers::ServerUrls,
     /// The database the benchmark (re)creates.
     #[arg(long, default_value = "order_worker_bench")]
     pub database: String,
@@ -69,8 +65,7 @@ pub struct Report {
 
 /// Runs the benchmark and prints its table.
 pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
-    let servers =
-        servers::find(config.redis_url.clone(), config.database_url.clone(), false).await?;
+    let servers = config.servers.find(false).await?;
     let database_url = servers::recreate_database(&servers.admin_url, &config.database).await?;
     crate::store::migrate::run_pending(&database_url).await?;
     let redis = redis::Client::open(servers.redis_url.as_str())?

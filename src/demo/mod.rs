@@ -26,13 +26,8 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
 /// Demo settings. Without URLs it uses the local default ports, else private servers.
 #[derive(Clone, Debug, clap::Args)]
 pub struct DemoConfig {
-    /// Redis to use [default: 127.0.0.1:6379 if it answers, else a private redis-server].
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
-    /// PostgreSQL server to use; the demo creates its own database there
-    /// [default: 127.0.0.1:5432 if it answers, else a private PostgreSQL].
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub servers: servers::ServerUrls,
     /// The database the demo (re)creates on that server.
     #[arg(long, default_value = "order_worker_demo")]
     pub database: String,
@@ -49,12 +44,7 @@ pub struct DemoConfig {
 
 /// Runs the demo end to end.
 pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
-    let servers = servers::find(
-        config.redis_url.clone(),
-        config.database_url.clone(),
-        config.private_servers,
-    )
-    .await?;
+    let servers = config.servers.find(config.private_servers).await?;
     println!(
         "Redis:      {} ({})",
         redact_url(&servers.redis_url),
