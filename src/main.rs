@@ -84,10 +84,20 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: WorkerConfig) -> anyhow::Result<()> {
+    let signals = shutdown::Signals::install().context("listening for SIGTERM and SIGINT")?;
+    let (trigger, stop) = shutdown::channel();
+    tokio::spawn(signals.forward(trigger));
     let timeout = config.shutdown_timeout;
     let metrics = order_worker::instruments::install();
     let http_addr = config.http_addr;
-    let worker = Worker::start(config).await?;
+    let mut stopped_early = stop.clone();
+    let worker = tokio::select! {
+        worker = Worker::start(config) => worker?,
+        () = stopped_early.triggered() => {
+            tracing::info!("stopped while starting: nothing was read");
+            return Ok(());
+        }
+    };
     let listener = tokio::net::TcpListener::bind(http_addr)
         .await
         .with_context(|| format!("listening on HTTP_ADDR {http_addr}"))?;
@@ -99,12 +109,6 @@ async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     tokio::spawn(async move {
         if let Err(error) = order_worker::http::serve(listener, readiness, metrics).await {
             tracing::error!("the HTTP endpoint stopped: {error:#}");
-        }
-    });
-    let (trigger, stop) = shutdown::channel();
-    tokio::spawn(async move {
-        if let Err(error) = shutdown::on_signals(trigger).await {
-            tracing::error!("cannot listen for signals: {error:#}");
         }
     });
     shutdown::within(timeout, stop.clone(), worker.run(stop)).await

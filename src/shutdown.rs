@@ -68,24 +68,38 @@ where
     }
 }
 
-/// Triggers shutdown on the first SIGTERM or SIGINT; a second one exits at once (status 130):
-/// what was not acked stays pending and is re-read or claimed later.
-pub async fn on_signals(trigger: ShutdownTrigger) -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    for first in [true, false] {
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
-        if first {
-            tracing::info!("{name} received: finishing the batch in flight, then exiting");
-            trigger.trigger();
-        } else {
-            tracing::warn!("{name} received again: exiting now; unacked entries stay pending");
-            std::process::exit(130);
+/// SIGTERM and SIGINT, listened for from the moment this exists. Installed before anything
+/// else starts, so a signal that arrives during start-up (a pod deleted while connecting) stops
+/// the worker cleanly instead of killing it with the default action.
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Triggers shutdown on the first SIGTERM or SIGINT; a second one exits at once (status
+    /// 130): what was not acked stays pending and is re-read or claimed later.
+    pub async fn forward(mut self, trigger: ShutdownTrigger) {
+        for first in [true, false] {
+            let name = tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
+            };
+            if first {
+                tracing::info!("{name} received: finishing the batch in flight, then exiting");
+                trigger.trigger();
+            } else {
+                tracing::warn!("{name} received again: exiting now; unacked entries stay pending");
+                std::process::exit(130);
+            }
         }
     }
-    Ok(())
 }
