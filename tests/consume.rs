@@ -67,15 +67,50 @@ async fn full_lifecycle_ends_delivered_with_three_history_rows() {
         env.order_fulfillment_status("o1").await.as_deref(),
         Some("completed")
     );
-    assert_eq!(
-        env.history("o1").await,
-        vec![
-            h("confirmed", "processing", "FulfillmentPlanning"),
-            h("processing", "shipped", "FulfillmentShipped"),
-            h("shipped", "delivered", "FulfillmentCompleted"),
-        ]
-    );
+    assert_eq!(env.history("o1").await, lifecycle_history());
     assert_eq!(env.pending().await, 0);
+    env.cleanup().await;
+}
+
+/// The history a whole lifecycle from `confirmed` writes, in order.
+fn lifecycle_history() -> Vec<(String, String, String)> {
+    vec![
+        h("confirmed", "processing", "FulfillmentPlanning"),
+        h("processing", "shipped", "FulfillmentShipped"),
+        h("shipped", "delivered", "FulfillmentCompleted"),
+    ]
+}
+
+/// Small batches of lifecycles published order after order: consecutive batches share an
+/// order at their boundary (those must wait for each other) and not otherwise (those are
+/// applied at once). Any reordering would show as a stale event or a different history.
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_applied_at_once_never_reorder_an_orders_events() {
+    let env = TestEnv::new().await;
+    let orders: Vec<String> = (0..12).map(|i| format!("order-{i:02}")).collect();
+    let ids: Vec<&str> = orders.iter().map(String::as_str).collect();
+    env.seed_orders(&ids, "confirmed").await;
+    for order in &orders {
+        env.publish_lifecycle(order, &format!("f-{order}"), &FulfillmentStatus::LIFECYCLE)
+            .await;
+    }
+    let mut config = env.config("w1");
+    config.batch_size = 4;
+    let mut worker = env.spawn_worker_with(config).await;
+    let events = (orders.len() * FulfillmentStatus::LIFECYCLE.len()) as u64;
+    let progress = worker.wait_consumed(events).await;
+    worker.stop().await;
+
+    assert_eq!(progress.stale, 0, "{progress:?}");
+    assert_eq!(progress.applied + progress.ignored, events, "{progress:?}");
+    for order in &orders {
+        assert_eq!(env.history(order).await, lifecycle_history(), "{order}");
+        assert_eq!(
+            env.order_fulfillment_status(order).await.as_deref(),
+            Some("completed"),
+            "{order}"
+        );
+    }
     env.cleanup().await;
 }
 

@@ -1,9 +1,9 @@
 //! One batch through the pipeline: delivery counts → decode → apply (kept alive while it runs)
 //! → dead-letter and ack.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
@@ -25,13 +25,48 @@ struct Applied {
     transitions: Vec<Transition>,
 }
 
+/// A batch read and decoded, not yet applied: decoding happens while earlier batches are still
+/// in flight, and the orders it writes decide whether it may join them.
+pub(super) struct Prepared {
+    batch: ReadBatch,
+    /// Delivery counts of a redelivered batch's entries (absent: first delivery).
+    counts: HashMap<String, u64>,
+    /// One per entry, in order: the event, or why the entry can never apply.
+    decoded: Vec<Result<FulfillmentEvent, String>>,
+    started: Instant,
+}
+
+impl Prepared {
+    /// The orders this batch writes. Two batches that share none touch disjoint rows, so they
+    /// may be applied at once without changing the order in which any order's events apply.
+    pub(super) fn order_ids(&self) -> HashSet<String> {
+        self.decoded
+            .iter()
+            .flatten()
+            .map(|event| event.order_id.clone())
+            .collect()
+    }
+
+    fn deliveries(&self, id: &str) -> u64 {
+        self.counts.get(id).copied().unwrap_or(1)
+    }
+}
+
 impl Worker {
     /// Runs one batch to the end. Returns without settling only when shutdown interrupts a
     /// retry; the entries then stay pending and are read again or claimed later.
     pub(super) async fn process(&self, batch: ReadBatch, shutdown: &Shutdown) {
-        let started = std::time::Instant::now();
-        let ids: Vec<&str> = batch.ids().collect();
+        if let Some(prepared) = self.prepare(batch, shutdown).await {
+            self.finish(prepared, shutdown).await;
+        }
+    }
+
+    /// Looks up delivery counts (for a redelivered batch) and decodes every entry. `None` when
+    /// shutdown interrupts the lookup: nothing was done, the entries stay pending.
+    pub(super) async fn prepare(&self, batch: ReadBatch, shutdown: &Shutdown) -> Option<Prepared> {
+        let started = Instant::now();
         let counts = if batch.redelivered {
+            let ids: Vec<&str> = batch.ids().collect();
             let counted = until_ok(
                 "reading delivery counts",
                 &self.redis_health,
@@ -41,38 +76,53 @@ impl Worker {
                     anyhow::Ok(delivery_counts(&mut *conn, &self.config.stream, &ids).await?)
                 },
             );
-            let Some(counts) = counted.await else { return };
-            counts
+            counted.await?
         } else {
             HashMap::new()
         };
-        let deliveries = |id: &str| counts.get(id).copied().unwrap_or(1);
         let max = u64::from(self.config.max_deliveries);
+        let decoded = batch
+            .entries
+            .iter()
+            .map(|entry| {
+                let delivery_count = counts.get(&entry.id).copied().unwrap_or(1);
+                if delivery_count > max {
+                    return Err(format!(
+                        "delivered {delivery_count} times without being settled (MAX_DELIVERIES is {max}): \
+                         the workers that read it stopped before they could"
+                    ));
+                }
+                decode(&entry.fields, self.config.max_entry_bytes).map_err(|error| error.to_string())
+            })
+            .collect();
+        Some(Prepared {
+            batch,
+            counts,
+            decoded,
+            started,
+        })
+    }
 
-        let mut events: Vec<(&StreamEntry, FulfillmentEvent)> = Vec::new();
+    /// Applies a prepared batch, then dead-letters and acks what is settled. Returns early only
+    /// when shutdown interrupts a retry (see [`Worker::process`]).
+    pub(super) async fn finish(&self, prepared: Prepared, shutdown: &Shutdown) {
+        let batch = &prepared.batch;
+        let ids: Vec<&str> = batch.ids().collect();
+        let max = u64::from(self.config.max_deliveries);
+        let mut events: Vec<(&StreamEntry, &FulfillmentEvent)> = Vec::new();
         let mut dead: Vec<DeadLetter<'_>> = Vec::new();
-        for entry in &batch.entries {
-            let delivery_count = deliveries(&entry.id);
-            let decoded = if delivery_count > max {
-                Err(format!(
-                    "delivered {delivery_count} times without being settled (MAX_DELIVERIES is {max}): \
-                     the workers that read it stopped before they could"
-                ))
-            } else {
-                decode(&entry.fields, self.config.max_entry_bytes)
-                    .map_err(|error| error.to_string())
-            };
+        for (entry, decoded) in batch.entries.iter().zip(&prepared.decoded) {
             match decoded {
                 Ok(event) => {
-                    log_event(entry, &event);
+                    log_event(entry, event);
                     events.push((entry, event));
                 }
                 Err(error) => {
                     tracing::warn!(entry_id = %entry.id, error = %error, "dead-lettering an entry that can never apply");
                     dead.push(DeadLetter {
                         entry,
-                        error,
-                        delivery_count,
+                        error: error.clone(),
+                        delivery_count: prepared.deliveries(&entry.id),
                     });
                 }
             }
@@ -96,7 +146,7 @@ impl Worker {
 
         let mut ack_ids: Vec<&str> = batch.deleted.iter().map(String::as_str).collect();
         for ((entry, event), outcome) in events.iter().zip(&applied.outcomes) {
-            let delivery_count = deliveries(&entry.id);
+            let delivery_count = prepared.deliveries(&entry.id);
             match outcome {
                 Outcome::UnknownOrder if delivery_count >= max => {
                     let error = format!("order {:?} does not exist", event.order_id);
@@ -137,7 +187,7 @@ impl Worker {
         if settled.await.is_none() {
             return;
         }
-        let seconds = started.elapsed().as_secs_f64();
+        let seconds = prepared.started.elapsed().as_secs_f64();
         let reasons: Vec<String> = applied
             .transitions
             .iter()
@@ -150,7 +200,7 @@ impl Worker {
             seconds,
         );
         crate::instruments::dead_lettered(dead.len(), undecodable);
-        self.record(&batch, &applied, dead.len() as u64);
+        self.record(batch, &applied, dead.len() as u64);
     }
 
     /// Applies the events while keeping the batch's entries (and any read ahead) fresh in the
@@ -158,7 +208,7 @@ impl Worker {
     async fn apply_kept_alive(
         &self,
         ids: &[&str],
-        events: &[(&StreamEntry, FulfillmentEvent)],
+        events: &[(&StreamEntry, &FulfillmentEvent)],
         shutdown: &Shutdown,
     ) -> Option<Applied> {
         let work = self.apply_in_lanes(events, shutdown);
@@ -189,7 +239,7 @@ impl Worker {
     /// once and the lanes never wait on each other's locks.
     async fn apply_in_lanes(
         &self,
-        events: &[(&StreamEntry, FulfillmentEvent)],
+        events: &[(&StreamEntry, &FulfillmentEvent)],
         shutdown: &Shutdown,
     ) -> Option<Applied> {
         let lane_count = usize::from(self.config.concurrency).max(1);
@@ -205,7 +255,7 @@ impl Worker {
                 .iter()
                 .map(|&i| Incoming {
                     entry_id: &events[i].0.id,
-                    event: &events[i].1,
+                    event: events[i].1,
                 })
                 .collect();
             async move { self.apply(&incoming, shutdown).await }

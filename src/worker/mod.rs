@@ -8,6 +8,7 @@
 
 mod batch;
 mod claim;
+mod in_flight;
 
 use std::time::{Duration, Instant};
 
@@ -15,11 +16,17 @@ use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
+use self::in_flight::InFlight;
 use crate::config::WorkerConfig;
 use crate::retry::{Dependency, Retry};
 use crate::shutdown::Shutdown;
 use crate::store::{self, migrate, DbPool, Outcome};
 use crate::stream::{self, ensure_group, ReadBatch, Reader, RedisPool};
+
+/// Batches applied at once, each in its own transaction(s), when they write disjoint orders:
+/// two keep PostgreSQL busy while the other commits or the worker acks; more only add
+/// connections.
+const IN_FLIGHT: usize = 2;
 
 /// Running totals since start, published after every batch so the demo and tests can wait for
 /// a condition ("all N events consumed") instead of sleeping.
@@ -106,10 +113,10 @@ impl Worker {
         )
         .await
         .context("connecting the stream reader")?;
-        // One connection per concurrent batch, and one spare for reconnects.
+        // One connection per lane of each batch in flight, and one spare for reconnects.
         let db = store::pool(
             &config.connections.database_url,
-            u32::from(config.concurrency) + 1,
+            u32::from(config.concurrency) * IN_FLIGHT as u32 + 1,
         );
         tracing::info!(
             "Subscribing to stream: {}, group: {}, consumer: {}",
@@ -152,56 +159,47 @@ impl Worker {
         self.progress.subscribe()
     }
 
-    /// Consumes until `shutdown` fires, then returns once the batch in flight is settled.
+    /// Consumes until `shutdown` fires, then returns once every batch in flight is settled.
     /// Claims stuck entries first thing (a cut-over from Dapr finds them right away), then
-    /// every claim interval; reads never block past the next claim. While there is a backlog
-    /// (the last read was a full batch), the next batch is read while this one is applied, so
-    /// PostgreSQL never waits on Redis.
+    /// every claim interval; reads never block past the next claim. Up to [`IN_FLIGHT`]
+    /// batches are applied at once when they write disjoint sets of orders, and the next batch
+    /// is read and decoded meanwhile, so PostgreSQL never waits on Redis nor on decoding.
     pub async fn run(mut self, shutdown: Shutdown) -> anyhow::Result<()> {
         let mut reader = self.reader.take().context("the worker runs only once")?;
         let count = self.config.batch_size as usize;
         let mut next_claim = Instant::now();
-        let mut ahead: Option<ReadBatch> = None;
+        let mut in_flight = InFlight::new(IN_FLIGHT);
         while !shutdown.is_triggered() {
             if Instant::now() >= next_claim {
+                // Claimed entries may belong to orders in flight: let those finish first.
+                in_flight.drain().await;
                 self.claim_stuck(&shutdown).await;
                 next_claim = Instant::now() + self.config.claim_interval();
                 continue;
             }
-            let batch = match ahead.take() {
-                Some(batch) => batch,
-                None => {
-                    let block = next_claim.saturating_duration_since(Instant::now());
-                    match self.read(&mut reader, count, block, &shutdown).await {
-                        Some(batch) => batch,
-                        None => break,
-                    }
-                }
+            let block = next_claim.saturating_duration_since(Instant::now());
+            let read = self.read(&mut reader, count, block, &shutdown);
+            let Some(batch) = in_flight.alongside(read).await else {
+                break;
             };
             if batch.is_empty() {
                 continue;
             }
+            // Once read, a batch is ours: it is finished even if shutdown comes meanwhile,
+            // rather than left pending under our name.
+            self.set_read_ahead(batch.ids().map(str::to_owned).collect());
+            let size = batch.entries.len() + batch.deleted.len();
+            let prepare = self.prepare(batch, &shutdown);
+            let Some(prepared) = in_flight.alongside(prepare).await else {
+                break;
+            };
+            let orders = prepared.order_ids();
+            in_flight.make_room(&orders).await;
             self.set_read_ahead(Vec::new());
-            let backlog = batch.entries.len() + batch.deleted.len() >= count;
-            let span =
-                tracing::info_span!("batch", size = batch.entries.len() + batch.deleted.len());
-            let current = self.process(batch, &shutdown).instrument(span);
-            if backlog {
-                let read_ahead = async {
-                    // No retries here: a failed read ahead is simply read again next turn.
-                    let next = reader.next_batch(count, Duration::ZERO).await.ok()?;
-                    self.set_read_ahead(next.ids().map(str::to_owned).collect());
-                    Some(next)
-                };
-                ahead = tokio::join!(current, read_ahead).1;
-            } else {
-                current.await;
-            }
+            let span = tracing::info_span!("batch", size);
+            in_flight.push(orders, self.finish(prepared, &shutdown).instrument(span));
         }
-        // A batch read ahead is ours: finish it rather than leave it pending under our name.
-        if let Some(batch) = ahead.filter(|batch| !batch.is_empty()) {
-            self.process(batch, &shutdown).await;
-        }
+        in_flight.drain().await;
         tracing::info!(consumer = %self.consumer, "worker stopped");
         Ok(())
     }
