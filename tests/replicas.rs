@@ -87,14 +87,14 @@ async fn a_rolling_restart_of_three_replicas_loses_nothing_duplicates_nothing_st
         })
         .await;
         let next = ReplicaSet::new();
-        for slot in 0..running.len() {
-            let name = running[slot].0.clone();
+        for (slot, child) in &mut running {
+            let name = std::mem::take(slot);
             // Mid-drain: it holds a batch (in flight or read ahead) and more is waiting.
             eventually("the replica holds entries, with a backlog", async || {
                 env.pending_for(&name).await > 0 && env.lag().await > 0
             })
             .await;
-            let status = terminate(&mut running[slot].1).await;
+            let status = terminate(child).await;
             assert_eq!(status.code(), Some(0), "{name} exits 0 after SIGTERM");
             // At once, before anything could have taken them over: a batch read ahead and
             // left unprocessed would still be pending under the stopped name here.
@@ -105,11 +105,12 @@ async fn a_rolling_restart_of_three_replicas_loses_nothing_duplicates_nothing_st
             );
             stopped.push(name);
             let replacement = next.pod_name();
-            running[slot] = (replacement.clone(), spawn(&replacement));
+            *child = spawn(&replacement);
             eventually("the replacement subscribed", async || {
                 env.has_consumer(&replacement).await
             })
             .await;
+            *slot = replacement;
         }
         restarted.store(true, Ordering::Relaxed);
     };
