@@ -57,6 +57,7 @@ struct LogCounts {
 
 /// A running `order-worker run` child.
 pub struct WorkerChild {
+    /// Its consumer name, which is how the group and its log tell it apart.
     pub name: String,
     child: Child,
     counts: Arc<LogCounts>,

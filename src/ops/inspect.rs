@@ -272,7 +272,6 @@ pub fn render_consumers(inspection: &Inspection) -> String {
             dapr.name
         );
     }
-
     out
 }
 

@@ -16,7 +16,9 @@ const TICK: Duration = Duration::from_millis(100);
 /// How far the feed got, shared with whoever waits on it (the rolling restart, the watcher).
 #[derive(Debug, Default)]
 pub struct FeedProgress {
+    /// Entries XADDed so far.
     pub published: AtomicU64,
+    /// Set once every entry is published: only then can "drained" mean done.
     pub done: AtomicBool,
 }
 

@@ -18,9 +18,11 @@ use crate::ops::OpsConfig;
 #[derive(Debug, Clone)]
 pub struct FleetSettings {
     pub redis_url: String,
+    /// The run's own database (not the server's admin database).
     pub database_url: String,
     pub stream: StreamConfig,
     pub batch_size: u32,
+    /// Each replica logs to `<log_dir>/<name>.log`, kept after the run for a look.
     pub log_dir: PathBuf,
 }
 
@@ -38,6 +40,7 @@ pub struct Fleet {
 }
 
 impl Fleet {
+    /// No replica yet: they are started one by one, each waited for, as a rollout does.
     pub fn new(settings: FleetSettings) -> Self {
         Self {
             settings,

@@ -13,10 +13,11 @@ mod watch;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 
 use crate::config::{redact_url, StreamConfig};
 use crate::demo::scenario::{self, Scenario, MIN_ORDERS};
+use crate::ops::inspect::Inspection;
 use crate::ops::OpsConfig;
 use crate::servers;
 use feed::FeedProgress;
@@ -122,11 +123,21 @@ pub async fn run(config: ReplicasConfig) -> anyhow::Result<()> {
         &stream,
     )
     .await;
-    // Whatever happened, the children are stopped; a failure to stop is reported after the
-    // run's own failure, which is the likelier cause.
+    // Whatever happened, the children are stopped, and both failures are told: the run's
+    // first, as the likelier cause.
     let stopped = fleet.stop_all(&mut redis.clone()).await;
-    drained?;
-    stopped?;
+    let last = match (drained, stopped) {
+        (Ok(last), Ok(())) => last,
+        (Err(run), Err(stop)) => bail!("{run:#}; stopping the replicas failed too: {stop:#}"),
+        (Err(error), Ok(())) | (Ok(_), Err(error)) => return Err(error),
+    };
+    if last.dead_letter_length > 0 {
+        bail!(
+            "{} entries were dead-lettered to {} (the demo's events all apply)",
+            last.dead_letter_length,
+            last.dead_letter_stream
+        );
+    }
 
     let (table, transitions) = fleet.report();
     print!("\nWho did what (from each replica's log):\n{table}");
@@ -140,7 +151,8 @@ pub async fn run(config: ReplicasConfig) -> anyhow::Result<()> {
     check::end_state(&database_url, &scenario, transitions).await
 }
 
-/// Feeds the stream, rolls the replicas if asked, and watches until drained.
+/// Feeds the stream, rolls the replicas if asked, and watches until drained; returns the
+/// group's last snapshot.
 async fn work(
     config: &ReplicasConfig,
     scenario: &Scenario,
@@ -148,7 +160,7 @@ async fn work(
     redis_url: &str,
     redis: redis::aio::MultiplexedConnection,
     stream: &StreamConfig,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Inspection> {
     let progress = FeedProgress::default();
     let rolled = AtomicBool::new(!config.rolling_restart);
     let ops = OpsConfig::new(redis_url, stream.clone());
@@ -180,6 +192,6 @@ async fn work(
         || rolled.load(Ordering::Relaxed),
         deadline,
     );
-    tokio::try_join!(feeding, restarting, watching)?;
-    Ok(())
+    let ((), (), last) = tokio::try_join!(feeding, restarting, watching)?;
+    Ok(last)
 }
