@@ -128,7 +128,11 @@ impl WorkerChild {
                 counts,
                 forwarder: Some(forwarder),
             };
-            let exited = failed.child.try_wait().ok().flatten();
+            // A child that exited (no "Subscribing" line, its log ended) is reaped in a moment.
+            let exited = tokio::time::timeout(Duration::from_millis(500), failed.child.wait())
+                .await
+                .ok()
+                .and_then(Result::ok);
             let _ = failed.child.kill().await;
             let why = exited.map_or_else(
                 || format!("did not subscribe within {READY_DEADLINE:?}"),
