@@ -9,6 +9,11 @@ default:
 demo *ARGS:
     cargo run --release --quiet -- --log-format text demo {{ARGS}}
 
+# (flags: --orders K, --rate EVENTS_PER_S, --batch-size B, --rolling-restart; see `cargo run -- replicas --help`)
+# N worker processes with pod-like names in one group: feed a stream, print pending while they work, check the end
+replicas n="3" *ARGS:
+    cargo run --release --quiet -- --log-format text replicas --count {{n}} {{ARGS}}
+
 # The whole test suite against local Redis and PostgreSQL (REDIS_URL / DATABASE_URL to override).
 test:
     cargo test --locked --all-targets

@@ -7,6 +7,7 @@
 //! trimming, replay).
 
 pub mod bench;
+pub mod child;
 pub mod config;
 pub mod dapr;
 pub mod demo;
@@ -15,6 +16,7 @@ pub mod fulfillment;
 pub mod http;
 pub mod instruments;
 pub mod ops;
+pub mod replicas;
 pub mod retry;
 pub mod servers;
 pub mod shutdown;

@@ -3,7 +3,7 @@
 //! drained, and prints what happened to each order. Exits non-zero if any order is not where the
 //! rules say it must be, or anything is left pending.
 
-mod scenario;
+pub(crate) mod scenario;
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use crate::shutdown;
 use crate::store::history::order_history;
 use crate::store::schema::orders;
 use crate::worker::{Progress, Worker};
-use scenario::{Scenario, MIN_ORDERS};
+use scenario::{Publication, Scenario, MIN_ORDERS};
 
 /// How long the worker may take to drain the demo's stream.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
@@ -67,7 +67,13 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         .query_async(&mut redis)
         .await?;
     seed(&database_url, &scenario).await?;
-    let published = publish(&mut redis, &stream.stream, &scenario).await?;
+    let published = publish(
+        &mut redis,
+        &stream.stream,
+        &scenario.publications,
+        chrono::Utc::now(),
+    )
+    .await?;
     println!(
         "Published {published} events for {} orders to {} in Dapr's formats\n",
         scenario.orders.len(),
@@ -111,7 +117,8 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn seed(database_url: &str, scenario: &Scenario) -> anyhow::Result<()> {
+/// Inserts the scenario's orders at `confirmed`, as the order service would have.
+pub(crate) async fn seed(database_url: &str, scenario: &Scenario) -> anyhow::Result<()> {
     let rows: Vec<_> = scenario
         .orders
         .iter()
@@ -125,14 +132,15 @@ async fn seed(database_url: &str, scenario: &Scenario) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// XADDs every publication as Dapr would; timestamps one second apart, in publishing order.
-async fn publish(
+/// XADDs every publication as Dapr would; timestamps one second apart from `start`, in
+/// publishing order. Returns how many were published.
+pub(crate) async fn publish(
     redis: &mut redis::aio::MultiplexedConnection,
     stream: &str,
-    scenario: &Scenario,
+    publications: &[Publication],
+    start: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<u64> {
-    let start = chrono::Utc::now();
-    for (n, publication) in scenario.publications.iter().enumerate() {
+    for (n, publication) in publications.iter().enumerate() {
         let at = start + chrono::Duration::seconds(n as i64);
         let event = dapr::event(
             &publication.order_id,
@@ -144,7 +152,7 @@ async fn publish(
         let fields = dapr::entry_fields(stream, &event, &publication.event_id, publication.format);
         dapr::publish(redis, stream, &fields).await?;
     }
-    Ok(scenario.publications.len() as u64)
+    Ok(publications.len() as u64)
 }
 
 /// Runs the real worker until it consumed `published` entries, then stops it. Returns its

@@ -212,31 +212,8 @@ pub fn render(inspection: &Inspection) -> String {
     }
     let mut out = summary.render(0);
 
-    let _ = writeln!(out, "\nconsumers ({}):", inspection.consumers.len());
-    let mut consumers = Table::new(&["consumer", "pending", "idle"]);
-    for consumer in &inspection.consumers {
-        consumers.row(vec![
-            consumer.name.clone(),
-            consumer.pending.to_string(),
-            human_ms(consumer.idle_ms),
-        ]);
-    }
-    if consumers.is_empty() {
-        out.push_str("  none (no worker has read from this group yet)\n");
-    } else {
-        out.push_str(&consumers.render(2));
-    }
-    if let Some(dapr) = inspection
-        .consumers
-        .iter()
-        .find(|consumer| consumer.name == group.name && consumer.pending > 0)
-    {
-        let _ = writeln!(
-            out,
-            "  {}: held under Dapr's single consumer name; workers claim them once idle for CLAIM_MIN_IDLE_MS",
-            dapr.name
-        );
-    }
+    out.push('\n');
+    out.push_str(&render_consumers(inspection));
 
     let filter = inspection
         .min_idle_ms
@@ -261,6 +238,39 @@ pub fn render(inspection: &Inspection) -> String {
         out.push_str("  none\n");
     } else {
         out.push_str(&pending.render(2));
+    }
+    out
+}
+
+/// Who holds what: one line per consumer (pod) with its pending count and idle time. Also
+/// printed on its own by `order-worker replicas` while its replicas work.
+pub fn render_consumers(inspection: &Inspection) -> String {
+    let group = &inspection.group;
+    let mut out = String::new();
+    let _ = writeln!(out, "consumers ({}):", inspection.consumers.len());
+    let mut consumers = Table::new(&["consumer", "pending", "idle"]);
+    for consumer in &inspection.consumers {
+        consumers.row(vec![
+            consumer.name.clone(),
+            consumer.pending.to_string(),
+            human_ms(consumer.idle_ms),
+        ]);
+    }
+    if consumers.is_empty() {
+        out.push_str("  none (no worker has read from this group yet)\n");
+    } else {
+        out.push_str(&consumers.render(2));
+    }
+    if let Some(dapr) = inspection
+        .consumers
+        .iter()
+        .find(|consumer| consumer.name == group.name && consumer.pending > 0)
+    {
+        let _ = writeln!(
+            out,
+            "  {}: held under Dapr's single consumer name; workers claim them once idle for CLAIM_MIN_IDLE_MS",
+            dapr.name
+        );
     }
     out
 }

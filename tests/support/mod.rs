@@ -175,7 +175,15 @@ impl TestEnv {
     /// lifecycle (Dapr CloudEvents), orders interleaved step by step. Returns the order ids and
     /// the number of entries published.
     pub async fn seed_lifecycles(&self, count: usize) -> (Vec<String>, u64) {
-        let orders: Vec<String> = (0..count).map(|i| format!("order-{i:03}")).collect();
+        self.seed_lifecycles_from(0, count).await
+    }
+
+    /// [`TestEnv::seed_lifecycles`] for orders `first..first + count`, so a test can keep
+    /// feeding new orders while workers run.
+    pub async fn seed_lifecycles_from(&self, first: usize, count: usize) -> (Vec<String>, u64) {
+        let orders: Vec<String> = (first..first + count)
+            .map(|i| format!("order-{i:03}"))
+            .collect();
         let ids: Vec<&str> = orders.iter().map(String::as_str).collect();
         self.seed_orders(&ids, "confirmed").await;
         let mut pipe = redis::pipe();
@@ -279,6 +287,34 @@ impl TestEnv {
             .await
             .optional()
             .expect("read inbox")
+    }
+
+    /// Rows in the inbox (`processed_events`): one per distinct event ever applied.
+    pub async fn inbox_count(&self) -> i64 {
+        processed_events::table
+            .count()
+            .get_result(&mut self.db().await)
+            .await
+            .expect("count inbox")
+    }
+
+    /// Entries not delivered to the group yet (XINFO GROUPS lag; 0 while the group does not
+    /// exist).
+    pub async fn lag(&self) -> u64 {
+        let reply: redis::RedisResult<redis::streams::StreamInfoGroupsReply> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&self.stream.stream)
+            .query_async(&mut self.redis.clone())
+            .await;
+        reply
+            .ok()
+            .and_then(|info| {
+                info.groups
+                    .into_iter()
+                    .find(|group| group.name == self.stream.group)
+            })
+            .and_then(|group| group.lag)
+            .map_or(0, |lag| lag as u64)
     }
 
     /// Entries pending in the group (XPENDING summary count).

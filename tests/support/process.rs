@@ -91,6 +91,15 @@ impl TestEnv {
     }
 }
 
+/// SIGTERMs the process and waits for it to exit, failing after [`super::DEADLINE`].
+pub async fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    signal(child, "-TERM");
+    tokio::time::timeout(super::DEADLINE, child.wait())
+        .await
+        .expect("exits in time after SIGTERM")
+        .expect("wait")
+}
+
 /// Sends `signal` (e.g. "-TERM", "-KILL") to the process.
 pub fn signal(child: &Child, signal: &str) {
     let pid = child.id().expect("process still running").to_string();

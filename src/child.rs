@@ -1,0 +1,201 @@
+//! `order-worker run` as a child process of this very binary, as the benchmark and
+//! `order-worker replicas` run it: started with the settings an operator would give a pod,
+//! awaited until it subscribed, stopped with SIGTERM like Kubernetes stops a pod.
+
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+use crate::config::StreamConfig;
+
+/// How long a worker may take to subscribe before it counts as failed to start.
+const READY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How long a worker may take to exit after SIGTERM (its SHUTDOWN_TIMEOUT is 20 s by default).
+const STOP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// What the worker logs once per event and once per status change it wrote: counted from its
+/// log as it goes, so the parent can say which replica did how much without asking it.
+const EVENT_LINE: &str = "Processing fulfillment status changed event";
+const TRANSITION_LINE: &str = "Updated order status";
+
+/// The environment `order-worker run` reads, for one consumer of `stream`'s group; extra
+/// settings (BATCH_SIZE, LOG_FORMAT, …) are appended by the caller.
+pub fn worker_env(
+    redis_url: &str,
+    database_url: &str,
+    stream: &StreamConfig,
+    consumer: &str,
+) -> Vec<(String, String)> {
+    [
+        ("REDIS_URL", redis_url),
+        ("DATABASE_URL", database_url),
+        ("STREAM", &stream.stream),
+        ("CONSUMER_GROUP", &stream.group),
+        ("CONSUMER_NAME", consumer),
+        // Several children on one machine: each gets a free port for its HTTP endpoint.
+        ("HTTP_ADDR", "127.0.0.1:0"),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+    .collect()
+}
+
+/// Counts taken from a worker's log lines.
+#[derive(Debug, Default)]
+struct LogCounts {
+    events: AtomicU64,
+    transitions: AtomicU64,
+}
+
+/// A running `order-worker run` child.
+pub struct WorkerChild {
+    /// Its consumer name, which is how the group and its log tell it apart.
+    pub name: String,
+    child: Child,
+    counts: Arc<LogCounts>,
+    /// Reads the child's log to its end (EOF when it exits), counting and copying lines.
+    forwarder: Option<JoinHandle<()>>,
+}
+
+impl WorkerChild {
+    /// Starts `order-worker run` with `env` and waits for its "Subscribing" line, logged just
+    /// before its first read. Its log (stderr) is copied to `log` if given, else dropped.
+    /// Returns the child and how long it took to subscribe.
+    pub async fn spawn(
+        name: &str,
+        env: &[(String, String)],
+        log: Option<&Path>,
+    ) -> anyhow::Result<(Self, Duration)> {
+        let spawned = Instant::now();
+        let mut child = Command::new(std::env::current_exe().context("locating order-worker")?)
+            .arg("run")
+            .env_remove("RUST_LOG")
+            .envs(env.iter().map(|(key, value)| (key, value)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting order-worker run as {name}"))?;
+        let mut sink = match log {
+            Some(path) => Some(
+                tokio::fs::File::create(path)
+                    .await
+                    .with_context(|| format!("creating {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let stderr = child.stderr.take().context("worker stderr")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let counts = Arc::new(LogCounts::default());
+        let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
+        let counted = counts.clone();
+        let forwarder = tokio::spawn(async move {
+            let mut subscribed = Some(subscribed_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains(EVENT_LINE) {
+                    counted.events.fetch_add(1, Ordering::Relaxed);
+                } else if line.contains(TRANSITION_LINE) {
+                    counted.transitions.fetch_add(1, Ordering::Relaxed);
+                } else if line.contains("Subscribing to stream") {
+                    if let Some(tx) = subscribed.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                if let Some(file) = &mut sink {
+                    // A log that cannot be written only loses the copy, not the counts.
+                    let _ = file.write_all(format!("{line}\n").as_bytes()).await;
+                }
+            }
+            if let Some(file) = &mut sink {
+                let _ = file.flush().await;
+            }
+        });
+        // The sender is dropped without sending when the child exits before subscribing.
+        let subscribed = tokio::time::timeout(READY_DEADLINE, subscribed_rx).await;
+        let took = spawned.elapsed();
+        if !matches!(subscribed, Ok(Ok(()))) {
+            let mut failed = Self {
+                name: name.to_owned(),
+                child,
+                counts,
+                forwarder: Some(forwarder),
+            };
+            // A child that exited (no "Subscribing" line, its log ended) is reaped in a moment.
+            let exited = tokio::time::timeout(Duration::from_millis(500), failed.child.wait())
+                .await
+                .ok()
+                .and_then(Result::ok);
+            let _ = failed.child.kill().await;
+            let why = exited.map_or_else(
+                || format!("did not subscribe within {READY_DEADLINE:?}"),
+                |status| format!("exited with {status} before subscribing"),
+            );
+            let see = log.map_or_else(String::new, |path| format!(" (log: {})", path.display()));
+            bail!("worker {name} {why}{see}");
+        }
+        Ok((
+            Self {
+                name: name.to_owned(),
+                child,
+                counts,
+                forwarder: Some(forwarder),
+            },
+            took,
+        ))
+    }
+
+    /// Events it logged processing, and status changes it logged writing, so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.counts.events.load(Ordering::Relaxed),
+            self.counts.transitions.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The process's peak resident set, in KiB, from /proc (Linux).
+    pub fn peak_rss_kb(&self) -> anyhow::Result<u64> {
+        let pid = self.child.id().context("worker exited early")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmHWM in /proc/<pid>/status")
+    }
+
+    /// Sends SIGTERM and waits for the exit and the end of its log, failing unless it exits
+    /// with status 0 in time: a worker that cannot stop cleanly is what a rolling restart must
+    /// not hide.
+    pub async fn stop(&mut self) -> anyhow::Result<ExitStatus> {
+        if let Some(pid) = self.child.id() {
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .context("running kill -TERM")?;
+        }
+        let status = tokio::time::timeout(STOP_DEADLINE, self.child.wait())
+            .await
+            .with_context(|| {
+                format!(
+                    "worker {} still running {STOP_DEADLINE:?} after SIGTERM",
+                    self.name
+                )
+            })??;
+        if let Some(forwarder) = self.forwarder.take() {
+            // Its log ends when it exits, so the counts are final after this.
+            let _ = forwarder.await;
+        }
+        if !status.success() {
+            bail!("worker {} exited with {status} after SIGTERM", self.name);
+        }
+        Ok(status)
+    }
+}

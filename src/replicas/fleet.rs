@@ -1,0 +1,165 @@
+//! The replicas as a Deployment runs them: N `order-worker run` children in one group, each
+//! with a pod-like name and a log file, replaced one at a time in a rolling restart.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use redis::aio::MultiplexedConnection;
+
+use super::names::ReplicaSet;
+use super::watch::snapshot;
+use crate::child::{worker_env, WorkerChild};
+use crate::config::StreamConfig;
+use crate::ops::table::Table;
+use crate::ops::OpsConfig;
+
+/// What every replica shares: where the servers are, the stream and group, the batch size,
+/// and the directory their logs go to.
+#[derive(Debug, Clone)]
+pub struct FleetSettings {
+    pub redis_url: String,
+    /// The run's own database (not the server's admin database).
+    pub database_url: String,
+    pub stream: StreamConfig,
+    pub batch_size: u32,
+    /// Each replica logs to `<log_dir>/<name>.log`, kept after the run for a look.
+    pub log_dir: PathBuf,
+}
+
+/// One replica started during the run, running or stopped.
+struct Replica {
+    child: WorkerChild,
+    running: bool,
+}
+
+/// Every replica started during the run, in starting order; stopped ones are kept for the
+/// report of who did what.
+pub struct Fleet {
+    settings: FleetSettings,
+    replicas: Vec<Replica>,
+}
+
+impl Fleet {
+    /// No replica yet: they are started one by one, each waited for, as a rollout does.
+    pub fn new(settings: FleetSettings) -> Self {
+        Self {
+            settings,
+            replicas: Vec::new(),
+        }
+    }
+
+    /// Starts one more replica named from `set` and waits until it subscribed.
+    pub async fn start(&mut self, set: &ReplicaSet) -> anyhow::Result<()> {
+        let name = set.pod_name();
+        let settings = &self.settings;
+        let mut env = worker_env(
+            &settings.redis_url,
+            &settings.database_url,
+            &settings.stream,
+            &name,
+        );
+        env.extend([
+            ("BATCH_SIZE".to_owned(), settings.batch_size.to_string()),
+            ("LOG_FORMAT".to_owned(), "text".to_owned()),
+        ]);
+        let log = settings.log_dir.join(format!("{name}.log"));
+        let (child, took) = WorkerChild::spawn(&name, &env, Some(&log)).await?;
+        println!("started {name}: subscribed after {} ms", took.as_millis());
+        self.replicas.push(Replica {
+            child,
+            running: true,
+        });
+        Ok(())
+    }
+
+    /// Stops every running replica, one after the other, each started again under a new
+    /// pod-like name (a new ReplicaSet, as `kubectl rollout restart` makes) once the old one
+    /// exited. Fails if a replica does not exit with status 0 or leaves anything pending under
+    /// its name: its replacement has another name, so nothing would ever read those entries
+    /// again but a claim after CLAIM_MIN_IDLE_MS.
+    pub async fn rolling_restart(
+        &mut self,
+        redis: &mut MultiplexedConnection,
+    ) -> anyhow::Result<()> {
+        let next = ReplicaSet::new();
+        let running: Vec<usize> = (0..self.replicas.len())
+            .filter(|&i| self.replicas[i].running)
+            .collect();
+        for index in running {
+            self.stop(index, redis).await?;
+            self.start(&next).await?;
+        }
+        println!("rolling restart done");
+        Ok(())
+    }
+
+    /// SIGTERMs replica `index`, waits for exit status 0 and checks that its consumer holds
+    /// nothing any more.
+    async fn stop(
+        &mut self,
+        index: usize,
+        redis: &mut MultiplexedConnection,
+    ) -> anyhow::Result<()> {
+        let replica = &mut self.replicas[index];
+        replica.running = false;
+        replica.child.stop().await?;
+        let name = &replica.child.name;
+        let ops = OpsConfig::new(
+            self.settings.redis_url.clone(),
+            self.settings.stream.clone(),
+        );
+        let left = snapshot(redis, &ops)
+            .await?
+            .consumers
+            .iter()
+            .find(|consumer| &consumer.name == name)
+            .map_or(0, |consumer| consumer.pending);
+        if left > 0 {
+            bail!("{name} exited leaving {left} entries pending under its name");
+        }
+        println!("stopped {name}: SIGTERM, exit status 0, nothing left pending");
+        Ok(())
+    }
+
+    /// Stops every replica still running (at the end of the run).
+    pub async fn stop_all(&mut self, redis: &mut MultiplexedConnection) -> anyhow::Result<()> {
+        for index in 0..self.replicas.len() {
+            if self.replicas[index].running {
+                self.stop(index, redis).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Who did what: per replica, the events it processed and the status changes it wrote,
+    /// from its log; and the status changes all replicas wrote together.
+    pub fn report(&self) -> (String, u64) {
+        let mut table = Table::new(&["replica", "state", "events", "status changes"]);
+        let mut transitions = 0;
+        for replica in &self.replicas {
+            let (events, written) = replica.child.counts();
+            transitions += written;
+            let state = if replica.running {
+                "running"
+            } else {
+                "stopped"
+            };
+            table.row(vec![
+                replica.child.name.clone(),
+                state.to_owned(),
+                events.to_string(),
+                written.to_string(),
+            ]);
+        }
+        (table.render(2), transitions)
+    }
+
+    /// Replicas that processed no event at all, by name.
+    pub fn idle(&self) -> Vec<String> {
+        self.replicas
+            .iter()
+            .filter(|replica| replica.child.counts().0 == 0)
+            .map(|replica| replica.child.name.clone())
+            .collect()
+    }
+}
