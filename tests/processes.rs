@@ -155,6 +155,12 @@ async fn a_stuck_batch_holds_shutdown_only_until_the_timeout_and_a_second_signal
     let stopping = Instant::now();
     signal(&patient, "-TERM");
     signal(&impatient, "-TERM");
+    // Two signals sent at once may reach the process as one (the kernel does not queue
+    // them): the second comes once the first was seen, as an operator's second Ctrl-C does.
+    eventually("the first signal is seen", async || {
+        env.process_log("impatient").contains("SIGTERM received")
+    })
+    .await;
     signal(&impatient, "-TERM");
     let impatient = tokio::time::timeout(DEADLINE, impatient.wait())
         .await
