@@ -9,9 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 
-use crate::config::{redact_url, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL};
+use crate::config::{Connections, RedisTls, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL};
 
 /// Drops and creates the database `name` on the server of `admin_url`, so every run starts the
 /// same and nothing else on the server is touched; returns its URL.
@@ -19,9 +19,7 @@ pub async fn recreate_database(admin_url: &str, name: &str) -> anyhow::Result<St
     if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         bail!("--database must be letters, digits and underscores, not {name:?}");
     }
-    let mut admin = AsyncPgConnection::establish(admin_url)
-        .await
-        .with_context(|| format!("connecting to PostgreSQL at {}", redact_url(admin_url)))?;
+    let mut admin = crate::store::connect(admin_url.to_owned()).await?;
     diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&mut admin)
         .await?;
@@ -39,6 +37,8 @@ const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 /// The servers the demo uses; private ones stop when this is dropped.
 pub struct Servers {
     pub redis_url: String,
+    /// How `rediss://` checks Redis's certificate.
+    pub redis_tls: RedisTls,
     /// A PostgreSQL URL to a database the demo may create databases from.
     pub admin_url: String,
     /// Which servers these are, for the report.
@@ -54,6 +54,8 @@ pub struct ServerUrls {
     /// Redis to use [default: 127.0.0.1:6379 if it answers, else a private redis-server].
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    #[command(flatten)]
+    pub redis_tls: RedisTls,
     /// PostgreSQL server to use; a database of the run's own is created there
     /// [default: 127.0.0.1:5432 if it answers, else a private PostgreSQL].
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -63,12 +65,14 @@ pub struct ServerUrls {
 impl ServerUrls {
     /// Finds (or starts) the servers; `force_private` skips the local ports.
     pub async fn find(&self, force_private: bool) -> anyhow::Result<Servers> {
-        find(
+        let mut servers = find(
             self.redis_url.clone(),
             self.database_url.clone(),
             force_private,
         )
-        .await
+        .await?;
+        servers.redis_tls = self.redis_tls.clone();
+        Ok(servers)
     }
 }
 
@@ -109,9 +113,17 @@ async fn find(
 }
 
 impl Servers {
+    /// Where a worker on these servers connects, with `database_url` one of its databases.
+    pub fn connections(&self, database_url: &str) -> Connections {
+        let mut connections = Connections::new(&self.redis_url, database_url);
+        connections.redis_tls = self.redis_tls.clone();
+        connections
+    }
+
     fn external(redis_url: &str, admin_url: &str, origin: &'static str) -> Self {
         Self {
             redis_url: redis_url.to_owned(),
+            redis_tls: RedisTls::default(),
             admin_url: admin_url.to_owned(),
             origin,
             _private: Vec::new(),
@@ -167,6 +179,7 @@ async fn start_private(
     };
     Ok(Servers {
         redis_url,
+        redis_tls: RedisTls::default(),
         admin_url,
         origin: "private servers in a temporary directory",
         _private: private,
@@ -320,7 +333,7 @@ fn wait_for_port(port: u16) -> anyhow::Result<()> {
 async fn wait_for_postgres(url: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + STARTUP_DEADLINE;
     loop {
-        match AsyncPgConnection::establish(url).await {
+        match crate::store::connect(url.to_owned()).await {
             Ok(_) => return Ok(()),
             Err(error) if Instant::now() > deadline => {
                 bail!("the private PostgreSQL did not accept connections within {STARTUP_DEADLINE:?}: {error}")

@@ -69,7 +69,11 @@ async fn spawn_ready(
     batch_size: u32,
 ) -> anyhow::Result<(Child, Duration)> {
     let spawned = Instant::now();
-    let mut child = Command::new(std::env::current_exe().context("locating order-worker")?)
+    let mut command = Command::new(std::env::current_exe().context("locating order-worker")?);
+    if let Some(ca_cert) = &workload.redis_tls.redis_ca_cert {
+        command.env("REDIS_CA_CERT", ca_cert);
+    }
+    let mut child = command
         .arg("run")
         .env("REDIS_URL", &workload.redis_url)
         .env("DATABASE_URL", &workload.database_url)

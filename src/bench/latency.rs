@@ -26,10 +26,8 @@ pub struct Latency {
 /// Publishes `rate` events per second for `seconds` (orders' lifecycles, in order) and
 /// measures XADD → COMMIT for each.
 pub async fn measure(workload: &mut Workload, rate: u32, seconds: u64) -> anyhow::Result<Latency> {
-    let connections = Connections {
-        redis_url: workload.redis_url.clone(),
-        database_url: workload.database_url.clone(),
-    };
+    let mut connections = Connections::new(&workload.redis_url, &workload.database_url);
+    connections.redis_tls = workload.redis_tls.clone();
     let mut stream = workload.stream.clone();
     stream.consumer = Some("bench-latency".to_owned());
     let mut worker = Worker::start(WorkerConfig::new(connections, stream)).await?;

@@ -20,6 +20,7 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(600);
 pub struct Workload {
     pub orders: Vec<String>,
     pub redis_url: String,
+    pub redis_tls: crate::config::RedisTls,
     pub database_url: String,
     pub stream: StreamConfig,
     pub redis: MultiplexedConnection,

@@ -7,7 +7,6 @@ use diesel_async::AsyncPgConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use anyhow::Context;
-use diesel::Connection;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
@@ -68,11 +67,9 @@ pub async fn ensure_current(database_url: &str) -> anyhow::Result<()> {
     .context("schema check task panicked")?
 }
 
+/// A blocking connection for the migration harness, made by [`super::connect`] like every
+/// other (TLS, `sslmode`), on the runtime this blocking task belongs to.
 fn connect(url: &str) -> anyhow::Result<SyncPg> {
-    SyncPg::establish(url).with_context(|| {
-        format!(
-            "connecting to PostgreSQL at {}",
-            crate::config::redact_url(url)
-        )
-    })
+    let conn = tokio::runtime::Handle::current().block_on(super::connect(url.to_owned()))?;
+    Ok(SyncPg::from(conn))
 }

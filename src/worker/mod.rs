@@ -86,7 +86,8 @@ impl Worker {
     pub async fn start(config: WorkerConfig) -> anyhow::Result<Self> {
         migrate::ensure_current(&config.connections.database_url).await?;
         let consumer = config.stream.consumer_name();
-        let redis = stream::pool(&config.connections.redis_url)?;
+        let client = config.connections.redis_client()?;
+        let redis = stream::pool(client.clone());
         {
             let mut conn = redis.get().await.with_context(|| {
                 format!(
@@ -99,7 +100,7 @@ impl Worker {
                 .context("creating the consumer group")?;
         }
         let reader = Reader::connect(
-            &config.connections.redis_url,
+            client,
             config.stream.clone(),
             consumer.clone(),
             config.block(),

@@ -106,10 +106,7 @@ impl TestEnv {
         let mut stream = self.stream.clone();
         stream.consumer = Some(consumer.to_owned());
         let mut config = WorkerConfig::new(
-            Connections {
-                redis_url: self.redis_url.clone(),
-                database_url: self.database_url.clone(),
-            },
+            Connections::new(&self.redis_url, &self.database_url),
             stream,
         );
         config.block_ms = 100;

@@ -1,0 +1,39 @@
+//! The Redis client every connection of the binary is made from, so `rediss://` and a private
+//! CA work the same for the worker's pool, its reader, and the operator commands.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use redis::{Client, TlsCertificates};
+
+use crate::config::redact_url;
+
+/// A client for `redis_url`. With `rediss://` the server's certificate is checked against
+/// `ca_cert` (a PEM file, e.g. the cluster's private CA) or, without it, the system's roots
+/// (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured).
+pub fn client(redis_url: &str, ca_cert: Option<&Path>) -> anyhow::Result<Client> {
+    let invalid = || format!("invalid REDIS_URL {}", redact_url(redis_url));
+    // The redis crate builds its TLS settings on the process' default crypto provider.
+    crate::tls::provider();
+    let Some(ca_cert) = ca_cert else {
+        return Client::open(redis_url).with_context(invalid);
+    };
+    if !redis_url.starts_with("rediss://") {
+        bail!(
+            "REDIS_CA_CERT is set but REDIS_URL {} is not a rediss:// (TLS) URL",
+            redact_url(redis_url)
+        );
+    }
+    // Parsed here first, so a wrong file is named at start rather than failing each handshake.
+    crate::tls::read_certificates(ca_cert).context("REDIS_CA_CERT")?;
+    let pem = std::fs::read(ca_cert)
+        .with_context(|| format!("reading REDIS_CA_CERT {}", ca_cert.display()))?;
+    Client::build_with_tls(
+        redis_url,
+        TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        },
+    )
+    .with_context(invalid)
+}
