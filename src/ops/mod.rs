@@ -69,7 +69,6 @@ impl OpsConfig {
     /// One connection for the whole command; fails at once (no retries) when Redis does not
     /// answer, because an operator at a terminal wants to know now.
     pub async fn connect(&self) -> anyhow::Result<MultiplexedConnection> {
-        let where_ = || format!("connecting to Redis at {}", redact_url(&self.redis_url));
         let client = self.redis_tls.client(&self.redis_url)?;
         let settings = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
@@ -77,7 +76,7 @@ impl OpsConfig {
         client
             .get_multiplexed_async_connection_with_config(&settings)
             .await
-            .with_context(where_)
+            .map_err(|error| crate::stream::client::connect_failed(&self.redis_url, error))
     }
 }
 

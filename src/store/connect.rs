@@ -158,7 +158,7 @@ pub async fn connect(url: String) -> diesel::ConnectionResult<AsyncPgConnection>
                 .config
                 .connect(tokio_postgres::NoTls)
                 .await
-                .map_err(|error| failed(&error))?;
+                .map_err(|error| failed(&with_causes(&error)))?;
             AsyncPgConnection::try_from_client_and_connection(client, connection).await?
         }
         Some(tls) => {
@@ -166,7 +166,7 @@ pub async fn connect(url: String) -> diesel::ConnectionResult<AsyncPgConnection>
                 .config
                 .connect(MakeRustlsConnect::new(tls))
                 .await
-                .map_err(|error| failed(&error))?;
+                .map_err(|error| failed(&with_causes(&error)))?;
             AsyncPgConnection::try_from_client_and_connection(client, connection).await?
         }
     };
@@ -174,4 +174,20 @@ pub async fn connect(url: String) -> diesel::ConnectionResult<AsyncPgConnection>
         .await
         .map_err(ConnectionError::CouldntSetupConfiguration)?;
     Ok(conn)
+}
+
+/// An error with its causes: tokio-postgres says only "error performing TLS handshake", the
+/// reason (a certificate from an unknown issuer, say) is in its sources.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

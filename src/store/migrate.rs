@@ -2,10 +2,10 @@
 //! start while any is pending, so a worker never runs against a schema it does not expect.
 
 use diesel::connection::SimpleConnection;
-use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::AsyncPgConnection;
 use diesel::migration::MigrationSource;
 use diesel::pg::Pg;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::AsyncPgConnection;
 use diesel_async::RunQueryDsl;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 

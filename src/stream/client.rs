@@ -37,3 +37,18 @@ pub fn client(redis_url: &str, ca_cert: Option<&Path>) -> anyhow::Result<Client>
     )
     .with_context(invalid)
 }
+
+/// Why connecting failed, in the operator's terms: which server, and, when a plain `redis://`
+/// connection was cut at once, that the server probably speaks only TLS (it resets anything
+/// that is not a TLS handshake, which alone reads as a network fault).
+pub fn connect_failed(redis_url: &str, error: redis::RedisError) -> anyhow::Error {
+    let hint = if !redis_url.starts_with("rediss://") && error.is_connection_dropped() {
+        " (the server closed the connection at once: if it accepts only TLS, use a rediss:// URL)"
+    } else {
+        ""
+    };
+    anyhow::Error::new(error).context(format!(
+        "connecting to Redis at {}{hint}",
+        redact_url(redis_url)
+    ))
+}

@@ -89,13 +89,17 @@ impl Worker {
         let client = config.connections.redis_client()?;
         let redis = stream::pool(client.clone());
         {
-            let mut conn = redis.get().await.with_context(|| {
-                format!(
-                    "connecting to Redis at {}",
-                    crate::config::redact_url(&config.connections.redis_url)
-                )
-            })?;
-            ensure_group(&mut *conn, &config.stream)
+            // A connection of its own rather than the pool's: a pool that cannot connect
+            // reports only that it timed out, this says why (refused, TLS, authentication).
+            let settings = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(std::time::Duration::from_secs(5)));
+            let mut conn = client
+                .get_multiplexed_async_connection_with_config(&settings)
+                .await
+                .map_err(|error| {
+                    stream::client::connect_failed(&config.connections.redis_url, error)
+                })?;
+            ensure_group(&mut conn, &config.stream)
                 .await
                 .context("creating the consumer group")?;
         }
