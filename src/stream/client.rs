@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use redis::{Client, TlsCertificates};
+use redis::{Client, IntoConnectionInfo, TlsCertificates};
 
 use crate::config::redact_url;
 
@@ -15,8 +15,13 @@ pub fn client(redis_url: &str, ca_cert: Option<&Path>) -> anyhow::Result<Client>
     let invalid = || format!("invalid REDIS_URL {}", redact_url(redis_url));
     // The redis crate builds its TLS settings on the process' default crypto provider.
     crate::tls::provider();
+    let info = redis_url.into_connection_info().with_context(invalid)?;
+    // redis-rs labels each connection with `CLIENT SETINFO`, a command Redis < 7.2 lacks and
+    // an ACL user would need to be granted; nothing reads the label.
+    let settings = info.redis_settings().clone().set_skip_set_lib_name();
+    let info = info.set_redis_settings(settings);
     let Some(ca_cert) = ca_cert else {
-        return Client::open(redis_url).with_context(invalid);
+        return Client::open(info).with_context(invalid);
     };
     if !redis_url.starts_with("rediss://") {
         bail!(
@@ -29,7 +34,7 @@ pub fn client(redis_url: &str, ca_cert: Option<&Path>) -> anyhow::Result<Client>
     let pem = std::fs::read(ca_cert)
         .with_context(|| format!("reading REDIS_CA_CERT {}", ca_cert.display()))?;
     Client::build_with_tls(
-        redis_url,
+        info,
         TlsCertificates {
             client_tls: None,
             root_cert: Some(pem),
