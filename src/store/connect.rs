@@ -96,7 +96,7 @@ impl Target {
             url.query_pairs_mut().extend_pairs(rest);
         }
         let mut config = tokio_postgres::Config::from_str(url.as_str())
-            .map_err(|error| format!("invalid DATABASE_URL: {error}"))?;
+            .map_err(|error| format!("invalid DATABASE_URL: {}", with_causes(&error)))?;
         config.ssl_mode(match ssl_mode {
             SslMode::Disable => WireMode::Disable,
             SslMode::Prefer => WireMode::Prefer,

@@ -2,6 +2,8 @@
 
 pub mod apply;
 pub mod connect;
+#[cfg(test)]
+mod connect_tests;
 pub mod history;
 pub mod migrate;
 pub mod plan;

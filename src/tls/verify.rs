@@ -18,6 +18,8 @@ pub struct EncryptOnly {
 }
 
 impl EncryptOnly {
+    /// Checks handshake signatures with `provider`'s algorithms, so the peer holds the key of
+    /// the certificate it sent, whatever that certificate is.
     pub fn new(provider: Arc<CryptoProvider>) -> Self {
         Self { provider }
     }
@@ -78,6 +80,7 @@ pub struct AnyHostname {
 }
 
 impl AnyHostname {
+    /// Wraps the full check, whose only name error is ignored.
     pub fn new(inner: Arc<WebPkiServerVerifier>) -> Self {
         Self { inner }
     }

@@ -3,6 +3,7 @@
 //! tests run in parallel and never touch data they did not create.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod db;
 pub mod ops;
 pub mod process;
 pub mod proxy;
@@ -18,8 +19,7 @@ use order_worker::config::{Connections, RedisTls, StreamConfig, WorkerConfig};
 use order_worker::dapr::{self, Format};
 use order_worker::fulfillment::FulfillmentStatus;
 use order_worker::shutdown::{self, ShutdownTrigger};
-use order_worker::store::history::{order_history, HistoryRow};
-use order_worker::store::schema::{order_status_history, orders, processed_events};
+use order_worker::store::schema::orders;
 use order_worker::worker::{Progress, Worker};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
@@ -251,49 +251,6 @@ impl TestEnv {
             task,
             progress,
         }
-    }
-
-    pub async fn order_status(&self, id: &str) -> String {
-        orders::table
-            .find(id)
-            .select(orders::status)
-            .first(&mut self.db().await)
-            .await
-            .expect("order exists")
-    }
-
-    pub async fn order_fulfillment_status(&self, id: &str) -> Option<String> {
-        orders::table
-            .find(id)
-            .select(orders::fulfillment_status)
-            .first(&mut self.db().await)
-            .await
-            .expect("order exists")
-    }
-
-    /// The order's history as (from, to, reason), oldest first.
-    pub async fn history(&self, order_id: &str) -> Vec<HistoryRow> {
-        order_history(&mut self.db().await, order_id)
-            .await
-            .expect("read history")
-    }
-
-    pub async fn history_count(&self) -> i64 {
-        order_status_history::table
-            .count()
-            .get_result(&mut self.db().await)
-            .await
-            .expect("count history")
-    }
-
-    pub async fn inbox_outcome(&self, event_id: &str) -> Option<String> {
-        processed_events::table
-            .find(event_id)
-            .select(processed_events::outcome)
-            .first(&mut self.db().await)
-            .await
-            .optional()
-            .expect("read inbox")
     }
 
     /// Entries pending in the group (XPENDING summary count).
