@@ -50,7 +50,7 @@ fn disable_needs_no_tls_configuration_and_require_without_a_root_encrypts_only()
     assert!(require.tls().expect("config").is_some());
     let missing = Target::parse("postgres://db/o?sslmode=verify-ca&sslrootcert=/nonexistent.pem")
         .expect("parses");
-    let error = missing.tls().err().expect("a missing CA file is an error");
+    let error = missing.tls().expect_err("a missing CA file is an error");
     assert!(
         format!("{error:#}").contains("/nonexistent.pem"),
         "{error:#}"
