@@ -73,10 +73,7 @@ impl OpsConfig {
         let settings = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        client
-            .get_multiplexed_async_connection_with_config(&settings)
-            .await
-            .map_err(|error| crate::stream::client::connect_failed(&self.redis_url, error))
+        crate::stream::client::connect_checked(&client, &self.redis_url, &settings).await
     }
 }
 

@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use redis::{Client, IntoConnectionInfo, TlsCertificates};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, TlsCertificates};
 
 use crate::config::redact_url;
 
@@ -46,7 +47,7 @@ pub fn client(redis_url: &str, ca_cert: Option<&Path>) -> anyhow::Result<Client>
 /// Why connecting failed, in the operator's terms: which server, and, when a plain `redis://`
 /// connection was cut at once, that the server probably speaks only TLS (it resets anything
 /// that is not a TLS handshake, which alone reads as a network fault).
-pub fn connect_failed(redis_url: &str, error: redis::RedisError) -> anyhow::Error {
+fn connect_failed(redis_url: &str, error: redis::RedisError) -> anyhow::Error {
     let hint = if !redis_url.starts_with("rediss://") && error.is_connection_dropped() {
         " (the server closed the connection at once: if it accepts only TLS, use a rediss:// URL)"
     } else {
@@ -56,4 +57,24 @@ pub fn connect_failed(redis_url: &str, error: redis::RedisError) -> anyhow::Erro
         "connecting to Redis at {}{hint}",
         redact_url(redis_url)
     ))
+}
+
+/// Connects and sends a `PING`: connecting alone may send nothing (no `CLIENT SETINFO`), so a
+/// server that will not talk to us (TLS only, a wrong password) would otherwise show up as the
+/// first real command failing, far from its cause.
+pub async fn connect_checked(
+    client: &Client,
+    redis_url: &str,
+    settings: &AsyncConnectionConfig,
+) -> anyhow::Result<MultiplexedConnection> {
+    let connected = async {
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(settings)
+            .await?;
+        redis::cmd("PING").query_async::<()>(&mut conn).await?;
+        Ok(conn)
+    };
+    connected
+        .await
+        .map_err(|error| connect_failed(redis_url, error))
 }

@@ -93,12 +93,9 @@ impl Worker {
             // reports only that it timed out, this says why (refused, TLS, authentication).
             let settings = redis::AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(std::time::Duration::from_secs(5)));
-            let mut conn = client
-                .get_multiplexed_async_connection_with_config(&settings)
-                .await
-                .map_err(|error| {
-                    stream::client::connect_failed(&config.connections.redis_url, error)
-                })?;
+            let mut conn =
+                stream::client::connect_checked(&client, &config.connections.redis_url, &settings)
+                    .await?;
             ensure_group(&mut conn, &config.stream)
                 .await
                 .context("creating the consumer group")?;
