@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
-use crate::config::StreamConfig;
+use crate::config::{Connections, StreamConfig};
 
 /// How long a worker may take to subscribe before it counts as failed to start.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
@@ -29,14 +29,13 @@ const TRANSITION_LINE: &str = "Updated order status";
 /// The environment `order-worker run` reads, for one consumer of `stream`'s group; extra
 /// settings (BATCH_SIZE, LOG_FORMAT, …) are appended by the caller.
 pub fn worker_env(
-    redis_url: &str,
-    database_url: &str,
+    connections: &Connections,
     stream: &StreamConfig,
     consumer: &str,
 ) -> Vec<(String, String)> {
-    [
-        ("REDIS_URL", redis_url),
-        ("DATABASE_URL", database_url),
+    let mut env: Vec<(String, String)> = [
+        ("REDIS_URL", connections.redis_url.as_str()),
+        ("DATABASE_URL", &connections.database_url),
         ("STREAM", &stream.stream),
         ("CONSUMER_GROUP", &stream.group),
         ("CONSUMER_NAME", consumer),
@@ -45,7 +44,11 @@ pub fn worker_env(
     ]
     .into_iter()
     .map(|(key, value)| (key.to_owned(), value.to_owned()))
-    .collect()
+    .collect();
+    if let Some(ca_cert) = &connections.redis_tls.redis_ca_cert {
+        env.push(("REDIS_CA_CERT".to_owned(), ca_cert.display().to_string()));
+    }
+    env
 }
 
 /// Counts taken from a worker's log lines.

@@ -2,6 +2,7 @@
 //! Kubernetes manifests set), and the defaults Dapr's `pubsub.redis` component used.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The local servers' default ports: what a laptop has.
@@ -33,15 +34,53 @@ pub struct Connections {
     /// Redis URL (Dapr component: redisHost, redisPassword, enableTLS via rediss://).
     #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL, hide_env_values = true)]
     pub redis_url: String,
-    /// PostgreSQL URL of the orders database.
+    #[command(flatten)]
+    pub redis_tls: RedisTls,
+    /// PostgreSQL URL of the orders database. TLS as libpq's `sslmode` says (`disable`,
+    /// `prefer` (default), `require`, `verify-ca`, `verify-full`); `sslrootcert=<PEM file>`
+    /// names the CA to verify the server against (else the system's roots).
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
+}
+
+impl Connections {
+    /// Both URLs, with Redis' certificate checked against the system's roots.
+    pub fn new(redis_url: impl Into<String>, database_url: impl Into<String>) -> Self {
+        Self {
+            redis_url: redis_url.into(),
+            redis_tls: RedisTls::default(),
+            database_url: database_url.into(),
+        }
+    }
+
+    /// The Redis client for `redis_url`, over TLS with `rediss://`.
+    pub fn redis_client(&self) -> anyhow::Result<redis::Client> {
+        self.redis_tls.client(&self.redis_url)
+    }
+}
+
+/// How a `rediss://` connection checks the server's certificate. A setting of its own because
+/// Redis URLs, unlike PostgreSQL's, have no parameter for it; shared by every command.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct RedisTls {
+    /// PEM file with the CA certificate(s) that signed Redis's certificate, for `rediss://` to
+    /// a server with a private CA [default: the system's roots; `SSL_CERT_FILE` also works].
+    #[arg(long, env = "REDIS_CA_CERT")]
+    pub redis_ca_cert: Option<PathBuf>,
+}
+
+impl RedisTls {
+    /// The Redis client for `redis_url` with these settings.
+    pub fn client(&self, redis_url: &str) -> anyhow::Result<redis::Client> {
+        crate::stream::client(redis_url, self.redis_ca_cert.as_deref())
+    }
 }
 
 impl fmt::Debug for Connections {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connections")
             .field("redis_url", &redact_url(&self.redis_url))
+            .field("redis_tls", &self.redis_tls)
             .field("database_url", &redact_url(&self.database_url))
             .finish()
     }

@@ -9,9 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 
-use crate::config::{redact_url, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL};
+use crate::config::{Connections, RedisTls, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL};
 
 /// Drops and creates the database `name` on the server of `admin_url`, so every run starts the
 /// same and nothing else on the server is touched; returns its URL.
@@ -19,9 +19,7 @@ pub async fn recreate_database(admin_url: &str, name: &str) -> anyhow::Result<St
     if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         bail!("--database must be letters, digits and underscores, not {name:?}");
     }
-    let mut admin = AsyncPgConnection::establish(admin_url)
-        .await
-        .with_context(|| format!("connecting to PostgreSQL at {}", redact_url(admin_url)))?;
+    let mut admin = crate::store::connect(admin_url.to_owned()).await?;
     diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&mut admin)
         .await?;
@@ -39,6 +37,8 @@ const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 /// The servers the demo uses; private ones stop when this is dropped.
 pub struct Servers {
     pub redis_url: String,
+    /// How `rediss://` checks Redis's certificate.
+    pub redis_tls: RedisTls,
     /// A PostgreSQL URL to a database the demo may create databases from.
     pub admin_url: String,
     /// Which servers these are, for the report.
@@ -54,6 +54,8 @@ pub struct ServerUrls {
     /// Redis to use [default: 127.0.0.1:6379 if it answers, else a private redis-server].
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    #[command(flatten)]
+    pub redis_tls: RedisTls,
     /// PostgreSQL server to use; a database of the run's own is created there
     /// [default: 127.0.0.1:5432 if it answers, else a private PostgreSQL].
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -63,12 +65,14 @@ pub struct ServerUrls {
 impl ServerUrls {
     /// Finds (or starts) the servers; `force_private` skips the local ports.
     pub async fn find(&self, force_private: bool) -> anyhow::Result<Servers> {
-        find(
+        let mut servers = find(
             self.redis_url.clone(),
             self.database_url.clone(),
             force_private,
         )
-        .await
+        .await?;
+        servers.redis_tls = self.redis_tls.clone();
+        Ok(servers)
     }
 }
 
@@ -109,9 +113,17 @@ async fn find(
 }
 
 impl Servers {
+    /// Where a worker on these servers connects, with `database_url` one of its databases.
+    pub fn connections(&self, database_url: &str) -> Connections {
+        let mut connections = Connections::new(&self.redis_url, database_url);
+        connections.redis_tls = self.redis_tls.clone();
+        connections
+    }
+
     fn external(redis_url: &str, admin_url: &str, origin: &'static str) -> Self {
         Self {
             redis_url: redis_url.to_owned(),
+            redis_tls: RedisTls::default(),
             admin_url: admin_url.to_owned(),
             origin,
             _private: Vec::new(),
@@ -133,25 +145,7 @@ async fn start_private(
         Some(url) => url,
         None => {
             let port = free_port()?;
-            let binary = find_binary("redis-server", &[]).context(
-                "redis-server not found: install the Debian package redis-server (or set REDIS_URL)",
-            )?;
-            let mut command = Command::new(binary);
-            command
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .arg("--dir")
-                .arg(dir.path());
-            private.push(PrivateServer::spawn("redis-server", command)?);
-            wait_for_port(port)?;
+            private.push(start_redis(dir.path(), port, &[])?);
             format!("redis://127.0.0.1:{port}")
         }
     };
@@ -159,7 +153,7 @@ async fn start_private(
         Some(url) => url,
         None => {
             let port = free_port()?;
-            private.push(start_postgres(dir.path(), port)?);
+            private.push(start_postgres(dir.path(), port, &[])?);
             let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
             wait_for_postgres(&url).await?;
             url
@@ -167,6 +161,7 @@ async fn start_private(
     };
     Ok(Servers {
         redis_url,
+        redis_tls: RedisTls::default(),
         admin_url,
         origin: "private servers in a temporary directory",
         _private: private,
@@ -174,17 +169,68 @@ async fn start_private(
     })
 }
 
-/// initdb + postgres in `dir`. PostgreSQL refuses to run as root, so as root both run as the
-/// `postgres` user the Debian package creates (through setpriv, which execs, so the child we
-/// hold is the postmaster itself and stopping it stops the server).
-fn start_postgres(dir: &Path, port: u16) -> anyhow::Result<PrivateServer> {
+/// A redis-server in `dir` on 127.0.0.1:`port`, saving nothing; returns once it accepts
+/// connections. With `tls` options (`--tls-cert-file …`) that port speaks TLS only.
+pub fn start_redis(dir: &Path, port: u16, tls: &[&str]) -> anyhow::Result<PrivateServer> {
+    let binary = find_binary("redis-server", &[]).context(
+        "redis-server not found: install the Debian package redis-server (or set REDIS_URL)",
+    )?;
+    let port_arg = port.to_string();
+    let mut command = Command::new(binary);
+    if tls.is_empty() {
+        command.args(["--port", &port_arg]);
+    } else {
+        command
+            .args(["--port", "0", "--tls-port", &port_arg])
+            .args(tls);
+    }
+    command
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir);
+    let server = PrivateServer::spawn("redis-server", command)?;
+    wait_for_port(port)?;
+    Ok(server)
+}
+
+/// Whether this process runs as root, where PostgreSQL must run as another user.
+fn as_root() -> bool {
+    // /proc/self belongs to the process's effective user.
+    std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
+}
+
+/// Makes `path` the postgres user's when running as root (PostgreSQL then runs as that user
+/// and wants its data directory and key files to be its own).
+pub fn give_to_postgres(path: &Path) -> anyhow::Result<()> {
+    if !as_root() {
+        return Ok(());
+    }
+    let owned = Command::new("chown")
+        .arg("-R")
+        .arg("postgres:postgres")
+        .arg(path)
+        .status()?;
+    if !owned.success() {
+        bail!("cannot hand {} to the postgres user", path.display());
+    }
+    Ok(())
+}
+
+/// initdb + postgres in `dir`, listening on 127.0.0.1:`port`, with `settings` as extra `-c`
+/// options (TLS, a pg_hba file…). PostgreSQL refuses to run as root, so as root both run as
+/// the `postgres` user the Debian package creates (through setpriv, which execs, so the child
+/// we hold is the postmaster itself and stopping it stops the server).
+pub fn start_postgres(
+    dir: &Path,
+    port: u16,
+    settings: &[(&str, &str)],
+) -> anyhow::Result<PrivateServer> {
     let missing =
         "PostgreSQL not found: install the Debian package postgresql (or set DATABASE_URL)";
     let initdb = find_binary("initdb", &["/usr/lib/postgresql"]).context(missing)?;
     let postgres = find_binary("postgres", &["/usr/lib/postgresql"]).context(missing)?;
     let data = dir.join("pgdata");
-    // /proc/self belongs to the process's effective user.
-    let as_root = std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0);
+    let as_root = as_root();
     let command_as_owner = |binary: &Path| {
         if as_root {
             let mut command = Command::new("setpriv");
@@ -205,13 +251,7 @@ fn start_postgres(dir: &Path, port: u16) -> anyhow::Result<PrivateServer> {
         // The temporary directory is root's; the postgres user needs to reach and own its part.
         std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         std::fs::create_dir(&data)?;
-        let owned = Command::new("chown")
-            .arg("postgres:postgres")
-            .arg(&data)
-            .status()?;
-        if !owned.success() {
-            bail!("cannot hand {} to the postgres user", data.display());
-        }
+        give_to_postgres(&data)?;
     }
     let initialised = command_as_owner(&initdb)
         .args(["-A", "trust", "-U", "postgres", "-D"])
@@ -238,12 +278,15 @@ fn start_postgres(dir: &Path, port: u16) -> anyhow::Result<PrivateServer> {
             "-k",
         ])
         .arg(&data);
+    for (name, value) in settings {
+        command.arg("-c").arg(format!("{name}={value}"));
+    }
     PrivateServer::spawn("postgres", command)
 }
 
 /// A server process we started; interrupted (PostgreSQL's fast shutdown, Redis's clean exit)
-/// and reaped on drop.
-struct PrivateServer {
+/// and reaped on drop, so a failing test or demo never leaves one behind.
+pub struct PrivateServer {
     name: &'static str,
     child: Child,
 }
@@ -301,7 +344,8 @@ fn find_binary(name: &str, roots: &[&str]) -> anyhow::Result<PathBuf> {
         .ok_or_else(|| anyhow::anyhow!("{name} is not installed"))
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A port nothing listens on now, for a private server.
+pub fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }
@@ -320,7 +364,7 @@ fn wait_for_port(port: u16) -> anyhow::Result<()> {
 async fn wait_for_postgres(url: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + STARTUP_DEADLINE;
     loop {
-        match AsyncPgConnection::establish(url).await {
+        match crate::store::connect(url.to_owned()).await {
             Ok(_) => return Ok(()),
             Err(error) if Instant::now() > deadline => {
                 bail!("the private PostgreSQL did not accept connections within {STARTUP_DEADLINE:?}: {error}")

@@ -1,7 +1,8 @@
 //! What the Kubernetes manifests (k8s/) must agree on with the binary, which schema validation
 //! (kubernetes-validate in .ci/run) cannot see: every environment variable they set is one the
 //! binary reads, each replica gets its own consumer name, the grace period outlasts
-//! SHUTDOWN_TIMEOUT, and the probes hit paths the binary serves on the port it binds.
+//! SHUTDOWN_TIMEOUT, the probes hit paths the binary serves on the port it binds, and the
+//! migrations' owner role comes from a Secret the workers never read.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -203,4 +204,36 @@ fn the_service_and_the_disruption_budget_select_the_worker_pods() {
         &manifest("base/service.yaml")["spec"]["selector"],
         pod_labels
     );
+}
+
+#[test]
+fn migrations_run_as_the_owner_role_from_a_secret_the_workers_never_read() {
+    let job = manifest("migrate/job.yaml");
+    let containers = list(&job["spec"]["template"]["spec"]["containers"], "Job");
+    let (_, database_url) = env_entries(&containers[0])
+        .into_iter()
+        .find(|(name, _)| name == "DATABASE_URL")
+        .expect("the Job sets DATABASE_URL");
+    let reference = &database_url["valueFrom"]["secretKeyRef"];
+    let migrate_secret = manifest("order-worker-migrate-example-secret.yaml");
+    assert_eq!(
+        str_of(&reference["name"], "Job secret"),
+        str_of(&migrate_secret["metadata"]["name"], "migrate Secret name")
+    );
+    assert!(keys(&migrate_secret["stringData"], "migrate Secret")
+        .contains(str_of(&reference["key"], "Job secret key")));
+
+    let worker_secret = manifest("order-worker-example-secret.yaml");
+    assert_ne!(
+        str_of(&worker_secret["metadata"]["name"], "Secret name"),
+        str_of(&migrate_secret["metadata"]["name"], "migrate Secret name"),
+        "the workers' Secret must not hold the owner role"
+    );
+    for (name, entry) in env_entries(&worker_container()) {
+        let secret = &entry["valueFrom"]["secretKeyRef"]["name"];
+        assert!(
+            secret.is_badvalue() || secret != &migrate_secret["metadata"]["name"],
+            "the worker reads {name} from the migrate Secret"
+        );
+    }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use super::workload::Workload;
-use crate::config::{Connections, WorkerConfig};
+use crate::config::WorkerConfig;
 use crate::fulfillment::FulfillmentStatus;
 use crate::shutdown;
 use crate::worker::Worker;
@@ -26,10 +26,7 @@ pub struct Latency {
 /// Publishes `rate` events per second for `seconds` (orders' lifecycles, in order) and
 /// measures XADD → COMMIT for each.
 pub async fn measure(workload: &mut Workload, rate: u32, seconds: u64) -> anyhow::Result<Latency> {
-    let connections = Connections {
-        redis_url: workload.redis_url.clone(),
-        database_url: workload.database_url.clone(),
-    };
+    let connections = workload.connections();
     let mut stream = workload.stream.clone();
     stream.consumer = Some("bench-latency".to_owned());
     let mut worker = Worker::start(WorkerConfig::new(connections, stream)).await?;

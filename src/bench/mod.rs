@@ -68,7 +68,9 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
     let servers = config.servers.find(false).await?;
     let database_url = servers::recreate_database(&servers.admin_url, &config.database).await?;
     crate::store::migrate::run_pending(&database_url).await?;
-    let redis = redis::Client::open(servers.redis_url.as_str())?
+    let redis = servers
+        .redis_tls
+        .client(&servers.redis_url)?
         .get_multiplexed_async_connection()
         .await
         .context("connecting to Redis")?;
@@ -77,6 +79,7 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
             .map(|i| format!("bench-order-{i:06}"))
             .collect(),
         redis_url: servers.redis_url.clone(),
+        redis_tls: servers.redis_tls.clone(),
         database_url,
         stream: StreamConfig::for_stream(&config.stream),
         redis,

@@ -35,7 +35,7 @@ async fn handler(
     use std::sync::atomic::Ordering;
     let block = std::time::Duration::from_millis(100);
     let mut reader = Reader::connect(
-        &workload.redis_url,
+        workload.redis_tls.client(&workload.redis_url)?,
         workload.stream.clone(),
         format!("dapr-{n}"),
         block,

@@ -20,12 +20,22 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(600);
 pub struct Workload {
     pub orders: Vec<String>,
     pub redis_url: String,
+    pub redis_tls: crate::config::RedisTls,
     pub database_url: String,
     pub stream: StreamConfig,
     pub redis: MultiplexedConnection,
 }
 
 impl Workload {
+    /// Where the workers connect: the run's own database, and Redis as the benchmark reaches it.
+    pub fn connections(&self) -> crate::config::Connections {
+        crate::config::Connections {
+            redis_url: self.redis_url.clone(),
+            redis_tls: self.redis_tls.clone(),
+            database_url: self.database_url.clone(),
+        }
+    }
+
     /// Entries in one backlog.
     pub fn events(&self) -> u64 {
         (self.orders.len() * FulfillmentStatus::LIFECYCLE.len()) as u64

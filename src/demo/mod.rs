@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 
-use crate::config::{redact_url, Connections, StreamConfig, WorkerConfig};
+use crate::config::{redact_url, StreamConfig, WorkerConfig};
 use crate::dapr;
 use crate::servers;
 use crate::shutdown;
@@ -57,7 +57,9 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     let scenario = scenario::build(usize::from(config.orders));
     let mut stream = StreamConfig::for_stream(&config.stream);
     stream.consumer = Some("demo-worker".to_owned());
-    let mut redis = redis::Client::open(servers.redis_url.as_str())?
+    let connections = servers.connections(&database_url);
+    let mut redis = connections
+        .redis_client()?
         .get_multiplexed_async_connection()
         .await
         .context("connecting to Redis")?;
@@ -80,10 +82,6 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         stream.stream
     );
 
-    let connections = Connections {
-        redis_url: servers.redis_url.clone(),
-        database_url: database_url.clone(),
-    };
     let (progress, seconds) =
         drain(WorkerConfig::new(connections, stream.clone()), published).await?;
 
@@ -124,7 +122,7 @@ pub(crate) async fn seed(database_url: &str, scenario: &Scenario) -> anyhow::Res
         .iter()
         .map(|(id, _)| (orders::id.eq(id), orders::status.eq("confirmed")))
         .collect();
-    let mut conn = AsyncPgConnection::establish(database_url).await?;
+    let mut conn = crate::store::connect(database_url.to_owned()).await?;
     diesel::insert_into(orders::table)
         .values(rows)
         .execute(&mut conn)
@@ -184,7 +182,7 @@ async fn drain(config: WorkerConfig, published: u64) -> anyhow::Result<(Progress
 
 /// Prints each order's transitions and whether it ended where expected; returns the misses.
 async fn report(database_url: &str, scenario: &Scenario) -> anyhow::Result<usize> {
-    let mut conn = AsyncPgConnection::establish(database_url).await?;
+    let mut conn = crate::store::connect(database_url.to_owned()).await?;
     let mut mismatches = 0;
     for (order_id, expected) in &scenario.orders {
         let status: String = orders::table

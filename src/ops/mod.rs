@@ -41,6 +41,8 @@ pub struct OpsConfig {
     #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL, hide_env_values = true)]
     pub redis_url: String,
     #[command(flatten)]
+    pub redis_tls: crate::config::RedisTls,
+    #[command(flatten)]
     pub stream: StreamConfig,
 }
 
@@ -48,6 +50,7 @@ impl fmt::Debug for OpsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpsConfig")
             .field("redis_url", &redact_url(&self.redis_url))
+            .field("redis_tls", &self.redis_tls)
             .field("stream", &self.stream)
             .finish()
     }
@@ -58,22 +61,31 @@ impl OpsConfig {
     pub fn new(redis_url: impl Into<String>, stream: StreamConfig) -> Self {
         Self {
             redis_url: redis_url.into(),
+            redis_tls: crate::config::RedisTls::default(),
             stream,
+        }
+    }
+
+    /// The same Redis (and TLS settings) a worker with `connections` uses, for `stream`.
+    pub fn for_connections(
+        connections: &crate::config::Connections,
+        stream: &StreamConfig,
+    ) -> Self {
+        Self {
+            redis_url: connections.redis_url.clone(),
+            redis_tls: connections.redis_tls.clone(),
+            stream: stream.clone(),
         }
     }
 
     /// One connection for the whole command; fails at once (no retries) when Redis does not
     /// answer, because an operator at a terminal wants to know now.
     pub async fn connect(&self) -> anyhow::Result<MultiplexedConnection> {
-        let where_ = || format!("connecting to Redis at {}", redact_url(&self.redis_url));
-        let client = redis::Client::open(self.redis_url.as_str()).with_context(where_)?;
+        let client = self.redis_tls.client(&self.redis_url)?;
         let settings = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        client
-            .get_multiplexed_async_connection_with_config(&settings)
-            .await
-            .with_context(where_)
+        crate::stream::client::connect_checked(&client, &self.redis_url, &settings).await
     }
 }
 

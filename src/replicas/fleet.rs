@@ -9,7 +9,7 @@ use redis::aio::MultiplexedConnection;
 use super::names::ReplicaSet;
 use super::watch::snapshot;
 use crate::child::{worker_env, WorkerChild};
-use crate::config::StreamConfig;
+use crate::config::{Connections, StreamConfig};
 use crate::ops::table::Table;
 use crate::ops::OpsConfig;
 
@@ -17,9 +17,8 @@ use crate::ops::OpsConfig;
 /// and the directory their logs go to.
 #[derive(Debug, Clone)]
 pub struct FleetSettings {
-    pub redis_url: String,
-    /// The run's own database (not the server's admin database).
-    pub database_url: String,
+    /// Redis, and the run's own database (not the server's admin database).
+    pub connections: Connections,
     pub stream: StreamConfig,
     pub batch_size: u32,
     /// Each replica logs to `<log_dir>/<name>.log`, kept after the run for a look.
@@ -52,12 +51,7 @@ impl Fleet {
     pub async fn start(&mut self, set: &ReplicaSet) -> anyhow::Result<()> {
         let name = set.pod_name();
         let settings = &self.settings;
-        let mut env = worker_env(
-            &settings.redis_url,
-            &settings.database_url,
-            &settings.stream,
-            &name,
-        );
+        let mut env = worker_env(&settings.connections, &settings.stream, &name);
         env.extend([
             ("BATCH_SIZE".to_owned(), settings.batch_size.to_string()),
             ("LOG_FORMAT".to_owned(), "text".to_owned()),
@@ -104,10 +98,7 @@ impl Fleet {
         replica.running = false;
         replica.child.stop().await?;
         let name = &replica.child.name;
-        let ops = OpsConfig::new(
-            self.settings.redis_url.clone(),
-            self.settings.stream.clone(),
-        );
+        let ops = OpsConfig::for_connections(&self.settings.connections, &self.settings.stream);
         let left = snapshot(redis, &ops)
             .await?
             .consumers

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::config::{redact_url, StreamConfig};
+use crate::config::{redact_url, Connections, StreamConfig};
 use crate::demo::scenario::{self, Scenario, MIN_ORDERS};
 use crate::ops::inspect::Inspection;
 use crate::ops::OpsConfig;
@@ -73,7 +73,9 @@ pub async fn run(config: ReplicasConfig) -> anyhow::Result<()> {
     crate::store::migrate::run_pending(&database_url).await?;
 
     let stream = StreamConfig::for_stream(&config.stream);
-    let redis = redis::Client::open(servers.redis_url.as_str())?
+    let connections = servers.connections(&database_url);
+    let redis = connections
+        .redis_client()?
         .get_multiplexed_async_connection()
         .await
         .context("connecting to Redis")?;
@@ -92,8 +94,7 @@ pub async fn run(config: ReplicasConfig) -> anyhow::Result<()> {
         .keep();
     println!("Replica logs: {}/<name>.log\n", log_dir.display());
     let mut fleet = Fleet::new(FleetSettings {
-        redis_url: servers.redis_url.clone(),
-        database_url: database_url.clone(),
+        connections: connections.clone(),
         stream: stream.clone(),
         batch_size: config.batch_size,
         log_dir,
@@ -118,7 +119,7 @@ pub async fn run(config: ReplicasConfig) -> anyhow::Result<()> {
         &config,
         &scenario,
         &mut fleet,
-        &servers.redis_url,
+        &connections,
         redis.clone(),
         &stream,
     )
@@ -157,13 +158,13 @@ async fn work(
     config: &ReplicasConfig,
     scenario: &Scenario,
     fleet: &mut Fleet,
-    redis_url: &str,
+    connections: &Connections,
     redis: redis::aio::MultiplexedConnection,
     stream: &StreamConfig,
 ) -> anyhow::Result<Inspection> {
     let progress = FeedProgress::default();
     let rolled = AtomicBool::new(!config.rolling_restart);
-    let ops = OpsConfig::new(redis_url, stream.clone());
+    let ops = OpsConfig::for_connections(connections, stream);
     let total = scenario.publications.len() as u64;
     let feeding = feed::feed(
         redis.clone(),

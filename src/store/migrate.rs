@@ -2,12 +2,14 @@
 //! start while any is pending, so a worker never runs against a schema it does not expect.
 
 use diesel::connection::SimpleConnection;
+use diesel::migration::MigrationSource;
+use diesel::pg::Pg;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::AsyncPgConnection;
+use diesel_async::RunQueryDsl;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use anyhow::Context;
-use diesel::Connection;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
@@ -43,36 +45,65 @@ pub async fn run_pending(database_url: &str) -> anyhow::Result<Vec<String>> {
 }
 
 /// Fails with a message naming the pending migrations when the schema is behind this build.
+/// Reads diesel's bookkeeping table itself: diesel's harness would first run `CREATE TABLE IF
+/// NOT EXISTS` on it, which the worker's runtime role, allowed no DDL, may not.
 pub async fn ensure_current(database_url: &str) -> anyhow::Result<()> {
-    let url = database_url.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut conn = connect(&url)?;
-        let pending: Vec<String> = conn
-            .pending_migrations(MIGRATIONS)
-            .map_err(|error| anyhow::anyhow!("reading the applied migrations: {error}"))?
-            .iter()
-            .map(|migration| migration.name().to_string())
-            .collect();
-        if pending.is_empty() {
-            Ok(())
-        } else {
-            anyhow::bail!(
-                "the database schema is behind this worker: {} migration(s) pending ({}); \
-                 run `order-worker migrate` first",
-                pending.len(),
-                pending.join(", ")
-            )
-        }
-    })
-    .await
-    .context("schema check task panicked")?
+    let mut conn = super::connect(database_url.to_owned()).await?;
+    let applied: Vec<String> = if migrations_table_exists(&mut conn).await? {
+        diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
+            .load::<AppliedVersion>(&mut conn)
+            .await
+            .context("reading the applied migrations")?
+            .into_iter()
+            .map(|row| row.version)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut pending: Vec<String> = MigrationSource::<Pg>::migrations(&MIGRATIONS)
+        .map_err(|error| anyhow::anyhow!("reading the embedded migrations: {error}"))?
+        .iter()
+        .filter(|migration| !applied.contains(&migration.name().version().to_string()))
+        .map(|migration| migration.name().to_string())
+        .collect();
+    pending.sort();
+    if pending.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "the database schema is behind this worker: {} migration(s) pending ({}); \
+             run `order-worker migrate` first",
+            pending.len(),
+            pending.join(", ")
+        )
+    }
 }
 
+#[derive(diesel::QueryableByName)]
+struct AppliedVersion {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    version: String,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Exists {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    exists: bool,
+}
+
+/// Whether any migration ever ran here (a fresh database has not even the table).
+async fn migrations_table_exists(conn: &mut AsyncPgConnection) -> anyhow::Result<bool> {
+    let row: Exists =
+        diesel::sql_query("SELECT to_regclass('__diesel_schema_migrations') IS NOT NULL AS exists")
+            .get_result(conn)
+            .await
+            .context("looking for the migrations table")?;
+    Ok(row.exists)
+}
+
+/// A blocking connection for the migration harness, made by [`super::connect`] like every
+/// other (TLS, `sslmode`), on the runtime this blocking task belongs to.
 fn connect(url: &str) -> anyhow::Result<SyncPg> {
-    SyncPg::establish(url).with_context(|| {
-        format!(
-            "connecting to PostgreSQL at {}",
-            crate::config::redact_url(url)
-        )
-    })
+    let conn = tokio::runtime::Handle::current().block_on(super::connect(url.to_owned()))?;
+    Ok(SyncPg::from(conn))
 }

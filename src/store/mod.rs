@@ -1,18 +1,21 @@
 //! PostgreSQL: the connection pool, the embedded migrations, the batch apply and reading history.
 
 pub mod apply;
+pub mod connect;
+#[cfg(test)]
+mod connect_tests;
 pub mod history;
 pub mod migrate;
 pub mod plan;
 pub mod schema;
 
-use diesel::ConnectionError;
 use diesel_async::pooled_connection::bb8::Pool;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::AsyncPgConnection;
 use futures_util::FutureExt;
 
 pub use apply::apply_batch;
+pub use connect::connect;
 pub use plan::{Incoming, Outcome, Plan, Transition};
 
 /// The worker's PostgreSQL pool. Small on purpose: batches run one after another, so the
@@ -47,16 +50,4 @@ pub fn pool(database_url: &str, max_size: u32) -> DbPool {
         .test_on_check_out(false)
         .connection_timeout(std::time::Duration::from_secs(5))
         .build_unchecked(manager)
-}
-
-/// Connects, and makes PostgreSQL plan every statement for its actual arguments. The worker's
-/// statements are prepared once per connection and run for its whole life; a generic plan
-/// fixed while the tables were small (a fresh install) would scan them whole forever after,
-/// turning a 1 ms lookup of a batch's event ids into 50 ms by 30,000 rows.
-pub async fn connect(url: String) -> diesel::ConnectionResult<AsyncPgConnection> {
-    let mut conn = AsyncPgConnection::establish(&url).await?;
-    conn.batch_execute("SET plan_cache_mode = force_custom_plan")
-        .await
-        .map_err(ConnectionError::CouldntSetupConfiguration)?;
-    Ok(conn)
 }

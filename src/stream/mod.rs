@@ -1,13 +1,13 @@
 //! Redis Streams: the consumer group, reading entries, and settling them (ack or dead-letter).
 
+pub mod client;
 pub mod group;
 pub mod pending;
 pub mod read;
 pub(crate) mod reply;
 pub mod settle;
 
-use bb8_redis::RedisConnectionManager;
-
+pub use client::client;
 pub use group::ensure_group;
 pub use pending::{autoclaim, delivery_counts, keep_alive};
 pub use read::Reader;
@@ -15,7 +15,7 @@ pub use settle::{settle, DeadLetter};
 
 /// A pool for short commands (XACK, XADD to the dead-letter stream, XGROUP). The blocking
 /// XREADGROUP has a connection of its own ([`Reader`]) so it never holds up an ack.
-pub type RedisPool = bb8::Pool<RedisConnectionManager>;
+pub type RedisPool = bb8::Pool<redis::Client>;
 
 /// One stream entry as read: its id and its field/value pairs (values are bytes, because
 /// nothing guarantees a publisher wrote UTF-8).
@@ -26,19 +26,13 @@ pub struct StreamEntry {
 }
 
 /// Builds the pool without connecting; commands retry until Redis answers.
-pub fn pool(redis_url: &str) -> anyhow::Result<RedisPool> {
-    let manager = RedisConnectionManager::new(redis_url).map_err(|error| {
-        anyhow::anyhow!(
-            "invalid REDIS_URL {}: {error}",
-            crate::config::redact_url(redis_url)
-        )
-    })?;
+pub fn pool(client: redis::Client) -> RedisPool {
     // bb8 tests each connection on checkout (a PING): a multiplexed connection does not
     // reconnect by itself, so this is how one cut by the network gets replaced.
-    Ok(bb8::Pool::builder()
+    bb8::Pool::builder()
         .max_size(4)
         .connection_timeout(std::time::Duration::from_secs(5))
-        .build_unchecked(manager))
+        .build_unchecked(client)
 }
 
 /// Whether Redis answered that the group (or its stream) does not exist, e.g. after it lost

@@ -28,12 +28,11 @@ impl Reader {
     /// Connects the reading connection. Its response timeout exceeds the BLOCK time: redis-rs
     /// otherwise gives up on a reply after 500 ms, failing every idle XREADGROUP.
     pub async fn connect(
-        redis_url: &str,
+        client: redis::Client,
         config: StreamConfig,
         consumer: String,
         block: Duration,
     ) -> redis::RedisResult<Self> {
-        let client = redis::Client::open(redis_url)?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(block + Duration::from_secs(5)));

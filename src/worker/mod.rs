@@ -93,20 +93,22 @@ impl Worker {
     pub async fn start(config: WorkerConfig) -> anyhow::Result<Self> {
         migrate::ensure_current(&config.connections.database_url).await?;
         let consumer = config.stream.consumer_name();
-        let redis = stream::pool(&config.connections.redis_url)?;
+        let client = config.connections.redis_client()?;
+        let redis = stream::pool(client.clone());
         {
-            let mut conn = redis.get().await.with_context(|| {
-                format!(
-                    "connecting to Redis at {}",
-                    crate::config::redact_url(&config.connections.redis_url)
-                )
-            })?;
-            ensure_group(&mut *conn, &config.stream)
+            // A connection of its own rather than the pool's: a pool that cannot connect
+            // reports only that it timed out, this says why (refused, TLS, authentication).
+            let settings = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(std::time::Duration::from_secs(5)));
+            let mut conn =
+                stream::client::connect_checked(&client, &config.connections.redis_url, &settings)
+                    .await?;
+            ensure_group(&mut conn, &config.stream)
                 .await
                 .context("creating the consumer group")?;
         }
         let reader = Reader::connect(
-            &config.connections.redis_url,
+            client,
             config.stream.clone(),
             consumer.clone(),
             config.block(),

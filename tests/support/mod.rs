@@ -3,22 +3,23 @@
 //! tests run in parallel and never touch data they did not create.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod db;
 pub mod ops;
 pub mod process;
 pub mod proxy;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use order_worker::config::{Connections, StreamConfig, WorkerConfig};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use order_worker::config::{Connections, RedisTls, StreamConfig, WorkerConfig};
 use order_worker::dapr::{self, Format};
 use order_worker::fulfillment::FulfillmentStatus;
 use order_worker::shutdown::{self, ShutdownTrigger};
-use order_worker::store::history::{order_history, HistoryRow};
-use order_worker::store::schema::{order_status_history, orders, processed_events};
+use order_worker::store::schema::orders;
 use order_worker::worker::{Progress, Worker};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
@@ -43,6 +44,8 @@ pub fn unique(prefix: &str) -> String {
 
 pub struct TestEnv {
     pub redis_url: String,
+    /// How `rediss://` checks the test Redis's certificate (the tests' own CA for TLS tests).
+    pub redis_tls: RedisTls,
     pub database_url: String,
     admin_url: String,
     db_name: String,
@@ -66,23 +69,39 @@ impl TestEnv {
             std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
         let admin_url = std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-        let db_name = unique("ow_test");
-        let mut admin = AsyncPgConnection::establish(&admin_url)
-            .await
-            .expect("PostgreSQL reachable (set DATABASE_URL)");
-        diesel::sql_query(format!("CREATE DATABASE {db_name}"))
-            .execute(&mut admin)
-            .await
-            .expect("create test database");
+        Self::on(redis_url, RedisTls::default(), admin_url, None).await
+    }
+
+    /// On the given servers: `admin_url` must be allowed to create databases; with `database`,
+    /// that (existing) database is used instead of a fresh one.
+    pub async fn on(
+        redis_url: String,
+        redis_tls: RedisTls,
+        admin_url: String,
+        database: Option<&str>,
+    ) -> Self {
+        let db_name = match database {
+            Some(name) => name.to_owned(),
+            None => {
+                let name = unique("ow_test");
+                diesel::sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut admin(&admin_url).await)
+                    .await
+                    .expect("create test database");
+                name
+            }
+        };
         let mut database_url = url::Url::parse(&admin_url).expect("DATABASE_URL parses");
         database_url.set_path(&db_name);
-        let redis = redis::Client::open(redis_url.as_str())
+        let redis = redis_tls
+            .client(&redis_url)
             .expect("REDIS_URL parses")
             .get_multiplexed_async_connection()
             .await
             .expect("Redis reachable (set REDIS_URL)");
         Self {
             redis_url,
+            redis_tls,
             database_url: database_url.to_string(),
             admin_url,
             stream: StreamConfig::for_stream(unique("test.fulfillment.status_changed")),
@@ -105,13 +124,9 @@ impl TestEnv {
     pub fn config(&self, consumer: &str) -> WorkerConfig {
         let mut stream = self.stream.clone();
         stream.consumer = Some(consumer.to_owned());
-        let mut config = WorkerConfig::new(
-            Connections {
-                redis_url: self.redis_url.clone(),
-                database_url: self.database_url.clone(),
-            },
-            stream,
-        );
+        let mut connections = Connections::new(&self.redis_url, &self.database_url);
+        connections.redis_tls = self.redis_tls.clone();
+        let mut config = WorkerConfig::new(connections, stream);
         config.block_ms = 100;
         config.claim_interval_ms = 200;
         config.claim_min_idle_ms = 1_000;
@@ -119,7 +134,7 @@ impl TestEnv {
     }
 
     pub async fn db(&self) -> AsyncPgConnection {
-        AsyncPgConnection::establish(&self.database_url)
+        order_worker::store::connect(self.database_url.clone())
             .await
             .expect("test database reachable")
     }
@@ -246,77 +261,6 @@ impl TestEnv {
         }
     }
 
-    pub async fn order_status(&self, id: &str) -> String {
-        orders::table
-            .find(id)
-            .select(orders::status)
-            .first(&mut self.db().await)
-            .await
-            .expect("order exists")
-    }
-
-    pub async fn order_fulfillment_status(&self, id: &str) -> Option<String> {
-        orders::table
-            .find(id)
-            .select(orders::fulfillment_status)
-            .first(&mut self.db().await)
-            .await
-            .expect("order exists")
-    }
-
-    /// The order's history as (from, to, reason), oldest first.
-    pub async fn history(&self, order_id: &str) -> Vec<HistoryRow> {
-        order_history(&mut self.db().await, order_id)
-            .await
-            .expect("read history")
-    }
-
-    pub async fn history_count(&self) -> i64 {
-        order_status_history::table
-            .count()
-            .get_result(&mut self.db().await)
-            .await
-            .expect("count history")
-    }
-
-    pub async fn inbox_outcome(&self, event_id: &str) -> Option<String> {
-        processed_events::table
-            .find(event_id)
-            .select(processed_events::outcome)
-            .first(&mut self.db().await)
-            .await
-            .optional()
-            .expect("read inbox")
-    }
-
-    /// Rows in the inbox (`processed_events`): one per distinct event ever applied.
-    pub async fn inbox_count(&self) -> i64 {
-        processed_events::table
-            .count()
-            .get_result(&mut self.db().await)
-            .await
-            .expect("count inbox")
-    }
-
-    /// Entries not delivered to the group yet (XINFO GROUPS lag; 0 while the group does not
-    /// exist).
-    pub async fn lag(&self) -> u64 {
-        let reply: redis::RedisResult<redis::streams::StreamInfoGroupsReply> = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(&self.stream.stream)
-            .query_async(&mut self.redis.clone())
-            .await;
-        reply
-            .ok()
-            .and_then(|info| {
-                info.groups
-                    .into_iter()
-                    .find(|group| group.name == self.stream.group)
-            })
-            .and_then(|group| group.lag)
-            .map_or(0, |lag| lag as u64)
-    }
-
     /// Entries pending in the group (XPENDING summary count).
     pub async fn pending(&self) -> usize {
         let reply: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
@@ -355,9 +299,7 @@ impl TestEnv {
 
     /// Drops another database this test created on the same server.
     pub async fn drop_database(&self, name: &str) {
-        let mut admin = AsyncPgConnection::establish(&self.admin_url)
-            .await
-            .expect("PostgreSQL reachable");
+        let mut admin = admin(&self.admin_url).await;
         diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .execute(&mut admin)
             .await
@@ -373,9 +315,7 @@ impl TestEnv {
             .query_async(&mut redis)
             .await
             .expect("DEL streams");
-        let mut admin = AsyncPgConnection::establish(&self.admin_url)
-            .await
-            .expect("PostgreSQL reachable");
+        let mut admin = admin(&self.admin_url).await;
         diesel::sql_query(format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             self.db_name
@@ -434,6 +374,13 @@ pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A connection to the server's admin database, as the binary connects (TLS, `sslmode`).
+async fn admin(admin_url: &str) -> AsyncPgConnection {
+    order_worker::store::connect(admin_url.to_owned())
+        .await
+        .expect("PostgreSQL reachable (set DATABASE_URL)")
 }
 
 fn host_port(url: &str, default_port: u16) -> String {

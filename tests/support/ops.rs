@@ -79,13 +79,28 @@ impl TestEnv {
 
     /// The operator commands' settings for this test's Redis and stream.
     pub fn ops_config(&self) -> OpsConfig {
-        OpsConfig::new(self.redis_url.clone(), self.stream.clone())
+        let mut config = OpsConfig::new(self.redis_url.clone(), self.stream.clone());
+        config.redis_tls = self.redis_tls.clone();
+        config
     }
 
     /// Runs `order-worker <args>` with the test's Redis, database and stream (nothing else from the
     /// environment that would pick another group), text logs on stderr.
     pub async fn order_worker(&self, args: &[&str]) -> Output {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_order-worker"))
+        self.order_worker_with(args, &[]).await
+    }
+
+    /// As [`TestEnv::order_worker`], with `settings` overriding the test's (another
+    /// `DATABASE_URL`, say); an empty value removes the variable.
+    pub async fn order_worker_with(&self, args: &[&str], settings: &[(&str, &str)]) -> Output {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-worker"));
+        if let Some(ca_cert) = &self.redis_tls.redis_ca_cert {
+            command.env("REDIS_CA_CERT", ca_cert);
+        }
+        for (name, _) in settings.iter().filter(|(_, value)| value.is_empty()) {
+            command.env_remove(name);
+        }
+        command
             .args(args)
             .env("REDIS_URL", &self.redis_url)
             .env("DATABASE_URL", &self.database_url)
@@ -93,6 +108,12 @@ impl TestEnv {
             .env("LOG_FORMAT", "text")
             .env_remove("CONSUMER_GROUP")
             .env_remove("DEAD_LETTER_STREAM")
+            .envs(
+                settings
+                    .iter()
+                    .filter(|(_, value)| !value.is_empty())
+                    .copied(),
+            )
             .output()
             .await
             .expect("order-worker runs")

@@ -29,7 +29,11 @@ impl TestEnv {
         let path = self.process_log_path(name);
         std::fs::create_dir_all(path.parent().expect("log directory")).expect("log directory");
         let log = std::fs::File::create(path).expect("log file");
-        Command::new(env!("CARGO_BIN_EXE_order-worker"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_order-worker"));
+        if let Some(ca_cert) = &self.redis_tls.redis_ca_cert {
+            command.env("REDIS_CA_CERT", ca_cert);
+        }
+        command
             .arg("run")
             .env("REDIS_URL", redis_url)
             .env("DATABASE_URL", database_url)

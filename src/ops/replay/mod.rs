@@ -71,7 +71,8 @@ pub struct ReplayArgs {
 /// Runs the replay and prints its report. Entries that do not apply (unknown order, rejected,
 /// undecodable) are reported, not failures: the command fails only when it cannot do its job.
 pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
-    let ops = OpsConfig::new(args.connections.redis_url.clone(), args.stream.clone());
+    let mut ops = OpsConfig::new(args.connections.redis_url.clone(), args.stream.clone());
+    ops.redis_tls = args.connections.redis_tls.clone();
     let mut redis = ops.connect().await?;
     if args.dead_letter {
         let selection = match (args.all, args.ids.is_empty()) {

@@ -1,0 +1,207 @@
+//! The worker with only what the README grants it, over TLS: a Redis ACL user with exactly the
+//! README's `ACL SETUSER` rule and a PostgreSQL role with exactly its grants (both read from
+//! README.md, so the README cannot drift from what is tested), through a drain with a dead
+//! letter, a claim and a consumer removal. Nothing it did was denied; what it was not granted
+//! is. On private TLS servers, so roles and users never touch a shared server.
+
+mod support;
+
+use std::time::Duration;
+
+use diesel_async::SimpleAsyncConnection;
+use order_worker::config::StreamConfig;
+use support::ops::stderr;
+use support::tls::TlsServers;
+use support::{eventually, TestEnv};
+
+const README: &str = include_str!("../README.md");
+const PASSWORD: &str = "not-so-secret";
+
+/// The arguments of the README's `ACL SETUSER order-worker …` line, with a real password.
+fn acl_rule() -> Vec<String> {
+    let line = README
+        .lines()
+        .find(|line| line.starts_with("ACL SETUSER order-worker "))
+        .expect("README states the ACL rule");
+    line.split_whitespace()
+        .skip(2)
+        .map(|arg| match arg {
+            ">CHANGE-ME" => format!(">{PASSWORD}"),
+            other => other.to_owned(),
+        })
+        .collect()
+}
+
+/// The statements of the README's SQL blocks about the roles: [as the superuser, as the owner].
+fn role_sql() -> Vec<Vec<String>> {
+    let blocks: Vec<Vec<String>> = README
+        .split("```sql\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap_or_default())
+        .filter(|block| block.contains("order_worker"))
+        .map(|block| {
+            block
+                .split(';')
+                .map(str::trim)
+                .filter(|statement| !statement.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        blocks.len(),
+        2,
+        "README: the superuser's and the owner's SQL"
+    );
+    blocks
+}
+
+async fn run_as(url: String, statements: &[String]) {
+    let mut conn = order_worker::store::connect(url).await.expect("connect");
+    // One by one: CREATE DATABASE cannot run in the implicit transaction of a multi-statement query.
+    for statement in statements {
+        conn.batch_execute(statement)
+            .await
+            .unwrap_or_else(|error| panic!("{statement}: {error}"));
+    }
+}
+
+/// Sets up both servers as the README says and returns the test environment (as the superuser,
+/// on the `orders` database, the README's stream names).
+async fn set_up_as_the_readme_says(servers: &TlsServers) -> TestEnv {
+    let [as_superuser, as_owner] = <[Vec<String>; 2]>::try_from(role_sql()).expect("two blocks");
+    run_as(servers.postgres_url("postgres", "postgres"), &as_superuser).await;
+    let mut env = servers.env(Some("orders")).await;
+    env.stream = StreamConfig::for_stream("fulfillment.status_changed");
+    let owner_url = servers.postgres_url("order_worker_owner", "orders");
+    let migrated = env
+        .order_worker_with(&["migrate"], &[("DATABASE_URL", &owner_url)])
+        .await;
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    run_as(owner_url, &as_owner).await;
+
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(acl_rule())
+        .query_async(&mut env.redis.clone())
+        .await
+        .expect("ACL SETUSER as the README says");
+    env
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_worker_drains_with_only_the_readme_acl_rule_and_grants() {
+    let servers = TlsServers::start().await;
+    let env = set_up_as_the_readme_says(&servers).await;
+    let (orders, published) = env.seed_lifecycles(3).await;
+    // Two entries read by Dapr's consumer and never acked: the worker must claim them.
+    order_worker::stream::ensure_group(&mut env.redis.clone(), &env.stream)
+        .await
+        .expect("group");
+    assert_eq!(
+        env.read_as(&env.stream.group, "order-service", 2)
+            .await
+            .len(),
+        2
+    );
+    env.xadd(&[("data".to_owned(), "{not json".to_owned())])
+        .await;
+
+    let mut config = env.config("least-privilege");
+    config.connections.redis_url = servers.redis_url(Some(("order-worker", PASSWORD)));
+    config.connections.database_url = servers.postgres_url("order_worker", "orders");
+    config.consumer_idle_timeout = Duration::from_millis(500);
+    let mut worker = env.spawn_worker_with(config).await;
+    let progress = worker.wait_consumed(published + 1).await;
+    // Dapr's consumer, emptied by the claim, is removed through the Lua script.
+    eventually("the emptied consumer is removed", async || {
+        !env.has_consumer("order-service").await
+    })
+    .await;
+    worker.stop().await;
+
+    assert!(progress.claimed >= 2, "{progress:?}");
+    assert_eq!(progress.dead_lettered, 1, "{progress:?}");
+    env.assert_all_delivered(&orders).await;
+    assert_eq!(env.dead_letters().await.len(), 1);
+    let denied: Vec<redis::Value> = redis::cmd("ACL")
+        .arg("LOG")
+        .query_async(&mut env.redis.clone())
+        .await
+        .expect("ACL LOG");
+    assert!(denied.is_empty(), "the worker was denied: {denied:?}");
+
+    assert_redis_user_is_confined(&servers, &env).await;
+    assert_runtime_role_has_no_ddl(&servers).await;
+}
+
+async fn assert_redis_user_is_confined(servers: &TlsServers, env: &TestEnv) {
+    let mut worker_user = env
+        .redis_tls
+        .client(&servers.redis_url(Some(("order-worker", PASSWORD))))
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the ACL user connects");
+    let attempts = [
+        redis::cmd("FLUSHALL"),
+        redis::Cmd::new()
+            .arg("XADD")
+            .arg("another.stream")
+            .arg("*")
+            .arg("k")
+            .arg("v")
+            .to_owned(),
+        redis::Cmd::new()
+            .arg("XADD")
+            .arg("fulfillment.status_changed.evil")
+            .arg("*")
+            .arg("k")
+            .arg("v")
+            .to_owned(),
+        redis::Cmd::new()
+            .arg("GET")
+            .arg("fulfillment.status_changed")
+            .to_owned(),
+        redis::Cmd::new()
+            .arg("XTRIM")
+            .arg("fulfillment.status_changed")
+            .arg("MAXLEN")
+            .arg(0)
+            .to_owned(),
+    ];
+    for attempt in attempts {
+        let result: redis::RedisResult<redis::Value> = attempt.query_async(&mut worker_user).await;
+        match result {
+            Err(error) => assert_eq!(error.code(), Some("NOPERM"), "{error}"),
+            Ok(value) => panic!("the ACL user was allowed {attempt:?}: {value:?}"),
+        }
+    }
+}
+
+async fn assert_runtime_role_has_no_ddl(servers: &TlsServers) {
+    let mut runtime = order_worker::store::connect(servers.postgres_url("order_worker", "orders"))
+        .await
+        .expect("the runtime role connects");
+    for (statement, refusal) in [
+        (
+            "CREATE TABLE intruder (id int)",
+            "permission denied for schema public",
+        ),
+        ("DROP TABLE processed_events", "must be owner"),
+        ("ALTER TABLE orders ADD COLUMN x int", "must be owner"),
+        (
+            "DELETE FROM processed_events",
+            "permission denied for table processed_events",
+        ),
+        (
+            "CREATE TEMP TABLE scratch (id int)",
+            "permission denied to create temporary tables",
+        ),
+    ] {
+        match runtime.batch_execute(statement).await {
+            Ok(()) => panic!("the runtime role may run {statement}"),
+            Err(error) => assert!(error.to_string().contains(refusal), "{statement}: {error}"),
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Reading what the worker wrote, and where the group stands, for assertions.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use order_worker::store::history::{order_history, HistoryRow};
+use order_worker::store::schema::{order_status_history, orders, processed_events};
+
+use super::TestEnv;
+
+impl TestEnv {
+    pub async fn order_status(&self, id: &str) -> String {
+        orders::table
+            .find(id)
+            .select(orders::status)
+            .first(&mut self.db().await)
+            .await
+            .expect("order exists")
+    }
+
+    pub async fn order_fulfillment_status(&self, id: &str) -> Option<String> {
+        orders::table
+            .find(id)
+            .select(orders::fulfillment_status)
+            .first(&mut self.db().await)
+            .await
+            .expect("order exists")
+    }
+
+    /// The order's history as (from, to, reason), oldest first.
+    pub async fn history(&self, order_id: &str) -> Vec<HistoryRow> {
+        order_history(&mut self.db().await, order_id)
+            .await
+            .expect("read history")
+    }
+
+    pub async fn history_count(&self) -> i64 {
+        order_status_history::table
+            .count()
+            .get_result(&mut self.db().await)
+            .await
+            .expect("count history")
+    }
+
+    pub async fn inbox_outcome(&self, event_id: &str) -> Option<String> {
+        processed_events::table
+            .find(event_id)
+            .select(processed_events::outcome)
+            .first(&mut self.db().await)
+            .await
+            .optional()
+            .expect("read inbox")
+    }
+
+    /// Rows in the inbox (`processed_events`): one per distinct event ever applied.
+    pub async fn inbox_count(&self) -> i64 {
+        processed_events::table
+            .count()
+            .get_result(&mut self.db().await)
+            .await
+            .expect("count inbox")
+    }
+
+    /// Entries not delivered to the group yet (XINFO GROUPS lag; 0 while the group does not
+    /// exist).
+    pub async fn lag(&self) -> u64 {
+        let reply: redis::RedisResult<redis::streams::StreamInfoGroupsReply> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&self.stream.stream)
+            .query_async(&mut self.redis.clone())
+            .await;
+        reply
+            .ok()
+            .and_then(|info| {
+                info.groups
+                    .into_iter()
+                    .find(|group| group.name == self.stream.group)
+            })
+            .and_then(|group| group.lag)
+            .map_or(0, |lag| lag as u64)
+    }
+}
