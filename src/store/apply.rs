@@ -8,12 +8,12 @@
 use std::collections::BTreeSet;
 
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::try_join;
 
 use super::plan::{plan, Incoming, Loaded, Plan};
 use super::schema::{order_fulfillments, orders, processed_events};
+use super::unnest::TextColumns;
 use super::StoreError;
 
 /// Applies `batch` (in stream order) atomically and returns what happened to each event.
@@ -103,13 +103,13 @@ async fn write(conn: &AsyncPgConnection, plan: &Plan) -> Result<(), StoreError> 
             return Ok(0);
         }
         let rows = &plan.processed;
-        diesel::sql_query(
+        TextColumns::new(
             "INSERT INTO processed_events (event_id, stream_entry_id, outcome) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[])",
+             SELECT * FROM unnest($::text[], $::text[], $::text[])",
         )
-        .bind::<Array<Text>, _>(column(rows, |(event_id, _, _)| event_id))
-        .bind::<Array<Text>, _>(column(rows, |(_, entry_id, _)| entry_id))
-        .bind::<Array<Text>, _>(column(rows, |(_, _, outcome)| outcome))
+        .column(rows, |(event_id, _, _)| event_id)
+        .column(rows, |(_, entry_id, _)| entry_id)
+        .column(rows, |(_, _, outcome)| outcome)
         .execute(&mut c1)
         .await
     };
@@ -118,15 +118,15 @@ async fn write(conn: &AsyncPgConnection, plan: &Plan) -> Result<(), StoreError> 
             return Ok(0);
         }
         let rows = &plan.fulfillments;
-        diesel::sql_query(
+        TextColumns::new(
             "INSERT INTO order_fulfillments (fulfillment_id, order_id, status) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
+             SELECT * FROM unnest($::text[], $::text[], $::text[]) \
              ON CONFLICT (fulfillment_id) DO UPDATE \
              SET status = EXCLUDED.status, updated_at = now()",
         )
-        .bind::<Array<Text>, _>(column(rows, |(fulfillment_id, _, _)| fulfillment_id))
-        .bind::<Array<Text>, _>(column(rows, |(_, order_id, _)| order_id))
-        .bind::<Array<Text>, _>(column(rows, |(_, _, status)| status.as_str()))
+        .column(rows, |(fulfillment_id, _, _)| fulfillment_id)
+        .column(rows, |(_, order_id, _)| order_id)
+        .column(rows, |(_, _, status)| status.as_str())
         .execute(&mut c2)
         .await
     };
@@ -135,15 +135,15 @@ async fn write(conn: &AsyncPgConnection, plan: &Plan) -> Result<(), StoreError> 
             return Ok(0);
         }
         let rows = &plan.orders;
-        diesel::sql_query(
+        TextColumns::new(
             "UPDATE orders SET status = u.status, fulfillment_status = u.fulfillment_status, \
              updated_at = now() \
-             FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, status, fulfillment_status) \
+             FROM unnest($::text[], $::text[], $::text[]) AS u(id, status, fulfillment_status) \
              WHERE orders.id = u.id",
         )
-        .bind::<Array<Text>, _>(column(rows, |o| &o.order_id))
-        .bind::<Array<Text>, _>(column(rows, |o| o.status.as_str()))
-        .bind::<Array<Text>, _>(column(rows, |o| o.fulfillment_status.as_str()))
+        .column(rows, |o| &o.order_id)
+        .column(rows, |o| o.status.as_str())
+        .column(rows, |o| o.fulfillment_status.as_str())
         .execute(&mut c3)
         .await
     };
@@ -152,25 +152,20 @@ async fn write(conn: &AsyncPgConnection, plan: &Plan) -> Result<(), StoreError> 
             return Ok(0);
         }
         let rows = &plan.transitions;
-        diesel::sql_query(
+        TextColumns::new(
             "INSERT INTO order_status_history \
              (order_id, from_status, to_status, reason, event_id, stream_entry_id) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])",
+             SELECT * FROM unnest($::text[], $::text[], $::text[], $::text[], $::text[], $::text[])",
         )
-        .bind::<Array<Text>, _>(column(rows, |t| &t.order_id))
-        .bind::<Array<Text>, _>(column(rows, |t| t.from.as_str()))
-        .bind::<Array<Text>, _>(column(rows, |t| t.to.as_str()))
-        .bind::<Array<Text>, _>(column(rows, |t| &t.reason))
-        .bind::<Array<Text>, _>(column(rows, |t| &t.event_id))
-        .bind::<Array<Text>, _>(column(rows, |t| &t.stream_entry_id))
+        .column(rows, |t| &t.order_id)
+        .column(rows, |t| t.from.as_str())
+        .column(rows, |t| t.to.as_str())
+        .column(rows, |t| &t.reason)
+        .column(rows, |t| &t.event_id)
+        .column(rows, |t| &t.stream_entry_id)
         .execute(&mut c4)
         .await
     };
     try_join!(inbox, fulfillments, orders, history)?;
     Ok(())
-}
-
-/// One column of `rows`, as the array `unnest` zips back together with the others.
-fn column<'a, T>(rows: &'a [T], field: impl Fn(&'a T) -> &'a str) -> Vec<&'a str> {
-    rows.iter().map(field).collect()
 }

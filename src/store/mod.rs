@@ -8,6 +8,7 @@ pub mod history;
 pub mod migrate;
 pub mod plan;
 pub mod schema;
+mod unnest;
 
 use diesel_async::pooled_connection::bb8::Pool;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};

@@ -1,0 +1,73 @@
+//! Set-based statements whose text never changes: each `$` in the SQL takes one column of
+//! values as a `text[]`. Unlike `diesel::sql_query`, whose statements diesel never caches, these
+//! are prepared once per connection and then sent with their values alone: one round trip per
+//! statement instead of two (prepare, then execute).
+
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::sql_types::{Array, Text};
+use diesel::QueryResult;
+
+/// A statement such as `INSERT … SELECT * FROM unnest($::text[], $::text[])` with its columns.
+pub struct TextColumns<'a> {
+    sql: &'static str,
+    columns: Vec<Vec<&'a str>>,
+}
+
+impl<'a> TextColumns<'a> {
+    /// `sql` with one `$` per column, in order (and no other `$`).
+    pub fn new(sql: &'static str) -> Self {
+        Self {
+            sql,
+            columns: Vec::new(),
+        }
+    }
+
+    /// Binds the next `$` to `field` of every row.
+    pub fn column<T>(mut self, rows: &'a [T], field: impl Fn(&'a T) -> &'a str) -> Self {
+        self.columns.push(rows.iter().map(field).collect());
+        self
+    }
+}
+
+impl QueryFragment<Pg> for TextColumns<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let mut parts = self.sql.split('$');
+        out.push_sql(parts.next().unwrap_or_default());
+        for (part, column) in parts.zip(&self.columns) {
+            out.push_bind_param::<Array<Text>, _>(column)?;
+            out.push_sql(part);
+        }
+        Ok(())
+    }
+}
+
+/// Cached by its SQL text (no static id: the text is a value).
+impl QueryId for TextColumns<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::debug_query;
+
+    use super::*;
+
+    #[test]
+    fn each_dollar_becomes_a_numbered_parameter_for_its_column() {
+        let rows = [("e1", "1-0"), ("e2", "2-0")];
+        let statement = TextColumns::new("SELECT * FROM unnest($::text[], $::text[])")
+            .column(&rows, |(event, _)| event)
+            .column(&rows, |(_, entry)| entry);
+        let sql = debug_query::<Pg, _>(&statement).to_string();
+        assert!(
+            sql.starts_with("SELECT * FROM unnest($1::text[], $2::text[])"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains(r#"["e1", "e2"]"#) && sql.contains(r#"["1-0", "2-0"]"#),
+            "{sql}"
+        );
+    }
+}
