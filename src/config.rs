@@ -194,8 +194,9 @@ pub struct WorkerConfig {
     /// `1m`, or plain seconds). Keep it below the pod's terminationGracePeriodSeconds.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
-    /// Batches applied at once, in separate transactions. Events of one order always go to the
-    /// same one, in stream order, so no order is ever updated by two at a time.
+    /// Lanes each batch is split into by order id, applied at once in separate transactions.
+    /// Events of one order always go to the same one, in stream order, so no order is ever
+    /// updated by two at a time. (Besides, two batches of disjoint orders are applied at once.)
     #[arg(long, env = "CONCURRENCY", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
     /// Consumers of the group idle longer than this with nothing pending are removed (pods

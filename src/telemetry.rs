@@ -17,7 +17,13 @@ pub fn init(format: LogFormat, default_level: &str) {
         // Colour codes only help a terminal; piped into a file or collector they are noise.
         .with_ansi(std::io::stderr().is_terminal());
     match format {
-        LogFormat::Json => builder.json().with_current_span(true).init(),
+        // The current span only (an event's carries its trace context): the list of every
+        // enclosing span repeats it on each line and doubles the cost of the per-event lines.
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
         LogFormat::Text => builder.init(),
     }
 }

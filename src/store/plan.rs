@@ -102,7 +102,9 @@ pub struct Plan {
 /// Folds the batch's events, in stream order, over the loaded state.
 pub fn plan(batch: &[Incoming<'_>], mut state: Loaded) -> Plan {
     let mut plan = Plan::default();
+    // In first-moved order, with a set beside it: a batch moves hundreds of fulfillments.
     let mut moved_fulfillments: Vec<String> = Vec::new();
+    let mut moved: HashSet<&str> = HashSet::new();
     let mut touched_orders: HashMap<String, FulfillmentStatus> = HashMap::new();
     let mut order_sequence: Vec<String> = Vec::new();
 
@@ -110,7 +112,7 @@ pub fn plan(batch: &[Incoming<'_>], mut state: Loaded) -> Plan {
         let event = incoming.event;
         let outcome = decide(incoming, &mut state, &mut plan.transitions);
         if outcome == Outcome::Applied {
-            if !moved_fulfillments.contains(&event.fulfillment_id) {
+            if moved.insert(&event.fulfillment_id) {
                 moved_fulfillments.push(event.fulfillment_id.clone());
             }
             if touched_orders

@@ -1,5 +1,6 @@
 //! One replica's consumer: reads new entries, claims stuck ones on a timer, and runs each batch
-//! through decode → apply → settle ([`batch`]).
+//! through decode → apply → settle ([`batch`]), two at once when their orders differ
+//! ([`in_flight`]).
 //!
 //! Nothing is acked before the transaction that applied it committed; an entry that can never
 //! apply is dead-lettered and acked in the same MULTI; an event whose order does not exist yet
