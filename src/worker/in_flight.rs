@@ -56,6 +56,11 @@ impl<'a> InFlight<'a> {
         }
     }
 
+    /// Waits, the batches in flight going on, until a slot is free.
+    pub(super) async fn wait_for_slot(&mut self) {
+        self.make_room(&HashSet::new()).await;
+    }
+
     /// Waits until every batch in flight is done.
     pub(super) async fn drain(&mut self) {
         while !self.batches.is_empty() {

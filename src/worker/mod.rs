@@ -165,8 +165,9 @@ impl Worker {
     /// Consumes until `shutdown` fires, then returns once every batch in flight is settled.
     /// Claims stuck entries first thing (a cut-over from Dapr finds them right away), then
     /// every claim interval; reads never block past the next claim. Up to [`IN_FLIGHT`]
-    /// batches are applied at once when they write disjoint sets of orders, and the next batch
-    /// is read and decoded meanwhile, so PostgreSQL never waits on Redis nor on decoding.
+    /// batches are applied at once when they write disjoint sets of orders; as soon as one is
+    /// done the next is read and decoded while the other goes on, so PostgreSQL never waits on
+    /// Redis nor on decoding.
     pub async fn run(mut self, shutdown: Shutdown) -> anyhow::Result<()> {
         let mut reader = self.reader.take().context("the worker runs only once")?;
         let count = self.config.batch_size as usize;
@@ -180,6 +181,10 @@ impl Worker {
                 next_claim = Instant::now() + self.config.claim_interval();
                 continue;
             }
+            // Read only for a free slot: while the batches in flight cannot commit (an outage),
+            // nothing more waits under our name, where a crash would strand it until claimed
+            // (by then its order may have moved on: it would apply as stale).
+            in_flight.wait_for_slot().await;
             let block = next_claim.saturating_duration_since(Instant::now());
             let read = self.read(&mut reader, count, block, &shutdown);
             let Some(batch) = in_flight.alongside(read).await else {
