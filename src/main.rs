@@ -67,7 +67,7 @@ async fn main() -> ExitCode {
     } else {
         (LogFormat::Json, "info")
     };
-    telemetry::init(cli.log_format.unwrap_or(format), level);
+    let _logging = telemetry::init(cli.log_format.unwrap_or(format), level);
     let result = match cli.command {
         Command::Run(config) => run(config).await,
         Command::Migrate(config) => migrate_database(config).await,

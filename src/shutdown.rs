@@ -98,6 +98,7 @@ impl Signals {
                 trigger.trigger();
             } else {
                 tracing::warn!("{name} received again: exiting now; unacked entries stay pending");
+                // Exits without flushing the log queue: this line may be the one lost.
                 std::process::exit(130);
             }
         }
