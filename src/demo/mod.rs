@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::config::{redact_url, StreamConfig, WorkerConfig};
+use crate::config::{redact_url, Connections, StreamConfig, WorkerConfig};
 use crate::dapr;
 use crate::servers;
 use crate::shutdown;
@@ -44,31 +44,22 @@ pub struct DemoConfig {
 
 /// Runs the demo end to end.
 pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
-    let servers = config.servers.find(config.private_servers).await?;
-    println!(
-        "Redis:      {} ({})",
-        redact_url(&servers.redis_url),
-        servers.origin
-    );
-    let database_url = servers::recreate_database(&servers.admin_url, &config.database).await?;
-    println!("PostgreSQL: {}", redact_url(&database_url));
-    crate::store::migrate::run_pending(&database_url).await?;
-
-    let scenario = scenario::build(usize::from(config.orders));
     let mut stream = StreamConfig::for_stream(&config.stream);
     stream.consumer = Some("demo-worker".to_owned());
-    let connections = servers.connections(&database_url);
-    let mut redis = connections
-        .redis_client()?
-        .get_multiplexed_async_connection()
-        .await
-        .context("connecting to Redis")?;
-    let _: () = redis::cmd("DEL")
-        .arg(&stream.stream)
-        .arg(stream.dead_letter_stream())
-        .query_async(&mut redis)
-        .await?;
-    seed(&database_url, &scenario).await?;
+    let Stage {
+        servers: _servers,
+        database_url,
+        connections,
+        mut redis,
+        scenario,
+    } = Stage::set(
+        &config.servers,
+        config.private_servers,
+        &config.database,
+        &stream,
+        usize::from(config.orders),
+    )
+    .await?;
     let published = publish(
         &mut redis,
         &stream.stream,
@@ -115,8 +106,62 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the demo and `order-worker replicas` set up before any worker starts: the servers
+/// (private ones run until this is dropped), a fresh database with the schema and the
+/// scenario's orders, and the stream and its dead-letter stream emptied.
+pub(crate) struct Stage {
+    pub servers: servers::Servers,
+    pub database_url: String,
+    pub connections: Connections,
+    pub redis: redis::aio::MultiplexedConnection,
+    pub scenario: Scenario,
+}
+
+impl Stage {
+    /// Finds the servers, recreates `database`, migrates it, seeds `orders` orders and deletes
+    /// `stream`'s entries, printing where it all is.
+    pub(crate) async fn set(
+        urls: &servers::ServerUrls,
+        private_servers: bool,
+        database: &str,
+        stream: &StreamConfig,
+        orders: usize,
+    ) -> anyhow::Result<Self> {
+        let servers = urls.find(private_servers).await?;
+        println!(
+            "Redis:      {} ({})",
+            redact_url(&servers.redis_url),
+            servers.origin
+        );
+        let database_url = servers::recreate_database(&servers.admin_url, database).await?;
+        println!("PostgreSQL: {}", redact_url(&database_url));
+        crate::store::migrate::run_pending(&database_url).await?;
+
+        let connections = servers.connections(&database_url);
+        let mut redis = connections
+            .redis_client()?
+            .get_multiplexed_async_connection()
+            .await
+            .context("connecting to Redis")?;
+        let _: () = redis::cmd("DEL")
+            .arg(&stream.stream)
+            .arg(stream.dead_letter_stream())
+            .query_async(&mut redis)
+            .await?;
+        let scenario = scenario::build(orders);
+        seed(&database_url, &scenario).await?;
+        Ok(Self {
+            servers,
+            database_url,
+            connections,
+            redis,
+            scenario,
+        })
+    }
+}
+
 /// Inserts the scenario's orders at `confirmed`, as the order service would have.
-pub(crate) async fn seed(database_url: &str, scenario: &Scenario) -> anyhow::Result<()> {
+async fn seed(database_url: &str, scenario: &Scenario) -> anyhow::Result<()> {
     let rows: Vec<_> = scenario
         .orders
         .iter()

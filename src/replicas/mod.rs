@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::config::{redact_url, Connections, StreamConfig};
-use crate::demo::scenario::{self, Scenario, MIN_ORDERS};
+use crate::config::{Connections, StreamConfig};
+use crate::demo::scenario::{Scenario, MIN_ORDERS};
+use crate::demo::Stage;
 use crate::ops::inspect::Inspection;
 use crate::ops::OpsConfig;
 use crate::servers;
@@ -62,30 +63,21 @@ pub struct ReplicasConfig {
 
 /// Runs the replicas end to end; fails, saying what is off, unless everything checks out.
 pub async fn run(config: ReplicasConfig) -> anyhow::Result<()> {
-    let servers = config.servers.find(config.private_servers).await?;
-    println!(
-        "Redis:      {} ({})",
-        redact_url(&servers.redis_url),
-        servers.origin
-    );
-    let database_url = servers::recreate_database(&servers.admin_url, &config.database).await?;
-    println!("PostgreSQL: {}", redact_url(&database_url));
-    crate::store::migrate::run_pending(&database_url).await?;
-
     let stream = StreamConfig::for_stream(&config.stream);
-    let connections = servers.connections(&database_url);
-    let redis = connections
-        .redis_client()?
-        .get_multiplexed_async_connection()
-        .await
-        .context("connecting to Redis")?;
-    let _: () = redis::cmd("DEL")
-        .arg(&stream.stream)
-        .arg(stream.dead_letter_stream())
-        .query_async(&mut redis.clone())
-        .await?;
-    let scenario = scenario::build(usize::from(config.orders));
-    crate::demo::seed(&database_url, &scenario).await?;
+    let Stage {
+        servers: _servers,
+        database_url,
+        connections,
+        redis,
+        scenario,
+    } = Stage::set(
+        &config.servers,
+        config.private_servers,
+        &config.database,
+        &stream,
+        usize::from(config.orders),
+    )
+    .await?;
 
     let log_dir = tempfile::Builder::new()
         .prefix("order-worker-replicas-")
