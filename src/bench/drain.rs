@@ -31,7 +31,7 @@ pub async fn drain(
     let mut ready = Duration::ZERO;
     for n in 0..replicas {
         let name = format!("bench-{n}");
-        let mut env = worker_env(&workload.connections(), &workload.stream, &name);
+        let mut env = worker_env(&workload.connections, &workload.stream, &name);
         env.push(("BATCH_SIZE".to_owned(), batch_size.to_string()));
         let (child, took) = WorkerChild::spawn(&name, &env, None).await?;
         ready = ready.max(took);

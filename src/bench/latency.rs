@@ -26,7 +26,7 @@ pub struct Latency {
 /// Publishes `rate` events per second for `seconds` (orders' lifecycles, in order) and
 /// measures XADD → COMMIT for each.
 pub async fn measure(workload: &mut Workload, rate: u32, seconds: u64) -> anyhow::Result<Latency> {
-    let connections = workload.connections();
+    let connections = workload.connections.clone();
     let mut stream = workload.stream.clone();
     stream.consumer = Some("bench-latency".to_owned());
     let mut worker = Worker::start(WorkerConfig::new(connections, stream)).await?;

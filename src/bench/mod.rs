@@ -68,9 +68,9 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
     let servers = config.servers.find(false).await?;
     let database_url = servers::recreate_database(&servers.admin_url, &config.database).await?;
     crate::store::migrate::run_pending(&database_url).await?;
-    let redis = servers
-        .redis_tls
-        .client(&servers.redis_url)?
+    let connections = servers.connections(&database_url);
+    let redis = connections
+        .redis_client()?
         .get_multiplexed_async_connection()
         .await
         .context("connecting to Redis")?;
@@ -78,9 +78,7 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
         orders: (0..config.orders)
             .map(|i| format!("bench-order-{i:06}"))
             .collect(),
-        redis_url: servers.redis_url.clone(),
-        redis_tls: servers.redis_tls.clone(),
-        database_url,
+        connections,
         stream: StreamConfig::for_stream(&config.stream),
         redis,
     };
@@ -89,8 +87,8 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
         "order-worker bench: {} orders, {} events; Redis {}, PostgreSQL {} ({})",
         config.orders,
         workload.events(),
-        redact_url(&workload.redis_url),
-        redact_url(&workload.database_url),
+        redact_url(&workload.connections.redis_url),
+        redact_url(&workload.connections.database_url),
         servers.origin
     );
 

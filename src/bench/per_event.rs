@@ -35,7 +35,7 @@ async fn handler(
     use std::sync::atomic::Ordering;
     let block = std::time::Duration::from_millis(100);
     let mut reader = Reader::connect(
-        workload.redis_tls.client(&workload.redis_url)?,
+        workload.connections.redis_client()?,
         workload.stream.clone(),
         format!("dapr-{n}"),
         block,
@@ -97,7 +97,7 @@ pub async fn postgres_ceiling(workload: &Workload) -> anyhow::Result<f64> {
         .collect::<anyhow::Result<_>>()?;
     let started = Instant::now();
     try_join_all(lanes.iter().map(|events| async move {
-        let mut db = crate::store::connect(workload.database_url.clone()).await?;
+        let mut db = crate::store::connect(workload.connections.database_url.clone()).await?;
         for (n, event) in events.iter().enumerate() {
             let entry_id = format!("0-{n}");
             apply_batch(

@@ -19,23 +19,13 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(600);
 /// The orders, the database and the stream one benchmark run uses.
 pub struct Workload {
     pub orders: Vec<String>,
-    pub redis_url: String,
-    pub redis_tls: crate::config::RedisTls,
-    pub database_url: String,
+    /// Where the workers connect: the run's own database, and Redis as the benchmark reaches it.
+    pub connections: crate::config::Connections,
     pub stream: StreamConfig,
     pub redis: MultiplexedConnection,
 }
 
 impl Workload {
-    /// Where the workers connect: the run's own database, and Redis as the benchmark reaches it.
-    pub fn connections(&self) -> crate::config::Connections {
-        crate::config::Connections {
-            redis_url: self.redis_url.clone(),
-            redis_tls: self.redis_tls.clone(),
-            database_url: self.database_url.clone(),
-        }
-    }
-
     /// Entries in one backlog.
     pub fn events(&self) -> u64 {
         (self.orders.len() * FulfillmentStatus::LIFECYCLE.len()) as u64
@@ -169,7 +159,7 @@ impl Workload {
 
     /// A connection set up as the worker's are.
     pub async fn db(&self) -> anyhow::Result<AsyncPgConnection> {
-        crate::store::connect(self.database_url.clone())
+        crate::store::connect(self.connections.database_url.clone())
             .await
             .context("connecting to the benchmark database")
     }

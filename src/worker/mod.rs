@@ -79,8 +79,8 @@ pub struct Worker {
     redis: RedisPool,
     /// Taken by [`Worker::run`], which owns the reading side.
     reader: Option<Reader>,
-    /// Ids of a batch read ahead while the previous one is applied: kept fresh in the pending
-    /// list alongside the batch in flight, until their own processing starts.
+    /// Ids of a batch read and waiting to join the batches in flight (one shares an order with
+    /// it): kept fresh in the pending list alongside them, until its own processing starts.
     read_ahead: std::sync::Mutex<Vec<String>>,
     progress: watch::Sender<Progress>,
     redis_health: Dependency,
