@@ -1,19 +1,23 @@
-//! The Prometheus metrics: the names operators already alert on (from the service's Dapr days)
-//! plus what this worker adds. Recorded through the `metrics` facade, so the worker's code only
-//! says what happened; `/metrics` renders them.
+//! What the worker did, recorded once for two readers: the Prometheus metrics (the names
+//! operators already alert on from the service's Dapr days, plus this worker's own) and the
+//! running [`Progress`] totals that the demo and tests wait on. One [`Recorder`] feeds both, so
+//! they cannot disagree.
 
 use std::sync::OnceLock;
 
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::sync::watch;
 
-use crate::store::Outcome;
+use crate::store::{Outcome, Transition};
+use crate::verdict::Refusal;
 
 /// Entries settled (acked, dead-lettered, or left pending for an unknown order).
 pub const EVENTS_CONSUMED: &str = "fulfillment_status_events_consumed_total";
 /// Order status changes, by history `reason` (`FulfillmentShipped`, …).
 pub const ORDER_STATUS_UPDATES: &str = "order_status_updates_total";
-/// Failed attempts, by `kind`: `redis`, `postgres` (transient, retried), `decode` (dead-lettered).
+/// Failed attempts, by `kind`: `redis`, `postgres` (transient, retried), `decode`,
+/// `max_deliveries` (dead-lettered).
 pub const CONSUMER_ERRORS: &str = "fulfillment_consumer_errors_total";
 /// From the start of a batch to its COMMIT, recorded once per event of the batch.
 pub const PROCESSING_DURATION: &str = "fulfillment_event_processing_duration_seconds";
@@ -47,26 +51,89 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
-/// A batch was settled.
-pub fn batch_settled(entries: usize, outcomes: &[Outcome], reasons: &[String], seconds: f64) {
-    counter!(EVENTS_CONSUMED).increment(entries as u64);
-    histogram!(BATCH_SIZE).record(entries as f64);
-    for outcome in outcomes {
-        counter!(OUTCOMES, "outcome" => outcome.as_str()).increment(1);
-        histogram!(PROCESSING_DURATION).record(seconds);
-    }
-    for reason in reasons {
-        counter!(ORDER_STATUS_UPDATES, "reason" => reason.clone()).increment(1);
-    }
+/// Running totals since start, published after every batch.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Entries settled: acked, dead-lettered, or (unknown order) left pending to retry.
+    pub consumed: u64,
+    pub applied: u64,
+    pub duplicate: u64,
+    pub stale: u64,
+    pub ignored: u64,
+    pub unknown_order: u64,
+    pub dead_lettered: u64,
+    /// Entries taken over from the pending list (XAUTOCLAIM), whoever held them.
+    pub claimed: u64,
+    /// Pending ids whose entry had been deleted from the stream.
+    pub deleted: u64,
+    /// Order status changes written (history rows).
+    pub transitions: u64,
 }
 
-pub fn dead_lettered(count: usize, undecodable: usize) {
-    counter!(DEAD_LETTERED).increment(count as u64);
-    counter!(CONSUMER_ERRORS, "kind" => "decode").increment(undecodable as u64);
+/// A settled batch, as recorded.
+pub struct Settled<'a> {
+    /// Entries read, deleted ones included.
+    pub entries: usize,
+    pub deleted: usize,
+    /// One per event that went through the transaction.
+    pub outcomes: &'a [Outcome],
+    pub transitions: &'a [Transition],
+    pub dead_letters: Vec<&'a Refusal>,
+    /// From the start of the batch to its COMMIT.
+    pub seconds: f64,
 }
 
-pub fn claimed(count: usize) {
-    counter!(CLAIMED).increment(count as u64);
+/// Where the worker records what it did.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    progress: watch::Sender<Progress>,
+}
+
+impl Recorder {
+    /// The totals so far, updated after each batch.
+    pub fn progress(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    /// Entries taken over from the pending list.
+    pub fn claimed(&self, count: usize) {
+        counter!(CLAIMED).increment(count as u64);
+        self.progress
+            .send_modify(|progress| progress.claimed += count as u64);
+    }
+
+    pub fn settled(&self, batch: &Settled<'_>) {
+        counter!(EVENTS_CONSUMED).increment(batch.entries as u64);
+        histogram!(BATCH_SIZE).record(batch.entries as f64);
+        for outcome in batch.outcomes {
+            counter!(OUTCOMES, "outcome" => outcome.as_str()).increment(1);
+            histogram!(PROCESSING_DURATION).record(batch.seconds);
+        }
+        for transition in batch.transitions {
+            counter!(ORDER_STATUS_UPDATES, "reason" => transition.reason.clone()).increment(1);
+        }
+        counter!(DEAD_LETTERED).increment(batch.dead_letters.len() as u64);
+        for kind in batch.dead_letters.iter().filter_map(|r| r.error_kind()) {
+            counter!(CONSUMER_ERRORS, "kind" => kind).increment(1);
+        }
+        self.progress.send_modify(|progress| {
+            progress.consumed += batch.entries as u64;
+            progress.deleted += batch.deleted as u64;
+            progress.dead_lettered += batch.dead_letters.len() as u64;
+            progress.transitions += batch.transitions.len() as u64;
+            for outcome in batch.outcomes {
+                match outcome {
+                    Outcome::Applied => progress.applied += 1,
+                    Outcome::Duplicate => progress.duplicate += 1,
+                    Outcome::Stale => progress.stale += 1,
+                    Outcome::Ignored => progress.ignored += 1,
+                    Outcome::UnknownOrder => progress.unknown_order += 1,
+                    // Counted with the dead letters.
+                    Outcome::Rejected(_) => {}
+                }
+            }
+        });
+    }
 }
 
 /// A transient failure talking to `server` ("redis" or "postgres").

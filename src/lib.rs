@@ -24,4 +24,5 @@ pub mod store;
 pub mod stream;
 pub mod telemetry;
 pub mod tls;
+pub mod verdict;
 pub mod worker;

@@ -1,5 +1,6 @@
-//! One batch through the pipeline: delivery counts → decode → apply (kept alive while it runs)
-//! → dead-letter and ack.
+//! A batch's whole life: delivery counts → decode → apply (kept alive) → verdicts → settle →
+//! record. [`Worker::prepare`] takes the first two steps while earlier batches are still in
+//! flight (the orders it writes decide when it may join them); [`Worker::finish`] the rest.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -9,11 +10,13 @@ use futures_util::future::join_all;
 
 use super::{Committed, Worker};
 use crate::envelope::{decode, FulfillmentEvent};
+use crate::instruments::Settled;
 use crate::retry::until_ok;
 use crate::shutdown::Shutdown;
 use crate::store::{apply_batch, Incoming, Outcome, Plan, StoreError, Transition};
 use crate::stream::settle::Origin;
 use crate::stream::{delivery_counts, keep_alive, settle, DeadLetter, ReadBatch, StreamEntry};
+use crate::verdict::{verdict, Known, Refusal, Verdict};
 
 /// The longest one attempt to apply a lane may take (a batch normally commits in
 /// milliseconds). The connection of an attempt cut short is dropped, not reused.
@@ -25,14 +28,13 @@ struct Applied {
     transitions: Vec<Transition>,
 }
 
-/// A batch read and decoded, not yet applied: decoding happens while earlier batches are still
-/// in flight, and the orders it writes decide whether it may join them.
+/// A batch read and decoded, not yet applied.
 pub(super) struct Prepared {
     batch: ReadBatch,
     /// Delivery counts of a redelivered batch's entries (absent: first delivery).
     counts: HashMap<String, u64>,
-    /// One per entry, in order: the event, or why the entry can never apply.
-    decoded: Vec<Result<FulfillmentEvent, String>>,
+    /// One per entry, in order: the event to apply, or why the entry never will be.
+    decoded: Vec<Result<FulfillmentEvent, Refusal>>,
     started: Instant,
 }
 
@@ -40,15 +42,45 @@ impl Prepared {
     /// The orders this batch writes. Two batches that share none touch disjoint rows, so they
     /// may be applied at once without changing the order in which any order's events apply.
     pub(super) fn order_ids(&self) -> HashSet<String> {
-        self.decoded
-            .iter()
-            .flatten()
-            .map(|event| event.order_id.clone())
+        self.events()
+            .map(|(_, event)| event.order_id.clone())
             .collect()
     }
 
     fn deliveries(&self, id: &str) -> u64 {
         self.counts.get(id).copied().unwrap_or(1)
+    }
+
+    /// The entries whose event is to be applied, in stream order.
+    fn events(&self) -> impl Iterator<Item = (&StreamEntry, &FulfillmentEvent)> {
+        self.batch
+            .entries
+            .iter()
+            .zip(&self.decoded)
+            .filter_map(|(entry, decoded)| Some((entry, decoded.as_ref().ok()?)))
+    }
+
+    /// Every entry's verdict, given the outcomes of the events applied (in [`Self::events`] order).
+    fn verdicts(&self, outcomes: &[Outcome], max_deliveries: u64) -> Vec<(&StreamEntry, Verdict)> {
+        let mut outcomes = outcomes.iter();
+        let entries = self.batch.entries.iter().zip(&self.decoded);
+        entries
+            .map(|(entry, decoded)| {
+                let fate = match decoded {
+                    Err(refusal) => Verdict::DeadLetter(refusal.clone()),
+                    Ok(event) => match outcomes.next() {
+                        Some(outcome) => {
+                            let order_id = &event.order_id;
+                            let known = Known::Applied { outcome, order_id };
+                            verdict(known, self.deliveries(&entry.id), max_deliveries)
+                        }
+                        // Every event has an outcome; one without would stay pending.
+                        None => Verdict::Pending,
+                    },
+                };
+                (entry, fate)
+            })
+            .collect()
     }
 }
 
@@ -67,14 +99,12 @@ impl Worker {
         let started = Instant::now();
         let counts = if batch.redelivered {
             let ids: Vec<&str> = batch.ids().collect();
+            let stream = &self.config.stream;
             let counted = until_ok(
                 "reading delivery counts",
                 &self.redis_health,
                 shutdown,
-                || async {
-                    let mut conn = self.redis.get().await?;
-                    anyhow::Ok(delivery_counts(&mut *conn, &self.config.stream, &ids).await?)
-                },
+                || self.on_redis(async |conn| delivery_counts(conn, stream, &ids).await),
             );
             counted.await?
         } else {
@@ -85,14 +115,13 @@ impl Worker {
             .entries
             .iter()
             .map(|entry| {
-                let delivery_count = counts.get(&entry.id).copied().unwrap_or(1);
-                if delivery_count > max {
-                    return Err(format!(
-                        "delivered {delivery_count} times without being settled (MAX_DELIVERIES is {max}): \
-                         the workers that read it stopped before they could"
-                    ));
+                let deliveries = counts.get(&entry.id).copied().unwrap_or(1);
+                let event = decode(&entry.fields, self.config.max_entry_bytes);
+                match verdict(Known::Decoded(event.as_ref().map(drop)), deliveries, max) {
+                    Verdict::DeadLetter(refusal) => Err(refusal),
+                    // Only a decoded event is let through.
+                    _ => event.map_err(Refusal::Undecodable),
                 }
-                decode(&entry.fields, self.config.max_entry_bytes).map_err(|error| error.to_string())
             })
             .collect();
         Some(Prepared {
@@ -103,104 +132,103 @@ impl Worker {
         })
     }
 
-    /// Applies a prepared batch, then dead-letters and acks what is settled. Returns early only
-    /// when shutdown interrupts a retry (see [`Worker::process`]).
+    /// Applies a prepared batch, then settles each entry as its verdict says and records it.
+    /// Returns early only when shutdown interrupts a retry (see [`Worker::process`]).
     pub(super) async fn finish(&self, prepared: Prepared, shutdown: &Shutdown) {
-        let batch = &prepared.batch;
-        let ids: Vec<&str> = batch.ids().collect();
-        let max = u64::from(self.config.max_deliveries);
-        let mut events: Vec<(&StreamEntry, &FulfillmentEvent)> = Vec::new();
-        let mut dead: Vec<DeadLetter<'_>> = Vec::new();
-        for (entry, decoded) in batch.entries.iter().zip(&prepared.decoded) {
-            match decoded {
-                Ok(event) => {
-                    log_event(entry, event);
-                    events.push((entry, event));
-                }
-                Err(error) => {
-                    tracing::warn!(entry_id = %entry.id, error = %error, "dead-lettering an entry that can never apply");
-                    dead.push(DeadLetter {
-                        entry,
-                        error: error.clone(),
-                        delivery_count: prepared.deliveries(&entry.id),
-                    });
-                }
-            }
-        }
-        let undecodable = dead.len();
-        for id in &batch.deleted {
-            tracing::warn!(entry_id = %id, "pending entry was deleted from the stream: acking it");
-        }
-
+        let events: Vec<_> = prepared.events().collect();
+        events
+            .iter()
+            .for_each(|(entry, event)| log_event(entry, event));
+        let ids: Vec<&str> = prepared.batch.ids().collect();
         let Some(applied) = self.apply_kept_alive(&ids, &events, shutdown).await else {
             return;
         };
-        if let Some(commits) = &self.commits {
-            let entry_ids = events.iter().map(|(entry, _)| entry.id.clone()).collect();
-            // A receiver that went away only means nobody watches any more.
-            let _ = commits.send(Committed {
-                at: std::time::Instant::now(),
-                entry_ids,
-            });
+        self.notify_commit(&events);
+        let max = u64::from(self.config.max_deliveries);
+        let verdicts = prepared.verdicts(&applied.outcomes, max);
+        if self.settle(&prepared, &verdicts, shutdown).await.is_none() {
+            // Committed but not acked: read again later, then reported as duplicates.
+            return;
         }
+        for t in &applied.transitions {
+            tracing::info!(
+                event_id = %t.event_id,
+                "Updated order status: order_id={}, old_status={}, new_status={}",
+                t.order_id,
+                t.from,
+                t.to
+            );
+        }
+        let batch = &prepared.batch;
+        self.recorder.settled(&Settled {
+            entries: batch.entries.len() + batch.deleted.len(),
+            deleted: batch.deleted.len(),
+            outcomes: &applied.outcomes,
+            transitions: &applied.transitions,
+            dead_letters: verdicts
+                .iter()
+                .filter_map(|(_, fate)| match fate {
+                    Verdict::DeadLetter(refusal) => Some(refusal),
+                    _ => None,
+                })
+                .collect(),
+            seconds: prepared.started.elapsed().as_secs_f64(),
+        });
+    }
 
-        let mut ack_ids: Vec<&str> = batch.deleted.iter().map(String::as_str).collect();
-        for ((entry, event), outcome) in events.iter().zip(&applied.outcomes) {
+    /// Carries out the verdicts: dead-letters and acks in one MULTI (deleted entries are acked
+    /// too), leaves the rest pending. `None` when shutdown interrupts the retries.
+    async fn settle(
+        &self,
+        prepared: &Prepared,
+        verdicts: &[(&StreamEntry, Verdict)],
+        shutdown: &Shutdown,
+    ) -> Option<()> {
+        let mut ack_ids: Vec<&str> = Vec::new();
+        for id in &prepared.batch.deleted {
+            tracing::warn!(entry_id = %id, "pending entry was deleted from the stream: acking it");
+            ack_ids.push(id);
+        }
+        let mut dead: Vec<DeadLetter<'_>> = Vec::new();
+        for (entry, fate) in verdicts {
             let delivery_count = prepared.deliveries(&entry.id);
-            match outcome {
-                Outcome::UnknownOrder if delivery_count >= max => {
-                    let error = format!("order {:?} does not exist", event.order_id);
-                    tracing::warn!(entry_id = %entry.id, delivery_count, "{error}: giving up, dead-lettering it");
+            match fate {
+                Verdict::Ack => ack_ids.push(&entry.id),
+                Verdict::DeadLetter(refusal) => {
+                    tracing::warn!(entry_id = %entry.id, delivery_count, error = %refusal, "dead-lettering an entry that can never apply");
                     dead.push(DeadLetter {
                         entry,
-                        error,
+                        error: refusal.to_string(),
                         delivery_count,
                     });
                 }
-                Outcome::UnknownOrder => tracing::warn!(
+                Verdict::Pending | Verdict::Apply => tracing::warn!(
                     entry_id = %entry.id,
-                    order_id = %event.order_id,
                     delivery_count,
                     "order does not exist: leaving the entry pending, to be retried once it is idle"
                 ),
-                Outcome::Rejected(reason) => {
-                    tracing::warn!(entry_id = %entry.id, error = %reason, "event can never apply: dead-lettering it");
-                    dead.push(DeadLetter {
-                        entry,
-                        error: reason.clone(),
-                        delivery_count,
-                    });
-                }
-                _ => ack_ids.push(&entry.id),
             }
         }
-
         let origin = Origin {
             config: &self.config.stream,
             consumer: &self.consumer,
         };
-        let settled = until_ok("acking the batch", &self.redis_health, shutdown, || async {
-            let mut conn = self.redis.get().await?;
-            anyhow::Ok(settle(&mut *conn, origin, &ack_ids, &dead).await?)
-        });
-        // Committed but not acked when shutdown interrupts: read again later, then duplicates.
-        if settled.await.is_none() {
-            return;
+        until_ok("acking the batch", &self.redis_health, shutdown, || {
+            self.on_redis(async |conn| settle(conn, origin, &ack_ids, &dead).await)
+        })
+        .await
+    }
+
+    /// Tells the benchmark's latency probe, if it listens, which events just became durable.
+    fn notify_commit(&self, events: &[(&StreamEntry, &FulfillmentEvent)]) {
+        if let Some(commits) = &self.commits {
+            let entry_ids = events.iter().map(|(entry, _)| entry.id.clone()).collect();
+            // A receiver that went away only means nobody watches any more.
+            let _ = commits.send(Committed {
+                at: Instant::now(),
+                entry_ids,
+            });
         }
-        let seconds = prepared.started.elapsed().as_secs_f64();
-        let reasons: Vec<String> = applied
-            .transitions
-            .iter()
-            .map(|t| t.reason.clone())
-            .collect();
-        crate::instruments::batch_settled(
-            batch.entries.len() + batch.deleted.len(),
-            &applied.outcomes,
-            &reasons,
-            seconds,
-        );
-        crate::instruments::dead_lettered(dead.len(), undecodable);
-        self.record(batch, &applied, dead.len() as u64);
     }
 
     /// Applies the events while keeping the batch's entries (and any read ahead) fresh in the
@@ -221,10 +249,8 @@ impl Worker {
                 _ = ticker.tick() => {
                     let ahead = self.read_ahead_ids();
                     let held: Vec<&str> = ids.iter().copied().chain(ahead.iter().map(String::as_str)).collect();
-                    let refreshed = async {
-                        let mut conn = self.redis.get().await?;
-                        anyhow::Ok(keep_alive(&mut *conn, &self.config.stream, &self.consumer, &held).await?)
-                    };
+                    let (stream, consumer) = (&self.config.stream, &self.consumer);
+                    let refreshed = self.on_redis(async |conn| keep_alive(conn, stream, consumer, &held).await);
                     if let Err(error) = refreshed.await {
                         tracing::warn!("could not keep the batch's entries fresh: {error:#}");
                     }
@@ -288,7 +314,7 @@ impl Worker {
     async fn apply(&self, incoming: &[Incoming<'_>], shutdown: &Shutdown) -> Option<Plan> {
         until_ok("applying a batch", &self.db_health, shutdown, || async {
             let attempt = async {
-                let started = std::time::Instant::now();
+                let started = Instant::now();
                 let mut conn = self.db.get().await.map_err(StoreError::from)?;
                 let checked_out = started.elapsed();
                 let plan = apply_batch(&mut conn, incoming).await;
@@ -300,29 +326,6 @@ impl Worker {
                 .unwrap_or(Err(StoreError::TimedOut(APPLY_TIMEOUT)))
         })
         .await
-    }
-
-    fn record(&self, batch: &ReadBatch, applied: &Applied, dead_lettered: u64) {
-        for t in &applied.transitions {
-            tracing::info!(
-                event_id = %t.event_id,
-                "Updated order status: order_id={}, old_status={}, new_status={}",
-                t.order_id,
-                t.from,
-                t.to
-            );
-        }
-        self.progress.send_modify(|progress| {
-            progress.consumed += (batch.entries.len() + batch.deleted.len()) as u64;
-            progress.deleted += batch.deleted.len() as u64;
-            progress.dead_lettered += dead_lettered;
-            progress.transitions += applied.transitions.len() as u64;
-            for outcome in &applied.outcomes {
-                if !matches!(outcome, Outcome::Rejected(_)) {
-                    progress.count(outcome);
-                }
-            }
-        });
     }
 }
 

@@ -6,10 +6,11 @@
 use tracing::Instrument;
 
 use super::Worker;
+use crate::instruments;
 use crate::retry::until_ok;
 use crate::shutdown::Shutdown;
 use crate::stream::autoclaim;
-use crate::stream::pending::{consumers, remove_consumer_if_empty};
+use crate::stream::pending::{backlog, consumers, remove_consumer_if_empty};
 
 /// Where XAUTOCLAIM starts, and what it answers once it walked the whole pending list.
 const START: &str = "0-0";
@@ -19,18 +20,17 @@ impl Worker {
     /// long gone), so `XINFO CONSUMERS` shows the live ones. A failure only postpones it.
     async fn remove_idle_consumers(&self) {
         let timeout = self.config.consumer_idle_timeout;
-        let removed = async {
-            let mut conn = self.redis.get().await?;
+        let (stream, me) = (&self.config.stream, &self.consumer);
+        let removed = self.on_redis(async |conn| {
             let mut removed = Vec::new();
-            for (name, pending, idle) in consumers(&mut *conn, &self.config.stream).await? {
-                let stale = name != self.consumer && pending == 0 && idle > timeout;
-                if stale && remove_consumer_if_empty(&mut *conn, &self.config.stream, &name).await?
-                {
+            for (name, pending, idle) in consumers(conn, stream).await? {
+                let stale = name != *me && pending == 0 && idle > timeout;
+                if stale && remove_consumer_if_empty(conn, stream, &name).await? {
                     removed.push(name);
                 }
             }
-            anyhow::Ok(removed)
-        };
+            Ok(removed)
+        });
         match removed.await {
             Ok(removed) if !removed.is_empty() => tracing::info!(
                 ?removed,
@@ -43,14 +43,10 @@ impl Worker {
 
     /// Updates the lag, pending and dead-letter gauges; a failure only leaves them stale.
     async fn observe_backlog(&self) {
-        let observed = async {
-            let mut conn = self.redis.get().await?;
-            anyhow::Ok(crate::stream::pending::backlog(&mut *conn, &self.config.stream).await?)
-        };
+        let stream = &self.config.stream;
+        let observed = self.on_redis(async |conn| backlog(conn, stream).await);
         match observed.await {
-            Ok((lag, pending, dead_letters)) => {
-                crate::instruments::backlog(lag, pending, dead_letters)
-            }
+            Ok((lag, pending, dead_letters)) => instruments::backlog(lag, pending, dead_letters),
             Err(error) => tracing::debug!("could not read the backlog for the gauges: {error:#}"),
         }
     }
@@ -61,21 +57,15 @@ impl Worker {
         let min_idle = self.config.claim_min_idle();
         let mut cursor = START.to_owned();
         loop {
+            let (stream, consumer) = (&self.config.stream, &self.consumer);
             let page = until_ok(
                 "claiming stuck entries",
                 &self.redis_health,
                 shutdown,
-                || async {
-                    let mut conn = self.redis.get().await?;
-                    let claimed = autoclaim(
-                        &mut *conn,
-                        &self.config.stream,
-                        &self.consumer,
-                        min_idle,
-                        &cursor,
-                        count,
-                    );
-                    anyhow::Ok(claimed.await?)
+                || {
+                    self.on_redis(async |conn| {
+                        autoclaim(conn, stream, consumer, min_idle, &cursor, count).await
+                    })
                 },
             );
             let Some((next, batch)) = page.await else {
@@ -87,8 +77,7 @@ impl Worker {
                     deleted = batch.deleted.len(),
                     "claimed entries idle for at least {min_idle:?}"
                 );
-                self.progress
-                    .send_modify(|progress| progress.claimed += batch.entries.len() as u64);
+                self.recorder.claimed(batch.entries.len());
                 let span = tracing::info_span!(
                     "claimed_batch",
                     size = batch.entries.len() + batch.deleted.len()

@@ -1,6 +1,9 @@
 //! One replica's consumer: reads new entries, claims stuck ones on a timer, and runs each batch
-//! through decode → apply → settle ([`batch`]), two at once when their orders differ
-//! ([`in_flight`]).
+//! through its life, two at once when their orders differ ([`in_flight`]).
+//!
+//! `impl Worker` spans three files: here, starting and the read loop; [`batch`], a batch's
+//! whole life (deliveries → decode → apply → verdicts → settle → record); [`claim`], claiming
+//! stuck entries and the housekeeping that goes with it.
 //!
 //! Nothing is acked before the transaction that applied it committed; an entry that can never
 //! apply is dead-lettered and acked in the same MULTI; an event whose order does not exist yet
@@ -14,53 +17,23 @@ mod in_flight;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use self::in_flight::InFlight;
 use crate::config::WorkerConfig;
+pub use crate::instruments::Progress;
+use crate::instruments::Recorder;
 use crate::retry::{Dependency, Retry};
 use crate::shutdown::Shutdown;
-use crate::store::{self, migrate, DbPool, Outcome};
+use crate::store::{self, migrate, DbPool};
 use crate::stream::{self, ensure_group, ReadBatch, Reader, RedisPool};
 
 /// Batches applied at once, each in its own transaction(s), when they write disjoint orders:
 /// two keep PostgreSQL busy while the other commits or the worker acks; more only add
 /// connections.
 const IN_FLIGHT: usize = 2;
-
-/// Running totals since start, published after every batch so the demo and tests can wait for
-/// a condition ("all N events consumed") instead of sleeping.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
-    /// Entries settled: acked, dead-lettered, or (unknown order) left pending to retry.
-    pub consumed: u64,
-    pub applied: u64,
-    pub duplicate: u64,
-    pub stale: u64,
-    pub ignored: u64,
-    pub unknown_order: u64,
-    pub dead_lettered: u64,
-    /// Entries taken over from the pending list (XAUTOCLAIM), whoever held them.
-    pub claimed: u64,
-    /// Pending ids whose entry had been deleted from the stream.
-    pub deleted: u64,
-    /// Order status changes written (history rows).
-    pub transitions: u64,
-}
-
-impl Progress {
-    fn count(&mut self, outcome: &Outcome) {
-        match outcome {
-            Outcome::Applied => self.applied += 1,
-            Outcome::Duplicate => self.duplicate += 1,
-            Outcome::Stale => self.stale += 1,
-            Outcome::Ignored => self.ignored += 1,
-            Outcome::UnknownOrder => self.unknown_order += 1,
-            Outcome::Rejected(_) => self.dead_lettered += 1,
-        }
-    }
-}
 
 /// A batch's events became durable: sent (when asked for) right after COMMIT, for measuring
 /// latency from XADD to COMMIT.
@@ -82,7 +55,7 @@ pub struct Worker {
     /// Ids of a batch read and waiting to join the batches in flight (one shares an order with
     /// it): kept fresh in the pending list alongside them, until its own processing starts.
     read_ahead: std::sync::Mutex<Vec<String>>,
-    progress: watch::Sender<Progress>,
+    recorder: Recorder,
     redis_health: Dependency,
     db_health: Dependency,
     commits: Option<mpsc::UnboundedSender<Committed>>,
@@ -134,7 +107,7 @@ impl Worker {
             redis,
             reader: Some(reader),
             read_ahead: std::sync::Mutex::new(Vec::new()),
-            progress: watch::Sender::new(Progress::default()),
+            recorder: Recorder::default(),
             redis_health: Dependency::new("Redis", "redis"),
             db_health: Dependency::new("PostgreSQL", "postgres"),
             commits: None,
@@ -157,9 +130,19 @@ impl Worker {
         rx
     }
 
-    /// Totals so far, updated after each batch.
+    /// Totals so far, updated after each batch, so the demo and tests can wait for a condition
+    /// ("all N events consumed") instead of sleeping.
     pub fn progress(&self) -> watch::Receiver<Progress> {
-        self.progress.subscribe()
+        self.recorder.progress()
+    }
+
+    /// Runs `command` on a connection of the pool (short commands; reads have their own).
+    async fn on_redis<T>(
+        &self,
+        command: impl AsyncFnOnce(&mut MultiplexedConnection) -> redis::RedisResult<T>,
+    ) -> anyhow::Result<T> {
+        let mut conn = self.redis.get().await?;
+        Ok(command(&mut conn).await?)
     }
 
     /// Consumes until `shutdown` fires, then returns once every batch in flight is settled.
