@@ -3,6 +3,9 @@
 
 use std::fmt;
 use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use redis::{Client, IntoConnectionInfo, TlsCertificates};
 use std::time::Duration;
 
 /// The local servers' default ports: what a laptop has.
@@ -70,9 +73,39 @@ pub struct RedisTls {
 }
 
 impl RedisTls {
-    /// The Redis client for `redis_url` with these settings.
-    pub fn client(&self, redis_url: &str) -> anyhow::Result<redis::Client> {
-        crate::stream::client(redis_url, self.redis_ca_cert.as_deref())
+    /// The client every Redis connection is made from, so `rediss://` and a private CA work
+    /// the same everywhere. The server's certificate is checked against `REDIS_CA_CERT`, or
+    /// without it the system's roots (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured).
+    pub fn client(&self, redis_url: &str) -> anyhow::Result<Client> {
+        let invalid = || format!("invalid REDIS_URL {}", redact_url(redis_url));
+        // The redis crate builds its TLS settings on the process' default crypto provider.
+        crate::tls::provider();
+        let info = redis_url.into_connection_info().with_context(invalid)?;
+        // redis-rs labels each connection with `CLIENT SETINFO`, a command Redis < 7.2 lacks and
+        // an ACL user would need to be granted; nothing reads the label.
+        let settings = info.redis_settings().clone().set_skip_set_lib_name();
+        let info = info.set_redis_settings(settings);
+        let Some(ca_cert) = self.redis_ca_cert.as_deref() else {
+            return Client::open(info).with_context(invalid);
+        };
+        if !redis_url.starts_with("rediss://") {
+            bail!(
+                "REDIS_CA_CERT is set but REDIS_URL {} is not a rediss:// (TLS) URL",
+                redact_url(redis_url)
+            );
+        }
+        // Parsed here first, so a wrong file is named at start rather than failing each handshake.
+        crate::tls::read_certificates(ca_cert).context("REDIS_CA_CERT")?;
+        let pem = std::fs::read(ca_cert)
+            .with_context(|| format!("reading REDIS_CA_CERT {}", ca_cert.display()))?;
+        Client::build_with_tls(
+            info,
+            TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            },
+        )
+        .with_context(invalid)
     }
 }
 

@@ -1,5 +1,6 @@
-//! Turns one Redis Stream entry, as Dapr's `pubsub.redis` component writes it (DESIGN.md §1),
-//! into a validated [`FulfillmentEvent`].
+//! Turns one Redis Stream entry, as Dapr's `pubsub.redis` component writes it (one of
+//! each variant is in `tests/fixtures/dapr-stream-entries.jsonl`), into a validated
+//! [`FulfillmentEvent`].
 //!
 //! The worker replaced a Dapr sidecar but must read the entries that publishers' sidecars keep
 //! writing, whatever their Dapr version and content type: a CloudEvent whose payload is a JSON
@@ -103,7 +104,7 @@ struct CloudEvent {
     traceid: Option<Text>,
 }
 
-/// The fulfillment service's event (DESIGN.md §2); other fields, such as its `metadata`, are
+/// The fulfillment service's event; other fields, such as its `metadata`, are
 /// not needed to apply it.
 #[derive(Deserialize)]
 struct Event {

@@ -1,4 +1,4 @@
-//! Fulfillment and order statuses and the rules that move one by the other (DESIGN.md §2).
+//! Fulfillment and order statuses and the rules that move one by the other (README, "Status rules").
 //!
 //! Pure: no I/O, so every rule is covered by table-driven tests and the batch apply in
 //! `store::apply` only has to load state, call these functions and write what they return.
@@ -127,14 +127,22 @@ impl fmt::Display for FulfillmentStatus {
 #[error("unknown status {0:?}")]
 pub struct UnknownStatus(pub String);
 
+/// The status among `all` whose wire name is `name`.
+fn by_name<T: Copy, const N: usize>(
+    all: [T; N],
+    name: &str,
+    as_str: fn(T) -> &'static str,
+) -> Result<T, UnknownStatus> {
+    all.into_iter()
+        .find(|&status| as_str(status) == name)
+        .ok_or_else(|| UnknownStatus(name.to_owned()))
+}
+
 impl FromStr for FulfillmentStatus {
     type Err = UnknownStatus;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| UnknownStatus(s.to_owned()))
+        by_name(Self::ALL, s, Self::as_str)
     }
 }
 
@@ -204,10 +212,7 @@ impl FromStr for OrderStatus {
     type Err = UnknownStatus;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| UnknownStatus(s.to_owned()))
+        by_name(Self::ALL, s, Self::as_str)
     }
 }
 
@@ -253,7 +258,7 @@ pub fn fulfillment_step(
 /// The order status that an order's fulfillments call for, or `None` when they call for no
 /// change (all still `pending`, or none known).
 ///
-/// One fulfillment maps as in DESIGN.md's table; several: `shipped` once every non-cancelled
+/// One fulfillment maps as the README's "Status rules" say; several: `shipped` once every non-cancelled
 /// one has shipped (`partially_shipped` before that), `delivered` once every non-cancelled one
 /// completed, `cancelled` only when all are cancelled.
 pub fn derived_order_status(fulfillments: &[FulfillmentStatus]) -> Option<OrderStatus> {

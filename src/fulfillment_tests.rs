@@ -1,7 +1,7 @@
-//! Table-driven tests of the status rules of DESIGN.md §2.
+//! Table-driven tests of the status rules (README, "Status rules").
 //!
 //! Expected values are written out by hand; the two matrices are also checked against a short
-//! restatement of the DESIGN prose, so a typo in a table cannot hide a bug in the module.
+//! restatement of the rules' prose, so a typo in a table cannot hide a bug in the module.
 
 use super::*;
 use FulfillmentStatus as F;
@@ -39,14 +39,14 @@ fn step_code(step: FulfillmentStep) -> &'static str {
     }
 }
 
-/// DESIGN.md §2's lifecycle line, one stage per entry; statuses sharing a stage are retry loops.
+/// The fulfillment lifecycle line, one stage per entry; statuses sharing a stage are retry loops.
 #[rustfmt::skip]
 const LIFECYCLE_STAGES: [&[F]; 9] = [
     &[F::Pending], &[F::Planning], &[F::Picking, F::PickFailed], &[F::Picked],
     &[F::Packing, F::PackFailed], &[F::Packed], &[F::Ready], &[F::Shipped], &[F::Completed],
 ];
 
-/// The DESIGN prose restated, only to catch typos in `STEP_MATRIX`.
+/// The rules' prose restated, only to catch typos in `STEP_MATRIX`.
 fn step_by_design(current: Option<F>, incoming: F) -> FulfillmentStep {
     let stage = |s: F| LIFECYCLE_STAGES.iter().position(|stage| stage.contains(&s));
     let shipped = stage(F::Shipped).unwrap();
@@ -81,14 +81,14 @@ fn fulfillment_step_every_pair() {
             }
         }
     }
-    assert_eq!(mismatches, [], "(current, incoming, DESIGN, got)");
+    assert_eq!(mismatches, [], "(current, incoming, prose, got)");
 }
 
 // 2. derived_order_status: fulfillment statuses of one order → order status (None: no change).
 
 const DERIVED: &[(&str, Option<O>)] = &[
     ("", None),
-    // One fulfillment: exactly DESIGN's mapping table.
+    // One fulfillment: exactly the mapping the README's "Status rules" state.
     ("pending", None),
     ("planning", Some(O::Processing)),
     ("picking", Some(O::Processing)),
@@ -160,12 +160,12 @@ const MOVE_MATRIX: [(O, &str); 9] = [
     (O::Failed,              ".    .    .    .    .    .    .    .    ."),
 ];
 
-/// DESIGN's order rank line; statuses not on it are terminal.
+/// The order rank line; statuses not on it are terminal.
 #[rustfmt::skip]
 const ORDER_RANKS: [O; 6] =
     [O::Pending, O::Confirmed, O::Processing, O::PartiallyShipped, O::Shipped, O::Delivered];
 
-/// The DESIGN prose restated, only to catch typos in `MOVE_MATRIX`.
+/// The rules' prose restated, only to catch typos in `MOVE_MATRIX`.
 fn moves_by_design(current: O, target: O) -> bool {
     let rank = |s: O| ORDER_RANKS.iter().position(|r| *r == s);
     match (rank(current), rank(target)) {
@@ -193,7 +193,7 @@ fn order_moves_every_pair() {
             }
         }
     }
-    assert_eq!(mismatches, [], "(current, target, DESIGN, got)");
+    assert_eq!(mismatches, [], "(current, target, prose, got)");
 }
 
 // 4. Scenarios, in their own file.

@@ -13,7 +13,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::StreamConfig;
 use crate::store::DbPool;
-use crate::stream::RedisPool;
+use crate::stream::{group_info, RedisPool};
 
 /// A readiness check must answer well within a probe's timeout (1 s by default).
 const CHECK_TIMEOUT: Duration = Duration::from_millis(800);
@@ -35,23 +35,15 @@ impl Readiness {
                 .get()
                 .await
                 .map_err(|error| format!("Redis unreachable: {error}"))?;
-            let groups: redis::streams::StreamInfoGroupsReply = redis::cmd("XINFO")
-                .arg("GROUPS")
-                .arg(&self.stream.stream)
-                .query_async(&mut *conn)
+            let group = group_info(&mut *conn, &self.stream.stream, &self.stream.group)
                 .await
                 .map_err(|error| format!("Redis: {error}"))?;
-            if groups
-                .groups
-                .iter()
-                .any(|group| group.name == self.stream.group)
-            {
-                Ok(())
-            } else {
-                Err(format!(
+            match group {
+                Some(_) => Ok(()),
+                None => Err(format!(
                     "consumer group {} does not exist on {}",
                     self.stream.group, self.stream.stream
-                ))
+                )),
             }
         };
         let postgres = async {

@@ -1,4 +1,4 @@
-//! Logging: tracing to stdout, JSON for log collectors or text for people, filtered by
+//! Logging: tracing to stderr, JSON for log collectors or text for people, filtered by
 //! `RUST_LOG` (default: the level the command asks for).
 
 use std::io::IsTerminal;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamInfoGroup, StreamInfoGroupsReply};
+use redis::streams::StreamInfoGroup;
 
 use crate::config::{redact_url, StreamConfig, DEFAULT_REDIS_URL};
 use crate::stream::reply::parse_entries;
@@ -110,13 +110,9 @@ async fn groups(
     stream: &str,
 ) -> anyhow::Result<Vec<StreamInfoGroup>> {
     require_stream(conn, stream).await?;
-    let reply: StreamInfoGroupsReply = redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg(stream)
-        .query_async(conn)
+    crate::stream::groups(conn, stream)
         .await
-        .with_context(|| format!("reading the consumer groups of {stream} (XINFO GROUPS)"))?;
-    Ok(reply.groups)
+        .with_context(|| format!("reading the consumer groups of {stream} (XINFO GROUPS)"))
 }
 
 /// The group named `name`, or an error naming the groups there are (a typo in CONSUMER_GROUP is

@@ -19,8 +19,8 @@ pub use apply::apply_batch;
 pub use connect::connect;
 pub use plan::{Incoming, Outcome, Plan, Transition};
 
-/// The worker's PostgreSQL pool. Small on purpose: batches run one after another, so the
-/// pool only saves reconnects.
+/// The worker's PostgreSQL pool: one connection per lane of each batch in flight, plus a spare
+/// for reconnects (sized by the worker).
 pub type DbPool = Pool<AsyncPgConnection>;
 
 /// Why a batch could not be applied. Every variant is worth a retry except `CorruptRow`, which

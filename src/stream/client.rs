@@ -1,48 +1,9 @@
-//! The Redis client every connection of the binary is made from, so `rediss://` and a private
-//! CA work the same for the worker's pool, its reader, and the operator commands.
+//! Connecting to Redis with a checked first command, and errors that say why it failed.
 
-use std::path::Path;
-
-use anyhow::{bail, Context};
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, TlsCertificates};
+use redis::{AsyncConnectionConfig, Client};
 
 use crate::config::redact_url;
-
-/// A client for `redis_url`. With `rediss://` the server's certificate is checked against
-/// `ca_cert` (a PEM file, e.g. the cluster's private CA) or, without it, the system's roots
-/// (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured).
-pub fn client(redis_url: &str, ca_cert: Option<&Path>) -> anyhow::Result<Client> {
-    let invalid = || format!("invalid REDIS_URL {}", redact_url(redis_url));
-    // The redis crate builds its TLS settings on the process' default crypto provider.
-    crate::tls::provider();
-    let info = redis_url.into_connection_info().with_context(invalid)?;
-    // redis-rs labels each connection with `CLIENT SETINFO`, a command Redis < 7.2 lacks and
-    // an ACL user would need to be granted; nothing reads the label.
-    let settings = info.redis_settings().clone().set_skip_set_lib_name();
-    let info = info.set_redis_settings(settings);
-    let Some(ca_cert) = ca_cert else {
-        return Client::open(info).with_context(invalid);
-    };
-    if !redis_url.starts_with("rediss://") {
-        bail!(
-            "REDIS_CA_CERT is set but REDIS_URL {} is not a rediss:// (TLS) URL",
-            redact_url(redis_url)
-        );
-    }
-    // Parsed here first, so a wrong file is named at start rather than failing each handshake.
-    crate::tls::read_certificates(ca_cert).context("REDIS_CA_CERT")?;
-    let pem = std::fs::read(ca_cert)
-        .with_context(|| format!("reading REDIS_CA_CERT {}", ca_cert.display()))?;
-    Client::build_with_tls(
-        info,
-        TlsCertificates {
-            client_tls: None,
-            root_cert: Some(pem),
-        },
-    )
-    .with_context(invalid)
-}
 
 /// Why connecting failed, in the operator's terms: which server, and, when a plain `redis://`
 /// connection was cut at once, that the server probably speaks only TLS (it resets anything

@@ -1,6 +1,8 @@
-//! The consumer group: created on start (and again if Redis lost it), never deleted here.
+//! The consumer group: created on start (and again if Redis lost it), never deleted here;
+//! and what `XINFO GROUPS` says of it.
 
 use redis::aio::ConnectionLike;
+use redis::streams::{StreamInfoGroup, StreamInfoGroupsReply};
 
 use crate::config::StreamConfig;
 
@@ -31,4 +33,27 @@ pub async fn ensure_group<C: ConnectionLike + Send>(
         Err(error) if error.code() == Some("BUSYGROUP") => Ok(()),
         Err(error) => Err(error),
     }
+}
+
+/// Every consumer group of `stream` (`XINFO GROUPS`); an error if the stream does not exist.
+pub async fn groups<C: ConnectionLike + Send>(
+    conn: &mut C,
+    stream: &str,
+) -> redis::RedisResult<Vec<StreamInfoGroup>> {
+    let reply: StreamInfoGroupsReply = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(stream)
+        .query_async(conn)
+        .await?;
+    Ok(reply.groups)
+}
+
+/// The group named `group` of `stream`, if it exists.
+pub async fn group_info<C: ConnectionLike + Send>(
+    conn: &mut C,
+    stream: &str,
+    group: &str,
+) -> redis::RedisResult<Option<StreamInfoGroup>> {
+    let groups = groups(conn, stream).await?;
+    Ok(groups.into_iter().find(|info| info.name == group))
 }

@@ -7,8 +7,7 @@ pub mod read;
 pub(crate) mod reply;
 pub mod settle;
 
-pub use client::client;
-pub use group::ensure_group;
+pub use group::{ensure_group, group_info, groups};
 pub use pending::{autoclaim, delivery_counts, keep_alive};
 pub use read::Reader;
 pub use settle::{settle, DeadLetter};

@@ -8,7 +8,7 @@ use redis::aio::ConnectionLike;
 use redis::Value;
 
 use super::reply::{parse_entries, unexpected};
-use super::ReadBatch;
+use super::{group_info, ReadBatch};
 use crate::config::StreamConfig;
 
 /// One `XAUTOCLAIM` page: entries idle for at least `min_idle`, whoever holds them (a dead
@@ -107,21 +107,16 @@ pub async fn backlog<C: ConnectionLike + Send>(
     conn: &mut C,
     config: &StreamConfig,
 ) -> redis::RedisResult<(Option<u64>, u64, u64)> {
-    let groups: redis::streams::StreamInfoGroupsReply = redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg(&config.stream)
-        .query_async(conn)
-        .await?;
+    let group = group_info(conn, &config.stream, &config.group).await?;
     let dead_letters: u64 = redis::cmd("XLEN")
         .arg(config.dead_letter_stream())
         .query_async(conn)
         .await?;
-    let group = groups
-        .groups
-        .iter()
-        .find(|group| group.name == config.group);
     Ok((
-        group.and_then(|group| group.lag).map(|lag| lag as u64),
+        group
+            .as_ref()
+            .and_then(|group| group.lag)
+            .map(|lag| lag as u64),
         group.map_or(0, |group| group.pending as u64),
         dead_letters,
     ))
