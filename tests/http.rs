@@ -4,6 +4,7 @@
 
 mod support;
 
+use order_worker::fulfillment::FulfillmentStatus::Planning;
 use support::process::signal;
 use support::proxy::FaultProxy;
 use support::{eventually, TestEnv};
@@ -144,6 +145,63 @@ async fn metrics_parse_as_prometheus_text_and_count_exactly_the_events_processed
         metrics.contains("fulfillment_event_processing_duration_seconds_bucket"),
         "{metrics}"
     );
+
+    signal(&worker, "-TERM");
+    worker.wait().await.expect("exits");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_claimed_entries_and_each_refusal_by_its_kind() {
+    let env = TestEnv::new().await;
+    env.seed_orders(&["o1", "o2"], "confirmed").await;
+    env.publish_lifecycle("o1", "f1", &[Planning]).await;
+    env.xadd(&[("data".to_owned(), "{not json".to_owned())])
+        .await;
+    env.publish_lifecycle("o2", "f2", &[Planning]).await;
+    // A replica read all three and died; the last had been delivered ten times already.
+    let _: () = redis::cmd("XGROUP")
+        .arg(&["CREATE", &env.stream.stream, &env.stream.group, "0"])
+        .query_async(&mut env.redis.clone())
+        .await
+        .expect("XGROUP CREATE");
+    let held = env.read_as(&env.stream.group, "gone", 10).await;
+    assert_eq!(held.len(), 3);
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg(&[&env.stream.stream, &env.stream.group, "gone", "0", &held[2]])
+        .arg(&["RETRYCOUNT", "10", "JUSTID"])
+        .query_async(&mut env.redis.clone())
+        .await
+        .expect("XCLAIM");
+
+    let settings = [("MAX_DELIVERIES", "3")];
+    let mut worker = env.spawn_process("http-3", &env.redis_url, &env.database_url, &settings);
+    let port = http_port(&env, "http-3").await;
+    eventually("the three claimed entries settled", async || {
+        let (_, metrics) = get(port, "/metrics").await;
+        sample(&metrics, "fulfillment_status_events_consumed_total") == Some(3.0)
+    })
+    .await;
+    let (_, metrics) = get(port, "/metrics").await;
+    let expected = [
+        ("fulfillment_entries_claimed_total", 3.0),
+        ("fulfillment_entries_dead_lettered_total", 2.0),
+        ("fulfillment_consumer_errors_total{kind=\"decode\"}", 1.0),
+        (
+            "fulfillment_consumer_errors_total{kind=\"max_deliveries\"}",
+            1.0,
+        ),
+        ("fulfillment_event_outcomes_total{outcome=\"applied\"}", 1.0),
+    ];
+    for (series, value) in expected {
+        assert_eq!(
+            sample(&metrics, series),
+            Some(value),
+            "{series} in {metrics}"
+        );
+    }
+    assert_eq!(env.order_status("o1").await, "processing");
+    assert_eq!(env.order_status("o2").await, "confirmed");
 
     signal(&worker, "-TERM");
     worker.wait().await.expect("exits");
