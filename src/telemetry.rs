@@ -7,6 +7,13 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+/// The start of the log lines that people and programs match on (Dapr's own wording, which the
+/// order service's operators know): the replica tooling counts events and status changes by
+/// them, and waits for the subscription line.
+pub const SUBSCRIBING: &str = "Subscribing to stream";
+pub const PROCESSING_EVENT: &str = "Processing fulfillment status changed event";
+pub const UPDATED_ORDER: &str = "Updated order status";
+
 /// Installs the global subscriber. Call once, first thing in `main`, and keep the guard until
 /// the end: lines are written to stderr by a thread of their own (a worker logs a line or two
 /// per event, and a write per line on the thread that applies batches costs it ~10 % of its

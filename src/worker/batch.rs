@@ -16,6 +16,7 @@ use crate::shutdown::Shutdown;
 use crate::store::{apply_batch, Incoming, Outcome, Plan, StoreError, Transition};
 use crate::stream::settle::Origin;
 use crate::stream::{delivery_counts, keep_alive, settle, DeadLetter, ReadBatch, StreamEntry};
+use crate::telemetry::{PROCESSING_EVENT, UPDATED_ORDER};
 use crate::verdict::{verdict, Known, Refusal, Verdict};
 
 /// The longest one attempt to apply a lane may take (a batch normally commits in
@@ -153,7 +154,7 @@ impl Worker {
         for t in &applied.transitions {
             tracing::info!(
                 event_id = %t.event_id,
-                "Updated order status: order_id={}, old_status={}, new_status={}",
+                "{UPDATED_ORDER}: order_id={}, old_status={}, new_status={}",
                 t.order_id,
                 t.from,
                 t.to
@@ -341,7 +342,7 @@ fn log_event(entry: &StreamEntry, event: &FulfillmentEvent) {
     );
     let _entered = span.enter();
     tracing::info!(
-        "Processing fulfillment status changed event: fulfillment_id={}, order_id={}, new_status={}",
+        "{PROCESSING_EVENT}: fulfillment_id={}, order_id={}, new_status={}",
         event.fulfillment_id,
         event.order_id,
         event.new_status

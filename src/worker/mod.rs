@@ -29,6 +29,7 @@ use crate::retry::{Dependency, Retry};
 use crate::shutdown::Shutdown;
 use crate::store::{self, migrate, DbPool};
 use crate::stream::{self, ensure_group, ReadBatch, Reader, RedisPool};
+use crate::telemetry::SUBSCRIBING;
 
 /// Batches applied at once, each in its own transaction(s), when they write disjoint orders:
 /// two keep PostgreSQL busy while the other commits or the worker acks; more only add
@@ -95,7 +96,7 @@ impl Worker {
             u32::from(config.concurrency) * IN_FLIGHT as u32 + 1,
         );
         tracing::info!(
-            "Subscribing to stream: {}, group: {}, consumer: {}",
+            "{SUBSCRIBING}: {}, group: {}, consumer: {}",
             config.stream.stream,
             config.stream.group,
             consumer
