@@ -14,11 +14,9 @@ pub const SUBSCRIBING: &str = "Subscribing to stream";
 pub const PROCESSING_EVENT: &str = "Processing fulfillment status changed event";
 pub const UPDATED_ORDER: &str = "Updated order status";
 
-/// Installs the global subscriber. Call once, first thing in `main`, and keep the guard until
-/// the end: lines are written to stderr by a thread of their own (a worker logs a line or two
-/// per event, and a write per line on the thread that applies batches costs it ~10 % of its
-/// time); dropping the guard flushes what is queued. Nothing is dropped when the queue is full:
-/// logging then waits.
+/// Installs the global subscriber; keep the guard until the end (dropping it flushes). Lines are
+/// written by a thread of their own: a write per line on the worker's thread cost it ~10 % of
+/// its time. Never lossy: a full queue makes logging wait.
 #[must_use = "dropping the guard stops the logging"]
 pub fn init(format: LogFormat, default_level: &str) -> tracing_appender::non_blocking::WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()

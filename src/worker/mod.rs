@@ -31,13 +31,11 @@ use crate::store::{self, migrate, DbPool};
 use crate::stream::{self, ensure_group, ReadBatch, Reader, RedisPool};
 use crate::telemetry::SUBSCRIBING;
 
-/// Batches applied at once, each in its own transaction(s), when they write disjoint orders:
-/// two keep PostgreSQL busy while the other commits or the worker acks; more only add
-/// connections.
+/// Batches applied at once when they write disjoint orders: two keep PostgreSQL busy while the
+/// other commits or is acked; more only add connections.
 const IN_FLIGHT: usize = 2;
 
-/// A batch's events became durable: sent (when asked for) right after COMMIT, for measuring
-/// latency from XADD to COMMIT.
+/// A batch's events became durable (the benchmark measures XADD → COMMIT with it).
 #[derive(Debug, Clone)]
 pub struct Committed {
     pub at: std::time::Instant,
@@ -147,11 +145,9 @@ impl Worker {
     }
 
     /// Consumes until `shutdown` fires, then returns once every batch in flight is settled.
-    /// Claims stuck entries first thing (a cut-over from Dapr finds them right away), then
-    /// every claim interval; reads never block past the next claim. Up to [`IN_FLIGHT`]
-    /// batches are applied at once when they write disjoint sets of orders; as soon as one is
-    /// done the next is read and decoded while the other goes on, so PostgreSQL never waits on
-    /// Redis nor on decoding.
+    /// Claims first thing (a cut-over from Dapr finds Dapr's stuck entries at once), then every
+    /// claim interval. The next batch is read and decoded while another applies, so PostgreSQL
+    /// never waits on Redis.
     pub async fn run(mut self, shutdown: Shutdown) -> anyhow::Result<()> {
         let mut reader = self.reader.take().context("the worker runs only once")?;
         let count = self.config.batch_size as usize;
