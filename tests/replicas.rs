@@ -8,7 +8,7 @@ mod support;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use order_worker::replicas::ReplicaSet;
+use order_worker_dev::replicas::ReplicaSet;
 use support::process::terminate;
 use support::{eventually, TestEnv};
 use tokio::process::Child;
