@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod db;
+pub mod dev;
 pub mod ops;
 pub mod process;
 pub mod proxy;
