@@ -1,4 +1,4 @@
-//! `order-worker demo`: the worker at work on a laptop. Seeds orders, publishes their
+//! `order-worker-dev demo`: the worker at work on a laptop. Seeds orders, publishes their
 //! fulfillment events exactly as Dapr's sidecar would, runs the real worker until the stream is
 //! drained, and prints what happened to each order. Exits non-zero if any order is not where the
 //! rules say it must be, or anything is left pending.
@@ -106,7 +106,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the demo and `order-worker replicas` set up before any worker starts: the servers
+/// What the demo and `order-worker-dev replicas` set up before any worker starts: the servers
 /// (private ones run until this is dropped), a fresh database with the schema and the
 /// scenario's orders, and the stream and its dead-letter stream emptied.
 pub(crate) struct Stage {
