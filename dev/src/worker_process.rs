@@ -54,10 +54,11 @@ pub fn order_worker_binary() -> anyhow::Result<PathBuf> {
         .context("the current executable has no directory")?;
     let path = dir.join("order-worker");
     if !path.is_file() {
-        let release = if dir.ends_with("release") {
-            " --release"
-        } else {
+        // A debug order-worker-dev points at a debug build; anything else at the release one.
+        let release = if dir.ends_with("debug") {
             ""
+        } else {
+            " --release"
         };
         bail!(
             "no order-worker binary at {} (next to {}): build it with \
