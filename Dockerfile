@@ -4,14 +4,19 @@
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
-# Dependencies first, in their own layer, so a source change does not rebuild them all.
+# Dependencies first, in their own layer, so a source change does not rebuild them all. The
+# workspace has two members, the product (.) and the development tooling (dev/): cargo reads both
+# manifests, so both get placeholder sources, but only the product and its dependencies are built.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && cargo build --release --locked \
-    && rm -rf src
+COPY dev/Cargo.toml dev/
+RUN mkdir -p src dev/src \
+    && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && echo 'fn main() {}' > dev/src/main.rs && touch dev/src/lib.rs \
+    && cargo build --release --locked -p order-worker --bin order-worker \
+    && rm -rf src dev/src
 COPY . .
 # touch: the placeholder build left newer timestamps than the copied sources.
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin order-worker
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked -p order-worker --bin order-worker
 
 # cc-debian12: glibc and libgcc, which the binary links; :nonroot runs as 65532.
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -7,16 +7,17 @@ default:
 
 # Show the worker on this machine: seed orders, publish Dapr-format events, drain, print.
 demo *ARGS:
-    cargo run --release --quiet -- --log-format text demo {{ARGS}}
+    cargo run --release --quiet -p order-worker-dev -- --log-format text demo {{ARGS}}
 
-# (flags: --orders K, --rate EVENTS_PER_S, --batch-size B, --rolling-restart; see `cargo run -- replicas --help`)
+# (flags: --orders K, --rate EVENTS_PER_S, --batch-size B, --rolling-restart; see `cargo run -p order-worker-dev -- replicas --help`)
 # N worker processes with pod-like names in one group: feed a stream, print pending while they work, check the end
 replicas n="3" *ARGS:
-    cargo run --release --quiet -- --log-format text replicas --count {{n}} {{ARGS}}
+    cargo build --release --quiet --bins --workspace
+    "${CARGO_TARGET_DIR:-target}/release/order-worker-dev" --log-format text replicas --count {{n}} {{ARGS}}
 
-# The whole test suite against local Redis and PostgreSQL (REDIS_URL / DATABASE_URL to override).
+# The whole test suite (both crates) against local Redis and PostgreSQL (REDIS_URL / DATABASE_URL to override).
 test:
-    cargo test --locked --all-targets
+    cargo test --locked --workspace --all-targets
 
 # Run the worker (settings from flags or the environment; see `cargo run -- run --help`).
 run *ARGS:
@@ -35,10 +36,11 @@ ci:
 chaos orders="2000" seconds="60":
     CHAOS_ORDERS={{orders}} CHAOS_SECONDS={{seconds}} cargo test --locked --release --test chaos -- --nocapture
 
-# (extra flags go to `order-worker bench`, e.g. --json out.json; see BENCHMARKS.md)
+# (extra flags go to `order-worker-dev bench`, e.g. --json out.json; see BENCHMARKS.md)
 # Measure drain rate vs Dapr's per-event pattern and PostgreSQL's ceiling, latency, RSS, start-up
 bench *ARGS:
-    cargo run --release --quiet -- --log-format text bench {{ARGS}}
+    cargo build --release --quiet --bins --workspace
+    "${CARGO_TARGET_DIR:-target}/release/order-worker-dev" --log-format text bench {{ARGS}}
 
 # (already-applied events are reported `duplicate` and change nothing; dry run, one order: `cargo run -- replay --help`)
 # Replay stream entries FROM [TO] (ids or RFC 3339 times) through decode → apply; no arguments: usage

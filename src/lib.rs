@@ -5,20 +5,17 @@
 //! transaction per batch, rules in [`fulfillment`]) → [`stream::settle`] (dead-letter, XACK),
 //! driven by [`worker`]. [`ops`] holds the operator commands (inspection, dead letters,
 //! trimming, replay).
+//!
+//! The development tooling (the demo, the benchmark, the replicas run, private servers,
+//! Dapr-format publishing) lives in the workspace's `order-worker-dev` crate (`dev/`).
 
-pub mod bench;
-pub mod child;
 pub mod config;
-pub mod dapr;
-pub mod demo;
 pub mod envelope;
 pub mod fulfillment;
 pub mod http;
 pub mod instruments;
 pub mod ops;
-pub mod replicas;
 pub mod retry;
-pub mod servers;
 pub mod shutdown;
 pub mod store;
 pub mod stream;
@@ -26,3 +23,9 @@ pub mod telemetry;
 pub mod tls;
 pub mod verdict;
 pub mod worker;
+
+/// Made reachable for the development tooling (`order-worker-dev`), which prints its tables as
+/// the operator commands do; not part of the worker's own surface.
+pub mod dev_support {
+    pub use crate::ops::table::Table;
+}

@@ -1,5 +1,6 @@
-//! The `order-worker` command line: `run`, `migrate`, `demo`, `bench`, `replicas`, and the operator
-//! commands `pending`, `dead-letter`, `trim` and `replay`.
+//! The `order-worker` command line: `run`, `migrate`, and the operator commands `pending`,
+//! `dead-letter`, `trim` and `replay`. The demo, the benchmark and the replicas run are
+//! `order-worker-dev`'s (`dev/`).
 
 use std::process::ExitCode;
 
@@ -34,16 +35,6 @@ enum Command {
     Run(WorkerConfig),
     /// Apply the embedded database migrations (safe when several replicas run it at once).
     Migrate(MigrateConfig),
-    /// Show the worker on a laptop: seed orders, publish their fulfillment events in Dapr's
-    /// format, drain the stream and print each order's transitions.
-    Demo(order_worker::demo::DemoConfig),
-    /// Measure: drain rate against the per-event pattern and PostgreSQL's ceiling, latency,
-    /// peak RSS and start-up time, all in one run on the same servers.
-    Bench(order_worker::bench::BenchConfig),
-    /// Several replicas for real, on one machine: N `order-worker run` processes with pod-like
-    /// names in one group, fed a stream, their pending entries printed while they work,
-    /// optionally rolled one at a time; checks that nothing was lost, duplicated or left behind.
-    Replicas(order_worker::replicas::ReplicasConfig),
     /// Show the group's backlog: stream length, lag, last delivered id, pending entries per
     /// consumer (pod), the oldest pending entries, and the dead-letter count.
     Pending(ops::inspect::PendingArgs),
@@ -71,9 +62,6 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(config) => run(config).await,
         Command::Migrate(config) => migrate_database(config).await,
-        Command::Demo(config) => order_worker::demo::run(config).await,
-        Command::Bench(config) => order_worker::bench::run(config).await,
-        Command::Replicas(config) => order_worker::replicas::run(config).await,
         Command::Pending(args) => ops::inspect::run(args).await,
         Command::DeadLetter(args) => ops::dead_letter::run(args).await,
         Command::Trim(args) => ops::trim::run(args).await,

@@ -1,8 +1,12 @@
-//! A smoke run of `order-worker bench`: seconds, asserting only that every phase completes and
-//! counts right (the benchmark itself fails if any phase ends in a wrong state).
+//! A smoke run of the benchmark (`order-worker-dev bench`), in-process through the dev crate's
+//! library, its drain starting this package's `order-worker` binary: seconds, asserting only
+//! that every phase completes and counts right (the benchmark itself fails if any phase ends
+//! in a wrong state).
 
 mod support;
 
+use order_worker_dev::cli::Command;
+use support::dev::order_worker_binary;
 use support::TestEnv;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -10,27 +14,27 @@ async fn the_benchmark_completes_and_counts_correctly() {
     let env = TestEnv::new().await;
     let database = support::unique("ow_bench");
     let json = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{database}.json"));
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-worker"))
-        .args([
-            "bench",
-            "--orders",
-            "40",
-            "--rate",
-            "200",
-            "--latency-seconds",
-            "1",
-        ])
-        .args(["--database", &database, "--stream", &env.stream.stream])
-        .arg("--json")
-        .arg(&json)
-        .env("DATABASE_URL", &env.database_url)
-        .env("REDIS_URL", &env.redis_url)
-        .output()
+    let Command::Bench(config) = env.dev_command(&[
+        "bench",
+        "--orders",
+        "40",
+        "--rate",
+        "200",
+        "--latency-seconds",
+        "1",
+        "--database",
+        &database,
+        "--stream",
+        &env.stream.stream,
+        "--json",
+        json.to_str().expect("UTF-8 path"),
+    ]) else {
+        unreachable!("parsed as bench")
+    };
+    let report = order_worker_dev::bench::run(config, order_worker_binary())
         .await
-        .expect("bench runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
+        .expect("the benchmark completes");
+    let table = order_worker_dev::bench::render(&report);
     for row in [
         "drain, worker defaults",
         "per-event pattern",
@@ -39,7 +43,7 @@ async fn the_benchmark_completes_and_counts_correctly() {
         "peak RSS",
         "ready",
     ] {
-        assert!(stdout.contains(row), "{row} missing:\n{stdout}");
+        assert!(table.contains(row), "{row} missing:\n{table}");
     }
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&json).expect("JSON written")).expect("JSON");

@@ -12,9 +12,9 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use order_worker::dapr::{self, Format};
 use order_worker::fulfillment::FulfillmentStatus;
 use order_worker::fulfillment::FulfillmentStatus::Planning;
+use order_worker_dev::publisher::{self, Format};
 use support::process::signal;
 use support::proxy::FaultProxy;
 use support::TestEnv;
@@ -179,7 +179,7 @@ fn entries(stream: &str, orders: &[String]) -> Vec<(Vec<(String, String)>, bool)
     let mut good = 0;
     for status in FulfillmentStatus::LIFECYCLE {
         for order in orders {
-            let event = dapr::event(
+            let event = publisher::event(
                 order,
                 &format!("f-{order}"),
                 None,
@@ -187,7 +187,7 @@ fn entries(stream: &str, orders: &[String]) -> Vec<(Vec<(String, String)>, bool)
                 "2025-12-22T10:54:00Z",
             );
             let id = format!("{order}-{status}");
-            let fields = dapr::entry_fields(
+            let fields = publisher::entry_fields(
                 stream,
                 &event,
                 &id,

@@ -3,8 +3,8 @@
 
 mod support;
 
-use order_worker::dapr::Format;
 use order_worker::fulfillment::FulfillmentStatus::*;
+use order_worker_dev::publisher::Format;
 use support::TestEnv;
 
 /// Reads every new entry as `consumer` without acking, as a consumer that then dies does.

@@ -3,8 +3,8 @@
 
 mod support;
 
-use order_worker::dapr::Format;
 use order_worker::fulfillment::FulfillmentStatus::{self, *};
+use order_worker_dev::publisher::Format;
 use support::TestEnv;
 
 fn h(from: &str, to: &str, reason: &str) -> (String, String, String) {
@@ -118,9 +118,14 @@ async fn batches_applied_at_once_never_reorder_an_orders_events() {
 async fn the_same_cloud_event_published_twice_writes_one_history_row() {
     let env = TestEnv::new().await;
     env.seed_orders(&["o1"], "confirmed").await;
-    let event = order_worker::dapr::event("o1", "f1", None, Planning, "2025-12-22T10:54:00Z");
-    let fields =
-        order_worker::dapr::entry_fields(&env.stream.stream, &event, "ce-1", Format::CloudEvent);
+    let event =
+        order_worker_dev::publisher::event("o1", "f1", None, Planning, "2025-12-22T10:54:00Z");
+    let fields = order_worker_dev::publisher::entry_fields(
+        &env.stream.stream,
+        &event,
+        "ce-1",
+        Format::CloudEvent,
+    );
     env.xadd(&fields).await;
     env.xadd(&fields).await;
     let mut worker = env.spawn_worker("w1").await;

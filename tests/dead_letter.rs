@@ -3,8 +3,8 @@
 
 mod support;
 
-use order_worker::dapr::{self, Format};
 use order_worker::fulfillment::FulfillmentStatus::*;
+use order_worker_dev::publisher::{self, Format};
 use support::TestEnv;
 
 /// A stream entry's field/value pairs, as raw bytes.
@@ -19,13 +19,13 @@ fn poison(stream: &str) -> Vec<(&'static str, Fields, &'static str)> {
             .collect()
     };
     let envelope = |event: serde_json::Value| {
-        let fields = dapr::entry_fields(stream, &event, "ce-bad", Format::CloudEvent);
+        let fields = publisher::entry_fields(stream, &event, "ce-bad", Format::CloudEvent);
         fields
             .into_iter()
             .map(|(k, v)| (k, v.into_bytes()))
             .collect::<Vec<_>>()
     };
-    let good = dapr::event("o1", "f1", None, Planning, "2025-12-22T10:54:00Z");
+    let good = publisher::event("o1", "f1", None, Planning, "2025-12-22T10:54:00Z");
     let mut no_order = good.clone();
     no_order
         .as_object_mut()

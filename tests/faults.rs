@@ -5,8 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use order_worker::dapr::Format;
 use order_worker::fulfillment::FulfillmentStatus::*;
+use order_worker_dev::publisher::Format;
 use support::proxy::FaultProxy;
 use support::TestEnv;
 

@@ -4,10 +4,13 @@
 //! SHUTDOWN_TIMEOUT, the probes hit paths the binary serves on the port it binds, and the
 //! migrations' owner role comes from a Secret the workers never read.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
+use support::process::order_worker_output;
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// The one document of a manifest under k8s/.
@@ -60,10 +63,7 @@ fn worker_container() -> Yaml {
 /// The environment variable names `order-worker <command> --help` shows as `[env: NAME…]`:
 /// exactly what the binary reads.
 fn env_names_read_by(command: &str) -> BTreeSet<String> {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_order-worker"))
-        .args([command, "--help"])
-        .output()
-        .expect("binary runs");
+    let output = order_worker_output(&[command, "--help"], &[]);
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).expect("UTF-8 help");
     let names: BTreeSet<String> = help

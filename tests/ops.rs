@@ -6,6 +6,7 @@ mod support;
 
 use order_worker::ops::inspect::{self, PendingArgs};
 use support::ops::stderr;
+use support::process::order_worker_output;
 use support::TestEnv;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -114,12 +115,8 @@ fn operator_commands_offer_only_the_settings_they_use_and_never_show_a_password(
         &["dead-letter", "show"],
         &["dead-letter", "purge"],
     ] {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_order-worker"))
-            .args(command)
-            .arg("--help")
-            .env("REDIS_URL", "redis://:hunter2@redis:6379")
-            .output()
-            .expect("binary runs");
+        let args: Vec<&str> = command.iter().copied().chain(["--help"]).collect();
+        let output = order_worker_output(&args, &[("REDIS_URL", "redis://:hunter2@redis:6379")]);
         let help = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "{command:?}: {help}");
         for wanted in ["--redis-url", "--stream", "--group", "--dead-letter-stream"] {

@@ -4,10 +4,10 @@
 mod support;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use order_worker::dapr::Format;
 use order_worker::envelope::{decode, DEFAULT_MAX_ENTRY_BYTES};
 use order_worker::fulfillment::FulfillmentStatus::*;
 use order_worker::store::{apply_batch, Incoming};
+use order_worker_dev::publisher::Format;
 use redis::streams::StreamReadReply;
 use support::{eventually, TestEnv};
 

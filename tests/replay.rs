@@ -6,13 +6,13 @@ mod support;
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use order_worker::dapr::{self, Format};
 use order_worker::fulfillment::FulfillmentStatus::{self, *};
 use order_worker::ops::replay::{self, Counts, RangeRequest, ReplayReport};
 use order_worker::ops::stream_id::StreamId;
 use order_worker::store::schema::{
     order_fulfillments, order_status_history, orders, processed_events,
 };
+use order_worker_dev::publisher::{self, Format};
 use support::ops::{stderr, stdout};
 use support::TestEnv;
 
@@ -92,7 +92,7 @@ async fn replay_lib(
 
 /// XADDs a CloudEvent for `order` at the explicit id `id`; returns the id.
 async fn publish_at(env: &TestEnv, id: &str, order: &str, status: FulfillmentStatus) -> String {
-    let event = dapr::event(
+    let event = publisher::event(
         order,
         &format!("f-{order}"),
         None,
@@ -100,7 +100,7 @@ async fn publish_at(env: &TestEnv, id: &str, order: &str, status: FulfillmentSta
         "2023-11-14T22:13:20Z",
     );
     let event_id = uuid::Uuid::new_v4().to_string();
-    let fields = dapr::entry_fields(&env.stream.stream, &event, &event_id, Format::CloudEvent);
+    let fields = publisher::entry_fields(&env.stream.stream, &event, &event_id, Format::CloudEvent);
     redis::cmd("XADD")
         .arg(&env.stream.stream)
         .arg(id)

@@ -45,14 +45,7 @@ async fn run_refuses_to_start_when_the_schema_is_behind() {
     assert!(error.contains("order-worker migrate"), "{error}");
 
     // The binary says the same and exits non-zero.
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-worker"))
-        .args(["--log-format", "text", "run"])
-        .env("DATABASE_URL", &env.database_url)
-        .env("REDIS_URL", &env.redis_url)
-        .env("STREAM", &env.stream.stream)
-        .output()
-        .await
-        .expect("binary runs");
+    let output = env.order_worker(&["run"]).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod db;
+pub mod dev;
 pub mod ops;
 pub mod process;
 pub mod proxy;
@@ -16,11 +17,11 @@ use std::time::Duration;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use order_worker::config::{Connections, RedisTls, StreamConfig, WorkerConfig};
-use order_worker::dapr::{self, Format};
 use order_worker::fulfillment::FulfillmentStatus;
 use order_worker::shutdown::{self, ShutdownTrigger};
 use order_worker::store::schema::orders;
 use order_worker::worker::{Progress, Worker};
+use order_worker_dev::publisher::{self, Format};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 
@@ -154,7 +155,7 @@ impl TestEnv {
 
     /// XADDs raw fields to the test stream; returns the entry id.
     pub async fn xadd(&self, fields: &[(String, String)]) -> String {
-        dapr::publish(&mut self.redis.clone(), &self.stream.stream, fields)
+        publisher::publish(&mut self.redis.clone(), &self.stream.stream, fields)
             .await
             .expect("XADD")
     }
@@ -168,8 +169,8 @@ impl TestEnv {
         format: Format,
     ) -> (String, String) {
         let event_id = uuid::Uuid::new_v4().to_string();
-        let event = dapr::event(order_id, fulfillment_id, None, status, &timestamp());
-        let fields = dapr::entry_fields(&self.stream.stream, &event, &event_id, format);
+        let event = publisher::event(order_id, fulfillment_id, None, status, &timestamp());
+        let fields = publisher::entry_fields(&self.stream.stream, &event, &event_id, format);
         (self.xadd(&fields).await, event_id)
     }
 
@@ -204,10 +205,11 @@ impl TestEnv {
         let mut pipe = redis::pipe();
         for status in FulfillmentStatus::LIFECYCLE {
             for order in &orders {
-                let event = dapr::event(order, &format!("f-{order}"), None, status, &timestamp());
+                let event =
+                    publisher::event(order, &format!("f-{order}"), None, status, &timestamp());
                 let id = uuid::Uuid::new_v4().to_string();
                 let fields =
-                    dapr::entry_fields(&self.stream.stream, &event, &id, Format::CloudEvent);
+                    publisher::entry_fields(&self.stream.stream, &event, &id, Format::CloudEvent);
                 pipe.cmd("XADD")
                     .arg(&self.stream.stream)
                     .arg("*")

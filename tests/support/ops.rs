@@ -93,21 +93,12 @@ impl TestEnv {
     /// As [`TestEnv::order_worker`], with `settings` overriding the test's (another
     /// `DATABASE_URL`, say); an empty value removes the variable.
     pub async fn order_worker_with(&self, args: &[&str], settings: &[(&str, &str)]) -> Output {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-worker"));
-        if let Some(ca_cert) = &self.redis_tls.redis_ca_cert {
-            command.env("REDIS_CA_CERT", ca_cert);
-        }
+        let mut command = self.command(&self.redis_url, &self.database_url);
         for (name, _) in settings.iter().filter(|(_, value)| value.is_empty()) {
             command.env_remove(name);
         }
         command
             .args(args)
-            .env("REDIS_URL", &self.redis_url)
-            .env("DATABASE_URL", &self.database_url)
-            .env("STREAM", &self.stream.stream)
-            .env("LOG_FORMAT", "text")
-            .env_remove("CONSUMER_GROUP")
-            .env_remove("DEAD_LETTER_STREAM")
             .envs(
                 settings
                     .iter()

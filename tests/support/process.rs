@@ -1,4 +1,5 @@
-//! Workers as real processes (`order-worker run`), for tests that kill them.
+//! The `order-worker` binary as tests run it: workers as real processes (`order-worker run`),
+//! for tests that kill them, and the one place its command is built.
 
 use std::process::Stdio;
 
@@ -8,15 +9,46 @@ use super::TestEnv;
 
 /// Settings every process worker gets on top of the test's database and stream: short reads
 /// and claims, so tests wait for seconds, not minutes; an HTTP port of its own.
-const FAST: [(&str, &str); 5] = [
+const FAST: [(&str, &str); 4] = [
     ("HTTP_ADDR", "127.0.0.1:0"),
     ("BLOCK_MS", "100"),
     ("CLAIM_INTERVAL_MS", "200"),
     ("CLAIM_MIN_IDLE_MS", "1000"),
-    ("LOG_FORMAT", "text"),
 ];
 
+/// The binary under test. Tests run it through [`order_worker_output`] (no test servers: `--help`
+/// and the like) or [`TestEnv::command`] (everything built on it: [`TestEnv::spawn_process`],
+/// [`TestEnv::order_worker`]).
+pub const ORDER_WORKER: &str = env!("CARGO_BIN_EXE_order-worker");
+
+/// `order-worker <args>` with `env` set and nothing of a test's, run to its end (blocking).
+pub fn order_worker_output(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(ORDER_WORKER)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("order-worker runs")
+}
+
 impl TestEnv {
+    /// `order-worker` set up for this test: `REDIS_URL` / `DATABASE_URL` as given (the test's, or a
+    /// proxy's), its stream, text logs, the test's Redis CA if any, and no `CONSUMER_GROUP` /
+    /// `DEAD_LETTER_STREAM` from the environment that would pick another group.
+    pub fn command(&self, redis_url: &str, database_url: &str) -> Command {
+        let mut command = Command::new(ORDER_WORKER);
+        if let Some(ca_cert) = &self.redis_tls.redis_ca_cert {
+            command.env("REDIS_CA_CERT", ca_cert);
+        }
+        command
+            .env("REDIS_URL", redis_url)
+            .env("DATABASE_URL", database_url)
+            .env("STREAM", &self.stream.stream)
+            .env("LOG_FORMAT", "text")
+            .env_remove("CONSUMER_GROUP")
+            .env_remove("DEAD_LETTER_STREAM");
+        command
+    }
+
     /// Starts `order-worker run` as consumer `name`, with `REDIS_URL`/`DATABASE_URL` as given
     /// (a proxy's, say) and extra settings; logs go to `target/test-logs/<stream>.<name>.log`.
     pub fn spawn_process(
@@ -29,15 +61,9 @@ impl TestEnv {
         let path = self.process_log_path(name);
         std::fs::create_dir_all(path.parent().expect("log directory")).expect("log directory");
         let log = std::fs::File::create(path).expect("log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_order-worker"));
-        if let Some(ca_cert) = &self.redis_tls.redis_ca_cert {
-            command.env("REDIS_CA_CERT", ca_cert);
-        }
+        let mut command = self.command(redis_url, database_url);
         command
             .arg("run")
-            .env("REDIS_URL", redis_url)
-            .env("DATABASE_URL", database_url)
-            .env("STREAM", &self.stream.stream)
             .env("CONSUMER_NAME", name)
             .envs(FAST)
             .envs(settings.iter().copied())

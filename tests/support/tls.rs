@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use order_worker::config::RedisTls;
-use order_worker::servers::{
+use order_worker_dev::local_servers::{
     free_port, give_to_postgres, start_postgres, start_redis, PrivateServer,
 };
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};

@@ -1,8 +1,9 @@
-//! `order-worker run` as a child process of this very binary, as the benchmark and
-//! `order-worker replicas` run it: started with the settings an operator would give a pod,
-//! awaited until it subscribed, stopped with SIGTERM like Kubernetes stops a pod.
+//! `order-worker run` as a child process, as the benchmark and `order-worker-dev replicas` run
+//! it: the `order-worker` binary (see [`order_worker_binary`]) started with the settings an
+//! operator would give a pod, awaited until it subscribed, stopped with SIGTERM like Kubernetes
+//! stops a pod.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
-use crate::config::{Connections, StreamConfig};
+use order_worker::config::{Connections, StreamConfig};
 
 /// How long a worker may take to subscribe before it counts as failed to start.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
@@ -21,10 +22,53 @@ const READY_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a worker may take to exit after SIGTERM (its SHUTDOWN_TIMEOUT is 20 s by default).
 const STOP_DEADLINE: Duration = Duration::from_secs(30);
 
+// TODO(share-log-text): these three are copies of the worker's log text (src/worker/batch.rs,
+// src/worker/mod.rs); use the constants the product will export for them instead.
 /// What the worker logs once per event and once per status change it wrote: counted from its
 /// log as it goes, so the parent can say which replica did how much without asking it.
 const EVENT_LINE: &str = "Processing fulfillment status changed event";
 const TRANSITION_LINE: &str = "Updated order status";
+/// What the worker logs just before its first read.
+const SUBSCRIBED_LINE: &str = "Subscribing to stream";
+
+/// The environment variable naming the `order-worker` binary the children run.
+pub const ORDER_WORKER_BIN: &str = "ORDER_WORKER_BIN";
+
+/// The `order-worker` binary to run as children: `ORDER_WORKER_BIN` if set, else the
+/// `order-worker` file next to the current executable (the same target directory, where
+/// `cargo build --bins --workspace` puts both). Fails, saying how to build it, if it is not there.
+pub fn order_worker_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os(ORDER_WORKER_BIN) {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!(
+                "{ORDER_WORKER_BIN} is {}, which is not a file",
+                path.display()
+            );
+        }
+        return Ok(path);
+    }
+    let exe = std::env::current_exe().context("locating the current executable")?;
+    let dir = exe
+        .parent()
+        .context("the current executable has no directory")?;
+    let path = dir.join("order-worker");
+    if !path.is_file() {
+        // A debug order-worker-dev points at a debug build; anything else at the release one.
+        let release = if dir.ends_with("debug") {
+            ""
+        } else {
+            " --release"
+        };
+        bail!(
+            "no order-worker binary at {} (next to {}): build it with \
+             `cargo build{release} --bin order-worker`, or set {ORDER_WORKER_BIN} to its path",
+            path.display(),
+            exe.display()
+        );
+    }
+    Ok(path)
+}
 
 /// The environment `order-worker run` reads, for one consumer of `stream`'s group; extra
 /// settings (BATCH_SIZE, LOG_FORMAT, …) are appended by the caller.
@@ -69,16 +113,18 @@ pub struct WorkerChild {
 }
 
 impl WorkerChild {
-    /// Starts `order-worker run` with `env` and waits for its "Subscribing" line, logged just
+    /// Starts `<program> run` (`program`: the `order-worker` binary, see
+    /// [`order_worker_binary`]) with `env` and waits for its "Subscribing" line, logged just
     /// before its first read. Its log (stderr) is copied to `log` if given, else dropped.
     /// Returns the child and how long it took to subscribe.
     pub async fn spawn(
+        program: &Path,
         name: &str,
         env: &[(String, String)],
         log: Option<&Path>,
     ) -> anyhow::Result<(Self, Duration)> {
         let spawned = Instant::now();
-        let mut child = Command::new(std::env::current_exe().context("locating order-worker")?)
+        let mut child = Command::new(program)
             .arg("run")
             .env_remove("RUST_LOG")
             .envs(env.iter().map(|(key, value)| (key, value)))
@@ -86,7 +132,7 @@ impl WorkerChild {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("starting order-worker run as {name}"))?;
+            .with_context(|| format!("starting {} run as {name}", program.display()))?;
         let mut sink = match log {
             Some(path) => Some(
                 tokio::fs::File::create(path)
@@ -107,7 +153,7 @@ impl WorkerChild {
                     counted.events.fetch_add(1, Ordering::Relaxed);
                 } else if line.contains(TRANSITION_LINE) {
                     counted.transitions.fetch_add(1, Ordering::Relaxed);
-                } else if line.contains("Subscribing to stream") {
+                } else if line.contains(SUBSCRIBED_LINE) {
                     if let Some(tx) = subscribed.take() {
                         let _ = tx.send(());
                     }

@@ -1,5 +1,5 @@
-//! `order-worker replicas`: several replicas for real, on one machine. Starts N `order-worker
-//! run` processes with pod-like names in one consumer group, feeds the stream with the demo's
+//! `order-worker-dev replicas`: several replicas for real, on one machine. Starts N
+//! `order-worker run` processes with pod-like names in one consumer group, feeds the stream with the demo's
 //! Dapr-format lifecycles, prints the group's pending entries per consumer while they work,
 //! optionally replaces them one at a time (a rolling restart), and checks the end state: every
 //! order final, nothing pending, no stopped replica holding anything.
@@ -10,30 +10,32 @@ mod fleet;
 mod names;
 mod watch;
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::config::{Connections, StreamConfig};
 use crate::demo::scenario::{Scenario, MIN_ORDERS};
 use crate::demo::Stage;
-use crate::ops::inspect::Inspection;
-use crate::ops::OpsConfig;
-use crate::servers;
+use crate::local_servers;
 use feed::FeedProgress;
+pub use fleet::ReplicaCounts;
 use fleet::{Fleet, FleetSettings};
 pub use names::ReplicaSet;
+use order_worker::config::{Connections, StreamConfig};
+use order_worker::ops::inspect::Inspection;
+use order_worker::ops::OpsConfig;
 
 /// How long the replicas may take to drain after the feed ended.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(120);
 
-/// `order-worker replicas` settings. Without URLs it uses the local default ports, else
+/// `order-worker-dev replicas` settings. Without URLs it uses the local default ports, else
 /// private servers, like the demo.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ReplicasConfig {
     #[command(flatten)]
-    pub servers: servers::ServerUrls,
+    pub servers: local_servers::ServerUrls,
     /// How many replicas (worker processes) to run.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=16))]
     pub count: u8,
@@ -61,8 +63,20 @@ pub struct ReplicasConfig {
     pub private_servers: bool,
 }
 
-/// Runs the replicas end to end; fails, saying what is off, unless everything checks out.
-pub async fn run(config: ReplicasConfig) -> anyhow::Result<()> {
+/// What a replicas run did, once everything checked out.
+#[derive(Debug, Clone)]
+pub struct ReplicasSummary {
+    /// Every replica started during the run, in starting order (all stopped by now).
+    pub replicas: Vec<ReplicaCounts>,
+    /// Orders seeded, each found where the rules put it.
+    pub orders: usize,
+    /// Status changes the replicas wrote, each once.
+    pub transitions: u64,
+}
+
+/// Runs the replicas end to end, each `order_worker run` (the `order-worker` binary); fails,
+/// saying what is off, unless everything checks out.
+pub async fn run(config: ReplicasConfig, order_worker: &Path) -> anyhow::Result<ReplicasSummary> {
     let stream = StreamConfig::for_stream(&config.stream);
     let Stage {
         servers: _servers,
@@ -86,6 +100,7 @@ pub async fn run(config: ReplicasConfig) -> anyhow::Result<()> {
         .keep();
     println!("Replica logs: {}/<name>.log\n", log_dir.display());
     let mut fleet = Fleet::new(FleetSettings {
+        order_worker: order_worker.to_owned(),
         connections: connections.clone(),
         stream: stream.clone(),
         batch_size: config.batch_size,
@@ -141,7 +156,12 @@ pub async fn run(config: ReplicasConfig) -> anyhow::Result<()> {
             idle.join(", ")
         );
     }
-    check::end_state(&database_url, &scenario, transitions).await
+    check::end_state(&database_url, &scenario, transitions).await?;
+    Ok(ReplicasSummary {
+        replicas: fleet.counts(),
+        orders: scenario.orders.len(),
+        transitions,
+    })
 }
 
 /// Feeds the stream, rolls the replicas if asked, and watches until drained; returns the

@@ -1,4 +1,4 @@
-//! `order-worker demo`: the worker at work on a laptop. Seeds orders, publishes their
+//! `order-worker-dev demo`: the worker at work on a laptop. Seeds orders, publishes their
 //! fulfillment events exactly as Dapr's sidecar would, runs the real worker until the stream is
 //! drained, and prints what happened to each order. Exits non-zero if any order is not where the
 //! rules say it must be, or anything is left pending.
@@ -11,13 +11,13 @@ use anyhow::{bail, Context};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::config::{redact_url, Connections, StreamConfig, WorkerConfig};
-use crate::dapr;
-use crate::servers;
-use crate::shutdown;
-use crate::store::history::order_history;
-use crate::store::schema::orders;
-use crate::worker::{Progress, Worker};
+use crate::local_servers;
+use crate::publisher;
+use order_worker::config::{redact_url, Connections, StreamConfig, WorkerConfig};
+use order_worker::shutdown;
+use order_worker::store::history::order_history;
+use order_worker::store::schema::orders;
+use order_worker::worker::{Progress, Worker};
 use scenario::{Publication, Scenario, MIN_ORDERS};
 
 /// How long the worker may take to drain the demo's stream.
@@ -27,7 +27,7 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
 #[derive(Clone, Debug, clap::Args)]
 pub struct DemoConfig {
     #[command(flatten)]
-    pub servers: servers::ServerUrls,
+    pub servers: local_servers::ServerUrls,
     /// The database the demo (re)creates on that server.
     #[arg(long, default_value = "order_worker_demo")]
     pub database: String,
@@ -106,11 +106,11 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the demo and `order-worker replicas` set up before any worker starts: the servers
+/// What the demo and `order-worker-dev replicas` set up before any worker starts: the servers
 /// (private ones run until this is dropped), a fresh database with the schema and the
 /// scenario's orders, and the stream and its dead-letter stream emptied.
 pub(crate) struct Stage {
-    pub servers: servers::Servers,
+    pub servers: local_servers::Servers,
     pub database_url: String,
     pub connections: Connections,
     pub redis: redis::aio::MultiplexedConnection,
@@ -121,7 +121,7 @@ impl Stage {
     /// Finds the servers, recreates `database`, migrates it, seeds `orders` orders and deletes
     /// `stream`'s entries, printing where it all is.
     pub(crate) async fn set(
-        urls: &servers::ServerUrls,
+        urls: &local_servers::ServerUrls,
         private_servers: bool,
         database: &str,
         stream: &StreamConfig,
@@ -133,9 +133,9 @@ impl Stage {
             redact_url(&servers.redis_url),
             servers.origin
         );
-        let database_url = servers::recreate_database(&servers.admin_url, database).await?;
+        let database_url = local_servers::recreate_database(&servers.admin_url, database).await?;
         println!("PostgreSQL: {}", redact_url(&database_url));
-        crate::store::migrate::run_pending(&database_url).await?;
+        order_worker::store::migrate::run_pending(&database_url).await?;
 
         let connections = servers.connections(&database_url);
         let mut redis = connections
@@ -167,7 +167,7 @@ async fn seed(database_url: &str, scenario: &Scenario) -> anyhow::Result<()> {
         .iter()
         .map(|(id, _)| (orders::id.eq(id), orders::status.eq("confirmed")))
         .collect();
-    let mut conn = crate::store::connect(database_url.to_owned()).await?;
+    let mut conn = order_worker::store::connect(database_url.to_owned()).await?;
     diesel::insert_into(orders::table)
         .values(rows)
         .execute(&mut conn)
@@ -185,15 +185,16 @@ pub(crate) async fn publish(
 ) -> anyhow::Result<u64> {
     for (n, publication) in publications.iter().enumerate() {
         let at = start + chrono::Duration::seconds(n as i64);
-        let event = dapr::event(
+        let event = publisher::event(
             &publication.order_id,
             &publication.fulfillment_id,
             None,
             publication.status,
             &at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         );
-        let fields = dapr::entry_fields(stream, &event, &publication.event_id, publication.format);
-        dapr::publish(redis, stream, &fields).await?;
+        let fields =
+            publisher::entry_fields(stream, &event, &publication.event_id, publication.format);
+        publisher::publish(redis, stream, &fields).await?;
     }
     Ok(publications.len() as u64)
 }
@@ -227,7 +228,7 @@ async fn drain(config: WorkerConfig, published: u64) -> anyhow::Result<(Progress
 
 /// Prints each order's transitions and whether it ended where expected; returns the misses.
 async fn report(database_url: &str, scenario: &Scenario) -> anyhow::Result<usize> {
-    let mut conn = crate::store::connect(database_url.to_owned()).await?;
+    let mut conn = order_worker::store::connect(database_url.to_owned()).await?;
     let mut mismatches = 0;
     for (order_id, expected) in &scenario.orders {
         let status: String = orders::table

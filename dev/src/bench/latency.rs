@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use super::workload::Workload;
-use crate::config::WorkerConfig;
-use crate::fulfillment::FulfillmentStatus;
-use crate::shutdown;
-use crate::worker::Worker;
+use order_worker::config::WorkerConfig;
+use order_worker::fulfillment::FulfillmentStatus;
+use order_worker::shutdown;
+use order_worker::worker::Worker;
 
 /// Latency percentiles, in milliseconds.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -58,7 +58,8 @@ pub async fn measure(workload: &mut Workload, rate: u32, seconds: u64) -> anyhow
             let fields = workload.entry(order, *status);
             let at = Instant::now();
             let id =
-                crate::dapr::publish(&mut workload.redis, &workload.stream.stream, &fields).await?;
+                crate::publisher::publish(&mut workload.redis, &workload.stream.stream, &fields)
+                    .await?;
             sent.insert(id, at);
             next += 1;
         }

@@ -1,4 +1,4 @@
-//! `order-worker bench`: how fast the worker drains a backlog, against the per-event pattern
+//! `order-worker-dev bench`: how fast the worker drains a backlog, against the per-event pattern
 //! Dapr's component uses and PostgreSQL's ceiling for one transaction per event, all measured in
 //! the same run on the same servers; plus steady-state latency, peak RSS and start-up time.
 //! Every phase starts from the same state and must end in the exact expected one.
@@ -8,17 +8,19 @@ mod latency;
 mod per_event;
 mod workload;
 
+use std::path::Path;
+
 use anyhow::Context;
 
-use crate::config::{redact_url, StreamConfig, DEFAULT_BATCH_SIZE};
-use crate::servers;
+use crate::local_servers;
+use order_worker::config::{redact_url, StreamConfig, DEFAULT_BATCH_SIZE};
 use workload::Workload;
 
 /// Benchmark settings.
 #[derive(Clone, Debug, clap::Args)]
 pub struct BenchConfig {
     #[command(flatten)]
-    pub servers: servers::ServerUrls,
+    pub servers: local_servers::ServerUrls,
     /// The database the benchmark (re)creates.
     #[arg(long, default_value = "order_worker_bench")]
     pub database: String,
@@ -63,11 +65,13 @@ pub struct Report {
     pub latency: Option<latency::Latency>,
 }
 
-/// Runs the benchmark and prints its table.
-pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
+/// Runs the benchmark with `order_worker` (the binary the drain starts as worker processes),
+/// prints its table and returns what it measured.
+pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Report> {
     let servers = config.servers.find(false).await?;
-    let database_url = servers::recreate_database(&servers.admin_url, &config.database).await?;
-    crate::store::migrate::run_pending(&database_url).await?;
+    let database_url =
+        local_servers::recreate_database(&servers.admin_url, &config.database).await?;
+    order_worker::store::migrate::run_pending(&database_url).await?;
     let connections = servers.connections(&database_url);
     let redis = connections
         .redis_client()?
@@ -84,7 +88,7 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
     };
     workload.seed().await?;
     eprintln!(
-        "order-worker bench: {} orders, {} events; Redis {}, PostgreSQL {} ({})",
+        "order-worker-dev bench: {} orders, {} events; Redis {}, PostgreSQL {} ({})",
         config.orders,
         workload.events(),
         redact_url(&workload.connections.redis_url),
@@ -96,6 +100,7 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
     workload.publish_backlog().await?;
     let drain = drain::drain(
         &mut workload,
+        order_worker,
         usize::from(config.replicas),
         config.batch_size,
     )
@@ -130,15 +135,16 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
         report.latency =
             Some(latency::measure(&mut workload, config.rate, config.latency_seconds).await?);
     }
-    print(&report);
+    print!("{}", render(&report));
     if let Some(path) = &config.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(())
+    Ok(report)
 }
 
-fn print(report: &Report) {
+/// The table `run` prints: one line per measurement.
+pub fn render(report: &Report) -> String {
     let drain = &report.drain;
     let mut rows = vec![(
         format!(
@@ -197,7 +203,7 @@ fn print(report: &Report) {
         .map(|(name, _)| name.chars().count())
         .max()
         .unwrap_or(0);
-    for (name, value) in rows {
-        println!("{name:<width$}  {value}");
-    }
+    rows.iter()
+        .map(|(name, value)| format!("{name:<width$}  {value}\n"))
+        .collect()
 }

@@ -8,8 +8,8 @@ use anyhow::bail;
 use redis::aio::MultiplexedConnection;
 
 use super::feed::FeedProgress;
-use crate::ops::inspect::{inspect, render_consumers, Inspection, PendingArgs};
-use crate::ops::OpsConfig;
+use order_worker::ops::inspect::{inspect, render_consumers, Inspection, PendingArgs};
+use order_worker::ops::OpsConfig;
 
 /// How often the pending table is printed.
 const PERIOD: Duration = Duration::from_secs(1);

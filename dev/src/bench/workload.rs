@@ -8,10 +8,10 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use redis::aio::MultiplexedConnection;
 
-use crate::config::StreamConfig;
-use crate::dapr::{self, Format};
-use crate::fulfillment::FulfillmentStatus;
-use crate::store::schema::{order_status_history, orders};
+use crate::publisher::{self, Format};
+use order_worker::config::StreamConfig;
+use order_worker::fulfillment::FulfillmentStatus;
+use order_worker::store::schema::{order_status_history, orders};
 
 /// How long a drain may take before the benchmark gives up.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(600);
@@ -20,7 +20,7 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(600);
 pub struct Workload {
     pub orders: Vec<String>,
     /// Where the workers connect: the run's own database, and Redis as the benchmark reaches it.
-    pub connections: crate::config::Connections,
+    pub connections: order_worker::config::Connections,
     pub stream: StreamConfig,
     pub redis: MultiplexedConnection,
 }
@@ -69,7 +69,7 @@ impl Workload {
     /// XADDs every order's lifecycle, orders interleaved step by step, as a backlog; the
     /// group is created first (at `0`) so every entry is new to it.
     pub async fn publish_backlog(&mut self) -> anyhow::Result<()> {
-        crate::stream::ensure_group(&mut self.redis, &self.stream).await?;
+        order_worker::stream::ensure_group(&mut self.redis, &self.stream).await?;
         let mut pipe = redis::pipe();
         let mut queued = 0;
         for status in FulfillmentStatus::LIFECYCLE {
@@ -94,7 +94,7 @@ impl Workload {
 
     /// One event's stream fields, in Dapr's current format (a CloudEvent, `metadata` `{}`).
     pub fn entry(&self, order: &str, status: FulfillmentStatus) -> Vec<(String, String)> {
-        let event = dapr::event(
+        let event = publisher::event(
             order,
             &format!("{order}-f1"),
             None,
@@ -102,7 +102,7 @@ impl Workload {
             "2025-12-22T10:54:00Z",
         );
         let id = uuid::Uuid::new_v4().to_string();
-        dapr::entry_fields(&self.stream.stream, &event, &id, Format::CloudEvent)
+        publisher::entry_fields(&self.stream.stream, &event, &id, Format::CloudEvent)
     }
 
     /// Waits until the group has read every entry and none is pending; returns when it was.
@@ -159,7 +159,7 @@ impl Workload {
 
     /// A connection set up as the worker's are.
     pub async fn db(&self) -> anyhow::Result<AsyncPgConnection> {
-        crate::store::connect(self.connections.database_url.clone())
+        order_worker::store::connect(self.connections.database_url.clone())
             .await
             .context("connecting to the benchmark database")
     }

@@ -1,10 +1,11 @@
 //! The worker as operators run it: `order-worker run` processes (one or several replicas in one
 //! group) draining the backlog. Measures how soon each is ready, the drain rate, and peak RSS.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::workload::Workload;
-use crate::child::{worker_env, WorkerChild};
+use crate::worker_process::{worker_env, WorkerChild};
 
 /// What one drain measured.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -20,10 +21,11 @@ pub struct Drain {
     pub peak_rss_mb: f64,
 }
 
-/// Drains the published backlog with `replicas` worker processes at `batch_size`, then stops
-/// them with SIGTERM.
+/// Drains the published backlog with `replicas` worker processes (`order_worker run`) at
+/// `batch_size`, then stops them with SIGTERM.
 pub async fn drain(
     workload: &mut Workload,
+    order_worker: &Path,
     replicas: usize,
     batch_size: u32,
 ) -> anyhow::Result<Drain> {
@@ -33,7 +35,7 @@ pub async fn drain(
         let name = format!("bench-{n}");
         let mut env = worker_env(&workload.connections, &workload.stream, &name);
         env.push(("BATCH_SIZE".to_owned(), batch_size.to_string()));
-        let (child, took) = WorkerChild::spawn(&name, &env, None).await?;
+        let (child, took) = WorkerChild::spawn(order_worker, &name, &env, None).await?;
         ready = ready.max(took);
         workers.push(child);
     }

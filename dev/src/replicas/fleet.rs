@@ -8,21 +8,36 @@ use redis::aio::MultiplexedConnection;
 
 use super::names::ReplicaSet;
 use super::watch::snapshot;
-use crate::child::{worker_env, WorkerChild};
-use crate::config::{Connections, StreamConfig};
-use crate::ops::table::Table;
-use crate::ops::OpsConfig;
+use crate::worker_process::{worker_env, WorkerChild};
+use order_worker::config::{Connections, StreamConfig};
+use order_worker::dev_support::Table;
+use order_worker::ops::OpsConfig;
 
-/// What every replica shares: where the servers are, the stream and group, the batch size,
-/// and the directory their logs go to.
+/// What every replica shares: the binary, where the servers are, the stream and group, the
+/// batch size, and the directory their logs go to.
 #[derive(Debug, Clone)]
 pub struct FleetSettings {
+    /// The `order-worker` binary each replica runs (`order-worker run`).
+    pub order_worker: PathBuf,
     /// Redis, and the run's own database (not the server's admin database).
     pub connections: Connections,
     pub stream: StreamConfig,
     pub batch_size: u32,
     /// Each replica logs to `<log_dir>/<name>.log`, kept after the run for a look.
     pub log_dir: PathBuf,
+}
+
+/// What one replica did, from its log.
+#[derive(Debug, Clone)]
+pub struct ReplicaCounts {
+    /// Its pod-like name (its consumer name).
+    pub name: String,
+    /// Whether it still runs.
+    pub running: bool,
+    /// Events it processed.
+    pub events: u64,
+    /// Status changes it wrote.
+    pub transitions: u64,
 }
 
 /// One replica started during the run, running or stopped.
@@ -57,7 +72,8 @@ impl Fleet {
             ("LOG_FORMAT".to_owned(), "text".to_owned()),
         ]);
         let log = settings.log_dir.join(format!("{name}.log"));
-        let (child, took) = WorkerChild::spawn(&name, &env, Some(&log)).await?;
+        let (child, took) =
+            WorkerChild::spawn(&settings.order_worker, &name, &env, Some(&log)).await?;
         println!("started {name}: subscribed after {} ms", took.as_millis());
         self.replicas.push(Replica {
             child,
@@ -143,6 +159,22 @@ impl Fleet {
             ]);
         }
         (table.render(2), transitions)
+    }
+
+    /// Every replica started, in starting order, with what it did so far.
+    pub fn counts(&self) -> Vec<ReplicaCounts> {
+        self.replicas
+            .iter()
+            .map(|replica| {
+                let (events, transitions) = replica.child.counts();
+                ReplicaCounts {
+                    name: replica.child.name.clone(),
+                    running: replica.running,
+                    events,
+                    transitions,
+                }
+            })
+            .collect()
     }
 
     /// Replicas that processed no event at all, by name.

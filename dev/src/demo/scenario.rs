@@ -2,9 +2,9 @@
 //! plus the cases worth seeing (two warehouses, a cancellation, a pick retry, a duplicate and an
 //! out-of-order event), each with the final status the rules must reach.
 
-use crate::dapr::Format;
-use crate::fulfillment::FulfillmentStatus::{self, *};
-use crate::fulfillment::OrderStatus;
+use crate::publisher::Format;
+use order_worker::fulfillment::FulfillmentStatus::{self, *};
+use order_worker::fulfillment::OrderStatus;
 
 /// The fewest orders that hold every special case.
 pub const MIN_ORDERS: usize = 5;

@@ -1,0 +1,22 @@
+//! `order-worker-dev`: the demo, the benchmark and the replicas run (see [`order_worker_dev::cli`]).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use order_worker::config::LogFormat;
+use order_worker::telemetry;
+use order_worker_dev::cli::{self, Cli};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Every command prints for a person: only warnings are logged, as text.
+    let _logging = telemetry::init(cli.log_format.unwrap_or(LogFormat::Text), "warn");
+    match cli::run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
