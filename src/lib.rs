@@ -1,31 +1,52 @@
-//! order-worker: consumes Dapr's `fulfillment.status_changed` Redis stream directly and keeps
-//! each order's status in PostgreSQL right, exactly once in effect.
+//! order-worker reads the order service's Redis streams exactly as Dapr's `pubsub.redis` writes
+//! them, in a consumer group shared by every replica, and keeps each order's status in
+//! PostgreSQL right, exactly once in effect.
 //!
-//! The path of an entry: [`stream::read`] → [`envelope`] (decode) → [`store::apply`] (one
-//! transaction per batch, rules in [`fulfillment`]) → [`stream::settle`] (dead-letter, XACK),
-//! driven by [`worker`]. [`ops`] holds the operator commands (inspection, dead letters,
-//! trimming, replay).
-//!
-//! The development tooling (the demo, the benchmark, the replicas run, private servers,
-//! Dapr-format publishing) lives in the workspace's `order-worker-dev` crate (`dev/`).
+//! An entry's path, a module per step: `stream` reads a batch (XREADGROUP, or XAUTOCLAIM for
+//! stuck entries) → `envelope` decodes Dapr's format → `store` applies the batch in one
+//! transaction by the rules of `fulfillment` → `verdict` says ack, dead-letter or leave pending
+//! → `stream` settles (XACK, dead-letter stream). `worker` drives the loop (`worker/batch.rs`
+//! is one batch's whole life); `app` wires it to signals, `http` and `instruments`. `ops` holds
+//! the operator commands. Modules are private: below is what the binary, the tests and the
+//! development tooling (`dev/`, `order-worker-dev`) use.
 
-pub mod config;
-pub mod envelope;
-pub mod fulfillment;
-pub mod http;
-pub mod instruments;
+mod app;
+mod config;
+mod envelope;
+mod fulfillment;
+mod http;
+mod instruments;
 pub mod ops;
-pub mod retry;
-pub mod shutdown;
-pub mod store;
-pub mod stream;
-pub mod telemetry;
-pub mod tls;
-pub mod verdict;
-pub mod worker;
+mod retry;
+mod shutdown;
+mod store;
+mod stream;
+mod telemetry;
+mod tls;
+mod verdict;
+mod worker;
 
-/// Made reachable for the development tooling (`order-worker-dev`), which prints its tables as
-/// the operator commands do; not part of the worker's own surface.
-pub mod dev_support {
-    pub use crate::ops::table::Table;
-}
+// The commands: `run`, `migrate`, and the operator commands in `ops`.
+pub use app::{migrate, run};
+pub use config::{
+    redact_url, Connections, LogFormat, MigrateConfig, RedisTls, StreamConfig, WorkerConfig,
+    DEFAULT_BATCH_SIZE, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL,
+};
+pub use telemetry::{init as init_logging, PROCESSING_EVENT, SUBSCRIBING, UPDATED_ORDER};
+
+// The worker in-process, as the tests, the demo and the benchmark run it.
+pub use shutdown::{channel as shutdown_channel, Shutdown, ShutdownTrigger};
+pub use worker::{Committed, Progress, Worker};
+
+// The data: statuses, PostgreSQL (connect, migrate, the tables, an order's history).
+pub use fulfillment::{FulfillmentStatus, OrderStatus};
+pub use store::history::{order_history, HistoryRow};
+pub use store::migrate::run_pending as run_migrations;
+pub use store::{connect as connect_postgres, schema};
+
+// The pipeline's parts, for the benchmark's per-event baseline and the tests that play a
+// consumer which dies half-way (read, decode and apply, but never ack).
+pub use envelope::{decode, FulfillmentEvent, DEFAULT_MAX_ENTRY_BYTES};
+pub use store::{apply_batch, Incoming};
+pub use stream::settle::Origin;
+pub use stream::{ensure_group, group_info, settle, DeadLetter, ReadBatch, Reader, StreamEntry};

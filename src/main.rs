@@ -4,14 +4,8 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use order_worker::config::{LogFormat, MigrateConfig, WorkerConfig};
-use order_worker::ops;
-use order_worker::shutdown;
-use order_worker::store::migrate;
-use order_worker::telemetry;
-use order_worker::worker::Worker;
+use order_worker::{ops, LogFormat, MigrateConfig, WorkerConfig};
 
 /// Consumes Dapr's `fulfillment.status_changed` Redis stream in a consumer group shared by all
 /// replicas, applies each event to the orders in PostgreSQL exactly once in effect, and acks it
@@ -58,10 +52,10 @@ async fn main() -> ExitCode {
     } else {
         (LogFormat::Json, "info")
     };
-    let _logging = telemetry::init(cli.log_format.unwrap_or(format), level);
+    let _logging = order_worker::init_logging(cli.log_format.unwrap_or(format), level);
     let result = match cli.command {
-        Command::Run(config) => run(config).await,
-        Command::Migrate(config) => migrate_database(config).await,
+        Command::Run(config) => order_worker::run(config).await,
+        Command::Migrate(config) => order_worker::migrate(config).await,
         Command::Pending(args) => ops::inspect::run(args).await,
         Command::DeadLetter(args) => ops::dead_letter::run(args).await,
         Command::Trim(args) => ops::trim::run(args).await,
@@ -74,45 +68,4 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-async fn run(config: WorkerConfig) -> anyhow::Result<()> {
-    let signals = shutdown::Signals::install().context("listening for SIGTERM and SIGINT")?;
-    let (trigger, stop) = shutdown::channel();
-    tokio::spawn(signals.forward(trigger));
-    let timeout = config.shutdown_timeout;
-    let metrics = order_worker::instruments::install();
-    let http_addr = config.http_addr;
-    let mut stopped_early = stop.clone();
-    let worker = tokio::select! {
-        worker = Worker::start(config) => worker?,
-        () = stopped_early.triggered() => {
-            tracing::info!("stopped while starting: nothing was read");
-            return Ok(());
-        }
-    };
-    let listener = tokio::net::TcpListener::bind(http_addr)
-        .await
-        .with_context(|| format!("listening on HTTP_ADDR {http_addr}"))?;
-    tracing::info!(
-        "serving /healthz, /readyz and /metrics on http://{}",
-        listener.local_addr()?
-    );
-    let readiness = worker.readiness();
-    tokio::spawn(async move {
-        if let Err(error) = order_worker::http::serve(listener, readiness, metrics).await {
-            tracing::error!("the HTTP endpoint stopped: {error:#}");
-        }
-    });
-    shutdown::within(timeout, stop.clone(), worker.run(stop)).await
-}
-
-async fn migrate_database(config: MigrateConfig) -> anyhow::Result<()> {
-    let applied = migrate::run_pending(&config.database_url).await?;
-    if applied.is_empty() {
-        tracing::info!("schema is up to date");
-    } else {
-        tracing::info!(migrations = ?applied, "applied {} migration(s)", applied.len());
-    }
-    Ok(())
 }

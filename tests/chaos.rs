@@ -12,8 +12,8 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use order_worker::fulfillment::FulfillmentStatus;
-use order_worker::fulfillment::FulfillmentStatus::Planning;
+use order_worker::FulfillmentStatus;
+use order_worker::FulfillmentStatus::Planning;
 use order_worker_dev::publisher::{self, Format};
 use support::process::signal;
 use support::proxy::FaultProxy;

@@ -3,13 +3,13 @@
 
 mod support;
 
-use order_worker::fulfillment::FulfillmentStatus::*;
+use order_worker::FulfillmentStatus::*;
 use order_worker_dev::publisher::Format;
 use support::TestEnv;
 
 /// Reads every new entry as `consumer` without acking, as a consumer that then dies does.
 async fn read_and_abandon(env: &TestEnv, consumer: &str) -> usize {
-    order_worker::stream::ensure_group(&mut env.redis.clone(), &env.stream)
+    order_worker::ensure_group(&mut env.redis.clone(), &env.stream)
         .await
         .expect("group");
     env.read_as(&env.stream.group, consumer, 10_000).await.len()

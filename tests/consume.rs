@@ -3,7 +3,7 @@
 
 mod support;
 
-use order_worker::fulfillment::FulfillmentStatus::{self, *};
+use order_worker::FulfillmentStatus::{self, *};
 use order_worker_dev::publisher::Format;
 use support::TestEnv;
 

@@ -3,7 +3,7 @@
 
 mod support;
 
-use order_worker::fulfillment::FulfillmentStatus::*;
+use order_worker::FulfillmentStatus::*;
 use order_worker_dev::publisher::{self, Format};
 use support::TestEnv;
 

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use order_worker::fulfillment::FulfillmentStatus::*;
+use order_worker::FulfillmentStatus::*;
 use order_worker_dev::publisher::Format;
 use support::proxy::FaultProxy;
 use support::TestEnv;

@@ -4,7 +4,7 @@
 
 mod support;
 
-use order_worker::fulfillment::FulfillmentStatus::Planning;
+use order_worker::FulfillmentStatus::Planning;
 use support::process::signal;
 use support::proxy::FaultProxy;
 use support::{eventually, TestEnv};

@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use diesel_async::SimpleAsyncConnection;
-use order_worker::config::StreamConfig;
+use order_worker::StreamConfig;
 use support::ops::stderr;
 use support::tls::TlsServers;
 use support::{eventually, TestEnv};
@@ -57,7 +57,7 @@ fn role_sql() -> Vec<Vec<String>> {
 }
 
 async fn run_as(url: String, statements: &[String]) {
-    let mut conn = order_worker::store::connect(url).await.expect("connect");
+    let mut conn = order_worker::connect_postgres(url).await.expect("connect");
     // One by one: CREATE DATABASE cannot run in the implicit transaction of a multi-statement query.
     for statement in statements {
         conn.batch_execute(statement)
@@ -95,7 +95,7 @@ async fn the_worker_drains_with_only_the_readme_acl_rule_and_grants() {
     let env = set_up_as_the_readme_says(&servers).await;
     let (orders, published) = env.seed_lifecycles(3).await;
     // Two entries read by Dapr's consumer and never acked: the worker must claim them.
-    order_worker::stream::ensure_group(&mut env.redis.clone(), &env.stream)
+    order_worker::ensure_group(&mut env.redis.clone(), &env.stream)
         .await
         .expect("group");
     assert_eq!(
@@ -180,9 +180,10 @@ async fn assert_redis_user_is_confined(servers: &TlsServers, env: &TestEnv) {
 }
 
 async fn assert_runtime_role_has_no_ddl(servers: &TlsServers) {
-    let mut runtime = order_worker::store::connect(servers.postgres_url("order_worker", "orders"))
-        .await
-        .expect("the runtime role connects");
+    let mut runtime =
+        order_worker::connect_postgres(servers.postgres_url("order_worker", "orders"))
+            .await
+            .expect("the runtime role connects");
     for (statement, refusal) in [
         (
             "CREATE TABLE intruder (id int)",

@@ -6,8 +6,8 @@ mod support;
 
 use order_worker::ops::dead_letter::{self, DeadLetterSummary};
 use order_worker::ops::stream_id::parse_boundary;
-use order_worker::stream::settle::Origin;
-use order_worker::stream::{settle, DeadLetter, StreamEntry};
+use order_worker::Origin;
+use order_worker::{settle, DeadLetter, StreamEntry};
 use support::ops::{id, stderr, stdout};
 use support::TestEnv;
 

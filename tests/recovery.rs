@@ -4,9 +4,9 @@
 mod support;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use order_worker::envelope::{decode, DEFAULT_MAX_ENTRY_BYTES};
-use order_worker::fulfillment::FulfillmentStatus::*;
-use order_worker::store::{apply_batch, Incoming};
+use order_worker::FulfillmentStatus::*;
+use order_worker::{apply_batch, Incoming};
+use order_worker::{decode, DEFAULT_MAX_ENTRY_BYTES};
 use order_worker_dev::publisher::Format;
 use redis::streams::StreamReadReply;
 use support::{eventually, TestEnv};
@@ -20,7 +20,7 @@ async fn a_crash_between_commit_and_xack_writes_no_second_history_row() {
 
     // What a worker named "pod-a" does before it dies: join the group, read, decode, apply and
     // COMMIT, but no XACK.
-    order_worker::stream::ensure_group(&mut env.redis.clone(), &env.stream)
+    order_worker::ensure_group(&mut env.redis.clone(), &env.stream)
         .await
         .expect("group created");
     let reply: StreamReadReply = redis::cmd("XREADGROUP")

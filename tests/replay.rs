@@ -6,12 +6,10 @@ mod support;
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use order_worker::fulfillment::FulfillmentStatus::{self, *};
 use order_worker::ops::replay::{self, Counts, RangeRequest, ReplayReport};
 use order_worker::ops::stream_id::StreamId;
-use order_worker::store::schema::{
-    order_fulfillments, order_status_history, orders, processed_events,
-};
+use order_worker::schema::{order_fulfillments, order_status_history, orders, processed_events};
+use order_worker::FulfillmentStatus::{self, *};
 use order_worker_dev::publisher::{self, Format};
 use support::ops::{stderr, stdout};
 use support::TestEnv;
@@ -79,10 +77,10 @@ async fn replay_lib(
         from,
         to,
         order_id,
-        max_entry_bytes: order_worker::envelope::DEFAULT_MAX_ENTRY_BYTES,
+        max_entry_bytes: order_worker::DEFAULT_MAX_ENTRY_BYTES,
         page_size,
     };
-    let mut pg = order_worker::store::connect(env.database_url.clone())
+    let mut pg = order_worker::connect_postgres(env.database_url.clone())
         .await
         .expect("connect");
     replay::replay_range(&mut env.redis.clone(), &mut pg, &request, dry_run)

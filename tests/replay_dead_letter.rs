@@ -3,8 +3,8 @@
 
 mod support;
 
-use order_worker::fulfillment::FulfillmentStatus::*;
 use order_worker::ops::replay;
+use order_worker::FulfillmentStatus::*;
 use order_worker_dev::publisher::Format;
 use support::ops::{stderr, stdout};
 use support::TestEnv;

@@ -9,6 +9,7 @@ mod support;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use order_worker::{PROCESSING_EVENT, UPDATED_ORDER};
 use order_worker_dev::cli::Command;
 use order_worker_dev::replicas::ReplicaSet;
 use support::dev::order_worker_binary;
@@ -33,9 +34,6 @@ const NO_CLAIMS: (&str, &str) = ("CLAIM_MIN_IDLE_MS", "600000");
 const LOW_WATER: u64 = 1_000;
 
 /// What each worker logs per event it processes and per status change it writes.
-// TODO(share-log-text): copies of the worker's log text, as in dev/src/worker_process.rs.
-const EVENT_LINE: &str = "Processing fulfillment status changed event";
-const TRANSITION_LINE: &str = "Updated order status";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rolling_restart_of_three_replicas_loses_nothing_duplicates_nothing_strands_nothing() {
@@ -87,7 +85,7 @@ async fn a_rolling_restart_of_three_replicas_loses_nothing_duplicates_nothing_st
         eventually("every replica took part", async || {
             names
                 .iter()
-                .all(|name| env.process_log(name).contains(EVENT_LINE))
+                .all(|name| env.process_log(name).contains(PROCESSING_EVENT))
         })
         .await;
         let next = ReplicaSet::new();
@@ -151,13 +149,13 @@ async fn a_rolling_restart_of_three_replicas_loses_nothing_duplicates_nothing_st
             .map(|(_, log)| log.matches(needle).count() as u64)
             .collect()
     };
-    let per_replica = count(EVENT_LINE);
+    let per_replica = count(PROCESSING_EVENT);
     assert_eq!(per_replica.iter().sum::<u64>(), events, "{per_replica:?}");
     for ((name, _), processed) in logs.iter().zip(&per_replica) {
         assert!(*processed > 0, "{name} took part: {per_replica:?}");
     }
     assert_eq!(
-        count(TRANSITION_LINE).iter().sum::<u64>(),
+        count(UPDATED_ORDER).iter().sum::<u64>(),
         3 * orders.len() as u64,
         "each status change written by one replica, once"
     );

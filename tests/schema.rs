@@ -3,8 +3,8 @@
 
 mod support;
 
-use order_worker::store::migrate::run_pending;
-use order_worker::worker::Worker;
+use order_worker::run_migrations;
+use order_worker::Worker;
 use support::TestEnv;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -12,7 +12,7 @@ async fn concurrent_migrations_apply_each_migration_once() {
     let env = TestEnv::unmigrated().await;
     let runs = (0..4).map(|_| {
         let url = env.database_url.clone();
-        async move { run_pending(&url).await }
+        async move { run_migrations(&url).await }
     });
     let results = futures_join_all(runs).await;
     let applied: Vec<Vec<String>> = results
@@ -27,7 +27,7 @@ async fn concurrent_migrations_apply_each_migration_once() {
         total, migrations,
         "each migration applied exactly once: {applied:?}"
     );
-    assert!(run_pending(&env.database_url)
+    assert!(run_migrations(&env.database_url)
         .await
         .expect("rerun")
         .is_empty());
@@ -66,7 +66,7 @@ async fn the_orders_table_rejects_unknown_statuses() {
         inserted.is_err(),
         "CHECK constraint rejects an unknown status"
     );
-    for status in order_worker::fulfillment::OrderStatus::ALL {
+    for status in order_worker::OrderStatus::ALL {
         env.seed_orders(&[&format!("o-{status}")], status.as_str())
             .await;
     }

@@ -4,8 +4,8 @@
 
 mod support;
 
-use order_worker::config::RedisTls;
-use order_worker::worker::Worker;
+use order_worker::RedisTls;
+use order_worker::Worker;
 use support::ops::stderr;
 use support::tls::{make_pki, TlsServers};
 
@@ -13,7 +13,7 @@ use support::tls::{make_pki, TlsServers};
 async fn the_worker_drains_over_tls_with_both_servers_fully_verified() {
     let servers = TlsServers::start().await;
     let env = servers.env(None).await;
-    order_worker::store::migrate::run_pending(&env.database_url)
+    order_worker::run_migrations(&env.database_url)
         .await
         .expect("migrations apply over TLS");
     let (orders, published) = env.seed_lifecycles(5).await;
@@ -50,13 +50,13 @@ async fn postgres_sslmodes_verify_against_sslrootcert_and_name_a_wrong_ca() {
         "sslmode=require".to_owned(),
         "sslmode=prefer".to_owned(),
     ] {
-        if let Err(error) = order_worker::store::connect(url(&good)).await {
+        if let Err(error) = order_worker::connect_postgres(url(&good)).await {
             panic!("{good}: {error}");
         }
     }
 
     let error = |query: String| async move {
-        match order_worker::store::connect(url(&query)).await {
+        match order_worker::connect_postgres(url(&query)).await {
             Ok(_) => panic!("{query} connected"),
             Err(error) => error.to_string(),
         }
@@ -105,7 +105,7 @@ async fn redis_without_tls_or_without_the_ca_fails_clearly() {
         "{}",
         stderr(&output)
     );
-    order_worker::store::migrate::run_pending(&env.database_url)
+    order_worker::run_migrations(&env.database_url)
         .await
         .expect("migrations apply");
     let mut config = env.config("plain");

@@ -1,7 +1,7 @@
 //! The `order-worker-dev` command line: `demo`, `bench` and `replicas`.
 
 use clap::{Parser, Subcommand};
-use order_worker::config::LogFormat;
+use order_worker::LogFormat;
 
 use crate::worker_process::order_worker_binary;
 use crate::{bench, demo, replicas};

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use diesel_async::RunQueryDsl;
 
-use order_worker::config::{Connections, RedisTls, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL};
+use order_worker::{Connections, RedisTls, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL};
 
 /// Drops and creates the database `name` on the server of `admin_url`, so every run starts the
 /// same and nothing else on the server is touched; returns its URL.
@@ -19,7 +19,7 @@ pub async fn recreate_database(admin_url: &str, name: &str) -> anyhow::Result<St
     if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         bail!("--database must be letters, digits and underscores, not {name:?}");
     }
-    let mut admin = order_worker::store::connect(admin_url.to_owned()).await?;
+    let mut admin = order_worker::connect_postgres(admin_url.to_owned()).await?;
     diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&mut admin)
         .await?;
@@ -367,7 +367,7 @@ fn wait_for_port(port: u16) -> anyhow::Result<()> {
 async fn wait_for_postgres(url: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + STARTUP_DEADLINE;
     loop {
-        match order_worker::store::connect(url.to_owned()).await {
+        match order_worker::connect_postgres(url.to_owned()).await {
             Ok(_) => return Ok(()),
             Err(error) if Instant::now() > deadline => {
                 bail!("the private PostgreSQL did not accept connections within {STARTUP_DEADLINE:?}: {error}")

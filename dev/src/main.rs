@@ -3,15 +3,15 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use order_worker::config::LogFormat;
-use order_worker::telemetry;
+use order_worker::LogFormat;
+
 use order_worker_dev::cli::{self, Cli};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // Every command prints for a person: only warnings are logged, as text.
-    let _logging = telemetry::init(cli.log_format.unwrap_or(LogFormat::Text), "warn");
+    let _logging = order_worker::init_logging(cli.log_format.unwrap_or(LogFormat::Text), "warn");
     match cli::run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

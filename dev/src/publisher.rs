@@ -4,7 +4,7 @@
 use base64::Engine;
 use serde_json::{json, Value};
 
-use order_worker::fulfillment::FulfillmentStatus;
+use order_worker::FulfillmentStatus;
 
 /// How the publisher's Dapr version and content type shape the entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

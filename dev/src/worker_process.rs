@@ -14,22 +14,13 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
-use order_worker::config::{Connections, StreamConfig};
+use order_worker::{Connections, StreamConfig, PROCESSING_EVENT, SUBSCRIBING, UPDATED_ORDER};
 
 /// How long a worker may take to subscribe before it counts as failed to start.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
 
 /// How long a worker may take to exit after SIGTERM (its SHUTDOWN_TIMEOUT is 20 s by default).
 const STOP_DEADLINE: Duration = Duration::from_secs(30);
-
-// TODO(share-log-text): these three are copies of the worker's log text (src/worker/batch.rs,
-// src/worker/mod.rs); use the constants the product will export for them instead.
-/// What the worker logs once per event and once per status change it wrote: counted from its
-/// log as it goes, so the parent can say which replica did how much without asking it.
-const EVENT_LINE: &str = "Processing fulfillment status changed event";
-const TRANSITION_LINE: &str = "Updated order status";
-/// What the worker logs just before its first read.
-const SUBSCRIBED_LINE: &str = "Subscribing to stream";
 
 /// The environment variable naming the `order-worker` binary the children run.
 pub const ORDER_WORKER_BIN: &str = "ORDER_WORKER_BIN";
@@ -149,11 +140,11 @@ impl WorkerChild {
         let forwarder = tokio::spawn(async move {
             let mut subscribed = Some(subscribed_tx);
             while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains(EVENT_LINE) {
+                if line.contains(PROCESSING_EVENT) {
                     counted.events.fetch_add(1, Ordering::Relaxed);
-                } else if line.contains(TRANSITION_LINE) {
+                } else if line.contains(UPDATED_ORDER) {
                     counted.transitions.fetch_add(1, Ordering::Relaxed);
-                } else if line.contains(SUBSCRIBED_LINE) {
+                } else if line.contains(SUBSCRIBING) {
                     if let Some(tx) = subscribed.take() {
                         let _ = tx.send(());
                     }

@@ -47,7 +47,7 @@ async fn the_demo_drains_its_stream_and_every_order_ends_where_expected() {
         .expect("demo runs");
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
 
-    let mut admin = order_worker::store::connect(database_url())
+    let mut admin = order_worker::connect_postgres(database_url())
         .await
         .expect("PostgreSQL reachable");
     diesel::sql_query(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))

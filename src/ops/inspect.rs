@@ -243,7 +243,7 @@ pub fn render(inspection: &Inspection) -> String {
 }
 
 /// Who holds what: one line per consumer (pod) with its pending count and idle time. Also
-/// printed on its own by `order-worker replicas` while its replicas work.
+/// printed on its own by `order-worker-dev replicas` while its replicas work.
 pub fn render_consumers(inspection: &Inspection) -> String {
     let group = &inspection.group;
     let mut out = String::new();

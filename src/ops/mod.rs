@@ -8,7 +8,7 @@ pub mod dead_letter;
 pub mod inspect;
 pub mod replay;
 pub mod stream_id;
-pub(crate) mod table;
+pub mod table;
 pub mod trim;
 
 use std::fmt;

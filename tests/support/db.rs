@@ -2,8 +2,8 @@
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use order_worker::store::history::{order_history, HistoryRow};
-use order_worker::store::schema::{order_status_history, orders, processed_events};
+use order_worker::schema::{order_status_history, orders, processed_events};
+use order_worker::{order_history, HistoryRow};
 
 use super::TestEnv;
 

@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use order_worker::config::{Connections, RedisTls, StreamConfig, WorkerConfig};
-use order_worker::fulfillment::FulfillmentStatus;
-use order_worker::shutdown::{self, ShutdownTrigger};
-use order_worker::store::schema::orders;
-use order_worker::worker::{Progress, Worker};
+use order_worker::schema::orders;
+use order_worker::FulfillmentStatus;
+use order_worker::{shutdown_channel, ShutdownTrigger};
+use order_worker::{Connections, RedisTls, StreamConfig, WorkerConfig};
+use order_worker::{Progress, Worker};
 use order_worker_dev::publisher::{self, Format};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
@@ -58,7 +58,7 @@ impl TestEnv {
     /// A fresh, migrated database and unique stream and dead-letter names.
     pub async fn new() -> Self {
         let env = Self::unmigrated().await;
-        order_worker::store::migrate::run_pending(&env.database_url)
+        order_worker::run_migrations(&env.database_url)
             .await
             .expect("migrations apply");
         env
@@ -135,7 +135,7 @@ impl TestEnv {
     }
 
     pub async fn db(&self) -> AsyncPgConnection {
-        order_worker::store::connect(self.database_url.clone())
+        order_worker::connect_postgres(self.database_url.clone())
             .await
             .expect("test database reachable")
     }
@@ -254,7 +254,7 @@ impl TestEnv {
     pub async fn spawn_worker_with(&self, config: WorkerConfig) -> RunningWorker {
         let worker = Worker::start(config).await.expect("worker starts");
         let progress = worker.progress();
-        let (trigger, stop) = shutdown::channel();
+        let (trigger, stop) = shutdown_channel();
         let task = tokio::spawn(worker.run(stop));
         RunningWorker {
             trigger,
@@ -380,7 +380,7 @@ pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
 
 /// A connection to the server's admin database, as the binary connects (TLS, `sslmode`).
 async fn admin(admin_url: &str) -> AsyncPgConnection {
-    order_worker::store::connect(admin_url.to_owned())
+    order_worker::connect_postgres(admin_url.to_owned())
         .await
         .expect("PostgreSQL reachable (set DATABASE_URL)")
 }

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use order_worker::config::RedisTls;
+use order_worker::RedisTls;
 use order_worker_dev::local_servers::{
     free_port, give_to_postgres, start_postgres, start_redis, PrivateServer,
 };
@@ -166,7 +166,7 @@ impl TlsServers {
         let deadline = Instant::now() + DEADLINE;
         let url = self.postgres_url("postgres", "postgres");
         loop {
-            match order_worker::store::connect(url.clone()).await {
+            match order_worker::connect_postgres(url.clone()).await {
                 Ok(_) => return,
                 Err(error) if Instant::now() > deadline => {
                     panic!("the TLS PostgreSQL did not accept connections within {DEADLINE:?}: {error}")

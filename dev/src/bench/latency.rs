@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use super::workload::Workload;
-use order_worker::config::WorkerConfig;
-use order_worker::fulfillment::FulfillmentStatus;
-use order_worker::shutdown;
-use order_worker::worker::Worker;
+use order_worker::shutdown_channel;
+use order_worker::FulfillmentStatus;
+use order_worker::Worker;
+use order_worker::WorkerConfig;
 
 /// Latency percentiles, in milliseconds.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -31,7 +31,7 @@ pub async fn measure(workload: &mut Workload, rate: u32, seconds: u64) -> anyhow
     stream.consumer = Some("bench-latency".to_owned());
     let mut worker = Worker::start(WorkerConfig::new(connections, stream)).await?;
     let mut commits = worker.commits();
-    let (trigger, stop) = shutdown::channel();
+    let (trigger, stop) = shutdown_channel();
     let running = tokio::spawn(worker.run(stop));
 
     let total = (u64::from(rate) * seconds).min(workload.events());

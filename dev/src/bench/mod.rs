@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::local_servers;
-use order_worker::config::{redact_url, StreamConfig, DEFAULT_BATCH_SIZE};
+use order_worker::{redact_url, StreamConfig, DEFAULT_BATCH_SIZE};
 use workload::Workload;
 
 /// Benchmark settings.
@@ -71,7 +71,7 @@ pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Rep
     let servers = config.servers.find(false).await?;
     let database_url =
         local_servers::recreate_database(&servers.admin_url, &config.database).await?;
-    order_worker::store::migrate::run_pending(&database_url).await?;
+    order_worker::run_migrations(&database_url).await?;
     let connections = servers.connections(&database_url);
     let redis = connections
         .redis_client()?

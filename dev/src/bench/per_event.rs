@@ -8,10 +8,10 @@ use anyhow::Context;
 use futures_util::future::try_join_all;
 
 use super::workload::Workload;
-use order_worker::envelope::{decode, FulfillmentEvent, DEFAULT_MAX_ENTRY_BYTES};
-use order_worker::fulfillment::FulfillmentStatus;
-use order_worker::store::{apply_batch, Incoming};
-use order_worker::stream::{ReadBatch, Reader};
+use order_worker::FulfillmentStatus;
+use order_worker::{apply_batch, Incoming};
+use order_worker::{decode, FulfillmentEvent, DEFAULT_MAX_ENTRY_BYTES};
+use order_worker::{ReadBatch, Reader};
 
 /// Dapr's handler count for `pubsub.redis`.
 pub const HANDLERS: usize = 10;
@@ -98,7 +98,7 @@ pub async fn postgres_ceiling(workload: &Workload) -> anyhow::Result<f64> {
     let started = Instant::now();
     try_join_all(lanes.iter().map(|events| async move {
         let mut db =
-            order_worker::store::connect(workload.connections.database_url.clone()).await?;
+            order_worker::connect_postgres(workload.connections.database_url.clone()).await?;
         for (n, event) in events.iter().enumerate() {
             let entry_id = format!("0-{n}");
             apply_batch(

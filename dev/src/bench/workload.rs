@@ -9,9 +9,9 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use redis::aio::MultiplexedConnection;
 
 use crate::publisher::{self, Format};
-use order_worker::config::StreamConfig;
-use order_worker::fulfillment::FulfillmentStatus;
-use order_worker::store::schema::{order_status_history, orders};
+use order_worker::schema::{order_status_history, orders};
+use order_worker::FulfillmentStatus;
+use order_worker::StreamConfig;
 
 /// How long a drain may take before the benchmark gives up.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(600);
@@ -20,7 +20,7 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(600);
 pub struct Workload {
     pub orders: Vec<String>,
     /// Where the workers connect: the run's own database, and Redis as the benchmark reaches it.
-    pub connections: order_worker::config::Connections,
+    pub connections: order_worker::Connections,
     pub stream: StreamConfig,
     pub redis: MultiplexedConnection,
 }
@@ -69,7 +69,7 @@ impl Workload {
     /// XADDs every order's lifecycle, orders interleaved step by step, as a backlog; the
     /// group is created first (at `0`) so every entry is new to it.
     pub async fn publish_backlog(&mut self) -> anyhow::Result<()> {
-        order_worker::stream::ensure_group(&mut self.redis, &self.stream).await?;
+        order_worker::ensure_group(&mut self.redis, &self.stream).await?;
         let mut pipe = redis::pipe();
         let mut queued = 0;
         for status in FulfillmentStatus::LIFECYCLE {
@@ -109,14 +109,10 @@ impl Workload {
     pub async fn wait_drained(&mut self) -> anyhow::Result<Instant> {
         let deadline = Instant::now() + DRAIN_DEADLINE;
         loop {
-            let groups: redis::streams::StreamInfoGroupsReply = redis::cmd("XINFO")
-                .arg("GROUPS")
-                .arg(&self.stream.stream)
-                .query_async(&mut self.redis)
-                .await?;
-            let drained = groups.groups.iter().any(|group| {
-                group.name == self.stream.group && group.lag == Some(0) && group.pending == 0
-            });
+            let group =
+                order_worker::group_info(&mut self.redis, &self.stream.stream, &self.stream.group)
+                    .await?;
+            let drained = group.is_some_and(|group| group.lag == Some(0) && group.pending == 0);
             if drained {
                 return Ok(Instant::now());
             }
@@ -159,7 +155,7 @@ impl Workload {
 
     /// A connection set up as the worker's are.
     pub async fn db(&self) -> anyhow::Result<AsyncPgConnection> {
-        order_worker::store::connect(self.connections.database_url.clone())
+        order_worker::connect_postgres(self.connections.database_url.clone())
             .await
             .context("connecting to the benchmark database")
     }

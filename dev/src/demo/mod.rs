@@ -13,11 +13,11 @@ use diesel_async::RunQueryDsl;
 
 use crate::local_servers;
 use crate::publisher;
-use order_worker::config::{redact_url, Connections, StreamConfig, WorkerConfig};
-use order_worker::shutdown;
-use order_worker::store::history::order_history;
-use order_worker::store::schema::orders;
-use order_worker::worker::{Progress, Worker};
+use order_worker::order_history;
+use order_worker::schema::orders;
+use order_worker::shutdown_channel;
+use order_worker::{redact_url, Connections, StreamConfig, WorkerConfig};
+use order_worker::{Progress, Worker};
 use scenario::{Publication, Scenario, MIN_ORDERS};
 
 /// How long the worker may take to drain the demo's stream.
@@ -135,7 +135,7 @@ impl Stage {
         );
         let database_url = local_servers::recreate_database(&servers.admin_url, database).await?;
         println!("PostgreSQL: {}", redact_url(&database_url));
-        order_worker::store::migrate::run_pending(&database_url).await?;
+        order_worker::run_migrations(&database_url).await?;
 
         let connections = servers.connections(&database_url);
         let mut redis = connections
@@ -167,7 +167,7 @@ async fn seed(database_url: &str, scenario: &Scenario) -> anyhow::Result<()> {
         .iter()
         .map(|(id, _)| (orders::id.eq(id), orders::status.eq("confirmed")))
         .collect();
-    let mut conn = order_worker::store::connect(database_url.to_owned()).await?;
+    let mut conn = order_worker::connect_postgres(database_url.to_owned()).await?;
     diesel::insert_into(orders::table)
         .values(rows)
         .execute(&mut conn)
@@ -205,7 +205,7 @@ async fn drain(config: WorkerConfig, published: u64) -> anyhow::Result<(Progress
     let started = Instant::now();
     let worker = Worker::start(config).await?;
     let mut progress = worker.progress();
-    let (trigger, stop) = shutdown::channel();
+    let (trigger, stop) = shutdown_channel();
     let task = tokio::spawn(worker.run(stop));
     let drained = tokio::time::timeout(
         DRAIN_DEADLINE,
@@ -228,7 +228,7 @@ async fn drain(config: WorkerConfig, published: u64) -> anyhow::Result<(Progress
 
 /// Prints each order's transitions and whether it ended where expected; returns the misses.
 async fn report(database_url: &str, scenario: &Scenario) -> anyhow::Result<usize> {
-    let mut conn = order_worker::store::connect(database_url.to_owned()).await?;
+    let mut conn = order_worker::connect_postgres(database_url.to_owned()).await?;
     let mut mismatches = 0;
     for (order_id, expected) in &scenario.orders {
         let status: String = orders::table

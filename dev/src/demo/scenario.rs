@@ -3,8 +3,8 @@
 //! out-of-order event), each with the final status the rules must reach.
 
 use crate::publisher::Format;
-use order_worker::fulfillment::FulfillmentStatus::{self, *};
-use order_worker::fulfillment::OrderStatus;
+use order_worker::FulfillmentStatus::{self, *};
+use order_worker::OrderStatus;
 
 /// The fewest orders that hold every special case.
 pub const MIN_ORDERS: usize = 5;

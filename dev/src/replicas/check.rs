@@ -5,12 +5,12 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::demo::scenario::Scenario;
-use order_worker::store::schema::{order_status_history, orders};
+use order_worker::schema::{order_status_history, orders};
 
 /// The end state: every order where the rules put it, and exactly one status change written
 /// per history row (a change written twice would show as more log lines than rows).
 pub async fn end_state(database_url: &str, scenario: &Scenario, logged: u64) -> anyhow::Result<()> {
-    let mut conn = order_worker::store::connect(database_url.to_owned()).await?;
+    let mut conn = order_worker::connect_postgres(database_url.to_owned()).await?;
     let statuses: std::collections::HashMap<String, String> = orders::table
         .select((orders::id, orders::status))
         .load::<(String, String)>(&mut conn)

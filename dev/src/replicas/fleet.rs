@@ -9,9 +9,9 @@ use redis::aio::MultiplexedConnection;
 use super::names::ReplicaSet;
 use super::watch::snapshot;
 use crate::worker_process::{worker_env, WorkerChild};
-use order_worker::config::{Connections, StreamConfig};
-use order_worker::dev_support::Table;
+use order_worker::ops::table::Table;
 use order_worker::ops::OpsConfig;
+use order_worker::{Connections, StreamConfig};
 
 /// What every replica shares: the binary, where the servers are, the stream and group, the
 /// batch size, and the directory their logs go to.

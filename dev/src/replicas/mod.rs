@@ -23,9 +23,9 @@ use feed::FeedProgress;
 pub use fleet::ReplicaCounts;
 use fleet::{Fleet, FleetSettings};
 pub use names::ReplicaSet;
-use order_worker::config::{Connections, StreamConfig};
 use order_worker::ops::inspect::Inspection;
 use order_worker::ops::OpsConfig;
+use order_worker::{Connections, StreamConfig};
 
 /// How long the replicas may take to drain after the feed ended.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(120);

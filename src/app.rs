@@ -1,0 +1,53 @@
+//! The two commands that run in the pod: `run` (the worker with its signals, HTTP endpoint and
+//! metrics, wired together) and `migrate`.
+
+use anyhow::Context;
+
+use crate::config::{MigrateConfig, WorkerConfig};
+use crate::shutdown;
+use crate::store::migrate;
+use crate::worker::Worker;
+
+/// `order-worker run`: consumes until SIGTERM/SIGINT, then finishes the batches in flight
+/// within `SHUTDOWN_TIMEOUT`.
+pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
+    let signals = shutdown::Signals::install().context("listening for SIGTERM and SIGINT")?;
+    let (trigger, stop) = shutdown::channel();
+    tokio::spawn(signals.forward(trigger));
+    let timeout = config.shutdown_timeout;
+    let metrics = crate::instruments::install();
+    let http_addr = config.http_addr;
+    let mut stopped_early = stop.clone();
+    let worker = tokio::select! {
+        worker = Worker::start(config) => worker?,
+        () = stopped_early.triggered() => {
+            tracing::info!("stopped while starting: nothing was read");
+            return Ok(());
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .with_context(|| format!("listening on HTTP_ADDR {http_addr}"))?;
+    tracing::info!(
+        "serving /healthz, /readyz and /metrics on http://{}",
+        listener.local_addr()?
+    );
+    let readiness = worker.readiness();
+    tokio::spawn(async move {
+        if let Err(error) = crate::http::serve(listener, readiness, metrics).await {
+            tracing::error!("the HTTP endpoint stopped: {error:#}");
+        }
+    });
+    shutdown::within(timeout, stop.clone(), worker.run(stop)).await
+}
+
+/// `order-worker migrate`: applies the embedded migrations that are not applied yet.
+pub async fn migrate(config: MigrateConfig) -> anyhow::Result<()> {
+    let applied = migrate::run_pending(&config.database_url).await?;
+    if applied.is_empty() {
+        tracing::info!("schema is up to date");
+    } else {
+        tracing::info!(migrations = ?applied, "applied {} migration(s)", applied.len());
+    }
+    Ok(())
+}
