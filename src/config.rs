@@ -11,6 +11,8 @@ use std::time::Duration;
 /// The local servers' default ports: what a laptop has.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// The fulfillment topic's stream key, as Dapr writes it.
+pub const DEFAULT_STREAM: &str = "fulfillment.status_changed";
 /// Dapr's consumerID default (the app-id), so the worker can join the group Dapr used.
 pub const DEFAULT_GROUP: &str = "order-service";
 /// Entries per read and transaction. Dapr reads 100 (queueDepth); 500 drains a backlog faster
@@ -144,7 +146,7 @@ pub fn redact_url(raw: &str) -> String {
 #[derive(Clone, Debug, clap::Args)]
 pub struct StreamConfig {
     /// Stream key: the Dapr topic name.
-    #[arg(long, env = "STREAM", default_value = "fulfillment.status_changed")]
+    #[arg(long, env = "STREAM", default_value = DEFAULT_STREAM)]
     pub stream: String,
     /// Consumer group, shared by all replicas (Dapr component: consumerID, the app-id).
     #[arg(long = "group", env = "CONSUMER_GROUP", default_value = DEFAULT_GROUP)]
@@ -195,9 +197,107 @@ impl StreamConfig {
     }
 }
 
+/// Which topics `run` consumes, and where their streams are. A stream's key is its topic's
+/// name, as Dapr writes it, unless renamed here (namespaced deployments, tests); the
+/// fulfillment topic's is `STREAM`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Topics {
+    /// Topics to consume, comma-separated. A subset lets an operator move one topic at a time
+    /// off Dapr while its sidecar still serves the others.
+    #[arg(long = "topics", env = "TOPICS", value_delimiter = ',', default_value = DEFAULT_TOPICS, value_parser = parse_topic)]
+    pub names: Vec<String>,
+    /// Stream key of `payment.confirmed`.
+    #[arg(
+        long,
+        env = "PAYMENT_CONFIRMED_STREAM",
+        default_value = "payment.confirmed"
+    )]
+    pub payment_confirmed_stream: String,
+    /// Stream key of `payment.failed`.
+    #[arg(long, env = "PAYMENT_FAILED_STREAM", default_value = "payment.failed")]
+    pub payment_failed_stream: String,
+}
+
+/// Every topic the worker serves: Dapr's three subscriptions of the order worker.
+pub const DEFAULT_TOPICS: &str = "fulfillment.status_changed,payment.confirmed,payment.failed";
+
+pub(crate) fn parse_topic(name: &str) -> Result<String, String> {
+    match crate::topics::by_name(name.trim()) {
+        Some(topic) => Ok(topic.name().to_owned()),
+        None => {
+            let known: Vec<&str> = crate::topics::ALL.iter().map(|t| t.name()).collect();
+            Err(format!("unknown topic (known: {})", known.join(", ")))
+        }
+    }
+}
+
+impl Topics {
+    /// These settings for `topic` alone: where its stream is, whether or not TOPICS lists it.
+    pub fn only(&self, topic: &str) -> Self {
+        Self {
+            names: vec![topic.to_owned()],
+            ..self.clone()
+        }
+    }
+    /// One subscription per topic, in `TOPICS` order (repeats dropped), each a copy of `base`
+    /// (group, consumer, dead-letter override) on its topic's stream. `DEAD_LETTER_STREAM` names one
+    /// stream: with several topics it is refused rather than shared by all.
+    pub fn subscriptions(&self, base: &StreamConfig) -> anyhow::Result<Vec<Subscription>> {
+        let mut subscriptions: Vec<Subscription> = Vec::new();
+        for name in &self.names {
+            let Some(topic) = crate::topics::by_name(name) else {
+                bail!("unknown topic {name:?} in TOPICS");
+            };
+            if subscriptions.iter().any(|s| s.topic.name() == topic.name()) {
+                continue;
+            }
+            let key = match topic.name() {
+                "payment.confirmed" => self.payment_confirmed_stream.clone(),
+                "payment.failed" => self.payment_failed_stream.clone(),
+                _ => base.stream.clone(),
+            };
+            let stream = StreamConfig {
+                stream: key,
+                ..base.clone()
+            };
+            subscriptions.push(Subscription { topic, stream });
+        }
+        if subscriptions.is_empty() {
+            bail!("TOPICS is empty: name at least one topic");
+        }
+        if subscriptions.len() > 1 && base.dead_letter_stream.is_some() {
+            bail!(
+                "DEAD_LETTER_STREAM names one stream, but TOPICS lists {}: unset it (each topic's \
+                 dead letters go to <stream>.deadletter)",
+                subscriptions.len()
+            );
+        }
+        Ok(subscriptions)
+    }
+
+    /// Only `fulfillment.status_changed`; the payment streams, if one is added, are named
+    /// after `stream` so that tests sharing a Redis never share a key.
+    pub fn fulfillment_only(stream: &str) -> Self {
+        Self {
+            names: vec!["fulfillment.status_changed".to_owned()],
+            payment_confirmed_stream: format!("{stream}.payment.confirmed"),
+            payment_failed_stream: format!("{stream}.payment.failed"),
+        }
+    }
+}
+
+/// One topic consumed: its stream, the group and its dead-letter stream.
+#[derive(Clone, Debug)]
+pub struct Subscription {
+    pub topic: &'static dyn crate::topics::Topic,
+    pub stream: StreamConfig,
+}
+
 /// Everything `order-worker run` needs.
 #[derive(Clone, Debug, clap::Args)]
 pub struct WorkerConfig {
+    #[command(flatten)]
+    pub topics: Topics,
     #[command(flatten)]
     pub connections: Connections,
     #[command(flatten)]
@@ -253,6 +353,7 @@ impl WorkerConfig {
     /// Defaults for everything but where to connect and which stream: what tests and the demo use.
     pub fn new(connections: Connections, stream: StreamConfig) -> Self {
         Self {
+            topics: Topics::fulfillment_only(&stream.stream),
             connections,
             stream,
             batch_size: DEFAULT_BATCH_SIZE,
@@ -266,6 +367,11 @@ impl WorkerConfig {
             consumer_idle_timeout: DEFAULT_CONSUMER_IDLE_TIMEOUT,
             http_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         }
+    }
+
+    /// The subscriptions, in `TOPICS` order: see [`Topics::subscriptions`].
+    pub fn subscriptions(&self) -> anyhow::Result<Vec<Subscription>> {
+        self.topics.subscriptions(&self.stream)
     }
 
     pub fn block(&self) -> Duration {

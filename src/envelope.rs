@@ -1,13 +1,12 @@
-//! Turns one Redis Stream entry, as Dapr's `pubsub.redis` component writes it (one of
-//! each variant is in `tests/fixtures/dapr-stream-entries.jsonl`), into a validated
-//! [`FulfillmentEvent`].
+//! Opens one Redis Stream entry as Dapr's `pubsub.redis` component writes it (one of each
+//! variant is in `tests/fixtures/dapr-stream-entries.jsonl`), whatever the topic: the CloudEvent's
+//! id and trace context, and the publisher's [`Payload`], which the topic then reads.
 //!
 //! The worker replaced a Dapr sidecar but must read the entries that publishers' sidecars keep
 //! writing, whatever their Dapr version and content type: a CloudEvent whose payload is a JSON
 //! object, a JSON string or `data_base64`, or a raw payload; with or without the `metadata`
-//! field that Dapr 1.13 added. Pure and synchronous, so every shape is covered by table-driven
-//! tests. Whatever cannot be decoded is a [`DecodeError`]: no retry will ever fix the entry, so
-//! the worker dead-letters it with the error's text and acks it.
+//! field that Dapr 1.13 added. Pure, so every shape is a table-driven test. Whatever cannot be
+//! decoded is a [`DecodeError`]: no retry will ever fix the entry, so it is dead-lettered.
 
 use std::collections::HashMap;
 
@@ -15,38 +14,26 @@ use base64::Engine;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
-
-use crate::fulfillment::FulfillmentStatus;
 
 /// Bigger entries are dead-lettered before parsing: one huge entry must not cost a batch the
 /// memory and time of parsing it. Far above a real event (under 1 KiB with its envelope).
 pub const DEFAULT_MAX_ENTRY_BYTES: usize = 1024 * 1024;
 
-/// The one event type this stream carries; anything else was published to the wrong topic.
-const EVENT_TYPE: &str = "fulfillment.status_changed";
-
 // Which JSON document an error is about. The entry's `data` and the CloudEvent's `data` share a
 // name, and an operator reading the dead-letter stream must know which one to look at.
-const ENTRY_DATA: &str = "`data`";
-const CLOUD_EVENT_DATA: &str = "CloudEvent `data`";
-const DECODED_BASE64: &str = "decoded `data_base64`";
+pub(crate) const ENTRY_DATA: &str = "`data`";
+pub(crate) const CLOUD_EVENT_DATA: &str = "CloudEvent `data`";
+pub(crate) const DECODED_BASE64: &str = "decoded `data_base64`";
 
-/// The event, decoded and validated: everything the worker needs to apply it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FulfillmentEvent {
-    /// The idempotency key recorded in `processed_events`: the CloudEvent `id`, or for a raw
-    /// payload (which has no id) `raw-` + a SHA-256 of what identifies the change.
-    pub event_id: String,
-    pub fulfillment_id: String,
-    pub order_id: String,
-    pub new_status: FulfillmentStatus,
-    /// As the publisher saw it; informative only, since the worker keeps its own record.
-    pub old_status: Option<String>,
-    pub timestamp: Option<String>,
+/// An entry opened: the CloudEvent's part, and the publisher's event.
+#[derive(Debug)]
+pub struct Opened {
+    /// The CloudEvent `id`; `None` for a raw payload (the topic derives a key).
+    pub id: Option<String>,
     /// The publisher's trace context, so the worker's logs join the publisher's trace.
     pub traceparent: Option<String>,
     pub traceid: Option<String>,
+    pub payload: Payload,
 }
 
 /// Why an entry can never be applied. Permanent by construction; the Display text is the
@@ -78,8 +65,13 @@ pub enum DecodeError {
     MissingField(&'static str),
     #[error("`new_status` {0:?} is not a known fulfillment status")]
     UnknownStatus(String),
-    #[error("`event_type` is {0:?}, expected {EVENT_TYPE:?}")]
-    WrongEventType(String),
+    #[error("`amount` {0:?} is not a decimal number")]
+    NotADecimal(String),
+    #[error("`event_type` is {found:?}, expected {expected:?}")]
+    WrongEventType {
+        found: String,
+        expected: &'static str,
+    },
     #[error("`{0}` contains a NUL character, which PostgreSQL cannot store")]
     NulCharacter(&'static str),
 }
@@ -104,24 +96,9 @@ struct CloudEvent {
     traceid: Option<Text>,
 }
 
-/// The fulfillment service's event; other fields, such as its `metadata`, are
-/// not needed to apply it.
-#[derive(Deserialize)]
-struct Event {
-    event_type: Option<Text>,
-    fulfillment_id: Option<Text>,
-    order_id: Option<Text>,
-    new_status: Option<Text>,
-    old_status: Option<Text>,
-    timestamp: Option<Text>,
-}
-
-/// Decodes one stream entry. `fields` are its field/value pairs as Redis returned them, in any
+/// Opens one stream entry. `fields` are its field/value pairs as Redis returned them, in any
 /// order (Dapr writes them in Go map order); `max_bytes` bounds their total size.
-pub fn decode(
-    fields: &[(String, Vec<u8>)],
-    max_bytes: usize,
-) -> Result<FulfillmentEvent, DecodeError> {
+pub fn open(fields: &[(String, Vec<u8>)], max_bytes: usize) -> Result<Opened, DecodeError> {
     // Every field is held in memory at once, so their total cannot overflow.
     let size: usize = fields
         .iter()
@@ -140,14 +117,15 @@ pub fn decode(
     let body = parse_object(ENTRY_DATA, data)?;
 
     if is_raw_payload(field("metadata")) || !body.contains_key("specversion") {
-        let event = validate(deserialize(ENTRY_DATA, body)?)?;
-        return Ok(FulfillmentEvent {
-            event_id: raw_event_id(&event),
-            ..event
+        return Ok(Opened {
+            id: None,
+            traceparent: None,
+            traceid: None,
+            payload: Payload(body),
         });
     }
     let envelope: CloudEvent = deserialize(ENTRY_DATA, body)?;
-    let event_id = match string("id", envelope.id)? {
+    let id = match string("id", envelope.id)? {
         Some(id) if !id.is_empty() => no_nul("id", id)?,
         _ => return Err(DecodeError::NoId),
     };
@@ -172,13 +150,52 @@ pub fn decode(
             parse_object(DECODED_BASE64, &text)?
         }
     };
-    let event = validate(deserialize(CLOUD_EVENT_DATA, payload)?)?;
-    Ok(FulfillmentEvent {
-        event_id,
+    Ok(Opened {
+        id: Some(id),
         traceparent: trace(envelope.traceparent),
         traceid: trace(envelope.traceid),
-        ..event
+        payload: Payload(payload),
     })
+}
+
+/// The publisher's event object, read field by field with errors that name the field.
+#[derive(Debug)]
+pub struct Payload(Map<String, Value>);
+
+impl Payload {
+    /// Checks `event_type`, when present: an event of another type was published to the wrong
+    /// topic. First, because such an event is expected to lack the topic's fields, and its type
+    /// is then the useful thing to report.
+    pub fn expect_event_type(&self, expected: &'static str) -> Result<(), DecodeError> {
+        match self.text("event_type")? {
+            Some(found) if found != expected => {
+                Err(DecodeError::WrongEventType { found, expected })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// An optional string: `None` when absent or null; another type is an error naming it.
+    pub fn text(&self, name: &'static str) -> Result<Option<String>, DecodeError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.clone())),
+            Some(_) => Err(DecodeError::NotAString(name)),
+        }
+    }
+
+    /// A required string: present, non-empty, and storable in PostgreSQL.
+    pub fn required(&self, name: &'static str) -> Result<String, DecodeError> {
+        match self.text(name)? {
+            Some(text) if !text.is_empty() => no_nul(name, text),
+            _ => Err(DecodeError::MissingField(name)),
+        }
+    }
+
+    /// An optional field as it stands in the JSON, for values that may be a number or a string.
+    pub fn value(&self, name: &str) -> Option<&Value> {
+        self.0.get(name).filter(|value| !value.is_null())
+    }
 }
 
 /// Trace context only decorates logs: an empty or malformed one is dropped, never fatal.
@@ -241,20 +258,12 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
-/// `None` when absent or null; a value of another type is an error naming the field.
+/// A CloudEvent attribute: `None` when absent or null; another type is an error naming it.
 fn string(name: &'static str, field: Option<Text>) -> Result<Option<String>, DecodeError> {
     match field {
         None => Ok(None),
         Some(Text::String(text)) => Ok(Some(text)),
         Some(Text::Other(_)) => Err(DecodeError::NotAString(name)),
-    }
-}
-
-/// A required field: present, non-empty, and storable in PostgreSQL.
-fn required(name: &'static str, field: Option<Text>) -> Result<String, DecodeError> {
-    match string(name, field)? {
-        Some(text) if !text.is_empty() => no_nul(name, text),
-        _ => Err(DecodeError::MissingField(name)),
     }
 }
 
@@ -267,48 +276,3 @@ fn no_nul(name: &'static str, text: String) -> Result<String, DecodeError> {
         Ok(text)
     }
 }
-
-/// Checks the event; the envelope's part (id, trace context) is left for the caller to fill.
-fn validate(event: Event) -> Result<FulfillmentEvent, DecodeError> {
-    // First, because an event of another type is expected to lack our fields, and its type is
-    // then the useful thing to report.
-    if let Some(event_type) = string("event_type", event.event_type)? {
-        if event_type != EVENT_TYPE {
-            return Err(DecodeError::WrongEventType(event_type));
-        }
-    }
-    let fulfillment_id = required("fulfillment_id", event.fulfillment_id)?;
-    let order_id = required("order_id", event.order_id)?;
-    let new_status = required("new_status", event.new_status)?;
-    let new_status = new_status
-        .parse()
-        .map_err(|_| DecodeError::UnknownStatus(new_status))?;
-    Ok(FulfillmentEvent {
-        event_id: String::new(),
-        fulfillment_id,
-        order_id,
-        new_status,
-        old_status: string("old_status", event.old_status)?,
-        timestamp: string("timestamp", event.timestamp)?,
-        traceparent: None,
-        traceid: None,
-    })
-}
-
-/// A raw payload has no id, so the key is derived from what identifies the change: the same
-/// event published twice gets the same key, in any process and across restarts (hence SHA-256,
-/// not std's randomly seeded hasher). NUL separates the parts unambiguously: `fulfillment_id`
-/// cannot contain it (rejected above) and `new_status` is a fixed wire name.
-fn raw_event_id(event: &FulfillmentEvent) -> String {
-    let key = [
-        event.fulfillment_id.as_str(),
-        event.new_status.as_str(),
-        event.timestamp.as_deref().unwrap_or(""),
-    ]
-    .join("\0");
-    format!("raw-{:x}", Sha256::digest(key.as_bytes()))
-}
-
-#[cfg(test)]
-#[path = "envelope_tests.rs"]
-mod tests;

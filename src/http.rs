@@ -1,6 +1,7 @@
 //! The HTTP endpoint on `HTTP_ADDR`: `/healthz` (the process is alive), `/readyz` (Redis and
-//! PostgreSQL answer and the group exists; 503 with the reason otherwise), `/metrics`
-//! (Prometheus text). What Kubernetes probes and Prometheus scrape.
+//! PostgreSQL answer and every subscribed group exists; 503 with the reason otherwise),
+//! `/metrics` (Prometheus text), `/subscriptions` (what is consumed, as JSON, like Dapr's
+//! `/dapr/subscribe`). What Kubernetes probes and Prometheus scrape.
 
 use std::time::Duration;
 
@@ -11,7 +12,8 @@ use axum::Router;
 use diesel_async::SimpleAsyncConnection;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::config::StreamConfig;
+use crate::config::Subscription;
+use crate::ops::subscriptions::{status, SubscriptionStatus};
 use crate::store::DbPool;
 use crate::stream::{group_info, RedisPool};
 
@@ -23,7 +25,8 @@ const CHECK_TIMEOUT: Duration = Duration::from_millis(800);
 pub struct Readiness {
     pub redis: RedisPool,
     pub db: DbPool,
-    pub stream: StreamConfig,
+    /// Ready only when each has its group.
+    pub subscriptions: Vec<Subscription>,
 }
 
 impl Readiness {
@@ -35,16 +38,18 @@ impl Readiness {
                 .get()
                 .await
                 .map_err(|error| format!("Redis unreachable: {error}"))?;
-            let group = group_info(&mut *conn, &self.stream.stream, &self.stream.group)
-                .await
-                .map_err(|error| format!("Redis: {error}"))?;
-            match group {
-                Some(_) => Ok(()),
-                None => Err(format!(
-                    "consumer group {} does not exist on {}",
-                    self.stream.group, self.stream.stream
-                )),
+            for Subscription { stream, .. } in &self.subscriptions {
+                let group = group_info(&mut *conn, &stream.stream, &stream.group)
+                    .await
+                    .map_err(|error| format!("Redis: {error}"))?;
+                if group.is_none() {
+                    return Err(format!(
+                        "consumer group {} does not exist on {}",
+                        stream.group, stream.stream
+                    ));
+                }
             }
+            Ok(())
         };
         let postgres = async {
             let mut conn = self
@@ -82,6 +87,7 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(render))
+        .route("/subscriptions", get(subscriptions))
         .with_state(AppState { readiness, metrics });
     axum::serve(listener, app).await
 }
@@ -93,6 +99,29 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {reason}\n"),
         ),
+    }
+}
+
+/// The subscriptions with their lag and pending count; 503 when Redis does not answer.
+async fn subscriptions(
+    State(state): State<AppState>,
+) -> Result<axum::Json<Vec<SubscriptionStatus>>, (StatusCode, String)> {
+    let unavailable = |error: String| (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n"));
+    let read = async {
+        let mut conn = state
+            .readiness
+            .redis
+            .get()
+            .await
+            .map_err(|e| e.to_string())?;
+        status(&mut *conn, &state.readiness.subscriptions)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(CHECK_TIMEOUT, read).await {
+        Ok(Ok(statuses)) => Ok(axum::Json(statuses)),
+        Ok(Err(error)) => Err(unavailable(format!("Redis: {error}"))),
+        Err(_) => Err(unavailable(format!("no answer within {CHECK_TIMEOUT:?}"))),
     }
 }
 

@@ -9,28 +9,40 @@ use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 
-use crate::store::{Outcome, Transition};
+use crate::store::Transition;
+use crate::topics::Outcome;
 use crate::verdict::Refusal;
 
-/// Entries settled (acked, dead-lettered, or left pending for an unknown order).
+/// The seed's names (operators alert on them since the service's Dapr days) count the
+/// fulfillment topic alone and carry no label; every other series has a `topic` label.
+///
+/// Fulfillment entries settled (acked, dead-lettered, or left pending for an unknown order).
 pub const EVENTS_CONSUMED: &str = "fulfillment_status_events_consumed_total";
-/// Order status changes, by history `reason` (`FulfillmentShipped`, …).
+/// Payment entries settled, by `topic`.
+pub const PAYMENT_EVENTS_CONSUMED: &str = "payment_events_consumed_total";
+/// Order status changes, by history `reason` (`FulfillmentShipped`, `PaymentConfirmed`, …).
 pub const ORDER_STATUS_UPDATES: &str = "order_status_updates_total";
 /// Failed attempts, by `kind`: `redis`, `postgres` (transient, retried), `decode`,
 /// `max_deliveries` (dead-lettered).
 pub const CONSUMER_ERRORS: &str = "fulfillment_consumer_errors_total";
-/// From the start of a batch to its COMMIT, recorded once per event of the batch.
+/// From the start of a batch to its COMMIT, recorded once per fulfillment event of the batch.
 pub const PROCESSING_DURATION: &str = "fulfillment_event_processing_duration_seconds";
-/// Events by `outcome`: applied, duplicate, stale, ignored, unknown_order, rejected.
+/// Events by `topic` and `outcome`: applied, duplicate, stale, ignored, conflict,
+/// unknown_order, rejected.
 pub const OUTCOMES: &str = "fulfillment_event_outcomes_total";
+/// Events that contradict their order's state (a payment for a closed order), by `topic`.
+pub const CONFLICTS: &str = "order_event_conflicts_total";
 pub const CLAIMED: &str = "fulfillment_entries_claimed_total";
 pub const DEAD_LETTERED: &str = "fulfillment_entries_dead_lettered_total";
 pub const BATCH_SIZE: &str = "fulfillment_batch_size";
-/// The group's lag (entries not yet delivered), pending count and dead-letter length, as last
-/// seen by this replica's claim round.
+/// Per `topic`: the group's lag (entries not yet delivered), pending count and dead-letter
+/// length, as last seen by this replica's claim round.
 pub const LAG: &str = "fulfillment_stream_lag";
 pub const PENDING: &str = "fulfillment_stream_pending";
 pub const DEAD_LETTER_LENGTH: &str = "fulfillment_dead_letter_length";
+
+/// The topic the seed's unlabelled names count.
+const FULFILLMENT: &str = "fulfillment.status_changed";
 
 /// Installs the process-wide recorder once and returns the handle `/metrics` renders.
 pub fn install() -> PrometheusHandle {
@@ -61,6 +73,8 @@ pub struct Progress {
     pub stale: u64,
     pub ignored: u64,
     pub unknown_order: u64,
+    /// Events that contradict their order's state (a payment for a cancelled order).
+    pub conflict: u64,
     pub dead_lettered: u64,
     /// Entries taken over from the pending list (XAUTOCLAIM), whoever held them.
     pub claimed: u64,
@@ -70,15 +84,15 @@ pub struct Progress {
     pub transitions: u64,
 }
 
-/// A settled batch, as recorded.
+/// A settled batch, as recorded; topics by name.
 pub struct Settled<'a> {
-    /// Entries read, deleted ones included.
-    pub entries: usize,
+    /// The topic of each entry read, deleted ones included.
+    pub entries: Vec<&'static str>,
     pub deleted: usize,
     /// One per event that went through the transaction.
-    pub outcomes: &'a [Outcome],
+    pub outcomes: Vec<(&'static str, &'a Outcome)>,
     pub transitions: &'a [Transition],
-    pub dead_letters: Vec<&'a Refusal>,
+    pub dead_letters: Vec<(&'static str, &'a Refusal)>,
     /// From the start of the batch to its COMMIT.
     pub seconds: f64,
 }
@@ -95,39 +109,52 @@ impl Recorder {
         self.progress.subscribe()
     }
 
-    /// Entries taken over from the pending list.
-    pub fn claimed(&self, count: usize) {
-        counter!(CLAIMED).increment(count as u64);
+    /// Entries of `topic` taken over from the pending list.
+    pub fn claimed(&self, topic: &'static str, count: usize) {
+        counter!(CLAIMED, "topic" => topic).increment(count as u64);
         self.progress
             .send_modify(|progress| progress.claimed += count as u64);
     }
 
     pub fn settled(&self, batch: &Settled<'_>) {
-        counter!(EVENTS_CONSUMED).increment(batch.entries as u64);
-        histogram!(BATCH_SIZE).record(batch.entries as f64);
-        for outcome in batch.outcomes {
-            counter!(OUTCOMES, "outcome" => outcome.as_str()).increment(1);
-            histogram!(PROCESSING_DURATION).record(batch.seconds);
+        histogram!(BATCH_SIZE).record(batch.entries.len() as f64);
+        for &topic in &batch.entries {
+            match topic {
+                FULFILLMENT => counter!(EVENTS_CONSUMED).increment(1),
+                _ => counter!(PAYMENT_EVENTS_CONSUMED, "topic" => topic).increment(1),
+            }
+        }
+        for &(topic, outcome) in &batch.outcomes {
+            counter!(OUTCOMES, "topic" => topic, "outcome" => outcome.as_str()).increment(1);
+            if *outcome == Outcome::Conflict {
+                counter!(CONFLICTS, "topic" => topic).increment(1);
+            }
+            if topic == FULFILLMENT {
+                histogram!(PROCESSING_DURATION).record(batch.seconds);
+            }
         }
         for transition in batch.transitions {
             counter!(ORDER_STATUS_UPDATES, "reason" => transition.reason.clone()).increment(1);
         }
-        counter!(DEAD_LETTERED).increment(batch.dead_letters.len() as u64);
-        for kind in batch.dead_letters.iter().filter_map(|r| r.error_kind()) {
-            counter!(CONSUMER_ERRORS, "kind" => kind).increment(1);
+        for &(topic, refusal) in &batch.dead_letters {
+            counter!(DEAD_LETTERED, "topic" => topic).increment(1);
+            if let Some(kind) = refusal.error_kind() {
+                counter!(CONSUMER_ERRORS, "kind" => kind).increment(1);
+            }
         }
         self.progress.send_modify(|progress| {
-            progress.consumed += batch.entries as u64;
+            progress.consumed += batch.entries.len() as u64;
             progress.deleted += batch.deleted as u64;
             progress.dead_lettered += batch.dead_letters.len() as u64;
             progress.transitions += batch.transitions.len() as u64;
-            for outcome in batch.outcomes {
+            for (_, outcome) in &batch.outcomes {
                 match outcome {
                     Outcome::Applied => progress.applied += 1,
                     Outcome::Duplicate => progress.duplicate += 1,
                     Outcome::Stale => progress.stale += 1,
                     Outcome::Ignored => progress.ignored += 1,
                     Outcome::UnknownOrder => progress.unknown_order += 1,
+                    Outcome::Conflict => progress.conflict += 1,
                     // Counted with the dead letters.
                     Outcome::Rejected(_) => {}
                 }
@@ -141,10 +168,10 @@ pub fn transient_error(server: &'static str) {
     counter!(CONSUMER_ERRORS, "kind" => server).increment(1);
 }
 
-pub fn backlog(lag: Option<u64>, pending: u64, dead_letters: u64) {
+pub fn backlog(topic: &'static str, lag: Option<u64>, pending: u64, dead_letters: u64) {
     if let Some(lag) = lag {
-        gauge!(LAG).set(lag as f64);
+        gauge!(LAG, "topic" => topic).set(lag as f64);
     }
-    gauge!(PENDING).set(pending as f64);
-    gauge!(DEAD_LETTER_LENGTH).set(dead_letters as f64);
+    gauge!(PENDING, "topic" => topic).set(pending as f64);
+    gauge!(DEAD_LETTER_LENGTH, "topic" => topic).set(dead_letters as f64);
 }

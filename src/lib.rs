@@ -4,7 +4,7 @@
 //!
 //! An entry's path, a module per step: `stream` reads a batch (XREADGROUP, or XAUTOCLAIM for
 //! stuck entries) → `envelope` decodes Dapr's format → `store` applies the batch in one
-//! transaction by the rules of `fulfillment` → `verdict` says ack, dead-letter or leave pending
+//! transaction by the rules of each of `topics` → `verdict` says ack, dead-letter or leave pending
 //! → `stream` settles (XACK, dead-letter stream). `worker` drives the loop (`worker/batch.rs`
 //! is one batch's whole life); `app` wires it to signals, `http` and `instruments`. `ops` holds
 //! the operator commands. Modules are private: below is what the binary, the tests and the
@@ -13,7 +13,7 @@
 mod app;
 mod config;
 mod envelope;
-mod fulfillment;
+
 mod http;
 mod instruments;
 pub mod ops;
@@ -23,14 +23,15 @@ mod store;
 mod stream;
 mod telemetry;
 mod tls;
+mod topics;
 mod verdict;
 mod worker;
 
 // The commands: `run`, `migrate`, and the operator commands in `ops`.
 pub use app::{migrate, run};
 pub use config::{
-    redact_url, Connections, LogFormat, MigrateConfig, RedisTls, StreamConfig, WorkerConfig,
-    DEFAULT_BATCH_SIZE, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL,
+    redact_url, Connections, LogFormat, MigrateConfig, RedisTls, StreamConfig, Topics,
+    WorkerConfig, DEFAULT_BATCH_SIZE, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL,
 };
 pub use telemetry::{init as init_logging, PROCESSING_EVENT, SUBSCRIBING, UPDATED_ORDER};
 
@@ -39,14 +40,16 @@ pub use shutdown::{channel as shutdown_channel, Shutdown, ShutdownTrigger};
 pub use worker::{Committed, Progress, Worker};
 
 // The data: statuses, PostgreSQL (connect, migrate, the tables, an order's history).
-pub use fulfillment::{FulfillmentStatus, OrderStatus};
 pub use store::history::{order_history, HistoryRow};
 pub use store::migrate::run_pending as run_migrations;
 pub use store::{connect as connect_postgres, schema};
+pub use topics::{FulfillmentStatus, OrderStatus, PaymentStatus};
 
 // The pipeline's parts, for the benchmark's per-event baseline and the tests that play a
 // consumer which dies half-way (read, decode and apply, but never ack).
-pub use envelope::{decode, FulfillmentEvent, DEFAULT_MAX_ENTRY_BYTES};
+pub use envelope::DEFAULT_MAX_ENTRY_BYTES;
 pub use store::{apply_batch, Incoming};
-pub use stream::settle::Origin;
-pub use stream::{ensure_group, group_info, settle, DeadLetter, ReadBatch, Reader, StreamEntry};
+pub use stream::{
+    ensure_group, group_info, settle, DeadLetter, ReadBatch, Reader, Settlement, StreamEntry,
+};
+pub use topics::{by_name as topic, decode, Event, FulfillmentEvent, Topic};

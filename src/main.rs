@@ -29,6 +29,9 @@ enum Command {
     Run(WorkerConfig),
     /// Apply the embedded database migrations (safe when several replicas run it at once).
     Migrate(MigrateConfig),
+    /// List what is consumed, as Dapr's /dapr/subscribe did: each topic of TOPICS with its
+    /// stream, group, dead-letter stream, lag and pending count.
+    Subscriptions(ops::subscriptions::SubscriptionsArgs),
     /// Show the group's backlog: stream length, lag, last delivered id, pending entries per
     /// consumer (pod), the oldest pending entries, and the dead-letter count.
     Pending(ops::inspect::PendingArgs),
@@ -56,6 +59,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(config) => order_worker::run(config).await,
         Command::Migrate(config) => order_worker::migrate(config).await,
+        Command::Subscriptions(args) => ops::subscriptions::run(args).await,
         Command::Pending(args) => ops::inspect::run(args).await,
         Command::DeadLetter(args) => ops::dead_letter::run(args).await,
         Command::Trim(args) => ops::trim::run(args).await,

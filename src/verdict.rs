@@ -4,7 +4,7 @@
 //! transaction. Pure, so the whole table is a test.
 
 use crate::envelope::DecodeError;
-use crate::store::Outcome;
+use crate::topics::Outcome;
 
 /// What is known of an entry when its fate is decided.
 #[derive(Debug, Clone, Copy)]
@@ -73,9 +73,11 @@ pub fn verdict(known: Known<'_>, deliveries: u64, max_deliveries: u64) -> Verdic
         Known::Decoded(Err(error)) => Verdict::DeadLetter(Refusal::Undecodable(error.clone())),
         Known::Decoded(Ok(())) => Verdict::Apply,
         Known::Applied { outcome, order_id } => match outcome {
-            Outcome::Applied | Outcome::Duplicate | Outcome::Stale | Outcome::Ignored => {
-                Verdict::Ack
-            }
+            Outcome::Applied
+            | Outcome::Duplicate
+            | Outcome::Stale
+            | Outcome::Ignored
+            | Outcome::Conflict => Verdict::Ack,
             Outcome::UnknownOrder if deliveries >= max_deliveries => {
                 Verdict::DeadLetter(Refusal::UnknownOrder(order_id.to_owned()))
             }
@@ -117,6 +119,7 @@ mod tests {
             (applied(&Outcome::Duplicate), 1, Verdict::Ack),
             (applied(&Outcome::Stale), 1, Verdict::Ack),
             (applied(&Outcome::Ignored), MAX, Verdict::Ack),
+            (applied(&Outcome::Conflict), 1, Verdict::Ack),
             (applied(&Outcome::UnknownOrder), 1, Verdict::Pending),
             (applied(&Outcome::UnknownOrder), MAX - 1, Verdict::Pending),
             (

@@ -128,7 +128,7 @@ async fn metrics_parse_as_prometheus_text_and_count_exactly_the_events_processed
     }
     let applied = metrics
         .lines()
-        .find_map(|l| l.strip_prefix("fulfillment_event_outcomes_total{outcome=\"applied\"} "))
+        .find_map(|l| l.strip_prefix("fulfillment_event_outcomes_total{topic=\"fulfillment.status_changed\",outcome=\"applied\"} "))
         .and_then(|v| v.parse::<f64>().ok());
     assert_eq!(applied, Some(total as f64), "{metrics}");
     let shipped = metrics
@@ -137,7 +137,10 @@ async fn metrics_parse_as_prometheus_text_and_count_exactly_the_events_processed
         .and_then(|v| v.parse::<f64>().ok());
     assert_eq!(shipped, Some(orders.len() as f64), "{metrics}");
     assert_eq!(
-        sample(&metrics, "fulfillment_entries_dead_lettered_total"),
+        sample(
+            &metrics,
+            "fulfillment_entries_dead_lettered_total{topic=\"fulfillment.status_changed\"}"
+        ),
         Some(1.0),
         "{metrics}"
     );
@@ -184,14 +187,14 @@ async fn metrics_count_claimed_entries_and_each_refusal_by_its_kind() {
     .await;
     let (_, metrics) = get(port, "/metrics").await;
     let expected = [
-        ("fulfillment_entries_claimed_total", 3.0),
-        ("fulfillment_entries_dead_lettered_total", 2.0),
+        ("fulfillment_entries_claimed_total{topic=\"fulfillment.status_changed\"}", 3.0),
+        ("fulfillment_entries_dead_lettered_total{topic=\"fulfillment.status_changed\"}", 2.0),
         ("fulfillment_consumer_errors_total{kind=\"decode\"}", 1.0),
         (
             "fulfillment_consumer_errors_total{kind=\"max_deliveries\"}",
             1.0,
         ),
-        ("fulfillment_event_outcomes_total{outcome=\"applied\"}", 1.0),
+        ("fulfillment_event_outcomes_total{topic=\"fulfillment.status_changed\",outcome=\"applied\"}", 1.0),
     ];
     for (series, value) in expected {
         assert_eq!(
@@ -202,6 +205,70 @@ async fn metrics_count_claimed_entries_and_each_refusal_by_its_kind() {
     }
     assert_eq!(env.order_status("o1").await, "processing");
     assert_eq!(env.order_status("o2").await, "confirmed");
+
+    signal(&worker, "-TERM");
+    worker.wait().await.expect("exits");
+    env.cleanup().await;
+}
+
+const ALL_TOPICS: &str = "fulfillment.status_changed,payment.confirmed,payment.failed";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn subscriptions_are_listed_by_the_endpoint_and_the_command_alike() {
+    let env = TestEnv::new().await;
+    env.seed_orders(&["o1"], "confirmed").await;
+    env.publish_lifecycle("o1", "f1", &[Planning]).await;
+    let settings = [("TOPICS", ALL_TOPICS)];
+    let mut worker = env.spawn_process("http-4", &env.redis_url, &env.database_url, &settings);
+    let port = http_port(&env, "http-4").await;
+    eventually("ready on all three streams", async || {
+        get(port, "/readyz").await.0 == 200
+    })
+    .await;
+
+    let (status, body) = get(port, "/subscriptions").await;
+    assert_eq!(status, 200, "{body}");
+    let listed: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let streams = [
+        ("fulfillment.status_changed", env.stream.stream.clone()),
+        ("payment.confirmed", env.payment_stream("payment.confirmed")),
+        ("payment.failed", env.payment_stream("payment.failed")),
+    ];
+    let rows = listed.as_array().expect("a list");
+    assert_eq!(rows.len(), 3, "{body}");
+    for (row, (topic, stream)) in rows.iter().zip(&streams) {
+        assert_eq!(row["topic"], *topic, "{body}");
+        assert_eq!(row["stream"], *stream, "{body}");
+        assert_eq!(row["group"], "order-service", "{body}");
+        assert_eq!(
+            row["dead_letter_stream"],
+            format!("{stream}.deadletter"),
+            "{body}"
+        );
+        assert_eq!(row["group_exists"], true, "{body}");
+    }
+
+    let output = env
+        .order_worker_with(&["subscriptions", "--json"], &settings)
+        .await;
+    assert!(output.status.success(), "{output:?}");
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let topics = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| r["stream"].to_string())
+            .collect()
+    };
+    assert_eq!(topics(&printed), topics(&listed));
+    let table = env.order_worker_with(&["subscriptions"], &settings).await;
+    let table = String::from_utf8_lossy(&table.stdout).to_string();
+    for (topic, stream) in &streams {
+        assert!(
+            table.contains(topic) && table.contains(stream.as_str()),
+            "{table}"
+        );
+    }
 
     signal(&worker, "-TERM");
     worker.wait().await.expect("exits");

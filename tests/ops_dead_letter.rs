@@ -6,8 +6,7 @@ mod support;
 
 use order_worker::ops::dead_letter::{self, DeadLetterSummary};
 use order_worker::ops::stream_id::parse_boundary;
-use order_worker::Origin;
-use order_worker::{settle, DeadLetter, StreamEntry};
+use order_worker::{settle, DeadLetter, Settlement, StreamEntry};
 use support::ops::{id, stderr, stdout};
 use support::TestEnv;
 
@@ -21,7 +20,11 @@ async fn add_raw(env: &TestEnv, bytes: &[u8]) -> StreamEntry {
         .query_async(&mut env.redis.clone())
         .await
         .expect("XADD");
-    StreamEntry { id, fields }
+    StreamEntry {
+        source: 0,
+        id,
+        fields,
+    }
 }
 
 /// Dead-letters `entries` as the worker does, as consumer `w1`.
@@ -34,11 +37,12 @@ async fn dead_letter(env: &TestEnv, entries: &[StreamEntry], error: &str) {
             delivery_count: 2,
         })
         .collect();
-    let origin = Origin {
-        config: &env.stream,
-        consumer: "w1",
+    let settlement = Settlement {
+        stream: &env.stream,
+        ack_ids: Vec::new(),
+        dead,
     };
-    settle(&mut env.redis.clone(), origin, &[], &dead)
+    settle(&mut env.redis.clone(), "w1", &[settlement])
         .await
         .expect("settle");
 }

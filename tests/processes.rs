@@ -145,8 +145,12 @@ async fn a_stuck_batch_holds_shutdown_only_until_the_timeout_and_a_second_signal
     })
     .await;
     proxy.stall();
-    env.seed_lifecycles(20).await;
+    // A worker reads only while it has a free slot (two batches in flight): one may take a
+    // whole burst, so bursts go on until the other holds some too.
+    let mut published = 0;
     eventually("both hold a batch they cannot apply", async || {
+        env.seed_lifecycles_from(published, 5).await;
+        published += 5;
         env.pending_for("patient").await > 0 && env.pending_for("impatient").await > 0
     })
     .await;

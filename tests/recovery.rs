@@ -47,7 +47,12 @@ async fn a_crash_between_commit_and_xack_writes_no_second_history_row() {
                     )
                 })
                 .collect();
-            decode(&fields, DEFAULT_MAX_ENTRY_BYTES).expect("decodes")
+            decode(
+                order_worker::topic("fulfillment.status_changed").expect("topic"),
+                &fields,
+                DEFAULT_MAX_ENTRY_BYTES,
+            )
+            .expect("decodes")
         })
         .collect();
     let incoming: Vec<Incoming<'_>> = entries

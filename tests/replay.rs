@@ -73,6 +73,7 @@ async fn replay_lib(
     dry_run: bool,
 ) -> ReplayReport {
     let request = RangeRequest {
+        topic: order_worker::topic("fulfillment.status_changed").expect("topic"),
         stream: &env.stream.stream,
         from,
         to,

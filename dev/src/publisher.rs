@@ -1,5 +1,6 @@
-//! The publisher's side: stream entries exactly as Dapr's `pubsub.redis` component writes them
-//! (DESIGN.md §1), for the demo and the tests. The worker never publishes to the main stream.
+//! The publishers' side: stream entries exactly as Dapr's `pubsub.redis` component writes them
+//! (one of each variant is in `tests/fixtures/dapr-stream-entries.jsonl`), for the demo and the
+//! tests. The worker never publishes to the streams it consumes.
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -32,7 +33,7 @@ impl Format {
     ];
 }
 
-/// The fulfillment service's event (DESIGN.md §2).
+/// The fulfillment service's event.
 pub fn event(
     order_id: &str,
     fulfillment_id: &str,
@@ -49,6 +50,34 @@ pub fn event(
         "timestamp": timestamp,
         "metadata": {"warehouse_id": "wh-1"},
     })
+}
+
+/// The payment service's event on `payment.confirmed` or `payment.failed` (`verdict`:
+/// `confirmed` or `failed`); `amount` as the service writes it (a decimal string), `reason` why
+/// a payment failed.
+pub fn payment_event(
+    verdict: &str,
+    order_id: &str,
+    payment_id: &str,
+    amount: Option<&str>,
+    reason: Option<&str>,
+    timestamp: &str,
+) -> Value {
+    let mut event = json!({
+        "event_type": format!("payment.{verdict}"),
+        "payment_id": payment_id,
+        "order_id": order_id,
+        "currency": "EUR",
+        "payment_method": "card",
+        "timestamp": timestamp,
+    });
+    if let Some(amount) = amount {
+        event["amount"] = Value::String(amount.to_owned());
+    }
+    if let Some(reason) = reason {
+        event["reason"] = Value::String(reason.to_owned());
+    }
+    event
 }
 
 /// The entry's fields for `event` published as `format`; `cloud_event_id` is the envelope id

@@ -76,6 +76,8 @@ pub fn worker_env(
         ("CONSUMER_NAME", consumer),
         // Several children on one machine: each gets a free port for its HTTP endpoint.
         ("HTTP_ADDR", "127.0.0.1:0"),
+        // The tooling publishes fulfillment events only.
+        ("TOPICS", "fulfillment.status_changed"),
     ]
     .into_iter()
     .map(|(key, value)| (key.to_owned(), value.to_owned()))

@@ -83,11 +83,19 @@ pub struct PendingEntry {
     pub delivery_count: u64,
 }
 
-/// `order-worker pending`: prints the snapshot as tables, or as JSON with `--json`.
+/// `order-worker pending`: prints the snapshot of each subscribed stream (`--topic`: one) as
+/// tables, or with `--json` as one JSON document per stream, in turn (`jq` reads them as a
+/// stream of documents).
 pub async fn run(args: PendingArgs) -> anyhow::Result<()> {
     let mut conn = args.config.connect().await?;
-    let inspection = inspect(&mut conn, &args).await?;
-    print_report(args.json, &inspection, || render(&inspection))?;
+    for subscription in args.config.subscriptions()? {
+        let args = PendingArgs {
+            config: args.config.on(subscription),
+            ..args.clone()
+        };
+        let inspection = inspect(&mut conn, &args).await?;
+        print_report(args.json, &inspection, || render(&inspection))?;
+    }
     Ok(())
 }
 

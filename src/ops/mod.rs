@@ -8,6 +8,7 @@ pub mod dead_letter;
 pub mod inspect;
 pub mod replay;
 pub mod stream_id;
+pub mod subscriptions;
 pub mod table;
 pub mod trim;
 
@@ -18,7 +19,9 @@ use anyhow::{bail, Context};
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamInfoGroup;
 
-use crate::config::{redact_url, StreamConfig, DEFAULT_REDIS_URL};
+use crate::config::{
+    redact_url, StreamConfig, Subscription, Topics, DEFAULT_REDIS_URL, DEFAULT_STREAM,
+};
 use crate::stream::reply::parse_entries;
 use crate::stream::{ReadBatch, StreamEntry};
 
@@ -44,6 +47,12 @@ pub struct OpsConfig {
     pub redis_tls: crate::config::RedisTls,
     #[command(flatten)]
     pub stream: StreamConfig,
+    #[command(flatten)]
+    pub topics: Topics,
+    /// The topic whose stream to look at [default: for `pending` and `subscriptions` every one
+    /// of TOPICS; for the others `fulfillment.status_changed`].
+    #[arg(long, value_parser = crate::config::parse_topic)]
+    pub topic: Option<String>,
 }
 
 impl fmt::Debug for OpsConfig {
@@ -52,6 +61,8 @@ impl fmt::Debug for OpsConfig {
             .field("redis_url", &redact_url(&self.redis_url))
             .field("redis_tls", &self.redis_tls)
             .field("stream", &self.stream)
+            .field("topics", &self.topics)
+            .field("topic", &self.topic)
             .finish()
     }
 }
@@ -62,7 +73,9 @@ impl OpsConfig {
         Self {
             redis_url: redis_url.into(),
             redis_tls: crate::config::RedisTls::default(),
+            topics: Topics::fulfillment_only(&stream.stream),
             stream,
+            topic: None,
         }
     }
 
@@ -74,7 +87,35 @@ impl OpsConfig {
         Self {
             redis_url: connections.redis_url.clone(),
             redis_tls: connections.redis_tls.clone(),
+            topics: Topics::fulfillment_only(&stream.stream),
             stream: stream.clone(),
+            topic: None,
+        }
+    }
+
+    /// The streams to look at: `--topic`'s, else every one of TOPICS.
+    pub fn subscriptions(&self) -> anyhow::Result<Vec<Subscription>> {
+        match &self.topic {
+            Some(topic) => self.topics.only(topic).subscriptions(&self.stream),
+            None => self.topics.subscriptions(&self.stream),
+        }
+    }
+
+    /// These settings on the one stream a command works on: `--topic`'s, else the fulfillment
+    /// topic's (as before the worker served payments).
+    pub fn narrowed(&self) -> anyhow::Result<Self> {
+        let topic = self.topic.as_deref().unwrap_or(DEFAULT_STREAM);
+        let subscription = self.topics.only(topic).subscriptions(&self.stream)?;
+        let subscription = subscription.into_iter().next().context("one topic")?;
+        Ok(self.on(subscription))
+    }
+
+    /// These settings on `subscription`'s stream.
+    pub fn on(&self, subscription: Subscription) -> Self {
+        Self {
+            stream: subscription.stream,
+            topic: Some(subscription.topic.name().to_owned()),
+            ..self.clone()
         }
     }
 
@@ -202,7 +243,7 @@ pub(crate) async fn xrange(
         .await
         .with_context(|| format!("reading {stream} from {start} to {end} (XRANGE)"))?;
     let mut batch = ReadBatch::default();
-    parse_entries(reply, &mut batch)?;
+    parse_entries(reply, 0, &mut batch)?;
     Ok(batch.entries)
 }
 

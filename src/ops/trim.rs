@@ -108,8 +108,9 @@ pub struct TrimReport {
 
 /// `order-worker trim`: prints what was (or, with `--dry-run`, would be) deleted.
 pub async fn run(args: TrimArgs) -> anyhow::Result<()> {
-    let mut conn = args.config.connect().await?;
-    let report = trim(&mut conn, &args.config, args.dry_run).await?;
+    let config = args.config.narrowed()?;
+    let mut conn = config.connect().await?;
+    let report = trim(&mut conn, &config, args.dry_run).await?;
     print_report(args.json, &report, || render(&report))?;
     Ok(())
 }

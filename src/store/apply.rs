@@ -11,10 +11,11 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::try_join;
 
-use super::plan::{plan, Incoming, Loaded, Plan};
+use super::plan::{plan, Incoming, Plan};
 use super::schema::{order_fulfillments, orders, processed_events};
 use super::unnest::TextColumns;
 use super::StoreError;
+use crate::topics::{Payment, Row, State};
 
 /// Applies `batch` (in stream order) atomically and returns what happened to each event.
 /// Nothing is written unless everything is: the caller acks only after this returns `Ok`.
@@ -34,23 +35,26 @@ pub async fn apply_batch(
     .await
 }
 
-/// The three reads go out pipelined, in one round trip: PostgreSQL still runs them in order, so
-/// the row locks are taken before the other two read (each statement sees what committed before
+/// The four reads go out pipelined, in one round trip: PostgreSQL still runs them in order, so
+/// the row locks are taken before the others read (each statement sees what committed before
 /// it started).
-async fn load(conn: &AsyncPgConnection, batch: &[Incoming<'_>]) -> Result<Loaded, StoreError> {
+async fn load(conn: &AsyncPgConnection, batch: &[Incoming<'_>]) -> Result<State, StoreError> {
     let order_ids: Vec<&str> = batch
         .iter()
-        .map(|i| i.event.order_id.as_str())
+        .map(|i| i.event.change.order_id())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let fulfillment_ids: Vec<&str> = batch
-        .iter()
-        .map(|i| i.event.fulfillment_id.as_str())
-        .collect();
+    let (mut fulfillment_ids, mut payment_ids) = (Vec::new(), Vec::new());
+    for incoming in batch {
+        match incoming.event.change.row() {
+            Row::Fulfillment(id) => fulfillment_ids.push(id),
+            Row::Payment(id) => payment_ids.push(id),
+        }
+    }
     let event_ids: Vec<&str> = batch.iter().map(|i| i.event.event_id.as_str()).collect();
 
-    let (mut c1, mut c2, mut c3) = (conn, conn, conn);
+    let (mut c1, mut c2, mut c3, mut c4) = (conn, conn, conn, conn);
     let locked = orders::table
         .filter(orders::id.eq_any(&order_ids))
         .order(orders::id)
@@ -69,27 +73,69 @@ async fn load(conn: &AsyncPgConnection, batch: &[Incoming<'_>]) -> Result<Loaded
             order_fulfillments::status,
         ))
         .load::<(String, String, String)>(&mut c2);
+    let payments = async {
+        if payment_ids.is_empty() {
+            // A batch of fulfillments only: no payment can be in question.
+            return Ok(Vec::new());
+        }
+        diesel::sql_query(
+            "SELECT payment_id, order_id, status, amount::text AS amount, currency, reason \
+             FROM order_payments WHERE order_id = ANY($1) OR payment_id = ANY($2)",
+        )
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&order_ids)
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&payment_ids)
+        .load::<PaymentRow>(&mut c4)
+        .await
+    };
     let processed = processed_events::table
         .filter(processed_events::event_id.eq_any(&event_ids))
         .select(processed_events::event_id)
         .load::<String>(&mut c3);
-    let (locked, fulfillments, processed) = try_join!(locked, fulfillments, processed)?;
+    let (locked, fulfillments, payments, processed) =
+        try_join!(locked, fulfillments, payments, processed)?;
 
-    let mut loaded = Loaded {
+    let mut state = State {
         processed: processed.into_iter().collect(),
-        ..Loaded::default()
+        ..State::default()
     };
     for (id, status) in locked {
         let status = status.parse().map_err(StoreError::CorruptRow)?;
-        loaded.orders.insert(id, status);
+        state.orders.insert(id, status);
     }
     for (fulfillment_id, order_id, status) in fulfillments {
         let status = status.parse().map_err(StoreError::CorruptRow)?;
-        loaded
+        state
             .fulfillments
             .insert(fulfillment_id, (order_id, status));
     }
-    Ok(loaded)
+    for row in payments {
+        let payment = Payment {
+            order_id: row.order_id,
+            status: row.status.parse().map_err(StoreError::CorruptRow)?,
+            amount: row.amount,
+            currency: row.currency,
+            reason: row.reason,
+        };
+        state.payments.insert(row.payment_id, payment);
+    }
+    Ok(state)
+}
+
+/// A row of `order_payments`, its amount as exact text.
+#[derive(QueryableByName)]
+struct PaymentRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    payment_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    order_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    status: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    amount: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    currency: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    reason: Option<String>,
 }
 
 /// Writes the plan with one statement per table, pipelined in one round trip. The inbox insert
@@ -97,7 +143,7 @@ async fn load(conn: &AsyncPgConnection, batch: &[Incoming<'_>]) -> Result<Loaded
 /// concurrently, which the row locks rule out; if it ever happens the batch fails and its
 /// retry reports a duplicate.
 async fn write(conn: &AsyncPgConnection, plan: &Plan) -> Result<(), StoreError> {
-    let (mut c1, mut c2, mut c3, mut c4) = (conn, conn, conn, conn);
+    let (mut c1, mut c2, mut c3, mut c4, mut c5) = (conn, conn, conn, conn, conn);
     let inbox = async {
         if plan.processed.is_empty() {
             return Ok(0);
@@ -135,15 +181,17 @@ async fn write(conn: &AsyncPgConnection, plan: &Plan) -> Result<(), StoreError> 
             return Ok(0);
         }
         let rows = &plan.orders;
+        // '' for an order whose events reported no fulfillment status: it keeps its own.
         TextColumns::new(
-            "UPDATE orders SET status = u.status, fulfillment_status = u.fulfillment_status, \
+            "UPDATE orders SET status = u.status, \
+             fulfillment_status = COALESCE(NULLIF(u.fulfillment_status, ''), orders.fulfillment_status), \
              updated_at = now() \
              FROM unnest($::text[], $::text[], $::text[]) AS u(id, status, fulfillment_status) \
              WHERE orders.id = u.id",
         )
         .column(rows, |o| &o.order_id)
         .column(rows, |o| o.status.as_str())
-        .column(rows, |o| o.fulfillment_status.as_str())
+        .column(rows, |o| o.fulfillment_status.map_or("", |s| s.as_str()))
         .execute(&mut c3)
         .await
     };
@@ -166,6 +214,34 @@ async fn write(conn: &AsyncPgConnection, plan: &Plan) -> Result<(), StoreError> 
         .execute(&mut c4)
         .await
     };
-    try_join!(inbox, fulfillments, orders, history)?;
+    let payments = async {
+        if plan.payments.is_empty() {
+            return Ok(0);
+        }
+        let rows = &plan.payments;
+        fn text(field: &Option<String>) -> &str {
+            field.as_deref().unwrap_or("")
+        }
+        // '' stands for NULL: TextColumns binds text, and no id, status or amount is ''.
+        TextColumns::new(
+            "INSERT INTO order_payments (payment_id, order_id, status, amount, currency, reason) \
+             SELECT p, o, s, NULLIF(a, '')::numeric, NULLIF(c, ''), NULLIF(r, '') \
+             FROM unnest($::text[], $::text[], $::text[], $::text[], $::text[], $::text[]) \
+             AS u(p, o, s, a, c, r) \
+             ON CONFLICT (payment_id) DO UPDATE SET status = EXCLUDED.status, \
+             amount = COALESCE(EXCLUDED.amount, order_payments.amount), \
+             currency = COALESCE(EXCLUDED.currency, order_payments.currency), \
+             reason = EXCLUDED.reason, updated_at = now()",
+        )
+        .column(rows, |(id, _)| id)
+        .column(rows, |(_, p)| &p.order_id)
+        .column(rows, |(_, p)| p.status.as_str())
+        .column(rows, |(_, p)| text(&p.amount))
+        .column(rows, |(_, p)| text(&p.currency))
+        .column(rows, |(_, p)| text(&p.reason))
+        .execute(&mut c5)
+        .await
+    };
+    try_join!(inbox, fulfillments, payments, orders, history)?;
     Ok(())
 }

@@ -17,7 +17,7 @@ use futures_util::FutureExt;
 
 pub use apply::apply_batch;
 pub use connect::connect;
-pub use plan::{Incoming, Outcome, Plan, Transition};
+pub use plan::{Incoming, Plan, Transition};
 
 /// The worker's PostgreSQL pool: one connection per lane of each batch in flight, plus a spare
 /// for reconnects (sized by the worker).
@@ -34,7 +34,7 @@ pub enum StoreError {
     #[error("no answer from the database within {0:?}")]
     TimedOut(std::time::Duration),
     #[error("a stored status is not one this worker knows: {0}")]
-    CorruptRow(#[from] crate::fulfillment::UnknownStatus),
+    CorruptRow(#[from] crate::topics::UnknownStatus),
 }
 
 /// Builds the pool without connecting: the first checkout connects, so start-up errors come

@@ -4,68 +4,13 @@
 //! Pure, so the batch semantics (stream order, duplicates inside one batch, several events of one
 //! order, one history row per real transition) are tested without a database.
 
-use std::collections::{HashMap, HashSet};
-
-use crate::envelope::FulfillmentEvent;
-use crate::fulfillment::{
-    derived_order_status, fulfillment_step, order_moves, FulfillmentStatus, FulfillmentStep,
-    OrderStatus,
-};
+use crate::topics::{Event, FulfillmentStatus, OrderStatus, Ordered, Outcome, Payment, State};
 
 /// One decoded event and the stream entry it came from, in stream order.
 #[derive(Debug, Clone, Copy)]
 pub struct Incoming<'a> {
     pub entry_id: &'a str,
-    pub event: &'a FulfillmentEvent,
-}
-
-/// What happened to one event. Every event of a batch gets exactly one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The fulfillment moved (and the order with it, if the rules say so).
-    Applied,
-    /// The event id was already processed: nothing written.
-    Duplicate,
-    /// Older than what is recorded (out of order, or after a terminal status).
-    Stale,
-    /// Valid, but the fulfillment is already at that status.
-    Ignored,
-    /// The order does not exist (yet): left pending, so it is retried.
-    UnknownOrder,
-    /// Can never apply (the fulfillment belongs to another order): dead-lettered with this reason.
-    Rejected(String),
-}
-
-impl Outcome {
-    /// The name used in logs, the inbox and summaries.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Applied => "applied",
-            Self::Duplicate => "duplicate",
-            Self::Stale => "stale",
-            Self::Ignored => "ignored",
-            Self::UnknownOrder => "unknown_order",
-            Self::Rejected(_) => "rejected",
-        }
-    }
-
-    /// Whether the event is recorded in the inbox. Unknown-order and rejected events are not, so
-    /// a later delivery (after the order exists, or a requeue after a fix) is applied, not
-    /// reported as a duplicate.
-    fn is_recorded(&self) -> bool {
-        matches!(self, Self::Applied | Self::Stale | Self::Ignored)
-    }
-}
-
-/// The state of the batch's orders as loaded (under `FOR UPDATE`) from PostgreSQL.
-#[derive(Debug, Default)]
-pub struct Loaded {
-    pub orders: HashMap<String, OrderStatus>,
-    /// fulfillment_id → (order_id, status), for every fulfillment of the batch's orders and every
-    /// fulfillment the batch names.
-    pub fulfillments: HashMap<String, (String, FulfillmentStatus)>,
-    /// The batch's event ids already in the inbox.
-    pub processed: HashSet<String>,
+    pub event: &'a Event,
 }
 
 /// An order status change, written as one `order_status_history` row.
@@ -79,12 +24,13 @@ pub struct Transition {
     pub stream_entry_id: String,
 }
 
-/// An order row to update: its final status and fulfillment status after the batch.
+/// An order row to update: its final status and, if its events reported one, its latest
+/// fulfillment status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderUpdate {
     pub order_id: String,
     pub status: OrderStatus,
-    pub fulfillment_status: FulfillmentStatus,
+    pub fulfillment_status: Option<FulfillmentStatus>,
 }
 
 /// Everything the batch writes, and each event's outcome (same index as the input).
@@ -95,33 +41,19 @@ pub struct Plan {
     pub processed: Vec<(String, String, &'static str)>,
     /// fulfillment_id → (order_id, final status), only those that moved.
     pub fulfillments: Vec<(String, String, FulfillmentStatus)>,
+    /// payment_id → the payment as it ends, only those that moved.
+    pub payments: Vec<(String, Payment)>,
     pub orders: Vec<OrderUpdate>,
     pub transitions: Vec<Transition>,
 }
 
 /// Folds the batch's events, in stream order, over the loaded state.
-pub fn plan(batch: &[Incoming<'_>], mut state: Loaded) -> Plan {
+pub fn plan(batch: &[Incoming<'_>], mut state: State) -> Plan {
     let mut plan = Plan::default();
-    // In first-moved order, with a set beside it: a batch moves hundreds of fulfillments.
-    let mut moved_fulfillments: Vec<String> = Vec::new();
-    let mut moved: HashSet<&str> = HashSet::new();
-    let mut touched_orders: HashMap<String, FulfillmentStatus> = HashMap::new();
-    let mut order_sequence: Vec<String> = Vec::new();
-
+    let mut touched = Ordered::default();
     for incoming in batch {
         let event = incoming.event;
         let outcome = decide(incoming, &mut state, &mut plan.transitions);
-        if outcome == Outcome::Applied {
-            if moved.insert(&event.fulfillment_id) {
-                moved_fulfillments.push(event.fulfillment_id.clone());
-            }
-            if touched_orders
-                .insert(event.order_id.clone(), event.new_status)
-                .is_none()
-            {
-                order_sequence.push(event.order_id.clone());
-            }
-        }
         if outcome.is_recorded() {
             state.processed.insert(event.event_id.clone());
             plan.processed.push((
@@ -130,83 +62,65 @@ pub fn plan(batch: &[Incoming<'_>], mut state: Loaded) -> Plan {
                 outcome.as_str(),
             ));
         }
+        if outcome == Outcome::Applied {
+            touched.insert(event.change.order_id());
+        }
         plan.outcomes.push(outcome);
     }
-
-    plan.fulfillments = moved_fulfillments
-        .into_iter()
+    let changed = &state.changed;
+    plan.fulfillments = changed
+        .fulfillments
+        .iter()
         .filter_map(|id| {
-            let (order_id, status) = state.fulfillments.get(&id)?.clone();
-            Some((id, order_id, status))
+            let (order_id, status) = state.fulfillments.get(id)?.clone();
+            Some((id.to_owned(), order_id, status))
         })
         .collect();
-    plan.orders = order_sequence
-        .into_iter()
+    plan.payments = changed
+        .payments
+        .iter()
+        .filter_map(|id| Some((id.to_owned(), state.payments.get(id)?.clone())))
+        .collect();
+    plan.orders = touched
+        .iter()
         .filter_map(|order_id| {
-            let status = *state.orders.get(&order_id)?;
-            let fulfillment_status = *touched_orders.get(&order_id)?;
             Some(OrderUpdate {
-                order_id,
-                status,
-                fulfillment_status,
+                order_id: order_id.to_owned(),
+                status: *state.orders.get(order_id)?,
+                fulfillment_status: changed.fulfillment_status.get(order_id).copied(),
             })
         })
         .collect();
     plan
 }
 
-/// One event against the state so far; updates the state and records a transition if any.
+/// One event against the state so far: the checks every topic shares, then its own rules.
 fn decide(
     incoming: &Incoming<'_>,
-    state: &mut Loaded,
+    state: &mut State,
     transitions: &mut Vec<Transition>,
 ) -> Outcome {
     let event = incoming.event;
     if state.processed.contains(&event.event_id) {
         return Outcome::Duplicate;
     }
-    let Some(&order_status) = state.orders.get(&event.order_id) else {
+    let order_id = event.change.order_id();
+    let Some(&from) = state.orders.get(order_id) else {
         return Outcome::UnknownOrder;
     };
-    let current = match state.fulfillments.get(&event.fulfillment_id) {
-        Some((owner, _)) if *owner != event.order_id => {
-            return Outcome::Rejected(format!(
-                "fulfillment {:?} belongs to order {:?}, not to order {:?}",
-                event.fulfillment_id, owner, event.order_id
-            ));
-        }
-        Some((_, status)) => Some(*status),
-        None => None,
-    };
-    match fulfillment_step(current, event.new_status) {
-        FulfillmentStep::Stale => return Outcome::Stale,
-        FulfillmentStep::Unchanged => return Outcome::Ignored,
-        FulfillmentStep::Advance => {}
+    let (outcome, moved) = event.change.apply(from, state);
+    if let Some(moved) = moved {
+        state.orders.insert(order_id.to_owned(), moved.to);
+        transitions.push(Transition {
+            order_id: order_id.to_owned(),
+            from,
+            to: moved.to,
+            reason: moved.reason,
+            event_id: event.event_id.clone(),
+            stream_entry_id: incoming.entry_id.to_owned(),
+        });
     }
-    state.fulfillments.insert(
-        event.fulfillment_id.clone(),
-        (event.order_id.clone(), event.new_status),
-    );
-    let siblings: Vec<FulfillmentStatus> = state
-        .fulfillments
-        .values()
-        .filter(|(owner, _)| *owner == event.order_id)
-        .map(|(_, status)| *status)
-        .collect();
-    if let Some(target) = derived_order_status(&siblings) {
-        if order_moves(order_status, target) {
-            state.orders.insert(event.order_id.clone(), target);
-            transitions.push(Transition {
-                order_id: event.order_id.clone(),
-                from: order_status,
-                to: target,
-                reason: event.new_status.reason(),
-                event_id: event.event_id.clone(),
-                stream_entry_id: incoming.entry_id.to_owned(),
-            });
-        }
-    }
-    Outcome::Applied
+    outcome
 }
 
 #[cfg(test)]

@@ -2,36 +2,38 @@
 //! batch and against the inbox, one history row per real transition.
 
 use super::*;
-use crate::fulfillment::FulfillmentStatus::{self, *};
+use crate::topics::{FulfillmentEvent, FulfillmentStatus::*};
 
-fn event(id: &str, order: &str, fulfillment: &str, status: FulfillmentStatus) -> FulfillmentEvent {
-    FulfillmentEvent {
+fn event(id: &str, order: &str, fulfillment: &str, status: FulfillmentStatus) -> Event {
+    Event {
         event_id: id.to_owned(),
-        fulfillment_id: fulfillment.to_owned(),
-        order_id: order.to_owned(),
-        new_status: status,
-        old_status: None,
-        timestamp: None,
         traceparent: None,
         traceid: None,
+        change: Box::new(FulfillmentEvent {
+            fulfillment_id: fulfillment.to_owned(),
+            order_id: order.to_owned(),
+            new_status: status,
+            old_status: None,
+            timestamp: None,
+        }),
     }
 }
 
 fn loaded(
     orders: &[(&str, OrderStatus)],
     fulfillments: &[(&str, &str, FulfillmentStatus)],
-) -> Loaded {
-    Loaded {
+) -> State {
+    State {
         orders: orders.iter().map(|(id, s)| (id.to_string(), *s)).collect(),
         fulfillments: fulfillments
             .iter()
             .map(|(f, o, s)| (f.to_string(), (o.to_string(), *s)))
             .collect(),
-        processed: HashSet::new(),
+        ..State::default()
     }
 }
 
-fn run(events: &[FulfillmentEvent], state: Loaded) -> Plan {
+fn run(events: &[Event], state: State) -> Plan {
     let entry_ids: Vec<String> = (0..events.len()).map(|i| format!("1-{i}")).collect();
     let batch: Vec<Incoming<'_>> = events
         .iter()
@@ -47,7 +49,7 @@ fn names(plan: &Plan) -> Vec<&'static str> {
 
 #[test]
 fn outcomes_for_each_kind_of_event() {
-    let cases: &[(&str, Vec<FulfillmentEvent>, Vec<&str>)] = &[
+    let cases: &[(&str, Vec<Event>, Vec<&str>)] = &[
         (
             "forward",
             vec![event("e1", "o1", "f1", Planning)],
@@ -153,7 +155,7 @@ fn several_events_of_one_order_apply_in_stream_order_with_one_row_per_transition
         [OrderUpdate {
             order_id: "o1".to_owned(),
             status: OrderStatus::Delivered,
-            fulfillment_status: Completed,
+            fulfillment_status: Some(Completed),
         }]
     );
     assert_eq!(
@@ -172,7 +174,7 @@ fn a_terminal_order_records_the_fulfillment_but_never_moves() {
     assert_eq!(names(&plan), ["applied"]);
     assert!(plan.transitions.is_empty());
     assert_eq!(plan.orders[0].status, OrderStatus::Refunded);
-    assert_eq!(plan.orders[0].fulfillment_status, Shipped);
+    assert_eq!(plan.orders[0].fulfillment_status, Some(Shipped));
 }
 
 #[test]

@@ -20,6 +20,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    order_payments (payment_id) {
+        payment_id -> Text,
+        order_id -> Text,
+        status -> Text,
+        amount -> Nullable<Numeric>,
+        currency -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     order_status_history (id) {
         id -> Int8,
         order_id -> Text,
@@ -42,11 +54,13 @@ diesel::table! {
 }
 
 diesel::joinable!(order_fulfillments -> orders (order_id));
+diesel::joinable!(order_payments -> orders (order_id));
 diesel::joinable!(order_status_history -> orders (order_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     orders,
     order_fulfillments,
+    order_payments,
     order_status_history,
     processed_events,
 );

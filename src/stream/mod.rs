@@ -10,16 +10,17 @@ pub mod settle;
 pub use group::{ensure_group, group_info, groups};
 pub use pending::{autoclaim, delivery_counts, keep_alive};
 pub use read::Reader;
-pub use settle::{settle, DeadLetter};
+pub use settle::{settle, DeadLetter, Settlement};
 
 /// A pool for short commands (XACK, XADD to the dead-letter stream, XGROUP). The blocking
 /// XREADGROUP has a connection of its own ([`Reader`]) so it never holds up an ack.
 pub type RedisPool = bb8::Pool<redis::Client>;
 
-/// One stream entry as read: its id and its field/value pairs (values are bytes, because
-/// nothing guarantees a publisher wrote UTF-8).
+/// One stream entry as read: which of the streams read it came from (an index into them), its
+/// id and its field/value pairs (values are bytes: nothing guarantees a publisher wrote UTF-8).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamEntry {
+    pub source: usize,
     pub id: String,
     pub fields: Vec<(String, Vec<u8>)>,
 }
@@ -43,10 +44,11 @@ pub fn is_no_group(error: &redis::RedisError) -> bool {
 /// What one read returned.
 #[derive(Debug, Default)]
 pub struct ReadBatch {
+    /// In the order of their ids (the server's clock), across streams.
     pub entries: Vec<StreamEntry>,
-    /// Ids still pending for us whose entry was deleted from the stream (XDEL, trimming):
-    /// nothing to process, so they are acked.
-    pub deleted: Vec<String>,
+    /// (source, id) still pending for us whose entry was deleted from the stream (XDEL,
+    /// trimming): nothing to process, so they are acked.
+    pub deleted: Vec<(usize, String)>,
     /// Read from a pending list (our own after a restart, or claimed), so entries may have
     /// been delivered before: their delivery counts must be looked up.
     pub redelivered: bool,
@@ -57,11 +59,39 @@ impl ReadBatch {
         self.entries.is_empty() && self.deleted.is_empty()
     }
 
-    /// Every id read, for the ack.
-    pub fn ids(&self) -> impl Iterator<Item = &str> {
+    /// Every (source, id) read.
+    pub fn ids(&self) -> impl Iterator<Item = (usize, &str)> {
         self.entries
             .iter()
-            .map(|entry| entry.id.as_str())
-            .chain(self.deleted.iter().map(String::as_str))
+            .map(|entry| (entry.source, entry.id.as_str()))
+            .chain(
+                self.deleted
+                    .iter()
+                    .map(|(source, id)| (*source, id.as_str())),
+            )
     }
+
+    /// Puts entries read from several streams in the order of their ids: the server's clock,
+    /// so one order's events apply in the order they were published, whatever their stream.
+    pub(crate) fn sort_by_id(&mut self) {
+        let key = |id: &str| -> (u64, u64) {
+            let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+            (
+                ms.parse().unwrap_or(u64::MAX),
+                seq.parse().unwrap_or(u64::MAX),
+            )
+        };
+        self.entries.sort_by_key(|entry| key(&entry.id));
+    }
+}
+
+/// `ids` grouped by source, for commands that name one stream: `(source, [id…])` in source order.
+pub fn by_source<'a>(
+    ids: impl IntoIterator<Item = (usize, &'a str)>,
+) -> Vec<(usize, Vec<&'a str>)> {
+    let mut grouped: std::collections::BTreeMap<usize, Vec<&str>> = Default::default();
+    for (source, id) in ids {
+        grouped.entry(source).or_default().push(id);
+    }
+    grouped.into_iter().collect()
 }

@@ -17,7 +17,7 @@ use crate::config::StreamConfig;
 /// entries; ids Redis reports deleted from the stream are in `deleted`.
 pub async fn autoclaim<C: ConnectionLike + Send>(
     conn: &mut C,
-    config: &StreamConfig,
+    (source, config): (usize, &StreamConfig),
     consumer: &str,
     min_idle: Duration,
     cursor: &str,
@@ -43,9 +43,11 @@ pub async fn autoclaim<C: ConnectionLike + Send>(
     // Redis ≥ 7 lists the ids it found deleted (and dropped from the pending list) third.
     if parts.len() == 3 {
         let deleted: Vec<String> = redis::from_redis_value(parts.pop().unwrap_or(Value::Nil))?;
-        batch.deleted.extend(deleted);
+        batch
+            .deleted
+            .extend(deleted.into_iter().map(|id| (source, id)));
     }
-    parse_entries(parts.pop().unwrap_or(Value::Nil), &mut batch)?;
+    parse_entries(parts.pop().unwrap_or(Value::Nil), source, &mut batch)?;
     let next: String = redis::from_redis_value(parts.pop().unwrap_or(Value::Nil))?;
     Ok((next, batch))
 }

@@ -1,5 +1,6 @@
-//! Reading the group: first this consumer's own pending entries (what a previous run of the
-//! same consumer read but did not ack, e.g. it crashed between COMMIT and XACK), then new ones.
+//! Reading the group on every subscribed stream in one XREADGROUP: first this consumer's own
+//! pending entries (what a previous run of the same consumer read but did not ack, e.g. it
+//! crashed between COMMIT and XACK), then new ones.
 //!
 //! Only as many entries as one batch are read at a time, so nothing waits in a local buffer
 //! while its idle time grows in the pending list (Dapr issue #4599).
@@ -13,23 +14,24 @@ use super::reply::parse_read_reply;
 use super::{ensure_group, is_no_group, ReadBatch};
 use crate::config::StreamConfig;
 
-/// The consumer's reading connection and its position.
+/// The consumer's reading connection and its position in each stream.
 pub struct Reader {
     conn: ConnectionManager,
-    config: StreamConfig,
+    streams: Vec<StreamConfig>,
     consumer: String,
     block: Duration,
-    /// `Some(id)` while walking our own pending entries after `id`; `None` once caught up,
-    /// then reads ask for new entries (`>`).
-    backlog_after: Option<String>,
+    /// Per stream: `Some(id)` while walking our own pending entries after `id`; `None` once
+    /// caught up, then reads ask for new entries (`>`).
+    backlog_after: Vec<Option<String>>,
 }
 
 impl Reader {
-    /// Connects the reading connection. Its response timeout exceeds the BLOCK time: redis-rs
-    /// otherwise gives up on a reply after 500 ms, failing every idle XREADGROUP.
+    /// Connects the reading connection for `streams` (one group each, of the same name). Its
+    /// response timeout exceeds the BLOCK time: redis-rs otherwise gives up on a reply after
+    /// 500 ms, failing every idle XREADGROUP.
     pub async fn connect(
         client: redis::Client,
-        config: StreamConfig,
+        streams: Vec<StreamConfig>,
         consumer: String,
         block: Duration,
     ) -> redis::RedisResult<Self> {
@@ -39,18 +41,19 @@ impl Reader {
         let conn = client
             .get_connection_manager_with_config(manager_config)
             .await?;
+        let backlog_after = vec![Some("0".to_owned()); streams.len()];
         Ok(Self {
             conn,
-            config,
+            streams,
             consumer,
             block,
-            backlog_after: Some("0".to_owned()),
+            backlog_after,
         })
     }
 
-    /// Reads up to `count` entries: our own pending ones first, then new ones, waiting up to
-    /// `block` (at most the configured BLOCK time) for those. Recreates the group if Redis lost
-    /// it.
+    /// Reads up to `count` entries per stream, in id order across them: our own pending ones
+    /// first, then new ones, waiting up to `block` (at most the configured BLOCK time) for
+    /// those. Recreates the groups if Redis lost them.
     pub async fn next_batch(
         &mut self,
         count: usize,
@@ -58,53 +61,76 @@ impl Reader {
     ) -> redis::RedisResult<ReadBatch> {
         match self.read(count, block).await {
             Err(error) if is_no_group(&error) => {
-                tracing::warn!(
-                    stream = %self.config.stream,
-                    group = %self.config.group,
-                    "consumer group is gone (did Redis lose its data?): creating it again"
-                );
-                ensure_group(&mut self.conn, &self.config).await?;
-                self.backlog_after = Some("0".to_owned());
+                for config in &self.streams {
+                    tracing::warn!(
+                        stream = %config.stream,
+                        group = %config.group,
+                        "consumer group is gone (did Redis lose its data?): creating it again"
+                    );
+                    ensure_group(&mut self.conn, config).await?;
+                }
+                self.backlog_after.fill(Some("0".to_owned()));
                 Ok(ReadBatch::default())
+            }
+            Ok(mut batch) => {
+                batch.sort_by_id();
+                Ok(batch)
             }
             other => other,
         }
     }
 
     async fn read(&mut self, count: usize, block: Duration) -> redis::RedisResult<ReadBatch> {
-        if let Some(after) = self.backlog_after.clone() {
-            let mut batch = self.xreadgroup(count, &after, None).await?;
+        let behind: Vec<(usize, String)> = self
+            .backlog_after
+            .iter()
+            .enumerate()
+            .filter_map(|(source, after)| Some((source, after.clone()?)))
+            .collect();
+        if !behind.is_empty() {
+            let mut batch = self.xreadgroup(count, &behind, None).await?;
             batch.redelivered = true;
-            match batch.ids().last() {
-                Some(last) => {
-                    self.backlog_after = Some(last.to_owned());
-                    return Ok(batch);
-                }
-                None => self.backlog_after = None,
+            for (source, _) in behind {
+                let last = batch.ids().filter(|(s, _)| *s == source).last();
+                self.backlog_after[source] = last.map(|(_, id)| id.to_owned());
+            }
+            if !batch.is_empty() {
+                return Ok(batch);
             }
         }
         // BLOCK 0 would wait forever: never ask for less than a millisecond.
         let block = block.clamp(Duration::from_millis(1), self.block);
-        self.xreadgroup(count, ">", Some(block)).await
+        let all: Vec<(usize, String)> = (0..self.streams.len())
+            .map(|s| (s, ">".to_owned()))
+            .collect();
+        self.xreadgroup(count, &all, Some(block)).await
     }
 
+    /// One XREADGROUP over the `(source, id)` streams, all in the same group.
     async fn xreadgroup(
         &mut self,
         count: usize,
-        id: &str,
+        from: &[(usize, String)],
         block: Option<Duration>,
     ) -> redis::RedisResult<ReadBatch> {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
-            .arg(&self.config.group)
+            .arg(&self.streams[0].group)
             .arg(&self.consumer)
             .arg("COUNT")
             .arg(count);
         if let Some(block) = block {
             cmd.arg("BLOCK").arg(block.as_millis() as u64);
         }
-        cmd.arg("STREAMS").arg(&self.config.stream).arg(id);
+        cmd.arg("STREAMS");
+        for (source, _) in from {
+            cmd.arg(&self.streams[*source].stream);
+        }
+        for (_, id) in from {
+            cmd.arg(id);
+        }
         let reply: Value = cmd.query_async(&mut self.conn).await?;
-        parse_read_reply(reply)
+        let streams = &self.streams;
+        parse_read_reply(reply, |key| streams.iter().position(|s| s.stream == key))
     }
 }

@@ -5,30 +5,48 @@ use redis::Value;
 
 use super::{ReadBatch, StreamEntry};
 
-/// Parses an XREADGROUP reply for one stream (RESP2 array or RESP3 map; nil on timeout).
-pub(super) fn parse_read_reply(reply: Value) -> redis::RedisResult<ReadBatch> {
+/// Parses an XREADGROUP reply (RESP2 array or RESP3 map; nil on timeout); `source` maps each
+/// stream key to its index.
+pub(super) fn parse_read_reply(
+    reply: Value,
+    source: impl Fn(&str) -> Option<usize>,
+) -> redis::RedisResult<ReadBatch> {
     let mut batch = ReadBatch::default();
-    let streams: Vec<Value> = match reply {
+    let streams: Vec<(Value, Value)> = match reply {
         Value::Nil => return Ok(batch),
         Value::Array(streams) => streams
             .into_iter()
             .filter_map(|stream| match stream {
-                Value::Array(mut pair) if pair.len() == 2 => pair.pop(),
+                Value::Array(mut pair) if pair.len() == 2 => {
+                    let entries = pair.pop()?;
+                    Some((pair.pop()?, entries))
+                }
                 _ => None,
             })
             .collect(),
-        Value::Map(streams) => streams.into_iter().map(|(_, entries)| entries).collect(),
+        Value::Map(streams) => streams,
         other => return Err(unexpected("XREADGROUP reply", &other)),
     };
-    for entries in streams {
-        parse_entries(entries, &mut batch)?;
+    for (key, entries) in streams {
+        let key: String = redis::from_redis_value(key)?;
+        let Some(index) = source(&key) else {
+            return Err(unexpected(
+                "XREADGROUP reply for a stream not asked for",
+                &entries,
+            ));
+        };
+        parse_entries(entries, index, &mut batch)?;
     }
     Ok(batch)
 }
 
 /// Parses an array of `[id, [field, value, …]]` entries into `batch`; an entry whose fields are
 /// nil was deleted from the stream while pending.
-pub(crate) fn parse_entries(entries: Value, batch: &mut ReadBatch) -> redis::RedisResult<()> {
+pub(crate) fn parse_entries(
+    entries: Value,
+    source: usize,
+    batch: &mut ReadBatch,
+) -> redis::RedisResult<()> {
     let Value::Array(entries) = entries else {
         return Err(unexpected("stream entries", &entries));
     };
@@ -42,10 +60,10 @@ pub(crate) fn parse_entries(entries: Value, batch: &mut ReadBatch) -> redis::Red
         let fields = parts.pop().unwrap_or(Value::Nil);
         let id: String = redis::from_redis_value(parts.pop().unwrap_or(Value::Nil))?;
         match fields {
-            Value::Nil => batch.deleted.push(id),
+            Value::Nil => batch.deleted.push((source, id)),
             fields => {
                 let fields: Vec<(String, Vec<u8>)> = redis::from_redis_value(fields)?;
-                batch.entries.push(StreamEntry { id, fields });
+                batch.entries.push(StreamEntry { source, id, fields });
             }
         }
     }

@@ -27,56 +27,68 @@ pub struct DeadLetter<'a> {
     pub delivery_count: u64,
 }
 
-/// Identifies where a dead-lettered entry came from and who gave up on it.
-#[derive(Debug, Clone, Copy)]
-pub struct Origin<'a> {
-    pub config: &'a StreamConfig,
-    pub consumer: &'a str,
+/// What to do on one stream: ack these, dead-letter those (to its dead-letter stream).
+#[derive(Debug, Clone)]
+pub struct Settlement<'a> {
+    pub stream: &'a StreamConfig,
+    pub ack_ids: Vec<&'a str>,
+    pub dead: Vec<DeadLetter<'a>>,
 }
 
-/// XADDs each dead letter (original fields plus `error`, `source_stream`, `source_id`,
-/// `group`, `consumer`, `delivery_count`) and XACKs `ack_ids` plus the dead letters' ids, atomically.
+/// For each stream, XADDs each dead letter (original fields plus `error`, `source_stream`,
+/// `source_id`, `group`, `consumer`, `delivery_count`) and XACKs the acked ids plus the dead
+/// letters' ids: all in one MULTI, so an entry is never acked without its copy nor copied twice.
 pub async fn settle<C: ConnectionLike + Send>(
     conn: &mut C,
-    origin: Origin<'_>,
-    ack_ids: &[&str],
-    dead: &[DeadLetter<'_>],
+    consumer: &str,
+    settlements: &[Settlement<'_>],
 ) -> redis::RedisResult<()> {
-    if ack_ids.is_empty() && dead.is_empty() {
-        return Ok(());
-    }
-    let config = origin.config;
-    let dead_letter_stream = config.dead_letter_stream();
     let mut pipe = redis::pipe();
     pipe.atomic();
-    for letter in dead {
-        let cmd = pipe.cmd("XADD").arg(&dead_letter_stream).arg("*");
-        for (field, value) in &letter.entry.fields {
-            cmd.arg(field).arg(value);
+    let mut empty = true;
+    for Settlement {
+        stream: config,
+        ack_ids,
+        dead,
+    } in settlements
+    {
+        if ack_ids.is_empty() && dead.is_empty() {
+            continue;
         }
-        cmd.arg("error")
-            .arg(&letter.error)
-            .arg("source_stream")
+        empty = false;
+        let dead_letter_stream = config.dead_letter_stream();
+        for letter in dead {
+            let cmd = pipe.cmd("XADD").arg(&dead_letter_stream).arg("*");
+            for (field, value) in &letter.entry.fields {
+                cmd.arg(field).arg(value);
+            }
+            cmd.arg("error")
+                .arg(&letter.error)
+                .arg("source_stream")
+                .arg(&config.stream)
+                .arg("source_id")
+                .arg(&letter.entry.id)
+                .arg("group")
+                .arg(&config.group)
+                .arg("consumer")
+                .arg(consumer)
+                .arg("delivery_count")
+                .arg(letter.delivery_count)
+                .ignore();
+        }
+        let ids: Vec<&str> = ack_ids
+            .iter()
+            .copied()
+            .chain(dead.iter().map(|letter| letter.entry.id.as_str()))
+            .collect();
+        pipe.cmd("XACK")
             .arg(&config.stream)
-            .arg("source_id")
-            .arg(&letter.entry.id)
-            .arg("group")
             .arg(&config.group)
-            .arg("consumer")
-            .arg(origin.consumer)
-            .arg("delivery_count")
-            .arg(letter.delivery_count)
+            .arg(&ids)
             .ignore();
     }
-    let ids: Vec<&str> = ack_ids
-        .iter()
-        .copied()
-        .chain(dead.iter().map(|letter| letter.entry.id.as_str()))
-        .collect();
-    pipe.cmd("XACK")
-        .arg(&config.stream)
-        .arg(&config.group)
-        .arg(&ids)
-        .ignore();
+    if empty {
+        return Ok(());
+    }
     pipe.query_async(conn).await
 }

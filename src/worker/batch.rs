@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 
 use super::{Committed, Worker};
-use crate::envelope::{decode, FulfillmentEvent};
 use crate::instruments::Settled;
 use crate::retry::until_ok;
 use crate::shutdown::Shutdown;
-use crate::store::{apply_batch, Incoming, Outcome, Plan, StoreError, Transition};
-use crate::stream::settle::Origin;
-use crate::stream::{delivery_counts, keep_alive, settle, DeadLetter, ReadBatch, StreamEntry};
-use crate::telemetry::{PROCESSING_EVENT, UPDATED_ORDER};
+use crate::store::{apply_batch, Incoming, Plan, StoreError, Transition};
+use crate::stream::{
+    by_source, delivery_counts, keep_alive, settle, DeadLetter, ReadBatch, Settlement, StreamEntry,
+};
+use crate::telemetry::UPDATED_ORDER;
+use crate::topics::{self, Event, Outcome};
 use crate::verdict::{verdict, Known, Refusal, Verdict};
 
 /// The longest one attempt to apply a lane may take (a batch normally commits in
@@ -33,9 +34,9 @@ struct Applied {
 pub(super) struct Prepared {
     batch: ReadBatch,
     /// Delivery counts of a redelivered batch's entries (absent: first delivery).
-    counts: HashMap<String, u64>,
+    counts: HashMap<(usize, String), u64>,
     /// One per entry, in order: the event to apply, or why the entry never will be.
-    decoded: Vec<Result<FulfillmentEvent, Refusal>>,
+    decoded: Vec<Result<Event, Refusal>>,
     started: Instant,
 }
 
@@ -44,16 +45,17 @@ impl Prepared {
     /// may be applied at once without changing the order in which any order's events apply.
     pub(super) fn order_ids(&self) -> HashSet<String> {
         self.events()
-            .map(|(_, event)| event.order_id.clone())
+            .map(|(_, event)| event.change.order_id().to_owned())
             .collect()
     }
 
-    fn deliveries(&self, id: &str) -> u64 {
-        self.counts.get(id).copied().unwrap_or(1)
+    fn deliveries(&self, entry: &StreamEntry) -> u64 {
+        let key = (entry.source, entry.id.clone());
+        self.counts.get(&key).copied().unwrap_or(1)
     }
 
     /// The entries whose event is to be applied, in stream order.
-    fn events(&self) -> impl Iterator<Item = (&StreamEntry, &FulfillmentEvent)> {
+    fn events(&self) -> impl Iterator<Item = (&StreamEntry, &Event)> {
         self.batch
             .entries
             .iter()
@@ -71,9 +73,9 @@ impl Prepared {
                     Err(refusal) => Verdict::DeadLetter(refusal.clone()),
                     Ok(event) => match outcomes.next() {
                         Some(outcome) => {
-                            let order_id = &event.order_id;
+                            let order_id = event.change.order_id();
                             let known = Known::Applied { outcome, order_id };
-                            verdict(known, self.deliveries(&entry.id), max_deliveries)
+                            verdict(known, self.deliveries(entry), max_deliveries)
                         }
                         // Every event has an outcome; one without would stay pending.
                         None => Verdict::Pending,
@@ -98,26 +100,29 @@ impl Worker {
     /// shutdown interrupts the lookup: nothing was done, the entries stay pending.
     pub(super) async fn prepare(&self, batch: ReadBatch, shutdown: &Shutdown) -> Option<Prepared> {
         let started = Instant::now();
-        let counts = if batch.redelivered {
-            let ids: Vec<&str> = batch.ids().collect();
-            let stream = &self.config.stream;
-            let counted = until_ok(
-                "reading delivery counts",
-                &self.redis_health,
-                shutdown,
-                || self.on_redis(async |conn| delivery_counts(conn, stream, &ids).await),
-            );
-            counted.await?
-        } else {
-            HashMap::new()
-        };
+        let mut counts = HashMap::new();
+        if batch.redelivered {
+            for (source, ids) in by_source(batch.ids()) {
+                let stream = &self.subscriptions[source].stream;
+                let counted = until_ok(
+                    "reading delivery counts",
+                    &self.redis_health,
+                    shutdown,
+                    || self.on_redis(async |conn| delivery_counts(conn, stream, &ids).await),
+                );
+                let counted = counted.await?;
+                counts.extend(counted.into_iter().map(|(id, n)| ((source, id), n)));
+            }
+        }
         let max = u64::from(self.config.max_deliveries);
         let decoded = batch
             .entries
             .iter()
             .map(|entry| {
-                let deliveries = counts.get(&entry.id).copied().unwrap_or(1);
-                let event = decode(&entry.fields, self.config.max_entry_bytes);
+                let key = (entry.source, entry.id.clone());
+                let deliveries = counts.get(&key).copied().unwrap_or(1);
+                let topic = self.subscriptions[entry.source].topic;
+                let event = topics::decode(topic, &entry.fields, self.config.max_entry_bytes);
                 match verdict(Known::Decoded(event.as_ref().map(drop)), deliveries, max) {
                     Verdict::DeadLetter(refusal) => Err(refusal),
                     // Only a decoded event is let through.
@@ -140,10 +145,16 @@ impl Worker {
         events
             .iter()
             .for_each(|(entry, event)| log_event(entry, event));
-        let ids: Vec<&str> = prepared.batch.ids().collect();
+        let ids: Vec<(usize, &str)> = prepared.batch.ids().collect();
         let Some(applied) = self.apply_kept_alive(&ids, &events, shutdown).await else {
             return;
         };
+        for ((entry, event), outcome) in events.iter().zip(&applied.outcomes) {
+            if *outcome == Outcome::Conflict {
+                tracing::warn!(entry_id = %entry.id, event_id = %event.event_id, order_id = event.change.order_id(),
+                    "event contradicts its order's state (a payment for a closed order?): nothing moved; someone must resolve it (refund)");
+            }
+        }
         self.notify_commit(&events);
         let max = u64::from(self.config.max_deliveries);
         let verdicts = prepared.verdicts(&applied.outcomes, max);
@@ -161,15 +172,20 @@ impl Worker {
             );
         }
         let batch = &prepared.batch;
+        let topic = |source: usize| self.subscriptions[source].topic.name();
         self.recorder.settled(&Settled {
-            entries: batch.entries.len() + batch.deleted.len(),
+            entries: batch.ids().map(|(source, _)| topic(source)).collect(),
             deleted: batch.deleted.len(),
-            outcomes: &applied.outcomes,
+            outcomes: events
+                .iter()
+                .zip(&applied.outcomes)
+                .map(|((entry, _), outcome)| (topic(entry.source), outcome))
+                .collect(),
             transitions: &applied.transitions,
             dead_letters: verdicts
                 .iter()
-                .filter_map(|(_, fate)| match fate {
-                    Verdict::DeadLetter(refusal) => Some(refusal),
+                .filter_map(|(entry, fate)| match fate {
+                    Verdict::DeadLetter(refusal) => Some((topic(entry.source), refusal)),
                     _ => None,
                 })
                 .collect(),
@@ -185,19 +201,26 @@ impl Worker {
         verdicts: &[(&StreamEntry, Verdict)],
         shutdown: &Shutdown,
     ) -> Option<()> {
-        let mut ack_ids: Vec<&str> = Vec::new();
-        for id in &prepared.batch.deleted {
+        let mut settlements: Vec<Settlement<'_>> = self
+            .streams()
+            .map(|stream| Settlement {
+                stream,
+                ack_ids: Vec::new(),
+                dead: Vec::new(),
+            })
+            .collect();
+        for (source, id) in &prepared.batch.deleted {
             tracing::warn!(entry_id = %id, "pending entry was deleted from the stream: acking it");
-            ack_ids.push(id);
+            settlements[*source].ack_ids.push(id);
         }
-        let mut dead: Vec<DeadLetter<'_>> = Vec::new();
         for (entry, fate) in verdicts {
-            let delivery_count = prepared.deliveries(&entry.id);
+            let delivery_count = prepared.deliveries(entry);
+            let settlement = &mut settlements[entry.source];
             match fate {
-                Verdict::Ack => ack_ids.push(&entry.id),
+                Verdict::Ack => settlement.ack_ids.push(&entry.id),
                 Verdict::DeadLetter(refusal) => {
                     tracing::warn!(entry_id = %entry.id, delivery_count, error = %refusal, "dead-lettering an entry that can never apply");
-                    dead.push(DeadLetter {
+                    settlement.dead.push(DeadLetter {
                         entry,
                         error: refusal.to_string(),
                         delivery_count,
@@ -210,18 +233,15 @@ impl Worker {
                 ),
             }
         }
-        let origin = Origin {
-            config: &self.config.stream,
-            consumer: &self.consumer,
-        };
+        let consumer = &self.consumer;
         until_ok("acking the batch", &self.redis_health, shutdown, || {
-            self.on_redis(async |conn| settle(conn, origin, &ack_ids, &dead).await)
+            self.on_redis(async |conn| settle(conn, consumer, &settlements).await)
         })
         .await
     }
 
     /// Tells the benchmark's latency probe, if it listens, which events just became durable.
-    fn notify_commit(&self, events: &[(&StreamEntry, &FulfillmentEvent)]) {
+    fn notify_commit(&self, events: &[(&StreamEntry, &Event)]) {
         if let Some(commits) = &self.commits {
             let entry_ids = events.iter().map(|(entry, _)| entry.id.clone()).collect();
             // A receiver that went away only means nobody watches any more.
@@ -236,8 +256,8 @@ impl Worker {
     /// pending list, so a slow database never lets another replica claim what we still hold.
     async fn apply_kept_alive(
         &self,
-        ids: &[&str],
-        events: &[(&StreamEntry, &FulfillmentEvent)],
+        ids: &[(usize, &str)],
+        events: &[(&StreamEntry, &Event)],
         shutdown: &Shutdown,
     ) -> Option<Applied> {
         let work = self.apply_in_lanes(events, shutdown);
@@ -249,11 +269,14 @@ impl Worker {
                 applied = &mut work => return applied,
                 _ = ticker.tick() => {
                     let ahead = self.read_ahead_ids();
-                    let held: Vec<&str> = ids.iter().copied().chain(ahead.iter().map(String::as_str)).collect();
-                    let (stream, consumer) = (&self.config.stream, &self.consumer);
-                    let refreshed = self.on_redis(async |conn| keep_alive(conn, stream, consumer, &held).await);
-                    if let Err(error) = refreshed.await {
-                        tracing::warn!("could not keep the batch's entries fresh: {error:#}");
+                    let held = ids.iter().copied().chain(ahead.iter().map(|(s, id)| (*s, id.as_str())));
+                    let consumer = &self.consumer;
+                    for (source, held) in by_source(held) {
+                        let stream = &self.subscriptions[source].stream;
+                        let refreshed = self.on_redis(async |conn| keep_alive(conn, stream, consumer, &held).await);
+                        if let Err(error) = refreshed.await {
+                            tracing::warn!("could not keep the batch's entries fresh: {error:#}");
+                        }
                     }
                 }
             }
@@ -266,14 +289,14 @@ impl Worker {
     /// once and the lanes never wait on each other's locks.
     async fn apply_in_lanes(
         &self,
-        events: &[(&StreamEntry, &FulfillmentEvent)],
+        events: &[(&StreamEntry, &Event)],
         shutdown: &Shutdown,
     ) -> Option<Applied> {
         let lane_count = usize::from(self.config.concurrency).max(1);
         let mut lanes: Vec<Vec<usize>> = vec![Vec::new(); lane_count];
         for (index, (_, event)) in events.iter().enumerate() {
             let mut hasher = DefaultHasher::new();
-            event.order_id.hash(&mut hasher);
+            event.change.order_id().hash(&mut hasher);
             lanes[(hasher.finish() % lane_count as u64) as usize].push(index);
         }
         lanes.retain(|lane| !lane.is_empty());
@@ -332,7 +355,7 @@ impl Worker {
 
 /// The per-event log line, in a span carrying the CloudEvent's trace context so logs join the
 /// publisher's trace.
-fn log_event(entry: &StreamEntry, event: &FulfillmentEvent) {
+fn log_event(entry: &StreamEntry, event: &Event) {
     let span = tracing::info_span!(
         "event",
         entry_id = %entry.id,
@@ -341,10 +364,5 @@ fn log_event(entry: &StreamEntry, event: &FulfillmentEvent) {
         traceid = event.traceid.as_deref().unwrap_or(""),
     );
     let _entered = span.enter();
-    tracing::info!(
-        "{PROCESSING_EVENT}: fulfillment_id={}, order_id={}, new_status={}",
-        event.fulfillment_id,
-        event.order_id,
-        event.new_status
-    );
+    tracing::info!("{}", event.change.describe());
 }

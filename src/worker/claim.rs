@@ -6,6 +6,7 @@
 use tracing::Instrument;
 
 use super::Worker;
+use crate::config::{StreamConfig, Subscription};
 use crate::instruments;
 use crate::retry::until_ok;
 use crate::shutdown::Shutdown;
@@ -18,9 +19,9 @@ const START: &str = "0-0";
 impl Worker {
     /// Removes consumers idle longer than CONSUMER_IDLE_TIMEOUT that hold nothing (replicas
     /// long gone), so `XINFO CONSUMERS` shows the live ones. A failure only postpones it.
-    async fn remove_idle_consumers(&self) {
+    async fn remove_idle_consumers(&self, stream: &StreamConfig) {
         let timeout = self.config.consumer_idle_timeout;
-        let (stream, me) = (&self.config.stream, &self.consumer);
+        let me = &self.consumer;
         let removed = self.on_redis(async |conn| {
             let mut removed = Vec::new();
             for (name, pending, idle) in consumers(conn, stream).await? {
@@ -33,6 +34,7 @@ impl Worker {
         });
         match removed.await {
             Ok(removed) if !removed.is_empty() => tracing::info!(
+                stream = %stream.stream,
                 ?removed,
                 "removed consumers idle for more than {timeout:?} with nothing pending"
             ),
@@ -42,53 +44,65 @@ impl Worker {
     }
 
     /// Updates the lag, pending and dead-letter gauges; a failure only leaves them stale.
-    async fn observe_backlog(&self) {
-        let stream = &self.config.stream;
+    async fn observe_backlog(&self, subscription: &Subscription) {
+        let stream = &subscription.stream;
         let observed = self.on_redis(async |conn| backlog(conn, stream).await);
         match observed.await {
-            Ok((lag, pending, dead_letters)) => instruments::backlog(lag, pending, dead_letters),
+            Ok((lag, pending, dead_letters)) => {
+                instruments::backlog(subscription.topic.name(), lag, pending, dead_letters)
+            }
             Err(error) => tracing::debug!("could not read the backlog for the gauges: {error:#}"),
         }
     }
 
-    /// Walks the whole pending list once with XAUTOCLAIM, processing each page as it comes.
+    /// Walks each stream's whole pending list once with XAUTOCLAIM, processing each page as
+    /// it comes; then the housekeeping of each stream.
     pub(super) async fn claim_stuck(&self, shutdown: &Shutdown) {
+        for (source, subscription) in self.subscriptions.iter().enumerate() {
+            self.claim_stream(source, &subscription.stream, shutdown)
+                .await;
+            if shutdown.is_triggered() {
+                return;
+            }
+            self.observe_backlog(subscription).await;
+            self.remove_idle_consumers(&subscription.stream).await;
+        }
+    }
+
+    async fn claim_stream(&self, source: usize, stream: &StreamConfig, shutdown: &Shutdown) {
         let count = self.config.batch_size as usize;
         let min_idle = self.config.claim_min_idle();
+        let consumer = &self.consumer;
         let mut cursor = START.to_owned();
         loop {
-            let (stream, consumer) = (&self.config.stream, &self.consumer);
             let page = until_ok(
                 "claiming stuck entries",
                 &self.redis_health,
                 shutdown,
                 || {
                     self.on_redis(async |conn| {
-                        autoclaim(conn, stream, consumer, min_idle, &cursor, count).await
+                        autoclaim(conn, (source, stream), consumer, min_idle, &cursor, count).await
                     })
                 },
             );
-            let Some((next, batch)) = page.await else {
+            let Some((next, mut batch)) = page.await else {
                 return;
             };
             if !batch.is_empty() {
                 tracing::info!(
+                    stream = %stream.stream,
                     claimed = batch.entries.len(),
                     deleted = batch.deleted.len(),
                     "claimed entries idle for at least {min_idle:?}"
                 );
-                self.recorder.claimed(batch.entries.len());
-                let span = tracing::info_span!(
-                    "claimed_batch",
-                    size = batch.entries.len() + batch.deleted.len()
-                );
-                let mut batch = batch;
+                let topic = self.subscriptions[source].topic.name();
+                self.recorder.claimed(topic, batch.entries.len());
+                let size = batch.entries.len() + batch.deleted.len();
+                let span = tracing::info_span!("claimed_batch", size);
                 batch.redelivered = true;
                 self.process(batch, shutdown).instrument(span).await;
             }
             if next == START || shutdown.is_triggered() {
-                self.observe_backlog().await;
-                self.remove_idle_consumers().await;
                 return;
             }
             cursor = next;

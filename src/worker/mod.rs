@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use self::in_flight::InFlight;
-use crate::config::WorkerConfig;
+use crate::config::{Subscription, WorkerConfig};
 pub use crate::instruments::Progress;
 use crate::instruments::Recorder;
 use crate::retry::{Dependency, Retry};
@@ -46,14 +46,16 @@ pub struct Committed {
 /// One replica's consumer: its connections, its place in the group and its progress.
 pub struct Worker {
     config: WorkerConfig,
+    /// What is consumed; an entry's `source` indexes it.
+    subscriptions: Vec<Subscription>,
     consumer: String,
     db: DbPool,
     redis: RedisPool,
     /// Taken by [`Worker::run`], which owns the reading side.
     reader: Option<Reader>,
-    /// Ids of a batch read and waiting to join the batches in flight (one shares an order with
-    /// it): kept fresh in the pending list alongside them, until its own processing starts.
-    read_ahead: std::sync::Mutex<Vec<String>>,
+    /// (source, id) of a batch read and waiting to join the batches in flight (one shares an
+    /// order with it): kept fresh in the pending list alongside them, until it starts.
+    read_ahead: std::sync::Mutex<Vec<(usize, String)>>,
     recorder: Recorder,
     redis_health: Dependency,
     db_health: Dependency,
@@ -64,6 +66,7 @@ impl Worker {
     /// Checks the schema, joins the group (creating it if needed) and connects the reader.
     /// Fails with a clear message rather than starting half-configured.
     pub async fn start(config: WorkerConfig) -> anyhow::Result<Self> {
+        let subscriptions = config.subscriptions()?;
         migrate::ensure_current(&config.connections.database_url).await?;
         let consumer = config.stream.consumer_name();
         let client = config.connections.redis_client()?;
@@ -76,13 +79,16 @@ impl Worker {
             let mut conn =
                 stream::client::connect_checked(&client, &config.connections.redis_url, &settings)
                     .await?;
-            ensure_group(&mut conn, &config.stream)
-                .await
-                .context("creating the consumer group")?;
+            for subscription in &subscriptions {
+                let stream = &subscription.stream;
+                ensure_group(&mut conn, stream)
+                    .await
+                    .with_context(|| format!("creating the consumer group on {}", stream.stream))?;
+            }
         }
         let reader = Reader::connect(
             client,
-            config.stream.clone(),
+            subscriptions.iter().map(|s| s.stream.clone()).collect(),
             consumer.clone(),
             config.block(),
         )
@@ -93,14 +99,18 @@ impl Worker {
             &config.connections.database_url,
             u32::from(config.concurrency) * IN_FLIGHT as u32 + 1,
         );
-        tracing::info!(
-            "{SUBSCRIBING}: {}, group: {}, consumer: {}",
-            config.stream.stream,
-            config.stream.group,
-            consumer
-        );
+        for Subscription { topic, stream } in &subscriptions {
+            tracing::info!(
+                topic = topic.name(),
+                "{SUBSCRIBING}: {}, group: {}, consumer: {}",
+                stream.stream,
+                stream.group,
+                consumer
+            );
+        }
         Ok(Self {
             config,
+            subscriptions,
             consumer,
             db,
             redis,
@@ -118,7 +128,7 @@ impl Worker {
         crate::http::Readiness {
             redis: self.redis.clone(),
             db: self.db.clone(),
-            stream: self.config.stream.clone(),
+            subscriptions: self.subscriptions.clone(),
         }
     }
 
@@ -133,6 +143,11 @@ impl Worker {
     /// ("all N events consumed") instead of sleeping.
     pub fn progress(&self) -> watch::Receiver<Progress> {
         self.recorder.progress()
+    }
+
+    /// Each subscription's stream, by source index (the order the reader reads them in).
+    fn streams(&self) -> impl Iterator<Item = &crate::config::StreamConfig> {
+        self.subscriptions.iter().map(|s| &s.stream)
     }
 
     /// Runs `command` on a connection of the pool (short commands; reads have their own).
@@ -175,7 +190,7 @@ impl Worker {
             }
             // Once read, a batch is ours: it is finished even if shutdown comes meanwhile,
             // rather than left pending under our name.
-            self.set_read_ahead(batch.ids().map(str::to_owned).collect());
+            self.set_read_ahead(batch.ids().map(|(s, id)| (s, id.to_owned())).collect());
             let size = batch.entries.len() + batch.deleted.len();
             let prepare = self.prepare(batch, &shutdown);
             let Some(prepared) = in_flight.alongside(prepare).await else {
@@ -213,7 +228,7 @@ impl Worker {
         }
     }
 
-    fn set_read_ahead(&self, ids: Vec<String>) {
+    fn set_read_ahead(&self, ids: Vec<(usize, String)>) {
         *self
             .read_ahead
             .lock()
@@ -221,7 +236,7 @@ impl Worker {
     }
 
     /// The ids read ahead and not yet being processed, for the keep-alive.
-    fn read_ahead_ids(&self) -> Vec<String> {
+    fn read_ahead_ids(&self) -> Vec<(usize, String)> {
         self.read_ahead
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

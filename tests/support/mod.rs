@@ -112,6 +112,12 @@ impl TestEnv {
     }
 
     /// `host:port` of the test's Redis and PostgreSQL, for a [`proxy::FaultProxy`] in front.
+    /// The test's own stream for a payment topic (`payment.confirmed`, `payment.failed`), as
+    /// `Topics::fulfillment_only` names it.
+    pub fn payment_stream(&self, topic: &str) -> String {
+        format!("{}.{topic}", self.stream.stream)
+    }
+
     pub fn redis_addr(&self) -> String {
         host_port(&self.redis_url, 6379)
     }

@@ -43,6 +43,17 @@ impl TestEnv {
             .env("REDIS_URL", redis_url)
             .env("DATABASE_URL", database_url)
             .env("STREAM", &self.stream.stream)
+            // The fulfillment topic alone unless a test says otherwise; the payment streams are
+            // the test's own too, never the shared default keys.
+            .env("TOPICS", "fulfillment.status_changed")
+            .env(
+                "PAYMENT_CONFIRMED_STREAM",
+                self.payment_stream("payment.confirmed"),
+            )
+            .env(
+                "PAYMENT_FAILED_STREAM",
+                self.payment_stream("payment.failed"),
+            )
             .env("LOG_FORMAT", "text")
             .env_remove("CONSUMER_GROUP")
             .env_remove("DEAD_LETTER_STREAM");

@@ -10,8 +10,13 @@ use futures_util::future::try_join_all;
 use super::workload::Workload;
 use order_worker::FulfillmentStatus;
 use order_worker::{apply_batch, Incoming};
-use order_worker::{decode, FulfillmentEvent, DEFAULT_MAX_ENTRY_BYTES};
+use order_worker::{decode, Event, Topic, DEFAULT_MAX_ENTRY_BYTES};
 use order_worker::{ReadBatch, Reader};
+
+/// The topic the benchmark publishes.
+fn fulfillment() -> anyhow::Result<&'static dyn Topic> {
+    order_worker::topic("fulfillment.status_changed").context("the fulfillment topic")
+}
 
 /// Dapr's handler count for `pubsub.redis`.
 pub const HANDLERS: usize = 10;
@@ -36,17 +41,18 @@ async fn handler(
     let block = std::time::Duration::from_millis(100);
     let mut reader = Reader::connect(
         workload.connections.redis_client()?,
-        workload.stream.clone(),
+        vec![workload.stream.clone()],
         format!("dapr-{n}"),
         block,
     )
     .await?;
     let mut redis = workload.redis.clone();
     let mut db = workload.db().await?;
+    let topic = fulfillment()?;
     while consumed.load(Ordering::Relaxed) < total {
         let batch: ReadBatch = reader.next_batch(1, block).await?;
         for entry in &batch.entries {
-            let event = decode(&entry.fields, DEFAULT_MAX_ENTRY_BYTES)?;
+            let event = decode(topic, &entry.fields, DEFAULT_MAX_ENTRY_BYTES)?;
             apply_batch(
                 &mut db,
                 &[Incoming {
@@ -71,7 +77,8 @@ async fn handler(
 /// with no Redis at all; returns transactions (events) per second.
 pub async fn postgres_ceiling(workload: &Workload) -> anyhow::Result<f64> {
     // Each connection takes whole orders, so every order's events stay in order.
-    let lanes: Vec<Vec<FulfillmentEvent>> = (0..HANDLERS)
+    let topic = fulfillment()?;
+    let lanes: Vec<Vec<Event>> = (0..HANDLERS)
         .map(|lane| {
             workload
                 .orders
@@ -89,7 +96,7 @@ pub async fn postgres_ceiling(workload: &Workload) -> anyhow::Result<f64> {
                         .into_iter()
                         .map(|(k, v)| (k, v.into_bytes()))
                         .collect();
-                    decode(&fields, DEFAULT_MAX_ENTRY_BYTES)
+                    decode(topic, &fields, DEFAULT_MAX_ENTRY_BYTES)
                         .context("the benchmark's own event decodes")
                 })
                 .collect::<anyhow::Result<_>>()

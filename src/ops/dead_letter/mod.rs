@@ -124,7 +124,7 @@ pub async fn run(args: DeadLetterArgs) -> anyhow::Result<()> {
     match args.action {
         DeadLetterAction::List(args) => {
             let mut conn = args.config.connect().await?;
-            let stream = args.config.stream.dead_letter_stream();
+            let stream = args.config.narrowed()?.stream.dead_letter_stream();
             let (total, letters) = list(&mut conn, &stream, args.count).await?;
             print_report(args.json, &letters, || {
                 render_list(&stream, total, &letters)
@@ -132,13 +132,13 @@ pub async fn run(args: DeadLetterArgs) -> anyhow::Result<()> {
         }
         DeadLetterAction::Show(args) => {
             let mut conn = args.config.connect().await?;
-            let stream = args.config.stream.dead_letter_stream();
+            let stream = args.config.narrowed()?.stream.dead_letter_stream();
             let detail = show(&mut conn, &stream, args.id).await?;
             print_report(args.json, &detail, || render_detail(&detail))?;
         }
         DeadLetterAction::Purge(args) => {
             let mut conn = args.config.connect().await?;
-            let stream = args.config.stream.dead_letter_stream();
+            let stream = args.config.narrowed()?.stream.dead_letter_stream();
             let report = purge(&mut conn, &stream, args.before, args.dry_run).await?;
             print_report(args.json, &report, || render_purge(&report))?;
         }

@@ -18,7 +18,7 @@ pub use requeue::{requeue, Moved, RequeueReport, Selection};
 
 use super::stream_id::{parse_boundary, StreamId};
 use super::{print_report, OpsConfig};
-use crate::config::{redact_url, Connections, StreamConfig};
+use crate::config::{redact_url, Connections, StreamConfig, Topics, DEFAULT_STREAM};
 
 /// `order-worker replay` settings: the worker's connections and stream settings (same flags
 /// and variables as `run`), then what to replay. The consumer name, group and group start id
@@ -27,13 +27,21 @@ use crate::config::{redact_url, Connections, StreamConfig};
 #[command(
     mut_arg("consumer", |arg| arg.hide(true)),
     mut_arg("group", |arg| arg.hide(true)),
-    mut_arg("group_start_id", |arg| arg.hide(true))
+    mut_arg("group_start_id", |arg| arg.hide(true)),
+    mut_arg("names", |arg| arg.hide(true))
 )]
 pub struct ReplayArgs {
     #[command(flatten)]
     pub connections: Connections,
     #[command(flatten)]
     pub stream: StreamConfig,
+    #[command(flatten)]
+    pub topics: Topics,
+    /// The topic whose stream to replay (and dead letters to requeue): its entries decode as
+    /// that topic's events. Its stream is STREAM for the fulfillment topic, else
+    /// PAYMENT_CONFIRMED_STREAM / PAYMENT_FAILED_STREAM (default: the topic's name).
+    #[arg(long, default_value = DEFAULT_STREAM, value_parser = crate::config::parse_topic)]
+    pub topic: String,
     /// First entry to replay (inclusive): a stream id (`1700000000000-0`) or an RFC 3339 time
     /// (`2025-12-22T10:54:00Z`, entries written from then on).
     #[arg(long, value_parser = parse_boundary, required_unless_present = "dead_letter")]
@@ -71,7 +79,12 @@ pub struct ReplayArgs {
 /// Runs the replay and prints its report. Entries that do not apply (unknown order, rejected,
 /// undecodable) are reported, not failures: the command fails only when it cannot do its job.
 pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
-    let mut ops = OpsConfig::new(args.connections.redis_url.clone(), args.stream.clone());
+    let subscriptions = args.topics.only(&args.topic).subscriptions(&args.stream)?;
+    let subscription = subscriptions.into_iter().next().context("one topic")?;
+    let mut ops = OpsConfig::new(
+        args.connections.redis_url.clone(),
+        subscription.stream.clone(),
+    );
     ops.redis_tls = args.connections.redis_tls.clone();
     let mut redis = ops.connect().await?;
     if args.dead_letter {
@@ -80,7 +93,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
             (false, false) => Selection::Ids(args.ids.clone()),
             (false, true) => bail!("replay --dead-letter needs --id ID… or --all"),
         };
-        let report = requeue(&mut redis, &args.stream, &selection).await?;
+        let report = requeue(&mut redis, &subscription.stream, &selection).await?;
         print_report(args.json, &report, || render_requeue(&report))?;
         if !report.missing.is_empty() {
             bail!(
@@ -104,7 +117,8 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("connecting to PostgreSQL at {}", redact_url(url)))?;
     let request = RangeRequest {
-        stream: &args.stream.stream,
+        topic: subscription.topic,
+        stream: &subscription.stream.stream,
         from,
         to,
         order_id: args.order_id.as_deref(),

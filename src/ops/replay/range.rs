@@ -11,11 +11,11 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
-use crate::envelope::{self, FulfillmentEvent};
 use crate::ops::stream_id::StreamId;
 use crate::ops::xrange;
-use crate::store::{apply_batch, Incoming, Outcome, Plan};
+use crate::store::{apply_batch, Incoming, Plan};
 use crate::stream::StreamEntry;
+use crate::topics::{self, Event, Outcome, Topic};
 
 /// Entries read and applied at a time: the worker's default batch, so a page costs what a
 /// worker batch costs.
@@ -28,6 +28,8 @@ pub const LISTED: usize = 1_000;
 /// What to replay.
 #[derive(Debug, Clone)]
 pub struct RangeRequest<'a> {
+    /// The topic whose events the stream holds: how its entries decode.
+    pub topic: &'static dyn Topic,
     pub stream: &'a str,
     /// Inclusive bounds.
     pub from: StreamId,
@@ -45,6 +47,7 @@ pub struct Counts {
     pub duplicate: u64,
     pub stale: u64,
     pub ignored: u64,
+    pub conflict: u64,
     pub unknown_order: u64,
     pub rejected: u64,
     pub undecodable: u64,
@@ -52,12 +55,13 @@ pub struct Counts {
 
 impl Counts {
     /// (name, count) in a fixed order, for the table.
-    pub fn rows(&self) -> [(&'static str, u64); 7] {
+    pub fn rows(&self) -> [(&'static str, u64); 8] {
         [
             ("applied", self.applied),
             ("duplicate", self.duplicate),
             ("stale", self.stale),
             ("ignored", self.ignored),
+            ("conflict", self.conflict),
             ("unknown_order", self.unknown_order),
             ("rejected", self.rejected),
             ("undecodable", self.undecodable),
@@ -70,6 +74,7 @@ impl Counts {
             Outcome::Duplicate => &mut self.duplicate,
             Outcome::Stale => &mut self.stale,
             Outcome::Ignored => &mut self.ignored,
+            Outcome::Conflict => &mut self.conflict,
             Outcome::UnknownOrder => &mut self.unknown_order,
             Outcome::Rejected(_) => &mut self.rejected,
         };
@@ -151,7 +156,10 @@ impl ReplayReport {
             let reason = match outcome {
                 // The worker's dead-letter text for the same case.
                 Outcome::UnknownOrder => {
-                    format!("order {:?} does not exist", incoming.event.order_id)
+                    format!(
+                        "order {:?} does not exist",
+                        incoming.event.change.order_id()
+                    )
                 }
                 Outcome::Rejected(reason) => reason.clone(),
                 _ => continue,
@@ -159,7 +167,7 @@ impl ReplayReport {
             problems.push(Problem {
                 entry_id: incoming.entry_id.to_owned(),
                 outcome: outcome.as_str(),
-                order_id: Some(incoming.event.order_id.clone()),
+                order_id: Some(incoming.event.change.order_id().to_owned()),
                 reason,
             });
         }
@@ -253,11 +261,14 @@ async fn apply_page(
     request: &RangeRequest<'_>,
     report: &mut ReplayReport,
 ) -> anyhow::Result<()> {
-    let mut events: Vec<(&str, FulfillmentEvent)> = Vec::with_capacity(page.len());
+    let mut events: Vec<(&str, Event)> = Vec::with_capacity(page.len());
     let mut problems = Vec::new();
     for entry in page {
-        match envelope::decode(&entry.fields, request.max_entry_bytes) {
-            Ok(event) if request.order_id.is_some_and(|id| id != event.order_id) => {}
+        match topics::decode(request.topic, &entry.fields, request.max_entry_bytes) {
+            Ok(event)
+                if request
+                    .order_id
+                    .is_some_and(|id| id != event.change.order_id()) => {}
             Ok(event) => events.push((&entry.id, event)),
             Err(error) => {
                 // Never dead-lettered here: replay leaves the dead-letter stream to the workers.

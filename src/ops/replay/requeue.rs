@@ -154,6 +154,6 @@ async fn rev_last(
         .await
         .with_context(|| format!("reading the newest dead letter of {stream} (XREVRANGE)"))?;
     let mut batch = ReadBatch::default();
-    parse_entries(reply, &mut batch)?;
+    parse_entries(reply, 0, &mut batch)?;
     Ok(batch.entries)
 }

@@ -175,7 +175,10 @@ fn undecodable_entries_fail_with_a_specific_error() {
     case(
         "another event type, reported before its missing fields",
         raw(json!({"event_type": "order.created", "order_id": "o1"})),
-        WrongEventType("order.created".to_owned()),
+        WrongEventType {
+            found: "order.created".to_owned(),
+            expected: "fulfillment.status_changed",
+        },
     );
     for (what, fields, expected) in cases {
         assert_eq!(decode(&fields, LIMIT), Err(expected), "{what}");
@@ -251,7 +254,10 @@ fn errors_read_as_an_operator_needs_them() {
             "`new_status` \"teleported\" is not a known fulfillment status",
         ),
         (
-            WrongEventType("x".to_owned()),
+            WrongEventType {
+                found: "x".to_owned(),
+                expected: "fulfillment.status_changed",
+            },
             "`event_type` is \"x\", expected \"fulfillment.status_changed\"",
         ),
         (

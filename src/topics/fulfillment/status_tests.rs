@@ -4,6 +4,7 @@
 //! restatement of the rules' prose, so a typo in a table cannot hide a bug in the module.
 
 use super::*;
+use crate::topics::order::order_moves;
 use FulfillmentStatus as F;
 use FulfillmentStep::{Advance, Stale, Unchanged};
 use OrderStatus as O;
@@ -197,7 +198,7 @@ fn order_moves_every_pair() {
 }
 
 // 4. Scenarios, in their own file.
-#[path = "fulfillment_scenario_tests.rs"]
+#[path = "scenario_tests.rs"]
 mod scenarios;
 
 // 5. reason(), as_str()/Display and FromStr.

@@ -1,10 +1,10 @@
-//! Fulfillment and order statuses and the rules that move one by the other (README, "Status rules").
-//!
-//! Pure: no I/O, so every rule is covered by table-driven tests and the batch apply in
-//! `store::apply` only has to load state, call these functions and write what they return.
+//! Fulfillment statuses and the rules that move a fulfillment, and its order with it (README,
+//! "Status rules"). Pure, so every rule is a table-driven test.
 
 use std::fmt;
 use std::str::FromStr;
+
+use crate::topics::order::{by_name, OrderStatus, UnknownStatus};
 
 /// A fulfillment's status as the fulfillment service publishes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -122,93 +122,7 @@ impl fmt::Display for FulfillmentStatus {
     }
 }
 
-/// A status string that is not one of the known statuses.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown status {0:?}")]
-pub struct UnknownStatus(pub String);
-
-/// The status among `all` whose wire name is `name`.
-fn by_name<T: Copy, const N: usize>(
-    all: [T; N],
-    name: &str,
-    as_str: fn(T) -> &'static str,
-) -> Result<T, UnknownStatus> {
-    all.into_iter()
-        .find(|&status| as_str(status) == name)
-        .ok_or_else(|| UnknownStatus(name.to_owned()))
-}
-
 impl FromStr for FulfillmentStatus {
-    type Err = UnknownStatus;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        by_name(Self::ALL, s, Self::as_str)
-    }
-}
-
-/// An order's status, as the order service defines it (and the `orders.status` CHECK allows).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OrderStatus {
-    Pending,
-    Confirmed,
-    Processing,
-    PartiallyShipped,
-    Shipped,
-    Delivered,
-    Cancelled,
-    Refunded,
-    Failed,
-}
-
-impl OrderStatus {
-    /// Every status; used by tests and the migration's CHECK test.
-    pub const ALL: [OrderStatus; 9] = [
-        Self::Pending,
-        Self::Confirmed,
-        Self::Processing,
-        Self::PartiallyShipped,
-        Self::Shipped,
-        Self::Delivered,
-        Self::Cancelled,
-        Self::Refunded,
-        Self::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Confirmed => "confirmed",
-            Self::Processing => "processing",
-            Self::PartiallyShipped => "partially_shipped",
-            Self::Shipped => "shipped",
-            Self::Delivered => "delivered",
-            Self::Cancelled => "cancelled",
-            Self::Refunded => "refunded",
-            Self::Failed => "failed",
-        }
-    }
-
-    /// Progress rank; `None` for the terminal statuses, which this worker never leaves.
-    fn rank(self) -> Option<u8> {
-        Some(match self {
-            Self::Pending => 0,
-            Self::Confirmed => 1,
-            Self::Processing => 2,
-            Self::PartiallyShipped => 3,
-            Self::Shipped => 4,
-            Self::Delivered => 5,
-            Self::Cancelled | Self::Refunded | Self::Failed => return None,
-        })
-    }
-}
-
-impl fmt::Display for OrderStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for OrderStatus {
     type Err = UnknownStatus;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -283,20 +197,6 @@ pub fn derived_order_status(fulfillments: &[FulfillmentStatus]) -> Option<OrderS
     }
 }
 
-/// Whether an order at `current` moves to `target`: never backwards, never out of a terminal
-/// status, and `cancelled` only while nothing has shipped (`pending`, `confirmed`, `processing`).
-pub fn order_moves(current: OrderStatus, target: OrderStatus) -> bool {
-    let Some(from) = current.rank() else {
-        return false;
-    };
-    match target.rank() {
-        Some(to) => to > from,
-        None => {
-            target == OrderStatus::Cancelled && from <= OrderStatus::Processing.rank().unwrap_or(0)
-        }
-    }
-}
-
 #[cfg(test)]
-#[path = "fulfillment_tests.rs"]
+#[path = "status_tests.rs"]
 mod tests;

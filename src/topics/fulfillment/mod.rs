@@ -1,0 +1,119 @@
+//! `fulfillment.status_changed`: the fulfillment service's status changes, which move the
+//! fulfillment and, derived from all of an order's fulfillments, the order.
+
+mod status;
+
+use super::order::{order_moves, OrderStatus};
+use super::{Change, Move, Outcome, Row, State, Topic};
+use crate::envelope::{DecodeError, Payload};
+pub use status::FulfillmentStatus;
+use status::{derived_order_status, fulfillment_step, FulfillmentStep};
+
+pub const STATUS_CHANGED: StatusChanged = StatusChanged;
+
+/// The `fulfillment.status_changed` topic.
+pub struct StatusChanged;
+
+impl Topic for StatusChanged {
+    fn name(&self) -> &'static str {
+        "fulfillment.status_changed"
+    }
+
+    fn decode(&self, payload: Payload) -> Result<Box<dyn Change>, DecodeError> {
+        payload.expect_event_type(self.name())?;
+        let fulfillment_id = payload.required("fulfillment_id")?;
+        let order_id = payload.required("order_id")?;
+        let new_status = payload.required("new_status")?;
+        let new_status = new_status
+            .parse()
+            .map_err(|_| DecodeError::UnknownStatus(new_status))?;
+        Ok(Box::new(FulfillmentEvent {
+            fulfillment_id,
+            order_id,
+            new_status,
+            old_status: payload.text("old_status")?,
+            timestamp: payload.text("timestamp")?,
+        }))
+    }
+}
+
+/// The fulfillment service's event; other fields, such as its `metadata`, are not needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FulfillmentEvent {
+    pub fulfillment_id: String,
+    pub order_id: String,
+    pub new_status: FulfillmentStatus,
+    /// As the publisher saw it; informative only, since the worker keeps its own record.
+    pub old_status: Option<String>,
+    pub timestamp: Option<String>,
+}
+
+impl Change for FulfillmentEvent {
+    fn order_id(&self) -> &str {
+        &self.order_id
+    }
+
+    fn row(&self) -> Row<'_> {
+        Row::Fulfillment(&self.fulfillment_id)
+    }
+
+    fn identity(&self) -> Vec<&str> {
+        vec![
+            &self.fulfillment_id,
+            self.new_status.as_str(),
+            self.timestamp.as_deref().unwrap_or(""),
+        ]
+    }
+
+    #[cfg(test)]
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}: fulfillment_id={}, order_id={}, new_status={}",
+            crate::telemetry::PROCESSING_EVENT,
+            self.fulfillment_id,
+            self.order_id,
+            self.new_status
+        )
+    }
+
+    fn apply(&self, order: OrderStatus, state: &mut State) -> (Outcome, Option<Move>) {
+        let current = match state.fulfillments.get(&self.fulfillment_id) {
+            Some((owner, _)) if *owner != self.order_id => {
+                let reason = format!(
+                    "fulfillment {:?} belongs to order {:?}, not to order {:?}",
+                    self.fulfillment_id, owner, self.order_id
+                );
+                return (Outcome::Rejected(reason), None);
+            }
+            Some((_, status)) => Some(*status),
+            None => None,
+        };
+        match fulfillment_step(current, self.new_status) {
+            FulfillmentStep::Stale => return (Outcome::Stale, None),
+            FulfillmentStep::Unchanged => return (Outcome::Ignored, None),
+            FulfillmentStep::Advance => {}
+        }
+        state.fulfillments.insert(
+            self.fulfillment_id.clone(),
+            (self.order_id.clone(), self.new_status),
+        );
+        state.changed.fulfillments.insert(&self.fulfillment_id);
+        state
+            .changed
+            .fulfillment_status
+            .insert(self.order_id.clone(), self.new_status);
+        let siblings: Vec<FulfillmentStatus> = state
+            .fulfillments
+            .values()
+            .filter(|(owner, _)| *owner == self.order_id)
+            .map(|(_, status)| *status)
+            .collect();
+        let to = derived_order_status(&siblings).filter(|&target| order_moves(order, target));
+        let reason = self.new_status.reason();
+        (Outcome::Applied, to.map(|to| Move { to, reason }))
+    }
+}

@@ -1,0 +1,210 @@
+//! The topics the worker subscribes to. The pipeline (read → decode → apply → verdict →
+//! settle) is one and knows no topic: a topic contributes only how its payload decodes into an
+//! event and what that event does to its order (pure rules, table-tested).
+//!
+//! Adding a topic: a module here implementing [`Topic`] and [`Change`], and a line in [`ALL`]
+//! (plus, if its events keep rows of their own, their table in a migration and in `store`).
+
+mod fulfillment;
+mod order;
+mod payment;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use crate::envelope::{self, DecodeError, Payload};
+pub use fulfillment::{FulfillmentEvent, FulfillmentStatus};
+pub use order::{OrderStatus, UnknownStatus};
+pub use payment::{Payment, PaymentStatus};
+
+/// Every topic the worker serves, in the order `TOPICS` defaults to.
+pub const ALL: [&dyn Topic; 3] = [
+    &fulfillment::STATUS_CHANGED,
+    &payment::CONFIRMED,
+    &payment::FAILED,
+];
+
+/// The topic named `name`, if the worker serves it.
+pub fn by_name(name: &str) -> Option<&'static dyn Topic> {
+    ALL.into_iter().find(|topic| topic.name() == name)
+}
+
+/// One entry of `topic`'s stream, decoded: the envelope (Dapr's format) opened, then its payload
+/// read by the topic.
+pub fn decode(
+    topic: &dyn Topic,
+    fields: &[(String, Vec<u8>)],
+    max_bytes: usize,
+) -> Result<Event, DecodeError> {
+    let opened = envelope::open(fields, max_bytes)?;
+    let change = topic.decode(opened.payload)?;
+    let event_id = opened
+        .id
+        .unwrap_or_else(|| raw_event_id(&change.identity()));
+    Ok(Event {
+        event_id,
+        traceparent: opened.traceparent,
+        traceid: opened.traceid,
+        change,
+    })
+}
+
+/// A raw payload has no id, so the key is derived from what identifies the change: the same
+/// event published twice gets the same key, in any process and across restarts (hence SHA-256,
+/// not std's randomly seeded hasher). NUL separates the parts: ids cannot contain it.
+fn raw_event_id(parts: &[&str]) -> String {
+    format!("raw-{:x}", Sha256::digest(parts.join("\0").as_bytes()))
+}
+
+/// A decoded entry, whatever its topic.
+#[derive(Debug)]
+pub struct Event {
+    /// The idempotency key recorded in the inbox: the CloudEvent `id`, or for a raw payload
+    /// `raw-` + a SHA-256 of what identifies the change.
+    pub event_id: String,
+    pub traceparent: Option<String>,
+    pub traceid: Option<String>,
+    pub change: Box<dyn Change>,
+}
+
+impl fmt::Debug for dyn Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A topic: its name, and how its payload decodes.
+pub trait Topic: Send + Sync {
+    /// Dapr's topic name: the default stream key, and the `event_type` of its events.
+    fn name(&self) -> &'static str;
+    /// The event in `payload` (the publisher's JSON object). Checks `event_type` against
+    /// [`Topic::name`] when present, and every field the rules need.
+    fn decode(&self, payload: Payload) -> Result<Box<dyn Change>, DecodeError>;
+}
+
+/// What one decoded event does, whatever its topic.
+pub trait Change: fmt::Debug + Send + Sync {
+    fn order_id(&self) -> &str;
+    /// The row of its own the event moves (loaded with the order's, to check its owner).
+    fn row(&self) -> Row<'_>;
+    /// What identifies the change when the publisher sent a raw payload (no CloudEvent id): the
+    /// same change published twice yields the same parts.
+    fn identity(&self) -> Vec<&str>;
+    /// The log line for the event, in the words the order service's operators know.
+    fn describe(&self) -> String;
+    /// Folds the event into `state`, given its order's current status (the order exists).
+    /// Returns its outcome and, if the order moves, where to and why (the history `reason`).
+    fn apply(&self, order: OrderStatus, state: &mut State) -> (Outcome, Option<Move>);
+    /// For tests, which compare a decoded event with the one expected.
+    #[cfg(test)]
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+/// A row an event moves, by table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Row<'a> {
+    Fulfillment(&'a str),
+    Payment(&'a str),
+}
+
+/// An order status change an event calls for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    pub to: OrderStatus,
+    pub reason: String,
+}
+
+/// What happened to one event. Every event of a batch gets exactly one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its entity moved (a fulfillment, a payment), and the order with it if the rules say so.
+    Applied,
+    /// The event id was already processed: nothing written.
+    Duplicate,
+    /// Older than what is recorded (out of order, or after a terminal status).
+    Stale,
+    /// Valid, but nothing moves (already at that status, or the order is past caring).
+    Ignored,
+    /// Valid, but contradicts the order's state in a way a person must resolve (money taken
+    /// for a closed order): nothing moves, a warning is logged and counted.
+    Conflict,
+    /// The order does not exist (yet): left pending, so it is retried.
+    UnknownOrder,
+    /// Can never apply (its entity belongs to another order): dead-lettered with this reason.
+    Rejected(String),
+}
+
+impl Outcome {
+    /// The name used in logs, the inbox, metrics and summaries.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Duplicate => "duplicate",
+            Self::Stale => "stale",
+            Self::Ignored => "ignored",
+            Self::Conflict => "conflict",
+            Self::UnknownOrder => "unknown_order",
+            Self::Rejected(_) => "rejected",
+        }
+    }
+
+    /// Whether the event is recorded in the inbox. Unknown-order and rejected events are not,
+    /// so a later delivery (once the order exists, or a requeue after a fix) is applied, not
+    /// reported as a duplicate.
+    pub fn is_recorded(&self) -> bool {
+        matches!(
+            self,
+            Self::Applied | Self::Stale | Self::Ignored | Self::Conflict
+        )
+    }
+}
+
+/// The batch's orders and their rows as loaded (under `FOR UPDATE`), as the events leave them,
+/// and which rows they changed.
+#[derive(Debug, Default)]
+pub struct State {
+    pub orders: HashMap<String, OrderStatus>,
+    /// fulfillment_id → (order_id, status): every fulfillment of the batch's orders and every
+    /// fulfillment the batch names.
+    pub fulfillments: HashMap<String, (String, FulfillmentStatus)>,
+    /// payment_id → the payment: every payment of the batch's orders and every one it names.
+    pub payments: HashMap<String, Payment>,
+    /// The batch's event ids already in the inbox.
+    pub processed: HashSet<String>,
+    /// Rows to write, in the order they first changed.
+    pub changed: Changed,
+}
+
+/// What the events changed besides the orders' status.
+#[derive(Debug, Default)]
+pub struct Changed {
+    pub fulfillments: Ordered,
+    pub payments: Ordered,
+    /// The latest fulfillment status an order's events reported (`orders.fulfillment_status`).
+    pub fulfillment_status: HashMap<String, FulfillmentStatus>,
+}
+
+/// Ids in first-inserted order, without repeats (a batch changes hundreds: no linear search).
+#[derive(Debug, Default)]
+pub struct Ordered {
+    ids: Vec<String>,
+    seen: HashSet<String>,
+}
+
+impl Ordered {
+    pub fn insert(&mut self, id: &str) {
+        if self.seen.insert(id.to_owned()) {
+            self.ids.push(id.to_owned());
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.ids.iter().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+#[path = "decode_tests.rs"]
+mod decode_tests;
