@@ -44,7 +44,6 @@ pub fn is_no_group(error: &redis::RedisError) -> bool {
 /// What one read returned.
 #[derive(Debug, Default)]
 pub struct ReadBatch {
-    /// In the order of their ids (the server's clock), across streams.
     pub entries: Vec<StreamEntry>,
     /// (source, id) still pending for us whose entry was deleted from the stream (XDEL,
     /// trimming): nothing to process, so they are acked.
@@ -71,17 +70,17 @@ impl ReadBatch {
             )
     }
 
-    /// Puts entries read from several streams in the order of their ids: the server's clock,
-    /// so one order's events apply in the order they were published, whatever their stream.
-    pub(crate) fn sort_by_id(&mut self) {
-        let key = |id: &str| -> (u64, u64) {
-            let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-            (
-                ms.parse().unwrap_or(u64::MAX),
-                seq.parse().unwrap_or(u64::MAX),
-            )
+    /// Puts entries read from several streams in the order of their ids: the server's clock, so
+    /// one order's events apply in the order they were published, whatever their stream. Ids
+    /// of different streams that share a millisecond (each stream numbers its own entries
+    /// within one) are ordered by `rank` of their source, then by their own sequence.
+    pub fn sort_by_id(&mut self, rank: impl Fn(usize) -> u8) {
+        let key = |entry: &StreamEntry| -> (u64, u8, u64) {
+            let (ms, seq) = entry.id.split_once('-').unwrap_or((&entry.id, "0"));
+            let number = |part: &str| part.parse().unwrap_or(u64::MAX);
+            (number(ms), rank(entry.source), number(seq))
         };
-        self.entries.sort_by_key(|entry| key(&entry.id));
+        self.entries.sort_by_key(key);
     }
 }
 

@@ -51,8 +51,7 @@ impl Reader {
         })
     }
 
-    /// Reads up to `count` entries per stream, in id order across them: our own pending ones
-    /// first, then new ones, waiting up to `block` (at most the configured BLOCK time) for
+    /// Reads up to `count` entries per stream: our own pending ones first, then new ones, waiting up to `block` (at most the configured BLOCK time) for
     /// those. Recreates the groups if Redis lost them.
     pub async fn next_batch(
         &mut self,
@@ -71,10 +70,6 @@ impl Reader {
                 }
                 self.backlog_after.fill(Some("0".to_owned()));
                 Ok(ReadBatch::default())
-            }
-            Ok(mut batch) => {
-                batch.sort_by_id();
-                Ok(batch)
             }
             other => other,
         }

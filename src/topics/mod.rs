@@ -79,6 +79,10 @@ impl fmt::Debug for dyn Topic {
 pub trait Topic: Send + Sync {
     /// Dapr's topic name: the default stream key, and the `event_type` of its events.
     fn name(&self) -> &'static str;
+    /// Where its events come in an order's life. The worker applies a batch in the order of
+    /// entry ids, across streams; ids of two streams in the same millisecond (the ids'
+    /// resolution) say nothing of which came first, and the earlier stage goes first.
+    fn stage(&self) -> u8;
     /// The event in `payload` (the publisher's JSON object). Checks `event_type` against
     /// [`Topic::name`] when present, and every field the rules need.
     fn decode(&self, payload: Payload) -> Result<Box<dyn Change>, DecodeError>;

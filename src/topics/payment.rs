@@ -71,6 +71,15 @@ impl Topic for PaymentTopic {
         }
     }
 
+    /// A declined card comes before the one accepted after it (`confirmed` is final), and both
+    /// before the fulfillment.
+    fn stage(&self) -> u8 {
+        match self.0 {
+            PaymentStatus::Failed => 0,
+            _ => 1,
+        }
+    }
+
     fn decode(&self, payload: Payload) -> Result<Box<dyn Change>, DecodeError> {
         payload.expect_event_type(self.name())?;
         Ok(Box::new(PaymentEvent {

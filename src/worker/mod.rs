@@ -218,8 +218,9 @@ impl Worker {
         let mut retry = Retry::new("reading the stream", &self.redis_health, shutdown);
         loop {
             match reader.next_batch(count, block).await {
-                Ok(batch) => {
+                Ok(mut batch) => {
                     retry.succeeded();
+                    batch.sort_by_id(|source| self.subscriptions[source].topic.stage());
                     return Some(batch);
                 }
                 Err(error) if retry.failed(&error).await => {}

@@ -6,6 +6,7 @@
 pub mod db;
 pub mod dev;
 pub mod ops;
+pub mod payments;
 pub mod process;
 pub mod proxy;
 pub mod tls;
@@ -317,9 +318,12 @@ impl TestEnv {
     /// Drops the database and deletes the streams this test created.
     pub async fn cleanup(self) {
         let mut redis = self.redis.clone();
+        let payments = ["payment.confirmed", "payment.failed"].map(|t| self.payment_stream(t));
         let _: () = redis::cmd("DEL")
             .arg(&self.stream.stream)
             .arg(self.stream.dead_letter_stream())
+            .arg(&payments)
+            .arg(payments.map(|key| format!("{key}.deadletter")).to_vec())
             .query_async(&mut redis)
             .await
             .expect("DEL streams");

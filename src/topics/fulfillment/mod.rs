@@ -19,6 +19,11 @@ impl Topic for StatusChanged {
         "fulfillment.status_changed"
     }
 
+    /// After the payment: an order is fulfilled once paid.
+    fn stage(&self) -> u8 {
+        2
+    }
+
     fn decode(&self, payload: Payload) -> Result<Box<dyn Change>, DecodeError> {
         payload.expect_event_type(self.name())?;
         let fulfillment_id = payload.required("fulfillment_id")?;

@@ -1,0 +1,264 @@
+//! The payment topics' test tooling: publishing payment verdicts in Dapr's formats to a test's
+//! own payment streams, and reading back what the worker wrote (payments, inbox outcomes, each
+//! stream's group).
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use diesel::sql_types::{Nullable, Text};
+use diesel_async::RunQueryDsl;
+use order_worker::WorkerConfig;
+use order_worker_dev::publisher::{self, Format};
+use serde_json::Value;
+
+use super::TestEnv;
+
+pub const CONFIRMED: &str = "payment.confirmed";
+pub const FAILED: &str = "payment.failed";
+pub const FULFILLMENT: &str = "fulfillment.status_changed";
+pub const ALL_TOPICS: &str = "fulfillment.status_changed,payment.confirmed,payment.failed";
+
+/// Subscribes the in-process worker to all three topics (the test's own streams).
+pub fn all_topics(mut config: WorkerConfig) -> WorkerConfig {
+    config.topics.names = vec![FULFILLMENT.into(), CONFIRMED.into(), FAILED.into()];
+    config
+}
+
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A payment verdict event: `topic` is `payment.confirmed` or `payment.failed`.
+pub fn payment_event(
+    topic: &str,
+    order: &str,
+    payment: &str,
+    amount: Option<&str>,
+    reason: Option<&str>,
+) -> Value {
+    let verdict = topic.strip_prefix("payment.").expect("a payment topic");
+    publisher::payment_event(verdict, order, payment, amount, reason, &now())
+}
+
+/// XADDs `event` to the test's stream of `topic` as Dapr would in `format`; returns (entry id,
+/// CloudEvent id; unused by the worker for [`Format::Raw`]).
+pub async fn publish_event(
+    env: &TestEnv,
+    topic: &str,
+    event: &Value,
+    format: Format,
+) -> (String, String) {
+    let event_id = uuid::Uuid::new_v4().to_string();
+    let fields = publisher::entry_fields(topic, event, &event_id, format);
+    let entry_id = publisher::publish(&mut env.redis.clone(), &stream_key(env, topic), &fields)
+        .await
+        .expect("XADD");
+    (entry_id, event_id)
+}
+
+/// Publishes a payment verdict (CloudEvent format unless said otherwise).
+pub async fn publish_payment(
+    env: &TestEnv,
+    topic: &str,
+    order: &str,
+    payment: &str,
+    amount: Option<&str>,
+    reason: Option<&str>,
+    format: Format,
+) -> (String, String) {
+    let event = payment_event(topic, order, payment, amount, reason);
+    publish_event(env, topic, &event, format).await
+}
+
+/// The test's stream key for `topic`.
+pub fn stream_key(env: &TestEnv, topic: &str) -> String {
+    match topic {
+        FULFILLMENT => env.stream.stream.clone(),
+        _ => env.payment_stream(topic),
+    }
+}
+
+pub fn three_streams(env: &TestEnv) -> [String; 3] {
+    [FULFILLMENT, CONFIRMED, FAILED].map(|topic| stream_key(env, topic))
+}
+
+/// XPENDING summary count of the group on `key`; `None` while the group does not exist.
+pub async fn pending_on(env: &TestEnv, key: &str) -> Option<usize> {
+    let reply: redis::RedisResult<redis::streams::StreamPendingReply> = redis::cmd("XPENDING")
+        .arg(key)
+        .arg(&env.stream.group)
+        .query_async(&mut env.redis.clone())
+        .await;
+    match reply {
+        Err(error) if error.code() == Some("NOGROUP") => None,
+        other => Some(other.expect("XPENDING").count()),
+    }
+}
+
+/// Entries of the group on `key` pending under `consumer`.
+pub async fn pending_for_on(env: &TestEnv, key: &str, consumer: &str) -> usize {
+    let reply: redis::RedisResult<redis::streams::StreamPendingReply> = redis::cmd("XPENDING")
+        .arg(key)
+        .arg(&env.stream.group)
+        .query_async(&mut env.redis.clone())
+        .await;
+    match reply {
+        Ok(redis::streams::StreamPendingReply::Data(data)) => data
+            .consumers
+            .iter()
+            .find(|c| c.name == consumer)
+            .map_or(0, |c| c.pending),
+        _ => 0,
+    }
+}
+
+/// Nothing pending on any of the three streams (each group exists).
+pub async fn nothing_pending(env: &TestEnv) -> bool {
+    for key in three_streams(env) {
+        if pending_on(env, &key).await != Some(0) {
+            return false;
+        }
+    }
+    true
+}
+
+pub async fn exists(env: &TestEnv, key: &str) -> i64 {
+    redis::cmd("EXISTS")
+        .arg(key)
+        .query_async(&mut env.redis.clone())
+        .await
+        .expect("EXISTS")
+}
+
+/// The entries of `<key>.deadletter`, as field maps, oldest first.
+pub async fn dead_letters_of(env: &TestEnv, key: &str) -> Vec<HashMap<String, String>> {
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(format!("{key}.deadletter"))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut env.redis.clone())
+        .await
+        .expect("XRANGE");
+    reply
+        .ids
+        .into_iter()
+        .map(|entry| {
+            entry
+                .map
+                .into_iter()
+                .map(|(k, v)| {
+                    let bytes: Vec<u8> = redis::from_redis_value(v).expect("bulk string");
+                    (k, String::from_utf8_lossy(&bytes).into_owned())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A row of `order_payments`, the amount as PostgreSQL prints the NUMERIC.
+#[derive(Debug, PartialEq, Eq, QueryableByName)]
+pub struct PaymentRow {
+    #[diesel(sql_type = Text)]
+    pub order_id: String,
+    #[diesel(sql_type = Text)]
+    pub status: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub amount: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub currency: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub reason: Option<String>,
+}
+
+pub fn payment_row(
+    order: &str,
+    status: &str,
+    amount: Option<&str>,
+    reason: Option<&str>,
+) -> PaymentRow {
+    PaymentRow {
+        order_id: order.to_owned(),
+        status: status.to_owned(),
+        amount: amount.map(str::to_owned),
+        currency: Some("EUR".to_owned()),
+        reason: reason.map(str::to_owned),
+    }
+}
+
+pub async fn payment(env: &TestEnv, payment_id: &str) -> Option<PaymentRow> {
+    diesel::sql_query(
+        "SELECT order_id, status, amount::text AS amount, currency, reason \
+         FROM order_payments WHERE payment_id = $1",
+    )
+    .bind::<Text, _>(payment_id)
+    .get_result(&mut env.db().await)
+    .await
+    .optional()
+    .expect("read order_payments")
+}
+
+#[derive(QueryableByName)]
+pub struct Outcome {
+    #[diesel(sql_type = Text)]
+    pub outcome: String,
+}
+
+/// The inbox outcome of the event published as (entry id, CloudEvent id) in `format`. A raw
+/// payload has no CloudEvent id: its inbox key is derived (`raw-…`), so it is found by entry id.
+pub async fn inbox_outcome(env: &TestEnv, published: &(String, String), format: Format) -> String {
+    let (entry_id, event_id) = published;
+    let query = match format {
+        Format::Raw => diesel::sql_query(
+            "SELECT outcome FROM processed_events \
+             WHERE stream_entry_id = $1 AND event_id LIKE 'raw-%'",
+        )
+        .into_boxed::<diesel::pg::Pg>()
+        .bind::<Text, _>(entry_id.clone()),
+        _ => diesel::sql_query(
+            "SELECT outcome FROM processed_events WHERE event_id = $1 AND stream_entry_id = $2",
+        )
+        .into_boxed::<diesel::pg::Pg>()
+        .bind::<Text, _>(event_id.clone())
+        .bind::<Text, _>(entry_id.clone()),
+    };
+    let rows: Vec<Outcome> = query
+        .load(&mut env.db().await)
+        .await
+        .expect("read processed_events");
+    match rows.as_slice() {
+        [row] => row.outcome.clone(),
+        _ => panic!(
+            "expected one inbox row for entry {entry_id} ({format:?}), found {}",
+            rows.len()
+        ),
+    }
+}
+
+pub fn history_row(from: &str, to: &str, reason: &str) -> (String, String, String) {
+    (from.to_owned(), to.to_owned(), reason.to_owned())
+}
+
+/// Waits until Redis's clock is past the millisecond of `entry_id`, so that an entry XADDed
+/// next to any stream gets a greater id: ids order entries of different streams only to the
+/// millisecond (each stream numbers its own entries within one).
+pub async fn clock_passes(env: &TestEnv, entry_id: &str) {
+    let ms: u64 = entry_id
+        .split_once('-')
+        .and_then(|(ms, _)| ms.parse().ok())
+        .expect("entry id");
+    let deadline = tokio::time::Instant::now() + super::DEADLINE;
+    loop {
+        let (seconds, micros): (u64, u64) = redis::cmd("TIME")
+            .query_async(&mut env.redis.clone())
+            .await
+            .expect("TIME");
+        if seconds * 1_000 + micros / 1_000 > ms {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Redis's clock did not pass {ms}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
