@@ -33,7 +33,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_demo_drains_its_stream_and_every_order_ends_where_expected() {
+async fn the_demo_pays_then_fulfills_every_order_and_each_ends_where_expected() {
     // The demo creates (and drops first) a database of its own on the server.
     let database = unique("ow_demo");
     let stream = unique("test.demo.fulfillment.status_changed");
@@ -59,15 +59,46 @@ async fn the_demo_drains_its_stream_and_every_order_ends_where_expected() {
         .get_multiplexed_async_connection()
         .await
         .expect("Redis reachable");
-    let _: () = redis::cmd("DEL")
-        .arg(&stream)
-        .arg(format!("{stream}.deadletter"))
-        .query_async(&mut redis)
-        .await
-        .expect("DEL streams");
+    // The demo's streams: fulfillment on `--stream`, payments named after it.
+    let mut del = redis::cmd("DEL");
+    for key in [
+        stream.clone(),
+        format!("{stream}.payment.confirmed"),
+        format!("{stream}.payment.failed"),
+    ] {
+        del.arg(format!("{key}.deadletter")).arg(key);
+    }
+    let _: () = del.query_async(&mut redis).await.expect("DEL streams");
 
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert_eq!(stdout.matches("[ok]").count(), 8, "{stdout}");
+    // Each order's line: `demo-order-NN: pending → … → <final> (<reason>)  [ok]`.
+    let line = |order: &str| {
+        stdout
+            .lines()
+            .find(|line| line.starts_with(&format!("{order}:")))
+            .unwrap_or_else(|| panic!("no line for {order}: {stdout}"))
+    };
+    assert!(
+        line("demo-order-06").contains(
+            "pending → confirmed (PaymentConfirmed) → processing (FulfillmentPlanning) → "
+        ) && line("demo-order-06").contains("→ delivered (FulfillmentCompleted)  [ok]"),
+        "{stdout}"
+    );
+    // The declined card, then the accepted one.
+    assert!(
+        line("demo-order-05").starts_with(
+            "demo-order-05: pending → failed (PaymentFailed) → confirmed (PaymentConfirmed) → \
+             processing"
+        ) && line("demo-order-05").ends_with("delivered (FulfillmentCompleted)  [ok]"),
+        "{stdout}"
+    );
+    // The last order's payment failed: no fulfillment.
+    assert_eq!(
+        line("demo-order-07"),
+        "demo-order-07: pending → failed (PaymentFailed)  [ok]",
+        "{stdout}"
+    );
     assert!(
         stdout.contains("partially_shipped") && stdout.contains("cancelled"),
         "{stdout}"

@@ -1,7 +1,8 @@
-//! `order-worker-dev demo`: the worker at work on a laptop. Seeds orders, publishes their
-//! fulfillment events exactly as Dapr's sidecar would, runs the real worker until the stream is
-//! drained, and prints what happened to each order. Exits non-zero if any order is not where the
-//! rules say it must be, or anything is left pending.
+//! `order-worker-dev demo`: the worker at work on a laptop. Seeds orders `pending`, publishes
+//! their payments and then their fulfillment events, each topic on its own stream, exactly as
+//! Dapr's sidecar would, runs the real worker on all three topics until the streams are drained,
+//! and prints each order's path. Exits non-zero if any order is not where the rules say it must
+//! be, or anything is left pending.
 
 pub(crate) mod scenario;
 
@@ -16,11 +17,11 @@ use crate::publisher;
 use order_worker::order_history;
 use order_worker::schema::orders;
 use order_worker::shutdown_channel;
-use order_worker::{redact_url, Connections, StreamConfig, WorkerConfig};
+use order_worker::{redact_url, Connections, StreamConfig, Topics, WorkerConfig};
 use order_worker::{Progress, Worker};
-use scenario::{Publication, Scenario, MIN_ORDERS};
+use scenario::{PaymentPublication, Publication, Scenario, MIN_PAID_ORDERS};
 
-/// How long the worker may take to drain the demo's stream.
+/// How long the worker may take to drain the demo's streams.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Demo settings. Without URLs it uses the local default ports, else private servers.
@@ -31,11 +32,13 @@ pub struct DemoConfig {
     /// The database the demo (re)creates on that server.
     #[arg(long, default_value = "order_worker_demo")]
     pub database: String,
-    /// The stream the demo publishes to (deleted and recreated at start).
+    /// The stream the demo publishes fulfillment events to; payments go to
+    /// `<stream>.payment.confirmed` and `<stream>.payment.failed` (all deleted and recreated at
+    /// start).
     #[arg(long, default_value = "demo.fulfillment.status_changed")]
     pub stream: String,
     /// How many orders to seed.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(MIN_ORDERS as i64..=10_000))]
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(MIN_PAID_ORDERS as i64..=10_000))]
     pub orders: u16,
     /// Start private servers even when local ones answer.
     #[arg(long, hide = true)]
@@ -46,6 +49,12 @@ pub struct DemoConfig {
 pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     let mut stream = StreamConfig::for_stream(&config.stream);
     stream.consumer = Some("demo-worker".to_owned());
+    let topics = topics(&stream.stream);
+    let streams: Vec<StreamConfig> = topics
+        .subscriptions(&stream)?
+        .into_iter()
+        .map(|subscription| subscription.stream)
+        .collect();
     let Stage {
         servers: _servers,
         database_url,
@@ -56,32 +65,46 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         &config.servers,
         config.private_servers,
         &config.database,
-        &stream,
-        usize::from(config.orders),
+        &streams,
+        scenario::with_payments(usize::from(config.orders)),
     )
     .await?;
-    let published = publish(
+    // Payments first: each order is confirmed before its fulfillment starts.
+    let start = chrono::Utc::now();
+    let paid = publish_payments(&mut redis, &topics, &scenario.payments, start).await?;
+    let after_payments = start + chrono::Duration::seconds(paid as i64);
+    let fulfilled = publish(
         &mut redis,
         &stream.stream,
         &scenario.publications,
-        chrono::Utc::now(),
+        after_payments,
     )
     .await?;
+    let published = paid + fulfilled;
     println!(
-        "Published {published} events for {} orders to {} in Dapr's formats\n",
+        "Published {paid} payment events to {} and {}, then {fulfilled} fulfillment events to {}, \
+         for {} orders seeded {}, in Dapr's formats\n",
+        topics.payment_confirmed_stream,
+        topics.payment_failed_stream,
+        stream.stream,
         scenario.orders.len(),
-        stream.stream
+        scenario.seeded
     );
 
-    let (progress, seconds) =
-        drain(WorkerConfig::new(connections, stream.clone()), published).await?;
+    let mut worker = WorkerConfig::new(connections, stream.clone());
+    worker.topics = topics;
+    let (progress, seconds) = drain(worker, published).await?;
 
     let mismatches = report(&database_url, &scenario).await?;
-    let pending: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
-        .arg(&stream.stream)
-        .arg(&stream.group)
-        .query_async(&mut redis)
-        .await?;
+    let mut pending = 0;
+    for stream in &streams {
+        let reply: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+            .arg(&stream.stream)
+            .arg(&stream.group)
+            .query_async(&mut redis)
+            .await?;
+        pending += reply.count();
+    }
     println!(
         "\n{published} events in {seconds:.2} s ({:.0} events/s): {} applied, {} duplicate, {} stale, \
          {} ignored, {} dead-lettered; {} pending",
@@ -91,24 +114,40 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         progress.stale,
         progress.ignored,
         progress.dead_lettered,
-        pending.count()
+        pending
     );
+    let names: Vec<&str> = streams.iter().map(|s| s.stream.as_str()).collect();
     println!(
-        "Inspect: redis-cli XPENDING {} {} - + 10",
-        stream.stream, stream.group
+        "Inspect: redis-cli XPENDING <stream> {} - + 10, for each of {}",
+        stream.group,
+        names.join(", ")
     );
     if mismatches > 0 {
         bail!("{mismatches} order(s) did not reach their expected status");
     }
-    if pending.count() > 0 {
-        bail!("{} entries are still pending", pending.count());
+    if pending > 0 {
+        bail!("{pending} entries are still pending");
     }
     Ok(())
 }
 
+/// The worker's topics in the demo: all three, the payment streams named after the demo's
+/// fulfillment stream (as the worker's tests name theirs), so that no other run shares them.
+fn topics(stream: &str) -> Topics {
+    Topics {
+        names: vec![
+            "fulfillment.status_changed".into(),
+            "payment.confirmed".into(),
+            "payment.failed".into(),
+        ],
+        payment_confirmed_stream: format!("{stream}.payment.confirmed"),
+        payment_failed_stream: format!("{stream}.payment.failed"),
+    }
+}
+
 /// What the demo and `order-worker-dev replicas` set up before any worker starts: the servers
 /// (private ones run until this is dropped), a fresh database with the schema and the
-/// scenario's orders, and the stream and its dead-letter stream emptied.
+/// scenario's orders, and the streams and their dead-letter streams emptied.
 pub(crate) struct Stage {
     pub servers: local_servers::Servers,
     pub database_url: String,
@@ -118,14 +157,14 @@ pub(crate) struct Stage {
 }
 
 impl Stage {
-    /// Finds the servers, recreates `database`, migrates it, seeds `orders` orders and deletes
-    /// `stream`'s entries, printing where it all is.
+    /// Finds the servers, recreates `database`, migrates it, seeds `scenario`'s orders and
+    /// deletes `streams` and their dead-letter streams, printing where it all is.
     pub(crate) async fn set(
         urls: &local_servers::ServerUrls,
         private_servers: bool,
         database: &str,
-        stream: &StreamConfig,
-        orders: usize,
+        streams: &[StreamConfig],
+        scenario: Scenario,
     ) -> anyhow::Result<Self> {
         let servers = urls.find(private_servers).await?;
         println!(
@@ -143,12 +182,11 @@ impl Stage {
             .get_multiplexed_async_connection()
             .await
             .context("connecting to Redis")?;
-        let _: () = redis::cmd("DEL")
-            .arg(&stream.stream)
-            .arg(stream.dead_letter_stream())
-            .query_async(&mut redis)
-            .await?;
-        let scenario = scenario::build(orders);
+        let mut del = redis::cmd("DEL");
+        for stream in streams {
+            del.arg(&stream.stream).arg(stream.dead_letter_stream());
+        }
+        let _: () = del.query_async(&mut redis).await?;
         seed(&database_url, &scenario).await?;
         Ok(Self {
             servers,
@@ -160,12 +198,17 @@ impl Stage {
     }
 }
 
-/// Inserts the scenario's orders at `confirmed`, as the order service would have.
+/// Inserts the scenario's orders at its seeded status, as the order service would have.
 async fn seed(database_url: &str, scenario: &Scenario) -> anyhow::Result<()> {
     let rows: Vec<_> = scenario
         .orders
         .iter()
-        .map(|(id, _)| (orders::id.eq(id), orders::status.eq("confirmed")))
+        .map(|(id, _)| {
+            (
+                orders::id.eq(id),
+                orders::status.eq(scenario.seeded.as_str()),
+            )
+        })
         .collect();
     let mut conn = order_worker::connect_postgres(database_url.to_owned()).await?;
     diesel::insert_into(orders::table)
@@ -197,6 +240,37 @@ pub(crate) async fn publish(
         publisher::publish(redis, stream, &fields).await?;
     }
     Ok(publications.len() as u64)
+}
+
+/// XADDs every payment verdict to its topic's stream in `topics`, as Dapr would; timestamps one
+/// second apart from `start`, in publishing order. Returns how many were published.
+async fn publish_payments(
+    redis: &mut redis::aio::MultiplexedConnection,
+    topics: &Topics,
+    payments: &[PaymentPublication],
+    start: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<u64> {
+    // Published in the order they happen; within one millisecond (the entry ids' resolution)
+    // the worker takes a declined card before an accepted one, and payments before fulfillments.
+    for (n, payment) in payments.iter().enumerate() {
+        let at = start + chrono::Duration::seconds(n as i64);
+        let event = publisher::payment_event(
+            payment.verdict.as_str(),
+            &payment.order_id,
+            &payment.payment_id,
+            Some(&payment.amount),
+            payment.reason,
+            &at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        );
+        let stream = match payment.verdict {
+            order_worker::PaymentStatus::Failed => &topics.payment_failed_stream,
+            _ => &topics.payment_confirmed_stream,
+        };
+        let fields =
+            publisher::entry_fields(payment.topic(), &event, &payment.event_id, payment.format);
+        publisher::publish(redis, stream, &fields).await?;
+    }
+    Ok(payments.len() as u64)
 }
 
 /// Runs the real worker until it consumed `published` entries, then stops it. Returns its

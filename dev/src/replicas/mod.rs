@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::demo::scenario::{Scenario, MIN_ORDERS};
+use crate::demo::scenario::{self, Scenario, MIN_ORDERS};
 use crate::demo::Stage;
 use crate::local_servers;
 use feed::FeedProgress;
@@ -88,8 +88,8 @@ pub async fn run(config: ReplicasConfig, order_worker: &Path) -> anyhow::Result<
         &config.servers,
         config.private_servers,
         &config.database,
-        &stream,
-        usize::from(config.orders),
+        std::slice::from_ref(&stream),
+        scenario::build(usize::from(config.orders)),
     )
     .await?;
 
