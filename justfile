@@ -43,18 +43,20 @@ bench *ARGS:
     "${CARGO_TARGET_DIR:-target}/release/order-worker-dev" --log-format text bench {{ARGS}}
 
 # (already-applied events are reported `duplicate` and change nothing; dry run, one order: `cargo run -- replay --help`)
-# Replay stream entries FROM [TO] (ids or RFC 3339 times) through decode → apply; no arguments: usage
-replay-stream FROM="" TO="":
+# Replay stream entries FROM [TO] (ids or RFC 3339 times) of TOPIC through decode → apply; no arguments: usage
+replay-stream FROM="" TO="" TOPIC="fulfillment.status_changed":
     #!/usr/bin/env bash
     set -euo pipefail
     if [ -z "{{FROM}}" ]; then
-        echo "usage: just replay-stream FROM [TO]" >&2
+        echo "usage: just replay-stream FROM [TO] [TOPIC]" >&2
         echo "  FROM, TO: stream ids (1700000000000-0) or RFC 3339 times (2025-12-22T10:54:00Z)," >&2
-        echo "  both inclusive; TO defaults to the end of the stream. REDIS_URL, DATABASE_URL and" >&2
-        echo "  STREAM say where (as for \`order-worker run\`)." >&2
-        echo "example: just replay-stream 2025-12-22T10:00:00Z 2025-12-22T11:00:00Z" >&2
+        echo "  both inclusive; TO defaults to the end of the stream (\"\" to skip it)." >&2
+        echo "  TOPIC: fulfillment.status_changed (default), payment.confirmed or payment.failed." >&2
+        echo "  REDIS_URL, DATABASE_URL and STREAM / PAYMENT_CONFIRMED_STREAM / PAYMENT_FAILED_STREAM" >&2
+        echo "  say where (as for \`order-worker run\`)." >&2
+        echo "example: just replay-stream 2025-12-22T10:00:00Z 2025-12-22T11:00:00Z payment.confirmed" >&2
         exit 2
     fi
     to=()
     if [ -n "{{TO}}" ]; then to=(--to "{{TO}}"); fi
-    cargo run --release --quiet -- --log-format text replay --from "{{FROM}}" "${to[@]}"
+    cargo run --release --quiet -- --log-format text replay --topic "{{TOPIC}}" --from "{{FROM}}" "${to[@]}"

@@ -132,3 +132,70 @@ fn operator_commands_offer_only_the_settings_they_use_and_never_show_a_password(
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pending_shows_every_subscribed_stream_and_dead_letter_takes_the_topic() {
+    let env = TestEnv::new().await;
+    let confirmed = env.payment_stream("payment.confirmed");
+    let failed = env.payment_stream("payment.failed");
+    let mut redis = env.redis.clone();
+    for stream in [&env.stream.stream, &confirmed, &failed] {
+        let _: () = redis::cmd("XGROUP")
+            .arg(&["CREATE", stream, &env.stream.group, "0", "MKSTREAM"])
+            .query_async(&mut redis)
+            .await
+            .expect("XGROUP CREATE");
+    }
+    let _: String = redis::cmd("XADD")
+        .arg(&[
+            &format!("{confirmed}.deadletter"),
+            "*",
+            "data",
+            "{}",
+            "error",
+            "bad",
+        ])
+        .query_async(&mut redis)
+        .await
+        .expect("XADD");
+    let all = [(
+        "TOPICS",
+        "fulfillment.status_changed,payment.confirmed,payment.failed",
+    )];
+
+    let output = env.order_worker_with(&["pending", "--json"], &all).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let streams: Vec<String> = serde_json::Deserializer::from_slice(&output.stdout)
+        .into_iter::<serde_json::Value>()
+        .map(|doc| {
+            doc.expect("JSON")["stream"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        streams,
+        [env.stream.stream.clone(), confirmed.clone(), failed.clone()]
+    );
+    let one = env
+        .order_worker_with(&["pending", "--json", "--topic", "payment.failed"], &all)
+        .await;
+    let one: serde_json::Value = serde_json::from_slice(&one.stdout).expect("one document");
+    assert_eq!(one["stream"], failed.as_str());
+
+    let listed = |topic: Option<&'static str>| {
+        let mut args = vec!["dead-letter", "list", "--json"];
+        args.extend(topic.map(|t| ["--topic", t]).into_iter().flatten());
+        let env = &env;
+        async move {
+            let output = env.order_worker_with(&args, &all).await;
+            assert!(output.status.success(), "{}", stderr(&output));
+            let list: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+            list.as_array().map_or(0, Vec::len)
+        }
+    };
+    assert_eq!(listed(Some("payment.confirmed")).await, 1);
+    assert_eq!(listed(None).await, 0, "the fulfillment topic's by default");
+    env.cleanup().await;
+}
