@@ -386,10 +386,3 @@ impl WorkerConfig {
         Duration::from_millis(self.claim_min_idle_ms)
     }
 }
-
-/// Log output: `json` for log collectors, `text` for people.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Json,
-    Text,
-}

@@ -30,10 +30,12 @@ mod worker;
 // The commands: `run`, `migrate`, and the operator commands in `ops`.
 pub use app::{migrate, run};
 pub use config::{
-    redact_url, Connections, LogFormat, MigrateConfig, RedisTls, StreamConfig, Topics,
-    WorkerConfig, DEFAULT_BATCH_SIZE, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL,
+    redact_url, Connections, MigrateConfig, RedisTls, StreamConfig, Topics, WorkerConfig,
+    DEFAULT_BATCH_SIZE, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL,
 };
-pub use telemetry::{init as init_logging, PROCESSING_EVENT, SUBSCRIBING, UPDATED_ORDER};
+pub use telemetry::{
+    init as init_logging, LogFormat, PROCESSING_EVENT, SUBSCRIBING, UPDATED_ORDER,
+};
 
 // The worker in-process, as the tests, the demo and the benchmark run it.
 pub use shutdown::{channel as shutdown_channel, Shutdown, ShutdownTrigger};

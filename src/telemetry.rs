@@ -5,8 +5,6 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
-
 /// The start of the log lines that people and programs match on (Dapr's own wording, which the
 /// order service's operators know): the replica tooling counts events and status changes by
 /// them, and waits for the subscription line.
@@ -40,4 +38,11 @@ pub fn init(format: LogFormat, default_level: &str) -> tracing_appender::non_blo
         LogFormat::Text => builder.init(),
     }
     guard
+}
+
+/// Log output: `json` for log collectors, `text` for people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
 }
