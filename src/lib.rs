@@ -2,10 +2,11 @@
 //! them, in a consumer group shared by every replica, and keeps each order's status in
 //! PostgreSQL right, exactly once in effect.
 //!
-//! An entry's path, a module per step: `stream` reads a batch (XREADGROUP, or XAUTOCLAIM for
-//! stuck entries) → `envelope` decodes Dapr's format → `store` applies the batch in one
-//! transaction by the rules of each of `topics` → `verdict` says ack, dead-letter or leave pending
-//! → `stream` settles (XACK, dead-letter stream). `worker` drives the loop (`worker/batch.rs`
+//! An entry's path, a module per step: `stream` reads a batch from every subscribed stream
+//! (XREADGROUP, or XAUTOCLAIM for stuck entries) → `envelope` opens Dapr's format and the entry's
+//! topic (`topics`, one module each) reads its event → `store` applies the batch in one
+//! transaction by the topics' rules → `verdict` says ack, dead-letter or leave pending →
+//! `stream` settles (XACK, each topic's dead-letter stream). `worker` drives the loop (`worker/batch.rs`
 //! is one batch's whole life); `app` wires it to signals, `http` and `instruments`. `ops` holds
 //! the operator commands. Modules are private: below is what the binary, the tests and the
 //! development tooling (`dev/`, `order-worker-dev`) use.
@@ -13,7 +14,6 @@
 mod app;
 mod config;
 mod envelope;
-
 mod http;
 mod instruments;
 pub mod ops;
