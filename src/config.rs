@@ -386,3 +386,7 @@ impl WorkerConfig {
         Duration::from_millis(self.claim_min_idle_ms)
     }
 }
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;
