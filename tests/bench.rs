@@ -1,7 +1,7 @@
 //! A smoke run of the benchmark (`order-worker-dev bench`), in-process through the dev crate's
-//! library, its drain starting this package's `order-worker` binary: seconds, asserting only
-//! that every phase completes and counts right (the benchmark itself fails if any phase ends
-//! in a wrong state).
+//! library, its drains starting this package's `order-worker` binary: seconds, asserting only
+//! that every phase completes (the mixed drain over three streams included) and counts right
+//! (the benchmark itself fails if any phase ends in a wrong state).
 
 mod support;
 
@@ -37,6 +37,7 @@ async fn the_benchmark_completes_and_counts_correctly() {
     let table = order_worker_dev::bench::render(&report);
     for row in [
         "drain, worker defaults",
+        "mixed, 3 streams (payments + fulfillments), worker defaults",
         "per-event pattern",
         "PostgreSQL ceiling",
         "XADD → COMMIT",
@@ -49,6 +50,9 @@ async fn the_benchmark_completes_and_counts_correctly() {
         serde_json::from_slice(&std::fs::read(&json).expect("JSON written")).expect("JSON");
     assert_eq!(report["events"], 360);
     assert_eq!(report["drain"]["events"], 360);
+    // The same lifecycles, a confirmed payment per order and a declined one for every 10th.
+    assert_eq!(report["mixed"]["events"], 360 + 40 + 4);
+    assert_eq!(report["mixed"]["replicas"], 1);
     assert_eq!(report["latency"]["events"], 200);
     assert!(
         report["speedup"].as_f64().is_some_and(|s| s > 0.0),

@@ -1,10 +1,11 @@
 //! The worker as operators run it: `order-worker run` processes (one or several replicas in one
-//! group) draining the backlog. Measures how soon each is ready, the drain rate, and peak RSS.
+//! group) draining the backlog, subscribed to the topics it holds. Measures how soon each is
+//! ready, the drain rate, and peak RSS.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::workload::Workload;
+use super::workload::{Backlog, Workload};
 use crate::worker_process::{worker_env, WorkerChild};
 
 /// What one drain measured.
@@ -21,6 +22,46 @@ pub struct Drain {
     pub peak_rss_mb: f64,
 }
 
+/// One drain phase: resets the workload to `backlog`, publishes it, drains it as [`drain`] does
+/// and checks the end state (exactly, unless several replicas may interleave an order's events).
+pub async fn phase(
+    workload: &mut Workload,
+    backlog: Backlog,
+    name: &str,
+    order_worker: &Path,
+    replicas: usize,
+    batch_size: u32,
+) -> anyhow::Result<Drain> {
+    workload.reset(backlog).await?;
+    workload.publish_backlog().await?;
+    let drain = drain(workload, order_worker, replicas, batch_size).await?;
+    workload.verify(name, replicas == 1).await?;
+    Ok(drain)
+}
+
+/// The settings that subscribe a worker to the backlog's topics, after [`worker_env`]'s (which
+/// subscribe it to the fulfillment topic alone): later entries win.
+fn topics_env(workload: &Workload) -> Vec<(String, String)> {
+    let settings = match workload.backlog {
+        Backlog::Fulfillment => vec![],
+        Backlog::Mixed => vec![
+            (
+                "TOPICS",
+                "fulfillment.status_changed,payment.confirmed,payment.failed",
+            ),
+            (
+                "PAYMENT_CONFIRMED_STREAM",
+                workload.payment_confirmed.stream.as_str(),
+            ),
+            ("PAYMENT_FAILED_STREAM", &workload.payment_failed.stream),
+        ],
+    };
+    settings
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect()
+}
+
 /// Drains the published backlog with `replicas` worker processes (`order_worker run`) at
 /// `batch_size`, then stops them with SIGTERM.
 pub async fn drain(
@@ -34,6 +75,7 @@ pub async fn drain(
     for n in 0..replicas {
         let name = format!("bench-{n}");
         let mut env = worker_env(&workload.connections, &workload.stream, &name);
+        env.extend(topics_env(workload));
         env.push(("BATCH_SIZE".to_owned(), batch_size.to_string()));
         let (child, took) = WorkerChild::spawn(order_worker, &name, &env, None).await?;
         ready = ready.max(took);

@@ -1,7 +1,8 @@
 //! `order-worker-dev bench`: how fast the worker drains a backlog, against the per-event pattern
 //! Dapr's component uses and PostgreSQL's ceiling for one transaction per event, all measured in
-//! the same run on the same servers; plus steady-state latency, peak RSS and start-up time.
-//! Every phase starts from the same state and must end in the exact expected one.
+//! the same run on the same servers; plus steady-state latency, peak RSS and start-up time, and
+//! a mixed drain (payments and fulfillments on three streams). Every phase starts from the same
+//! state and must end in the exact expected one.
 
 mod drain;
 mod latency;
@@ -14,7 +15,7 @@ use anyhow::Context;
 
 use crate::local_servers;
 use order_worker::{redact_url, StreamConfig, DEFAULT_BATCH_SIZE};
-use workload::Workload;
+use workload::{Backlog, Workload};
 
 /// Benchmark settings.
 #[derive(Clone, Debug, clap::Args)]
@@ -24,7 +25,8 @@ pub struct BenchConfig {
     /// The database the benchmark (re)creates.
     #[arg(long, default_value = "order_worker_bench")]
     pub database: String,
-    /// The stream it publishes to (deleted before each phase).
+    /// The stream it publishes fulfillment events to (deleted before each phase); the mixed
+    /// phase's payments go to `<stream>.payment.confirmed` and `<stream>.payment.failed`.
     #[arg(long, default_value = "bench.fulfillment.status_changed")]
     pub stream: String,
     /// Orders; each publishes its whole lifecycle (9 events).
@@ -42,7 +44,7 @@ pub struct BenchConfig {
     /// How long to publish at that rate.
     #[arg(long, default_value_t = 5)]
     pub latency_seconds: u64,
-    /// Only the drain (for sweeps over batch size, orders and replicas).
+    /// Only the fulfillment drain (for sweeps over batch size, orders and replicas).
     #[arg(long)]
     pub drain_only: bool,
     /// Also write the results as JSON to this file, for comparing commits.
@@ -56,6 +58,8 @@ pub struct Report {
     pub orders: usize,
     pub events: u64,
     pub drain: drain::Drain,
+    /// The mixed drain: payments and fulfillments on three streams, one replica.
+    pub mixed: Option<drain::Drain>,
     pub per_event_events_per_second: Option<f64>,
     /// Order transitions the per-event pattern never recorded: its concurrent handlers applied
     /// some orders' events out of order, skipping statuses (Dapr issue #2204).
@@ -78,14 +82,14 @@ pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Rep
         .get_multiplexed_async_connection()
         .await
         .context("connecting to Redis")?;
-    let mut workload = Workload {
-        orders: (0..config.orders)
+    let mut workload = Workload::new(
+        (0..config.orders)
             .map(|i| format!("bench-order-{i:06}"))
             .collect(),
         connections,
-        stream: StreamConfig::for_stream(&config.stream),
+        StreamConfig::for_stream(&config.stream),
         redis,
-    };
+    );
     workload.seed().await?;
     eprintln!(
         "order-worker-dev bench: {} orders, {} events; Redis {}, PostgreSQL {} ({})",
@@ -96,21 +100,21 @@ pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Rep
         servers.origin
     );
 
-    workload.reset().await?;
-    workload.publish_backlog().await?;
-    let drain = drain::drain(
+    // One replica applies each order's events in stream order; several may interleave them.
+    let drain = drain::phase(
         &mut workload,
+        Backlog::Fulfillment,
+        "drain",
         order_worker,
         usize::from(config.replicas),
         config.batch_size,
     )
     .await?;
-    // One replica applies each order's events in stream order; several may interleave them.
-    workload.verify("drain", config.replicas == 1).await?;
     let mut report = Report {
         orders: config.orders,
         events: workload.events(),
         drain,
+        mixed: None,
         per_event_events_per_second: None,
         per_event_transitions_lost: None,
         speedup: None,
@@ -118,7 +122,7 @@ pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Rep
         latency: None,
     };
     if !config.drain_only {
-        workload.reset().await?;
+        workload.reset(Backlog::Fulfillment).await?;
         workload.publish_backlog().await?;
         let per_event = per_event::dapr_shape(&workload).await?;
         let rows = workload.verify("per-event pattern", false).await?;
@@ -126,14 +130,28 @@ pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Rep
         report.per_event_events_per_second = Some(per_event);
         report.speedup = Some(report.drain.events_per_second / per_event);
 
-        workload.reset().await?;
+        workload.reset(Backlog::Fulfillment).await?;
         report.postgres_ceiling_events_per_second =
             Some(per_event::postgres_ceiling(&workload).await?);
         workload.verify("PostgreSQL ceiling", true).await?;
 
-        workload.reset().await?;
+        workload.reset(Backlog::Fulfillment).await?;
         report.latency =
             Some(latency::measure(&mut workload, config.rate, config.latency_seconds).await?);
+
+        // Last, so every phase before it runs as it did before there was one. One replica: its
+        // exact end state needs each order's payments applied before its fulfillment events.
+        report.mixed = Some(
+            drain::phase(
+                &mut workload,
+                Backlog::Mixed,
+                "mixed drain",
+                order_worker,
+                1,
+                config.batch_size,
+            )
+            .await?,
+        );
     }
     print!("{}", render(&report));
     if let Some(path) = &config.json {
@@ -145,17 +163,26 @@ pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Rep
 
 /// The table `run` prints: one line per measurement.
 pub fn render(report: &Report) -> String {
+    let drain_row = |what: &str, drain: &drain::Drain| {
+        (
+            format!(
+                "{what}, worker defaults ({} replica(s), batch {})",
+                drain.replicas, drain.batch_size
+            ),
+            format!(
+                "{:>10.0} events/s  ({:.2} s)",
+                drain.events_per_second, drain.seconds
+            ),
+        )
+    };
     let drain = &report.drain;
-    let mut rows = vec![(
-        format!(
-            "drain, worker defaults ({} replica(s), batch {})",
-            drain.replicas, drain.batch_size
-        ),
-        format!(
-            "{:>10.0} events/s  ({:.2} s)",
-            drain.events_per_second, drain.seconds
-        ),
-    )];
+    let mut rows = vec![drain_row("drain", drain)];
+    if let Some(mixed) = &report.mixed {
+        rows.push(drain_row(
+            "mixed, 3 streams (payments + fulfillments)",
+            mixed,
+        ));
+    }
     if let (Some(per_event), Some(speedup)) = (report.per_event_events_per_second, report.speedup) {
         rows.push((
             format!(

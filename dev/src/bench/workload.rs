@@ -1,6 +1,8 @@
-//! The benchmark's workload: K orders, each with its whole fulfillment lifecycle published in
-//! Dapr's format as a backlog, and the exact end state that draining it must reach.
+//! The benchmark's workload: K orders, each with its whole fulfillment lifecycle (and, for the
+//! mixed phase, its payments before it) published in Dapr's format as a backlog, and the exact
+//! end state that draining it must reach.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -9,26 +11,113 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use redis::aio::MultiplexedConnection;
 
 use crate::publisher::{self, Format};
-use order_worker::schema::{order_status_history, orders};
+use order_worker::schema::{order_payments, order_status_history, orders};
 use order_worker::FulfillmentStatus;
 use order_worker::StreamConfig;
 
 /// How long a drain may take before the benchmark gives up.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(600);
 
-/// The orders, the database and the stream one benchmark run uses.
+/// XADDs sent to Redis in one pipeline.
+const PIPELINE: usize = 2_000;
+
+/// What a phase's backlog holds, so where the orders start and what draining it must leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backlog {
+    /// Every order's fulfillment lifecycle on the fulfillment stream; orders start `confirmed`.
+    Fulfillment,
+    /// First the payments on the two payment streams (each order one `payment.confirmed`, every
+    /// [`DECLINED_EVERY`]th before it a declined `payment.failed`), then every order's lifecycle
+    /// as for [`Backlog::Fulfillment`]; orders start `pending`.
+    Mixed,
+}
+
+/// In the mixed backlog, every this many orders a declined payment precedes the confirmed one.
+pub const DECLINED_EVERY: usize = 10;
+
+impl Backlog {
+    /// The status the orders are reset to.
+    fn initial_status(self) -> &'static str {
+        match self {
+            Self::Fulfillment => "confirmed",
+            Self::Mixed => "pending",
+        }
+    }
+
+    /// Whether the order at `index` has a declined payment before its confirmed one.
+    pub fn declined_first(self, index: usize) -> bool {
+        self == Self::Mixed && index.is_multiple_of(DECLINED_EVERY)
+    }
+
+    /// Payment events published for the order at `index`.
+    fn payments(self, index: usize) -> usize {
+        match self {
+            Self::Fulfillment => 0,
+            Self::Mixed => 1 + usize::from(self.declined_first(index)),
+        }
+    }
+
+    /// History rows the order at `index` ends with when its events are applied in stream
+    /// order: one per payment verdict (pending → failed → confirmed, or pending → confirmed),
+    /// then processing, shipped, delivered.
+    fn history_rows(self, index: usize) -> i64 {
+        (self.payments(index) + 3) as i64
+    }
+}
+
+/// The orders, the database and the streams one benchmark run uses.
 pub struct Workload {
     pub orders: Vec<String>,
     /// Where the workers connect: the run's own database, and Redis as the benchmark reaches it.
     pub connections: order_worker::Connections,
+    /// The fulfillment stream; its group is every stream's.
     pub stream: StreamConfig,
+    /// The payment streams: `payment.confirmed`, `payment.failed`.
+    pub payment_confirmed: StreamConfig,
+    pub payment_failed: StreamConfig,
     pub redis: MultiplexedConnection,
+    /// What the last [`Workload::reset`] prepared for.
+    pub backlog: Backlog,
 }
 
 impl Workload {
-    /// Entries in one backlog.
+    /// The workload on `stream`, its payment streams `<stream>.payment.confirmed` and
+    /// `<stream>.payment.failed` in the same group.
+    pub fn new(
+        orders: Vec<String>,
+        connections: order_worker::Connections,
+        stream: StreamConfig,
+        redis: MultiplexedConnection,
+    ) -> Self {
+        let beside = |topic: &str| StreamConfig {
+            stream: format!("{}.{topic}", stream.stream),
+            ..stream.clone()
+        };
+        Self {
+            orders,
+            connections,
+            payment_confirmed: beside("payment.confirmed"),
+            payment_failed: beside("payment.failed"),
+            stream,
+            redis,
+            backlog: Backlog::Fulfillment,
+        }
+    }
+
+    /// Entries in the current backlog.
     pub fn events(&self) -> u64 {
-        (self.orders.len() * FulfillmentStatus::LIFECYCLE.len()) as u64
+        let payments: usize = (0..self.orders.len())
+            .map(|index| self.backlog.payments(index))
+            .sum();
+        (self.orders.len() * FulfillmentStatus::LIFECYCLE.len() + payments) as u64
+    }
+
+    /// The streams the current backlog is published on.
+    pub fn streams(&self) -> Vec<&StreamConfig> {
+        match self.backlog {
+            Backlog::Fulfillment => vec![&self.stream],
+            Backlog::Mixed => vec![&self.stream, &self.payment_confirmed, &self.payment_failed],
+        }
     }
 
     /// Inserts the orders at `confirmed` (once per run).
@@ -47,47 +136,55 @@ impl Workload {
         Ok(())
     }
 
-    /// Puts the orders back to `confirmed` and empties what the last phase wrote, the stream
-    /// and its group included, so every phase starts from the same state.
-    pub async fn reset(&mut self) -> anyhow::Result<()> {
+    /// Puts the orders back to where `backlog` starts them and empties what the last phase
+    /// wrote, every stream and its group included, so every phase starts from the same state.
+    pub async fn reset(&mut self, backlog: Backlog) -> anyhow::Result<()> {
+        self.backlog = backlog;
         let mut db = self.db().await?;
-        db.batch_execute(
-            "TRUNCATE processed_events, order_status_history, order_fulfillments; \
-             UPDATE orders SET status = 'confirmed', fulfillment_status = NULL",
-        )
+        db.batch_execute(&format!(
+            "TRUNCATE processed_events, order_status_history, order_fulfillments, order_payments; \
+             UPDATE orders SET status = '{}', fulfillment_status = NULL",
+            backlog.initial_status()
+        ))
         .await?;
         // Its own statement: VACUUM cannot run inside the implicit transaction of a batch.
         db.batch_execute("VACUUM ANALYZE orders").await?;
-        let _: () = redis::cmd("DEL")
-            .arg(&self.stream.stream)
-            .arg(self.stream.dead_letter_stream())
-            .query_async(&mut self.redis)
-            .await?;
+        let mut del = redis::cmd("DEL");
+        for stream in [&self.stream, &self.payment_confirmed, &self.payment_failed] {
+            del.arg(&stream.stream).arg(stream.dead_letter_stream());
+        }
+        let _: () = del.query_async(&mut self.redis).await?;
         Ok(())
     }
 
-    /// XADDs every order's lifecycle, orders interleaved step by step, as a backlog; the
-    /// group is created first (at `0`) so every entry is new to it.
+    /// XADDs the current backlog: the declined payments, then the confirmed ones (mixed), then
+    /// every order's lifecycle, orders interleaved step by step. The groups are created first
+    /// (at `0`) so every entry is new to them.
     pub async fn publish_backlog(&mut self) -> anyhow::Result<()> {
-        order_worker::ensure_group(&mut self.redis, &self.stream).await?;
-        let mut pipe = redis::pipe();
-        let mut queued = 0;
-        for status in FulfillmentStatus::LIFECYCLE {
-            for order in &self.orders {
-                pipe.cmd("XADD")
-                    .arg(&self.stream.stream)
-                    .arg("*")
-                    .arg(self.entry(order, status))
-                    .ignore();
-                queued += 1;
-                if queued % 2_000 == 0 {
-                    let _: () = pipe.query_async(&mut self.redis).await?;
-                    pipe.clear();
-                }
-            }
+        for stream in self.streams() {
+            order_worker::ensure_group(&mut self.redis.clone(), stream).await?;
         }
-        if queued % 2_000 != 0 {
-            let _: () = pipe.query_async(&mut self.redis).await?;
+        let lifecycles = FulfillmentStatus::LIFECYCLE
+            .into_iter()
+            .flat_map(|status| self.orders.iter().map(move |order| (order, status)))
+            .map(|(order, status)| self.entry(order, status))
+            .collect();
+        let groups = [
+            self.payments(true),
+            self.payments(false),
+            (self.stream.stream.as_str(), lifecycles),
+        ];
+        // In the order they happen; entries of two streams within one millisecond go by the
+        // topics' stages, which is that order too.
+        let mut redis = self.redis.clone();
+        for (stream, entries) in groups.iter().filter(|(_, entries)| !entries.is_empty()) {
+            for chunk in entries.chunks(PIPELINE) {
+                let mut pipe = redis::pipe();
+                for fields in chunk {
+                    pipe.cmd("XADD").arg(stream).arg("*").arg(fields).ignore();
+                }
+                let _: () = pipe.query_async(&mut redis).await?;
+            }
         }
         Ok(())
     }
@@ -105,49 +202,110 @@ impl Workload {
         publisher::entry_fields(&self.stream.stream, &event, &id, Format::CloudEvent)
     }
 
-    /// Waits until the group has read every entry and none is pending; returns when it was.
+    /// The backlog's declined payments (`failed`) or its confirmed ones, as [`Workload::entry`]
+    /// and with their stream's key: 129.90 EUR, each attempt its own payment id, a declined one
+    /// with reason `card_declined`.
+    fn payments(&self, failed: bool) -> (&str, Vec<Vec<(String, String)>>) {
+        let (stream, verdict, attempt) = if failed {
+            (&self.payment_failed.stream, "failed", "declined")
+        } else {
+            (&self.payment_confirmed.stream, "confirmed", "accepted")
+        };
+        let entries = self
+            .orders
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| {
+                if failed {
+                    self.backlog.declined_first(*index)
+                } else {
+                    self.backlog.payments(*index) > 0
+                }
+            })
+            .map(|(_, order)| {
+                let event = publisher::payment_event(
+                    verdict,
+                    order,
+                    &format!("{order}-pay-{attempt}"),
+                    Some("129.90"),
+                    failed.then_some("card_declined"),
+                    "2025-12-22T10:50:00Z",
+                );
+                let id = uuid::Uuid::new_v4().to_string();
+                publisher::entry_fields(stream, &event, &id, Format::CloudEvent)
+            })
+            .collect();
+        (stream, entries)
+    }
+
+    /// Waits until the group has read every entry of every stream of the backlog and none is
+    /// pending; returns when it was.
     pub async fn wait_drained(&mut self) -> anyhow::Result<Instant> {
         let deadline = Instant::now() + DRAIN_DEADLINE;
+        let streams: Vec<StreamConfig> = self.streams().into_iter().cloned().collect();
+        let mut next = 0;
         loop {
-            let group =
-                order_worker::group_info(&mut self.redis, &self.stream.stream, &self.stream.group)
-                    .await?;
-            let drained = group.is_some_and(|group| group.lag == Some(0) && group.pending == 0);
-            if drained {
+            // Streams found drained stay drained: nothing is published during a drain.
+            while let Some(stream) = streams.get(next) {
+                let group =
+                    order_worker::group_info(&mut self.redis, &stream.stream, &stream.group)
+                        .await?;
+                if !group.is_some_and(|group| group.lag == Some(0) && group.pending == 0) {
+                    break;
+                }
+                next += 1;
+            }
+            if next == streams.len() {
                 return Ok(Instant::now());
             }
             if Instant::now() > deadline {
-                bail!("the stream was not drained within {DRAIN_DEADLINE:?}");
+                bail!("the streams were not drained within {DRAIN_DEADLINE:?}");
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 
-    /// Checks the end state: every order delivered, and three history rows per order when
-    /// `ordered` (each order's events applied in stream order). Consumers that reorder events
-    /// (several replicas, or Dapr's concurrent handlers) may skip a status on the way and record
-    /// fewer rows, never more. Returns the number of history rows.
+    /// Checks the end state: every order delivered, each order's history rows as its events
+    /// applied in stream order leave them when `ordered` (see [`Backlog`]), and one payment row
+    /// per payment published. Consumers that reorder events (several replicas, or Dapr's
+    /// concurrent handlers) may skip a status on the way and record fewer rows, never more.
+    /// Returns the number of history rows.
     pub async fn verify(&self, phase: &str, ordered: bool) -> anyhow::Result<i64> {
         let mut conn = self.db().await?;
-        let rows: i64 = order_status_history::table
-            .count()
-            .get_result(&mut conn)
-            .await?;
+        let per_order: HashMap<String, i64> = order_status_history::table
+            .group_by(order_status_history::order_id)
+            .select((order_status_history::order_id, diesel::dsl::count_star()))
+            .load::<(String, i64)>(&mut conn)
+            .await?
+            .into_iter()
+            .collect();
         let delivered: i64 = orders::table
             .filter(orders::status.eq("delivered"))
             .count()
             .get_result(&mut conn)
             .await?;
+        let payments: i64 = order_payments::table.count().get_result(&mut conn).await?;
+        let rows: i64 = per_order.values().sum();
+        let mut expected_rows = 0;
+        let mut expected_payments = 0;
+        let mut wrong = Vec::new();
+        for (index, order) in self.orders.iter().enumerate() {
+            let expected = self.backlog.history_rows(index);
+            let got = per_order.get(order).copied().unwrap_or(0);
+            if got > expected || (ordered && got != expected) {
+                wrong.push(format!("{order}: {got} (expected {expected})"));
+            }
+            expected_rows += expected;
+            expected_payments += self.backlog.payments(index) as i64;
+        }
         let orders = self.orders.len() as i64;
-        let rows_ok = if ordered {
-            rows == 3 * orders
-        } else {
-            rows <= 3 * orders
-        };
-        if !rows_ok || delivered != orders {
+        if !wrong.is_empty() || delivered != orders || payments != expected_payments {
             bail!(
-                "{phase}: wrong end state: {rows} history rows (expected {}), {delivered} of {orders} orders delivered",
-                3 * orders
+                "{phase}: wrong end state: {rows} history rows (expected {expected_rows}), \
+                 {} orders with wrong history ({}), {delivered} of {orders} orders delivered, \
+                 {payments} payments recorded (expected {expected_payments})",
+                wrong.len(),
+                wrong.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
             );
         }
         Ok(rows)
