@@ -283,8 +283,13 @@ impl TestEnv {
 
     /// The dead-letter stream's entries, as field maps (values decoded lossily), oldest first.
     pub async fn dead_letters(&self) -> Vec<HashMap<String, String>> {
+        self.entries_of(&self.stream.dead_letter_stream()).await
+    }
+
+    /// The entries of the stream `key`, as field maps (values decoded lossily), oldest first.
+    pub async fn entries_of(&self, key: &str) -> Vec<HashMap<String, String>> {
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(self.stream.dead_letter_stream())
+            .arg(key)
             .arg("-")
             .arg("+")
             .query_async(&mut self.redis.clone())

@@ -132,27 +132,7 @@ pub async fn exists(env: &TestEnv, key: &str) -> i64 {
 
 /// The entries of `<key>.deadletter`, as field maps, oldest first.
 pub async fn dead_letters_of(env: &TestEnv, key: &str) -> Vec<HashMap<String, String>> {
-    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(format!("{key}.deadletter"))
-        .arg("-")
-        .arg("+")
-        .query_async(&mut env.redis.clone())
-        .await
-        .expect("XRANGE");
-    reply
-        .ids
-        .into_iter()
-        .map(|entry| {
-            entry
-                .map
-                .into_iter()
-                .map(|(k, v)| {
-                    let bytes: Vec<u8> = redis::from_redis_value(v).expect("bulk string");
-                    (k, String::from_utf8_lossy(&bytes).into_owned())
-                })
-                .collect()
-        })
-        .collect()
+    env.entries_of(&format!("{key}.deadletter")).await
 }
 
 /// A row of `order_payments`, the amount as PostgreSQL prints the NUMERIC.
