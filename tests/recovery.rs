@@ -9,6 +9,7 @@ use order_worker::{apply_batch, Incoming};
 use order_worker::{decode, DEFAULT_MAX_ENTRY_BYTES};
 use order_worker_dev::publisher::Format;
 use redis::streams::StreamReadReply;
+use support::payments;
 use support::{eventually, TestEnv};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -161,5 +162,51 @@ async fn a_group_lost_with_redis_data_is_recreated_and_consumption_goes_on() {
 
     assert_eq!(env.order_status("o1").await, "shipped");
     assert_eq!(env.pending().await, 0);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payment_stream_lost_with_its_group_is_recreated_and_every_topic_goes_on() {
+    let env = TestEnv::new().await;
+    env.seed_orders(&["o1", "o2"], "pending").await;
+    let mut worker = env
+        .spawn_worker_with(payments::all_topics(env.config("w1")))
+        .await;
+    let confirm = async |order: &str| {
+        payments::publish_payment(
+            &env,
+            payments::CONFIRMED,
+            order,
+            order,
+            None,
+            None,
+            Format::CloudEvent,
+        )
+        .await
+    };
+    confirm("o1").await;
+    worker.wait_consumed(1).await;
+
+    // Only the payment.confirmed stream is lost (the others keep their groups).
+    let lost = env.payment_stream(payments::CONFIRMED);
+    let _: () = redis::cmd("DEL")
+        .arg(&lost)
+        .query_async(&mut env.redis.clone())
+        .await
+        .expect("DEL");
+    eventually("the group on the lost stream exists again", async || {
+        payments::pending_on(&env, &lost).await.is_some()
+    })
+    .await;
+    confirm("o2").await;
+    env.publish("o1", "f1", Planning, Format::Raw).await;
+    worker.wait_for(|p| p.applied >= 3).await;
+    worker.stop().await;
+
+    assert_eq!(env.order_status("o1").await, "processing");
+    assert_eq!(env.order_status("o2").await, "confirmed");
+    for key in payments::three_streams(&env) {
+        assert_eq!(payments::pending_on(&env, &key).await, Some(0), "{key}");
+    }
     env.cleanup().await;
 }
