@@ -4,6 +4,7 @@
 use anyhow::Context;
 
 use crate::config::{MigrateConfig, WorkerConfig};
+use crate::http::Health;
 use crate::shutdown;
 use crate::store::migrate;
 use crate::worker::Worker;
@@ -16,28 +17,32 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     tokio::spawn(signals.forward(trigger));
     let timeout = config.shutdown_timeout;
     let metrics = crate::instruments::install();
+    // Served from the start: a worker waiting for its servers is alive, and says why it is not
+    // ready yet.
     let http_addr = config.http_addr;
+    let listener = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .with_context(|| format!("listening on HTTP_ADDR {http_addr}"))?;
+    tracing::info!(
+        "serving /healthz, /readyz, /metrics and /subscriptions on http://{}",
+        listener.local_addr()?
+    );
+    let health = Health::default();
+    let served = health.clone();
+    tokio::spawn(async move {
+        if let Err(error) = crate::http::serve(listener, served, metrics).await {
+            tracing::error!("the HTTP endpoint stopped: {error:#}");
+        }
+    });
     let mut stopped_early = stop.clone();
     let worker = tokio::select! {
-        worker = Worker::start(config) => worker?,
+        worker = Worker::start_waiting(config, &health.starting) => worker?,
         () = stopped_early.triggered() => {
             tracing::info!("stopped while starting: nothing was read");
             return Ok(());
         }
     };
-    let listener = tokio::net::TcpListener::bind(http_addr)
-        .await
-        .with_context(|| format!("listening on HTTP_ADDR {http_addr}"))?;
-    tracing::info!(
-        "serving /healthz, /readyz and /metrics on http://{}",
-        listener.local_addr()?
-    );
-    let readiness = worker.readiness();
-    tokio::spawn(async move {
-        if let Err(error) = crate::http::serve(listener, readiness, metrics).await {
-            tracing::error!("the HTTP endpoint stopped: {error:#}");
-        }
-    });
+    health.running(worker.readiness());
     shutdown::within(timeout, stop.clone(), worker.run(stop)).await
 }
 

@@ -3,6 +3,7 @@
 //! `/metrics` (Prometheus text), `/subscriptions` (what is consumed, as JSON, like Dapr's
 //! `/dapr/subscribe`). What Kubernetes probes and Prometheus scrape.
 
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -19,6 +20,48 @@ use crate::stream::{group_info, RedisPool};
 
 /// A readiness check must answer well within a probe's timeout (1 s by default).
 const CHECK_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// What a starting worker waits for, if anything: what `/readyz` answers until it runs.
+#[derive(Clone, Debug, Default)]
+pub struct Starting(Arc<Mutex<Option<String>>>);
+
+impl Starting {
+    pub fn set(&self, waiting_for: Option<String>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = waiting_for;
+    }
+
+    fn reason(&self) -> String {
+        let waiting = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match waiting.as_deref() {
+            Some(what) => format!("starting, waiting: {what}"),
+            None => "starting".to_owned(),
+        }
+    }
+}
+
+/// The endpoint's view of the worker: starting, then running with these pools.
+#[derive(Clone, Default)]
+pub struct Health {
+    pub starting: Starting,
+    running: Arc<OnceLock<Readiness>>,
+}
+
+impl Health {
+    /// The worker started: `/readyz` checks its pools from now on.
+    pub fn running(&self, readiness: Readiness) {
+        let _ = self.running.set(readiness);
+    }
+
+    fn readiness(&self) -> Result<&Readiness, String> {
+        self.running.get().ok_or_else(|| self.starting.reason())
+    }
+}
 
 /// What `/readyz` needs: the worker's own pools, so it checks what the worker uses.
 #[derive(Clone)]
@@ -73,14 +116,14 @@ impl Readiness {
 
 #[derive(Clone)]
 struct AppState {
-    readiness: Readiness,
+    health: Health,
     metrics: PrometheusHandle,
 }
 
 /// Serves the endpoint on `listener` until the process ends.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    readiness: Readiness,
+    health: Health,
     metrics: PrometheusHandle,
 ) -> std::io::Result<()> {
     let app = Router::new()
@@ -88,12 +131,16 @@ pub async fn serve(
         .route("/readyz", get(ready))
         .route("/metrics", get(render))
         .route("/subscriptions", get(subscriptions))
-        .with_state(AppState { readiness, metrics });
+        .with_state(AppState { health, metrics });
     axum::serve(listener, app).await
 }
 
 async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
-    match state.readiness.check().await {
+    let checked = match state.health.readiness() {
+        Ok(readiness) => readiness.check().await,
+        Err(starting) => Err(starting),
+    };
+    match checked {
         Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -107,14 +154,10 @@ async fn subscriptions(
     State(state): State<AppState>,
 ) -> Result<axum::Json<Vec<SubscriptionStatus>>, (StatusCode, String)> {
     let unavailable = |error: String| (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n"));
+    let readiness = state.health.readiness().map_err(unavailable)?;
     let read = async {
-        let mut conn = state
-            .readiness
-            .redis
-            .get()
-            .await
-            .map_err(|e| e.to_string())?;
-        status(&mut *conn, &state.readiness.subscriptions)
+        let mut conn = readiness.redis.get().await.map_err(|e| e.to_string())?;
+        status(&mut *conn, &readiness.subscriptions)
             .await
             .map_err(|e| e.to_string())
     };

@@ -274,3 +274,63 @@ async fn subscriptions_are_listed_by_the_endpoint_and_the_command_alike() {
     worker.wait().await.expect("exits");
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_started_during_a_postgres_outage_waits_then_drains() {
+    let env = TestEnv::new().await;
+    let proxy = FaultProxy::start(&env.postgres_addr()).await;
+    proxy.cut();
+    let db = proxy.url_for(&env.database_url);
+    let mut worker = env.spawn_process("http-5", &env.redis_url, &db, &[]);
+    let port = http_port(&env, "http-5").await;
+    eventually("not ready, waiting for PostgreSQL", async || {
+        let (status, body) = get(port, "/readyz").await;
+        status == 503 && body.contains("starting, waiting") && body.contains("PostgreSQL")
+    })
+    .await;
+    env.seed_orders(&["o1"], "confirmed").await;
+    env.publish_lifecycle("o1", "f1", &[Planning]).await;
+
+    proxy.restore();
+    eventually("drained once PostgreSQL is back", async || {
+        env.order_status("o1").await == "processing" && env.pending().await == 0
+    })
+    .await;
+    assert_eq!(get(port, "/readyz").await.0, 200);
+    signal(&worker, "-TERM");
+    assert_eq!(worker.wait().await.expect("exits").code(), Some(0));
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_started_during_a_redis_outage_waits_and_a_sigterm_meanwhile_exits_zero() {
+    let env = TestEnv::new().await;
+    // A port where nothing listens: Redis is down, connections are refused.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let down = free.local_addr().expect("address").to_string();
+    drop(free);
+    let redis_url = format!("redis://{down}");
+    let mut quitter = env.spawn_process("http-6", &redis_url, &env.database_url, &[]);
+    let mut waiter = env.spawn_process("http-7", &redis_url, &env.database_url, &[]);
+    for name in ["http-6", "http-7"] {
+        let port = http_port(&env, name).await;
+        eventually("not ready, waiting for Redis", async || {
+            let (status, body) = get(port, "/readyz").await;
+            status == 503 && body.contains("starting, waiting") && body.contains("Redis")
+        })
+        .await;
+    }
+    signal(&quitter, "-TERM");
+    assert_eq!(quitter.wait().await.expect("exits").code(), Some(0));
+
+    env.seed_orders(&["o1"], "confirmed").await;
+    env.publish_lifecycle("o1", "f1", &[Planning]).await;
+    let _redis = FaultProxy::start_at(&down, &env.redis_addr()).await;
+    eventually("drained once Redis is back", async || {
+        env.order_status("o1").await == "processing" && env.pending().await == 0
+    })
+    .await;
+    signal(&waiter, "-TERM");
+    assert_eq!(waiter.wait().await.expect("exits").code(), Some(0));
+    env.cleanup().await;
+}

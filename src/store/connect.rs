@@ -136,44 +136,117 @@ impl Target {
     }
 }
 
+/// A connection attempt the server did not answer or hung up on: worth waiting out (it is
+/// down or restarting), unlike a refusal it gave (credentials, database, TLS) or a bad URL.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreachable(pub String);
+
 /// Connects as the URL says, and makes PostgreSQL plan every statement for its actual
 /// arguments. The worker's statements are prepared once per connection and run for its whole
 /// life; a generic plan fixed while the tables were small (a fresh install) would scan them
 /// whole forever after, turning a 1 ms lookup of a batch's event ids into 50 ms by 30,000 rows.
 pub async fn connect(url: String) -> diesel::ConnectionResult<AsyncPgConnection> {
-    let target = Target::parse(&url).map_err(ConnectionError::InvalidConnectionUrl)?;
-    let failed = |error: &dyn std::fmt::Display| {
-        ConnectionError::BadConnection(format!(
+    open(url).await.map_err(|failure| match failure {
+        Failure::Unreachable(Unreachable(message)) => ConnectionError::BadConnection(message),
+        Failure::Refused(error) => error,
+    })
+}
+
+/// [`connect`], with a server that does not answer told apart ([`Unreachable`]).
+pub async fn connect_or_unreachable(url: String) -> anyhow::Result<AsyncPgConnection> {
+    open(url).await.map_err(|failure| match failure {
+        Failure::Unreachable(unreachable) => anyhow::Error::new(unreachable),
+        Failure::Refused(error) => anyhow::Error::new(error),
+    })
+}
+
+enum Failure {
+    Unreachable(Unreachable),
+    Refused(ConnectionError),
+}
+
+async fn open(url: String) -> Result<AsyncPgConnection, Failure> {
+    let target = Target::parse(&url)
+        .map_err(|error| Failure::Refused(ConnectionError::InvalidConnectionUrl(error)))?;
+    let message = |error: &dyn std::fmt::Display| {
+        format!(
             "connecting to PostgreSQL at {} (sslmode={}): {error}",
             redact_url(&url),
             target.ssl_mode.as_str()
-        ))
+        )
     };
-    let tls = target
-        .tls()
-        .map_err(|error| failed(&format!("{error:#}")))?;
+    let failed = |error: tokio_postgres::Error| {
+        let text = message(&with_causes(&error));
+        if is_unreachable(&error) {
+            Failure::Unreachable(Unreachable(text))
+        } else {
+            Failure::Refused(ConnectionError::BadConnection(text))
+        }
+    };
+    let tls = target.tls().map_err(|error| {
+        Failure::Refused(ConnectionError::BadConnection(message(&format!(
+            "{error:#}"
+        ))))
+    })?;
+    let refused = Failure::Refused;
     let mut conn = match tls {
         None => {
             let (client, connection) = target
                 .config
                 .connect(tokio_postgres::NoTls)
                 .await
-                .map_err(|error| failed(&with_causes(&error)))?;
-            AsyncPgConnection::try_from_client_and_connection(client, connection).await?
+                .map_err(failed)?;
+            AsyncPgConnection::try_from_client_and_connection(client, connection)
+                .await
+                .map_err(refused)?
         }
         Some(tls) => {
             let (client, connection) = target
                 .config
                 .connect(MakeRustlsConnect::new(tls))
                 .await
-                .map_err(|error| failed(&with_causes(&error)))?;
-            AsyncPgConnection::try_from_client_and_connection(client, connection).await?
+                .map_err(failed)?;
+            AsyncPgConnection::try_from_client_and_connection(client, connection)
+                .await
+                .map_err(refused)?
         }
     };
     conn.batch_execute("SET plan_cache_mode = force_custom_plan")
         .await
-        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+        .map_err(|error| Failure::Refused(ConnectionError::CouldntSetupConfiguration(error)))?;
     Ok(conn)
+}
+
+/// Whether the server never answered or hung up before saying why: nothing it sent refuses us
+/// (a refusal is a database error, a TLS failure is invalid data).
+fn is_unreachable(error: &tokio_postgres::Error) -> bool {
+    use std::io::ErrorKind::*;
+    if error.as_db_error().is_some() {
+        return false;
+    }
+    if error.is_closed() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ConnectionRefused
+                    | ConnectionReset
+                    | ConnectionAborted
+                    | NotConnected
+                    | BrokenPipe
+                    | TimedOut
+                    | UnexpectedEof
+                    | HostUnreachable
+                    | NetworkUnreachable
+            );
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// An error with its causes: tokio-postgres says only "error performing TLS handshake", the

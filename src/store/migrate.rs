@@ -48,7 +48,7 @@ pub async fn run_pending(database_url: &str) -> anyhow::Result<Vec<String>> {
 /// Reads diesel's bookkeeping table itself: diesel's harness would first run `CREATE TABLE IF
 /// NOT EXISTS` on it, which the worker's runtime role, allowed no DDL, may not.
 pub async fn ensure_current(database_url: &str) -> anyhow::Result<()> {
-    let mut conn = super::connect(database_url.to_owned()).await?;
+    let mut conn = super::connect::connect_or_unreachable(database_url.to_owned()).await?;
     let applied: Vec<String> = if migrations_table_exists(&mut conn).await? {
         diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
             .load::<AppliedVersion>(&mut conn)

@@ -1,9 +1,9 @@
 //! One replica's consumer: reads new entries, claims stuck ones on a timer, and runs each batch
 //! through its life, two at once when their orders differ ([`in_flight`]).
 //!
-//! `impl Worker` spans three files: here, starting and the read loop; [`batch`], a batch's
-//! whole life (deliveries → decode → apply → verdicts → settle → record); [`claim`], claiming
-//! stuck entries and the housekeeping that goes with it.
+//! `impl Worker` spans four files: [`start`], connecting (and waiting out an outage); here, the
+//! read loop; [`batch`], a batch's whole life (deliveries → decode → apply → verdicts → settle
+//! → record); [`claim`], claiming stuck entries and the housekeeping that goes with it.
 //!
 //! Nothing is acked before the transaction that applied it committed; an entry that can never
 //! apply is dead-lettered and acked in the same MULTI; an event whose order does not exist yet
@@ -13,6 +13,7 @@
 mod batch;
 mod claim;
 mod in_flight;
+mod start;
 
 use std::time::{Duration, Instant};
 
@@ -27,9 +28,8 @@ pub use crate::instruments::Progress;
 use crate::instruments::Recorder;
 use crate::retry::{Dependency, Retry};
 use crate::shutdown::Shutdown;
-use crate::store::{self, migrate, DbPool};
-use crate::stream::{self, ensure_group, ReadBatch, Reader, RedisPool};
-use crate::telemetry::SUBSCRIBING;
+use crate::store::DbPool;
+use crate::stream::{ReadBatch, Reader, RedisPool};
 
 /// Batches applied at once when they write disjoint orders: two keep PostgreSQL busy while the
 /// other commits or is acked; more only add connections.
@@ -63,66 +63,6 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Checks the schema, joins the group (creating it if needed) and connects the reader.
-    /// Fails with a clear message rather than starting half-configured.
-    pub async fn start(config: WorkerConfig) -> anyhow::Result<Self> {
-        let subscriptions = config.subscriptions()?;
-        migrate::ensure_current(&config.connections.database_url).await?;
-        let consumer = config.stream.consumer_name();
-        let client = config.connections.redis_client()?;
-        let redis = stream::pool(client.clone());
-        {
-            // A connection of its own rather than the pool's: a pool that cannot connect
-            // reports only that it timed out, this says why (refused, TLS, authentication).
-            let settings = redis::AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(std::time::Duration::from_secs(5)));
-            let mut conn =
-                stream::client::connect_checked(&client, &config.connections.redis_url, &settings)
-                    .await?;
-            for subscription in &subscriptions {
-                let stream = &subscription.stream;
-                ensure_group(&mut conn, stream)
-                    .await
-                    .with_context(|| format!("creating the consumer group on {}", stream.stream))?;
-            }
-        }
-        let reader = Reader::connect(
-            client,
-            subscriptions.iter().map(|s| s.stream.clone()).collect(),
-            consumer.clone(),
-            config.block(),
-        )
-        .await
-        .context("connecting the stream reader")?;
-        // One connection per lane of each batch in flight, and one spare for reconnects.
-        let db = store::pool(
-            &config.connections.database_url,
-            u32::from(config.concurrency) * IN_FLIGHT as u32 + 1,
-        );
-        for Subscription { topic, stream } in &subscriptions {
-            tracing::info!(
-                topic = topic.name(),
-                "{SUBSCRIBING}: {}, group: {}, consumer: {}",
-                stream.stream,
-                stream.group,
-                consumer
-            );
-        }
-        Ok(Self {
-            config,
-            subscriptions,
-            consumer,
-            db,
-            redis,
-            reader: Some(reader),
-            read_ahead: std::sync::Mutex::new(Vec::new()),
-            recorder: Recorder::default(),
-            redis_health: Dependency::new("Redis", "redis"),
-            db_health: Dependency::new("PostgreSQL", "postgres"),
-            commits: None,
-        })
-    }
-
     /// What `/readyz` checks, sharing this worker's connections.
     pub fn readiness(&self) -> crate::http::Readiness {
         crate::http::Readiness {

@@ -26,7 +26,13 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Listens on an ephemeral local port and forwards to `target` (`host:port`).
     pub async fn start(target: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        Self::start_at("127.0.0.1:0", target).await
+    }
+
+    /// Listens on `listen` (`host:port`) and forwards to `target`: a server that appears where
+    /// nothing answered before.
+    pub async fn start_at(listen: &str, target: &str) -> Self {
+        let listener = TcpListener::bind(listen).await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
         let mode = Arc::new(watch::Sender::new(Mode::Pass));
         let target = target.to_owned();

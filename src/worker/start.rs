@@ -1,0 +1,141 @@
+//! Starting: check the schema, join the groups, connect. An outage (a server that does not
+//! answer) is waited out with backoff, logged once and shown on `/readyz`; what waiting cannot
+//! fix (a bad URL, credentials, a schema behind, TLS) fails at once with the reason.
+
+use std::future::Future;
+use std::sync::Mutex;
+
+use anyhow::Context;
+
+use super::{Worker, IN_FLIGHT};
+use crate::config::{Subscription, WorkerConfig};
+use crate::http::Starting;
+use crate::instruments::Recorder;
+use crate::retry::{Dependency, Retry};
+use crate::shutdown;
+use crate::store::connect::Unreachable;
+use crate::store::{self, migrate};
+use crate::stream::{self, ensure_group, Reader};
+use crate::telemetry::SUBSCRIBING;
+
+impl Worker {
+    /// Checks the schema, joins the groups (creating them if needed) and connects the reader.
+    /// Fails with a clear message rather than starting half-configured.
+    pub async fn start(config: WorkerConfig) -> anyhow::Result<Self> {
+        Self::start_waiting(config, &Starting::default()).await
+    }
+
+    /// [`Worker::start`], waiting for Redis and PostgreSQL as long as they do not answer
+    /// (`starting` says what it waits for); drop the future to stop waiting.
+    pub async fn start_waiting(config: WorkerConfig, starting: &Starting) -> anyhow::Result<Self> {
+        let subscriptions = config.subscriptions()?;
+        let client = config.connections.redis_client()?;
+        let redis_health = Dependency::new("Redis", "redis");
+        let db_health = Dependency::new("PostgreSQL", "postgres");
+        let database_url = &config.connections.database_url;
+        wait_out("checking the database schema", &db_health, starting, || {
+            migrate::ensure_current(database_url)
+        })
+        .await?;
+        wait_out(
+            "joining the consumer groups",
+            &redis_health,
+            starting,
+            || join_groups(&client, &config, &subscriptions),
+        )
+        .await?;
+        let consumer = config.stream.consumer_name();
+        let reader = Reader::connect(
+            client.clone(),
+            subscriptions.iter().map(|s| s.stream.clone()).collect(),
+            consumer.clone(),
+            config.block(),
+        )
+        .await
+        .context("connecting the stream reader")?;
+        // One connection per lane of each batch in flight, and one spare for reconnects.
+        let db = store::pool(
+            database_url,
+            u32::from(config.concurrency) * IN_FLIGHT as u32 + 1,
+        );
+        for Subscription { topic, stream } in &subscriptions {
+            tracing::info!(
+                topic = topic.name(),
+                "{SUBSCRIBING}: {}, group: {}, consumer: {}",
+                stream.stream,
+                stream.group,
+                consumer
+            );
+        }
+        Ok(Self {
+            redis: stream::pool(client),
+            config,
+            subscriptions,
+            consumer,
+            db,
+            reader: Some(reader),
+            read_ahead: Mutex::new(Vec::new()),
+            recorder: Recorder::default(),
+            redis_health,
+            db_health,
+            commits: None,
+        })
+    }
+}
+
+/// Connects with a connection of its own rather than the pool's (a pool that cannot connect
+/// says only that it timed out; this says why) and creates each group that is missing.
+async fn join_groups(
+    client: &redis::Client,
+    config: &WorkerConfig,
+    subscriptions: &[Subscription],
+) -> anyhow::Result<()> {
+    let settings = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(std::time::Duration::from_secs(5)));
+    let redis_url = &config.connections.redis_url;
+    let mut conn = stream::client::connect_checked(client, redis_url, &settings).await?;
+    for Subscription { stream, .. } in subscriptions {
+        ensure_group(&mut conn, stream)
+            .await
+            .with_context(|| format!("creating the consumer group on {}", stream.stream))?;
+    }
+    Ok(())
+}
+
+/// Runs `step` until it succeeds, waiting with backoff while its server does not answer.
+async fn wait_out<T, F: Future<Output = anyhow::Result<T>>>(
+    what: &'static str,
+    dependency: &Dependency,
+    starting: &Starting,
+    mut step: impl FnMut() -> F,
+) -> anyhow::Result<T> {
+    // Never triggered: the caller stops the wait by dropping this future.
+    let (_trigger, never) = shutdown::channel();
+    let mut retry = Retry::new(what, dependency, &never);
+    loop {
+        match step().await {
+            Ok(value) => {
+                retry.succeeded();
+                starting.set(None);
+                return Ok(value);
+            }
+            Err(error) if unreachable(&error) => {
+                starting.set(Some(format!("{what}: {error:#}")));
+                retry.failed(&format!("{error:#}")).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Whether the error is a server that did not answer (down, restarting), not one that
+/// refused us. A Redis that drops a new connection at once is not counted: that is what a
+/// TLS-only server does to a plain `redis://` one.
+fn unreachable(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<Unreachable>().is_some()
+            || cause
+                .downcast_ref::<redis::RedisError>()
+                .is_some_and(|e| e.is_connection_refusal() || e.is_timeout())
+    })
+}
