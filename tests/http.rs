@@ -5,6 +5,8 @@
 mod support;
 
 use order_worker::FulfillmentStatus::Planning;
+use order_worker_dev::publisher::Format;
+use support::payments::{publish_payment, ALL_TOPICS, CONFIRMED, FAILED};
 use support::process::signal;
 use support::proxy::FaultProxy;
 use support::{eventually, TestEnv};
@@ -211,8 +213,6 @@ async fn metrics_count_claimed_entries_and_each_refusal_by_its_kind() {
     env.cleanup().await;
 }
 
-const ALL_TOPICS: &str = "fulfillment.status_changed,payment.confirmed,payment.failed";
-
 #[tokio::test(flavor = "multi_thread")]
 async fn subscriptions_are_listed_by_the_endpoint_and_the_command_alike() {
     let env = TestEnv::new().await;
@@ -332,5 +332,53 @@ async fn a_worker_started_during_a_redis_outage_waits_and_a_sigterm_meanwhile_ex
     .await;
     signal(&waiter, "-TERM");
     assert_eq!(waiter.wait().await.expect("exits").code(), Some(0));
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn payment_events_are_counted_by_topic_and_conflicts_apart() {
+    let env = TestEnv::new().await;
+    env.seed_orders(&["o1", "o3"], "pending").await;
+    env.seed_orders(&["o2"], "cancelled").await;
+    for (topic, order) in [(CONFIRMED, "o1"), (CONFIRMED, "o2"), (FAILED, "o3")] {
+        publish_payment(&env, topic, order, order, Some("9.90"), None, Format::Raw).await;
+    }
+    let settings = [("TOPICS", ALL_TOPICS)];
+    let mut worker = env.spawn_process("http-8", &env.redis_url, &env.database_url, &settings);
+    let port = http_port(&env, "http-8").await;
+    let consumed = |topic: &str| format!("payment_events_consumed_total{{topic=\"{topic}\"}}");
+    eventually("the three payments counted", async || {
+        let (_, metrics) = get(port, "/metrics").await;
+        sample(&metrics, &consumed(CONFIRMED)) == Some(2.0)
+            && sample(&metrics, &consumed(FAILED)) == Some(1.0)
+    })
+    .await;
+    let (_, metrics) = get(port, "/metrics").await;
+    let expected = [
+        (
+            "order_status_updates_total{reason=\"PaymentConfirmed\"}",
+            Some(1.0),
+        ),
+        (
+            "order_status_updates_total{reason=\"PaymentFailed\"}",
+            Some(1.0),
+        ),
+        (
+            "order_event_conflicts_total{topic=\"payment.confirmed\"}",
+            Some(1.0),
+        ),
+        (
+            "fulfillment_event_outcomes_total{topic=\"payment.confirmed\",outcome=\"conflict\"}",
+            Some(1.0),
+        ),
+        // The seed's name counts the fulfillment topic alone.
+        ("fulfillment_status_events_consumed_total", None),
+    ];
+    for (series, value) in expected {
+        assert_eq!(sample(&metrics, series), value, "{series} in {metrics}");
+    }
+
+    signal(&worker, "-TERM");
+    worker.wait().await.expect("exits");
     env.cleanup().await;
 }
