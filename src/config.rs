@@ -23,6 +23,8 @@ pub const DEFAULT_BLOCK_MS: u64 = 2000;
 /// 60 s; shorter here because only truly stuck entries are ever idle that long).
 pub const DEFAULT_CLAIM_INTERVAL_MS: u64 = 5_000;
 pub const DEFAULT_CLAIM_MIN_IDLE_MS: u64 = 30_000;
+/// How long a consumer holding entries must be silent to be taken for gone.
+pub const DEFAULT_CONSUMER_GONE_MS: u64 = 6_000;
 /// Attempts before an entry that keeps failing is dead-lettered.
 pub const DEFAULT_MAX_DELIVERIES: u32 = 10;
 /// Consumers idle this long with nothing pending are removed from the group.
@@ -319,6 +321,12 @@ pub struct WorkerConfig {
     /// Entries this worker is still processing are kept fresh, so only abandoned ones qualify.
     #[arg(long, env = "CLAIM_MIN_IDLE_MS", default_value_t = DEFAULT_CLAIM_MIN_IDLE_MS, value_parser = clap::value_parser!(u64).range(1..))]
     pub claim_min_idle_ms: u64,
+    /// A consumer silent this long (no read, claim or keep-alive) while holding entries is gone,
+    /// a replica killed or its pod lost: what it holds is claimed at the next claim round, not
+    /// after CLAIM_MIN_IDLE_MS. Live replicas never look gone: they read at least every
+    /// BLOCK_MS and keep their batches fresh every third of this. In ms, above BLOCK_MS.
+    #[arg(long, env = "CONSUMER_GONE_MS", default_value_t = DEFAULT_CONSUMER_GONE_MS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub consumer_gone_ms: u64,
     /// An entry that failed this many deliveries (e.g. its order never appeared) is
     /// dead-lettered with its last error.
     #[arg(long, env = "MAX_DELIVERIES", default_value_t = DEFAULT_MAX_DELIVERIES, value_parser = clap::value_parser!(u32).range(1..))]
@@ -361,6 +369,7 @@ impl WorkerConfig {
             max_entry_bytes: crate::envelope::DEFAULT_MAX_ENTRY_BYTES,
             claim_interval_ms: DEFAULT_CLAIM_INTERVAL_MS,
             claim_min_idle_ms: DEFAULT_CLAIM_MIN_IDLE_MS,
+            consumer_gone_ms: DEFAULT_CONSUMER_GONE_MS,
             max_deliveries: DEFAULT_MAX_DELIVERIES,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             concurrency: 1,
@@ -384,6 +393,10 @@ impl WorkerConfig {
 
     pub fn claim_min_idle(&self) -> Duration {
         Duration::from_millis(self.claim_min_idle_ms)
+    }
+
+    pub fn consumer_gone(&self) -> Duration {
+        Duration::from_millis(self.consumer_gone_ms)
     }
 }
 

@@ -47,6 +47,53 @@ async fn a_worker_killed_mid_batch_has_its_entries_claimed_by_another() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_killed_replicas_entries_are_taken_over_in_seconds_not_after_claim_min_idle() {
+    let env = TestEnv::new().await;
+    // CLAIM_MIN_IDLE_MS is ten minutes: only the takeover from a consumer that is gone can
+    // finish within the test's deadline.
+    let settings = [
+        ("CLAIM_MIN_IDLE_MS", "600000"),
+        ("CONSUMER_GONE_MS", "1500"),
+    ];
+    let proxy = FaultProxy::start(&env.postgres_addr()).await;
+    let proxied = proxy.url_for(&env.database_url);
+    let mut victim = env.spawn_process("victim", &env.redis_url, &proxied, &settings);
+    let mut survivor = env.spawn_process("survivor", &env.redis_url, &env.database_url, &settings);
+    eventually("both joined the group", async || {
+        env.has_consumer("victim").await && env.has_consumer("survivor").await
+    })
+    .await;
+    proxy.stall();
+    let mut published = 0;
+    eventually("the victim holds a batch it cannot apply", async || {
+        env.seed_lifecycles_from(published, 5).await;
+        published += 5;
+        env.pending_for("victim").await > 0
+    })
+    .await;
+    // Held past CONSUMER_GONE_MS while alive: kept fresh, never taken.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    assert!(
+        env.pending_for("victim").await > 0,
+        "a live replica's batch was taken"
+    );
+    let killed = std::time::Instant::now();
+    signal(&victim, "-KILL");
+    victim.wait().await.expect("reaped");
+    eventually(
+        "the survivor took everything over and applied it",
+        async || env.pending().await == 0 && env.history_count().await == 3 * published as i64,
+    )
+    .await;
+    let took = killed.elapsed();
+    eprintln!("takeover after SIGKILL, applied and acked: {took:?}");
+    assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
+    signal(&survivor, "-TERM");
+    survivor.wait().await.expect("survivor exits");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_a_backlog_exits_zero_in_time_leaving_nothing_pending() {
     let env = TestEnv::new().await;
     let (orders, _) = env.seed_lifecycles(1_000).await;

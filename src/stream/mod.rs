@@ -8,7 +8,7 @@ pub(crate) mod reply;
 pub mod settle;
 
 pub use group::{ensure_group, group_info, groups};
-pub use pending::{autoclaim, delivery_counts, keep_alive};
+pub use pending::{autoclaim, claim_held, delivery_counts, keep_alive};
 pub use read::Reader;
 pub use settle::{settle, DeadLetter, Settlement};
 

@@ -52,6 +52,47 @@ pub async fn autoclaim<C: ConnectionLike + Send>(
     Ok((next, batch))
 }
 
+/// Up to `count` entries `holder` has held idle for at least `min_idle`, claimed for
+/// `consumer` (`XPENDING … IDLE`, then `XCLAIM` with the same floor, so an entry refreshed
+/// meanwhile stays where it is). Ids gone from the stream are dropped from the pending list by
+/// `XCLAIM` itself.
+pub async fn claim_held<C: ConnectionLike + Send>(
+    conn: &mut C,
+    (source, config): (usize, &StreamConfig),
+    holder: &str,
+    consumer: &str,
+    min_idle: Duration,
+    count: usize,
+) -> redis::RedisResult<ReadBatch> {
+    let min_idle = min_idle.as_millis() as u64;
+    let held: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
+        .arg(&config.stream)
+        .arg(&config.group)
+        .arg("IDLE")
+        .arg(min_idle)
+        .arg("-")
+        .arg("+")
+        .arg(count)
+        .arg(holder)
+        .query_async(conn)
+        .await?;
+    let mut batch = ReadBatch::default();
+    if held.ids.is_empty() {
+        return Ok(batch);
+    }
+    let ids: Vec<&str> = held.ids.iter().map(|pending| pending.id.as_str()).collect();
+    let claimed: Value = redis::cmd("XCLAIM")
+        .arg(&config.stream)
+        .arg(&config.group)
+        .arg(consumer)
+        .arg(min_idle)
+        .arg(&ids)
+        .query_async(conn)
+        .await?;
+    parse_entries(claimed, source, &mut batch)?;
+    Ok(batch)
+}
+
 /// Resets the idle time of entries we are still working on (`XCLAIM … 0 … JUSTID` to
 /// ourselves, which does not count as a delivery), so no other replica claims them meanwhile
 /// (Dapr issue #4599: buffered entries aged in the pending list and were processed twice).

@@ -262,7 +262,13 @@ impl Worker {
     ) -> Option<Applied> {
         let work = self.apply_in_lanes(events, shutdown);
         tokio::pin!(work);
-        let period = self.config.claim_min_idle() / 3;
+        // Fresh well within both: another replica claims what is idle for CLAIM_MIN_IDLE_MS, or
+        // for CONSUMER_GONE_MS when this one looks gone.
+        let period = self
+            .config
+            .claim_min_idle()
+            .min(self.config.consumer_gone())
+            / 3;
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             tokio::select! {

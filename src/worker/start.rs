@@ -29,6 +29,14 @@ impl Worker {
     /// (`starting` says what it waits for); drop the future to stop waiting.
     pub async fn start_waiting(config: WorkerConfig, starting: &Starting) -> anyhow::Result<Self> {
         let subscriptions = config.subscriptions()?;
+        if config.consumer_gone_ms <= config.block_ms {
+            anyhow::bail!(
+                "CONSUMER_GONE_MS ({}) must exceed BLOCK_MS ({}): a replica waiting on a read \
+                 would look gone",
+                config.consumer_gone_ms,
+                config.block_ms
+            );
+        }
         let client = config.connections.redis_client()?;
         let redis_health = Dependency::new("Redis", "redis");
         let db_health = Dependency::new("PostgreSQL", "postgres");
