@@ -82,8 +82,8 @@ pub fn three_streams(env: &TestEnv) -> [String; 3] {
     [FULFILLMENT, CONFIRMED, FAILED].map(|topic| stream_key(env, topic))
 }
 
-/// XPENDING summary count of the group on `key`; `None` while the group does not exist.
-pub async fn pending_on(env: &TestEnv, key: &str) -> Option<usize> {
+/// The XPENDING summary of the group on `key`; `None` while the group does not exist.
+async fn summary(env: &TestEnv, key: &str) -> Option<redis::streams::StreamPendingReply> {
     let reply: redis::RedisResult<redis::streams::StreamPendingReply> = redis::cmd("XPENDING")
         .arg(key)
         .arg(&env.stream.group)
@@ -91,19 +91,19 @@ pub async fn pending_on(env: &TestEnv, key: &str) -> Option<usize> {
         .await;
     match reply {
         Err(error) if error.code() == Some("NOGROUP") => None,
-        other => Some(other.expect("XPENDING").count()),
+        other => Some(other.expect("XPENDING")),
     }
+}
+
+/// Entries pending in the group on `key`; `None` while the group does not exist.
+pub async fn pending_on(env: &TestEnv, key: &str) -> Option<usize> {
+    Some(summary(env, key).await?.count())
 }
 
 /// Entries of the group on `key` pending under `consumer`.
 pub async fn pending_for_on(env: &TestEnv, key: &str, consumer: &str) -> usize {
-    let reply: redis::RedisResult<redis::streams::StreamPendingReply> = redis::cmd("XPENDING")
-        .arg(key)
-        .arg(&env.stream.group)
-        .query_async(&mut env.redis.clone())
-        .await;
-    match reply {
-        Ok(redis::streams::StreamPendingReply::Data(data)) => data
+    match summary(env, key).await {
+        Some(redis::streams::StreamPendingReply::Data(data)) => data
             .consumers
             .iter()
             .find(|c| c.name == consumer)
