@@ -234,12 +234,14 @@ pub(crate) fn parse_topic(name: &str) -> Result<String, String> {
 }
 
 impl Topics {
-    /// These settings for `topic` alone: where its stream is, whether or not TOPICS lists it.
-    pub fn only(&self, topic: &str) -> Self {
-        Self {
+    /// `topic`'s subscription with these settings, whether or not TOPICS lists it.
+    pub fn subscription(&self, topic: &str, base: &StreamConfig) -> anyhow::Result<Subscription> {
+        let only = Self {
             names: vec![topic.to_owned()],
             ..self.clone()
-        }
+        };
+        let subscriptions = only.subscriptions(base)?;
+        subscriptions.into_iter().next().context("one topic")
     }
     /// One subscription per topic, in `TOPICS` order (repeats dropped), each a copy of `base`
     /// (group, consumer, dead-letter override) on its topic's stream. `DEAD_LETTER_STREAM` names one

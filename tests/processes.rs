@@ -64,13 +64,9 @@ async fn a_killed_replicas_entries_are_taken_over_in_seconds_not_after_claim_min
     })
     .await;
     proxy.stall();
-    let mut published = 0;
-    eventually("the victim holds a batch it cannot apply", async || {
-        env.seed_lifecycles_from(published, 5).await;
-        published += 5;
-        env.pending_for("victim").await > 0
-    })
-    .await;
+    let published = env
+        .publish_until_held(async |env| env.pending_for("victim").await > 0)
+        .await;
     // Held past CONSUMER_GONE_MS while alive: kept fresh, never taken.
     tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
     assert!(
@@ -192,12 +188,7 @@ async fn a_stuck_batch_holds_shutdown_only_until_the_timeout_and_a_second_signal
     })
     .await;
     proxy.stall();
-    // A worker reads only while it has a free slot (two batches in flight): one may take a
-    // whole burst, so bursts go on until the other holds some too.
-    let mut published = 0;
-    eventually("both hold a batch they cannot apply", async || {
-        env.seed_lifecycles_from(published, 5).await;
-        published += 5;
+    env.publish_until_held(async |env| {
         env.pending_for("patient").await > 0 && env.pending_for("impatient").await > 0
     })
     .await;

@@ -96,7 +96,7 @@ impl OpsConfig {
     /// The streams to look at: `--topic`'s, else every one of TOPICS.
     pub fn subscriptions(&self) -> anyhow::Result<Vec<Subscription>> {
         match &self.topic {
-            Some(topic) => self.topics.only(topic).subscriptions(&self.stream),
+            Some(topic) => Ok(vec![self.topics.subscription(topic, &self.stream)?]),
             None => self.topics.subscriptions(&self.stream),
         }
     }
@@ -105,9 +105,7 @@ impl OpsConfig {
     /// topic's (as before the worker served payments).
     pub fn narrowed(&self) -> anyhow::Result<Self> {
         let topic = self.topic.as_deref().unwrap_or(DEFAULT_STREAM);
-        let subscription = self.topics.only(topic).subscriptions(&self.stream)?;
-        let subscription = subscription.into_iter().next().context("one topic")?;
-        Ok(self.on(subscription))
+        Ok(self.on(self.topics.subscription(topic, &self.stream)?))
     }
 
     /// These settings on `subscription`'s stream.

@@ -96,6 +96,20 @@ impl TestEnv {
         std::fs::read_to_string(self.process_log_path(name)).expect("process log")
     }
 
+    /// Publishes lifecycles five orders at a time until `holding` is true of the consumers'
+    /// pending entries: a worker reads only while it has a free slot (two batches in flight),
+    /// so one may take a whole burst and another needs the next. Returns the orders published.
+    pub async fn publish_until_held(&self, holding: impl AsyncFn(&Self) -> bool) -> usize {
+        let mut published = 0;
+        super::eventually("the consumers hold what they cannot apply", async || {
+            self.seed_lifecycles_from(published, 5).await;
+            published += 5;
+            holding(self).await
+        })
+        .await;
+        published
+    }
+
     /// Entries pending for one consumer (0 while the group does not exist yet).
     pub async fn pending_for(&self, consumer: &str) -> usize {
         let reply: redis::RedisResult<redis::streams::StreamPendingReply> = redis::cmd("XPENDING")

@@ -79,8 +79,7 @@ pub struct ReplayArgs {
 /// Runs the replay and prints its report. Entries that do not apply (unknown order, rejected,
 /// undecodable) are reported, not failures: the command fails only when it cannot do its job.
 pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
-    let subscriptions = args.topics.only(&args.topic).subscriptions(&args.stream)?;
-    let subscription = subscriptions.into_iter().next().context("one topic")?;
+    let subscription = args.topics.subscription(&args.topic, &args.stream)?;
     let mut ops = OpsConfig::new(
         args.connections.redis_url.clone(),
         subscription.stream.clone(),
