@@ -30,11 +30,22 @@ struct Applied {
     transitions: Vec<Transition>,
 }
 
+/// Delivery counts of a redelivered batch's entries, by source then id.
+#[derive(Default)]
+struct DeliveryCounts(HashMap<usize, HashMap<String, u64>>);
+
+impl DeliveryCounts {
+    /// How many times `entry` was delivered, this time included (absent: the first).
+    fn of(&self, entry: &StreamEntry) -> u64 {
+        let counted = self.0.get(&entry.source).and_then(|ids| ids.get(&entry.id));
+        counted.copied().unwrap_or(1)
+    }
+}
+
 /// A batch read and decoded, not yet applied.
 pub(super) struct Prepared {
     batch: ReadBatch,
-    /// Delivery counts of a redelivered batch's entries (absent: first delivery).
-    counts: HashMap<(usize, String), u64>,
+    counts: DeliveryCounts,
     /// One per entry, in order: the event to apply, or why the entry never will be.
     decoded: Vec<Result<Event, Refusal>>,
     started: Instant,
@@ -47,11 +58,6 @@ impl Prepared {
         self.events()
             .map(|(_, event)| event.change.order_id().to_owned())
             .collect()
-    }
-
-    fn deliveries(&self, entry: &StreamEntry) -> u64 {
-        let key = (entry.source, entry.id.clone());
-        self.counts.get(&key).copied().unwrap_or(1)
     }
 
     /// The entries whose event is to be applied, in stream order.
@@ -75,7 +81,7 @@ impl Prepared {
                         Some(outcome) => {
                             let order_id = event.change.order_id();
                             let known = Known::Applied { outcome, order_id };
-                            verdict(known, self.deliveries(entry), max_deliveries)
+                            verdict(known, self.counts.of(entry), max_deliveries)
                         }
                         // Every event has an outcome; one without would stay pending.
                         None => Verdict::Pending,
@@ -100,7 +106,7 @@ impl Worker {
     /// shutdown interrupts the lookup: nothing was done, the entries stay pending.
     pub(super) async fn prepare(&self, batch: ReadBatch, shutdown: &Shutdown) -> Option<Prepared> {
         let started = Instant::now();
-        let mut counts = HashMap::new();
+        let mut counts = DeliveryCounts::default();
         if batch.redelivered {
             for (source, ids) in by_source(batch.ids()) {
                 let stream = &self.subscriptions[source].stream;
@@ -111,7 +117,7 @@ impl Worker {
                     || self.on_redis(async |conn| delivery_counts(conn, stream, &ids).await),
                 );
                 let counted = counted.await?;
-                counts.extend(counted.into_iter().map(|(id, n)| ((source, id), n)));
+                counts.0.insert(source, counted);
             }
         }
         let max = u64::from(self.config.max_deliveries);
@@ -119,8 +125,7 @@ impl Worker {
             .entries
             .iter()
             .map(|entry| {
-                let key = (entry.source, entry.id.clone());
-                let deliveries = counts.get(&key).copied().unwrap_or(1);
+                let deliveries = counts.of(entry);
                 let topic = self.subscriptions[entry.source].topic;
                 let event = topics::decode(topic, &entry.fields, self.config.max_entry_bytes);
                 match verdict(Known::Decoded(event.as_ref().map(drop)), deliveries, max) {
@@ -214,7 +219,7 @@ impl Worker {
             settlements[*source].ack_ids.push(id);
         }
         for (entry, fate) in verdicts {
-            let delivery_count = prepared.deliveries(entry);
+            let delivery_count = prepared.counts.of(entry);
             let settlement = &mut settlements[entry.source];
             match fate {
                 Verdict::Ack => settlement.ack_ids.push(&entry.id),
