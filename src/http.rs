@@ -16,7 +16,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::config::Subscription;
 use crate::ops::subscriptions::{status, SubscriptionStatus};
 use crate::store::DbPool;
-use crate::stream::{group_info, RedisPool};
+use crate::stream::RedisPool;
 
 /// A readiness check must answer well within a probe's timeout (1 s by default).
 const CHECK_TIMEOUT: Duration = Duration::from_millis(800);
@@ -81,18 +81,16 @@ impl Readiness {
                 .get()
                 .await
                 .map_err(|error| format!("Redis unreachable: {error}"))?;
-            for Subscription { stream, .. } in &self.subscriptions {
-                let group = group_info(&mut *conn, &stream.stream, &stream.group)
-                    .await
-                    .map_err(|error| format!("Redis: {error}"))?;
-                if group.is_none() {
-                    return Err(format!(
-                        "consumer group {} does not exist on {}",
-                        stream.group, stream.stream
-                    ));
-                }
+            let statuses = status(&mut *conn, &self.subscriptions)
+                .await
+                .map_err(|error| format!("Redis: {error}"))?;
+            match statuses.iter().find(|s| !s.group_exists) {
+                Some(missing) => Err(format!(
+                    "consumer group {} does not exist on {}",
+                    missing.group, missing.stream
+                )),
+                None => Ok(()),
             }
-            Ok(())
         };
         let postgres = async {
             let mut conn = self
