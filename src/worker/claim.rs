@@ -11,7 +11,7 @@ use crate::instruments;
 use crate::retry::until_ok;
 use crate::shutdown::Shutdown;
 use crate::stream::pending::{backlog, consumers, remove_consumer_if_empty};
-use crate::stream::{autoclaim, claim_held};
+use crate::stream::{autoclaim, claim_held, ReadBatch};
 
 /// Where XAUTOCLAIM starts, and what it answers once it walked the whole pending list.
 const START: &str = "0-0";
@@ -98,7 +98,7 @@ impl Worker {
                         })
                     },
                 );
-                let Some(mut batch) = page.await else {
+                let Some(batch) = page.await else {
                     return;
                 };
                 if batch.is_empty() {
@@ -110,10 +110,7 @@ impl Worker {
                     claimed = batch.entries.len(),
                     "took over the entries of a consumer silent for {idle:?} (gone)"
                 );
-                self.recorder
-                    .claimed(self.subscriptions[source].topic.name(), batch.entries.len());
-                batch.redelivered = true;
-                self.process(batch, shutdown).await;
+                self.process_claimed(source, batch, shutdown).await;
             }
         }
     }
@@ -134,7 +131,7 @@ impl Worker {
                     })
                 },
             );
-            let Some((next, mut batch)) = page.await else {
+            let Some((next, batch)) = page.await else {
                 return;
             };
             if !batch.is_empty() {
@@ -144,17 +141,23 @@ impl Worker {
                     deleted = batch.deleted.len(),
                     "claimed entries idle for at least {min_idle:?}"
                 );
-                let topic = self.subscriptions[source].topic.name();
-                self.recorder.claimed(topic, batch.entries.len());
-                let size = batch.entries.len() + batch.deleted.len();
-                let span = tracing::info_span!("claimed_batch", size);
-                batch.redelivered = true;
-                self.process(batch, shutdown).instrument(span).await;
+                self.process_claimed(source, batch, shutdown).await;
             }
             if next == START || shutdown.is_triggered() {
                 return;
             }
             cursor = next;
         }
+    }
+
+    /// Runs entries just claimed from `source`'s pending list through the same path as new
+    /// ones; they may have been delivered before.
+    async fn process_claimed(&self, source: usize, mut batch: ReadBatch, shutdown: &Shutdown) {
+        let topic = self.subscriptions[source].topic.name();
+        self.recorder.claimed(topic, batch.entries.len());
+        let size = batch.entries.len() + batch.deleted.len();
+        let span = tracing::info_span!("claimed_batch", size);
+        batch.redelivered = true;
+        self.process(batch, shutdown).instrument(span).await;
     }
 }
