@@ -163,6 +163,11 @@ pub fn open(fields: &[(String, Vec<u8>)], max_bytes: usize) -> Result<Opened, De
 pub struct Payload(Map<String, Value>);
 
 impl Payload {
+    /// An event as the worker recorded it (`processed_events.said`), to be decoded again.
+    pub fn recorded(said: Map<String, Value>) -> Self {
+        Self(said)
+    }
+
     /// Checks `event_type`, when present: an event of another type was published to the wrong
     /// topic. First, because such an event is expected to lack the topic's fields, and its type
     /// is then the useful thing to report.

@@ -32,6 +32,10 @@ pub const PROCESSING_DURATION: &str = "fulfillment_event_processing_duration_sec
 pub const OUTCOMES: &str = "fulfillment_event_outcomes_total";
 /// Events that contradict their order's state (a payment for a closed order), by `topic`.
 pub const CONFLICTS: &str = "order_event_conflicts_total";
+/// Orders with a late event: one older than an event already applied to the order (a replica
+/// died holding it), recomputed from their recorded events (or, changed outside the
+/// worker since, applied as it stands; the log says which).
+pub const RECOMPUTES: &str = "order_recomputes_total";
 pub const CLAIMED: &str = "fulfillment_entries_claimed_total";
 pub const DEAD_LETTERED: &str = "fulfillment_entries_dead_lettered_total";
 pub const BATCH_SIZE: &str = "fulfillment_batch_size";
@@ -92,6 +96,8 @@ pub struct Settled<'a> {
     /// One per event that went through the transaction.
     pub outcomes: Vec<(&'static str, &'a Outcome)>,
     pub transitions: &'a [Transition],
+    /// Orders with a late event.
+    pub recomputed: usize,
     pub dead_letters: Vec<(&'static str, &'a Refusal)>,
     /// From the start of the batch to its COMMIT.
     pub seconds: f64,
@@ -133,6 +139,7 @@ impl Recorder {
                 histogram!(PROCESSING_DURATION).record(batch.seconds);
             }
         }
+        counter!(RECOMPUTES).increment(batch.recomputed as u64);
         for transition in batch.transitions {
             counter!(ORDER_STATUS_UPDATES, "reason" => transition.reason.clone()).increment(1);
         }

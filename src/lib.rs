@@ -17,6 +17,7 @@ mod envelope;
 mod http;
 mod instruments;
 pub mod ops;
+mod position;
 mod retry;
 mod shutdown;
 mod store;
@@ -34,7 +35,7 @@ pub use config::{
     DEFAULT_BATCH_SIZE, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL,
 };
 pub use telemetry::{
-    init as init_logging, LogFormat, PROCESSING_EVENT, SUBSCRIBING, UPDATED_ORDER,
+    init as init_logging, LogFormat, PROCESSING_EVENT, SUBSCRIBING, UPDATED_ORDER, WITHDREW_CHANGE,
 };
 
 // The worker in-process, as the tests, the demo and the benchmark run it.

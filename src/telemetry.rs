@@ -11,6 +11,9 @@ use tracing_subscriber::EnvFilter;
 pub const SUBSCRIBING: &str = "Subscribing to stream";
 pub const PROCESSING_EVENT: &str = "Processing fulfillment status changed event";
 pub const UPDATED_ORDER: &str = "Updated order status";
+/// A status change withdrawn from the history: an order recomputed for a late event, where
+/// in-order processing would not have made it (its replacement is logged as an update).
+pub const WITHDREW_CHANGE: &str = "Withdrew order status change";
 
 /// Installs the global subscriber; keep the guard until the end (dropping it flushes). Lines are
 /// written by a thread of their own: a write per line on the worker's thread cost it ~10 % of

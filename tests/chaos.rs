@@ -1,20 +1,26 @@
-//! The chaos run: three worker processes in one group over a stream with ~1 % poison, one
-//! SIGKILLed and replaced every couple of seconds, PostgreSQL and Redis connections cut for
-//! seconds at a time. The end state must be exact.
+//! The chaos runs: three worker processes in one group over the three topics' streams with ~1 %
+//! poison, one SIGKILLed and replaced every 0.5–1.5 s, PostgreSQL and Redis connections cut for
+//! seconds at a time. The end state must be exactly what one worker applying every event one by
+//! one in stream order writes: a fresh database is fed that way from the same streams and the
+//! tables are compared row by row.
 //!
-//! Size from `CHAOS_ORDERS` (each order: a 9-event lifecycle plus one re-published CloudEvent),
-//! published evenly over `CHAOS_SECONDS` so the faults land while work is in flight. `.ci/run`
-//! runs the default (300 orders, ~3,000 entries over 20 s); `just chaos` runs 2,000 orders
-//! (20,000 entries, 200 poison) over 60 s. Run with `--nocapture` to see the figures.
+//! Two shapes: `backlog` publishes everything up front (as after an outage: a crash then
+//! reorders the most), `paced` publishes evenly over `CHAOS_SECONDS` so faults land while work
+//! is in flight. Each order pays (some after a declined card), runs its fulfillment lifecycle
+//! with one event re-published, and every seventh is cancelled before it ships: in-order
+//! processing leaves it `cancelled`, so order matters for the end state. Size from
+//! `CHAOS_ORDERS`; `.ci/run` runs 1,000 orders (~11,500 entries) up front and 300 paced over 20 s,
+//! `just chaos` 2,000 orders each, paced over 30 s. Run with `--nocapture` to see the figures.
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use order_worker::FulfillmentStatus;
-use order_worker::FulfillmentStatus::Planning;
+use order_worker::FulfillmentStatus::{self, Cancelled, Planning, Shipped};
 use order_worker_dev::publisher::{self, Format};
+use support::in_order::Tables;
+use support::payments::{pending_for_on, ALL_TOPICS, CONFIRMED, FAILED, FULFILLMENT};
 use support::process::signal;
 use support::proxy::FaultProxy;
 use support::TestEnv;
@@ -22,28 +28,73 @@ use tokio::process::Child;
 
 /// How long the whole run may take before it fails.
 const RUN_DEADLINE: Duration = Duration::from_secs(600);
-/// A worker is SIGKILLed and replaced this often.
-const KILL_EVERY: Duration = Duration::from_secs(2);
 /// Every cycle cuts PostgreSQL, then Redis, for `CUT_FOR` each.
 const CYCLE: Duration = Duration::from_secs(12);
 const CUT_FOR: Duration = Duration::from_secs(3);
+const TIMESTAMP: &str = "2025-12-22T10:54:00Z";
+
+/// How a run publishes and kills.
+struct Shape {
+    /// `None` publishes everything before the workers start.
+    publish_for: Option<u64>,
+    orders: usize,
+    /// A worker is SIGKILLed and replaced this often.
+    kill_every: Duration,
+    batch_size: &'static str,
+}
+
+/// The case a crash hurts most: a big backlog, default batches (500, two in flight), a kill
+/// every half second while it drains.
+#[tokio::test(flavor = "multi_thread")]
+async fn chaos_backlog() {
+    run(Shape {
+        publish_for: None,
+        orders: setting("CHAOS_ORDERS").unwrap_or(1_000) as usize,
+        kill_every: Duration::from_millis(500),
+        batch_size: "500",
+    })
+    .await;
+}
 
 #[tokio::test(flavor = "multi_thread")]
-async fn chaos() {
-    let order_count: usize = std::env::var("CHAOS_ORDERS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(300);
-    let publish_for: u64 = std::env::var("CHAOS_SECONDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(20);
+async fn chaos_paced() {
+    run(Shape {
+        publish_for: Some(setting("CHAOS_SECONDS").unwrap_or(20)),
+        orders: setting("CHAOS_ORDERS").unwrap_or(300) as usize,
+        kill_every: Duration::from_millis(1500),
+        batch_size: "50",
+    })
+    .await;
+}
+
+fn setting(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|n| n.parse().ok())
+}
+
+/// A published entry: its topic, its fields, and whether it is poison.
+type Entry = (&'static str, Vec<(String, String)>, bool);
+
+async fn run(shape: Shape) {
+    let Shape {
+        publish_for,
+        orders: order_count,
+        kill_every,
+        batch_size,
+    } = shape;
     let env = TestEnv::new().await;
     let orders: Vec<String> = (0..order_count).map(|i| format!("order-{i:04}")).collect();
     let ids: Vec<&str> = orders.iter().map(String::as_str).collect();
-    env.seed_orders(&ids, "confirmed").await;
-    let entries = entries(&env.stream.stream, &orders);
-    let poison = entries.iter().filter(|(_, is_poison)| *is_poison).count();
+    env.seed_orders(&ids, "pending").await;
+    let entries = entries(&orders);
+    let poison = entries
+        .iter()
+        .filter(|(_, _, is_poison)| *is_poison)
+        .count();
+    let streams: Vec<(&str, String)> = [FULFILLMENT, CONFIRMED, FAILED]
+        .into_iter()
+        .map(|topic| (topic, support::payments::stream_key(&env, topic)))
+        .collect();
+    let key_of: HashMap<&str, String> = streams.iter().cloned().collect();
 
     let redis_proxy = FaultProxy::start(&env.redis_addr()).await;
     let pg_proxy = FaultProxy::start(&env.postgres_addr()).await;
@@ -52,57 +103,59 @@ async fn chaos() {
         pg_proxy.url_for(&env.database_url),
     );
     let settings = [
-        ("BATCH_SIZE", "50"),
+        ("TOPICS", ALL_TOPICS),
+        ("BATCH_SIZE", batch_size),
         ("CLAIM_MIN_IDLE_MS", "2000"),
         ("CLAIM_INTERVAL_MS", "500"),
+        ("CONSUMER_GONE_MS", "1000"),
         ("CONCURRENCY", "2"),
     ];
     let mut generation = 0;
     let mut spawn = |env: &TestEnv| {
         generation += 1;
-        env.spawn_process(
-            &format!("chaos-{generation}"),
-            &redis_url,
-            &database_url,
-            &settings,
-        )
+        let name = format!("chaos-{generation}");
+        let child = env.spawn_process(&name, &redis_url, &database_url, &settings);
+        (name, child)
     };
-    let mut workers: Vec<Child> = (0..3).map(|_| spawn(&env)).collect();
 
-    // Publish while the workers run (straight to Redis: the publisher is not under test).
+    // Straight to Redis: the publisher is not under test. One chunk every 100 ms when paced.
+    let chunk_size = match publish_for {
+        Some(seconds) => entries.len().div_ceil(seconds as usize * 10).max(1),
+        None => entries.len(),
+    };
     let publisher = {
         let mut redis = env.redis.clone();
-        let stream = env.stream.stream.clone();
-        // One chunk every 100 ms.
-        let chunk_size = entries.len().div_ceil(publish_for as usize * 10).max(1);
         tokio::spawn(async move {
             let mut poison_ids = BTreeSet::new();
             for chunk in entries.chunks(chunk_size) {
                 let mut pipe = redis::pipe();
-                for (fields, _) in chunk {
-                    pipe.cmd("XADD").arg(&stream).arg("*").arg(fields);
+                for (topic, fields, _) in chunk {
+                    pipe.cmd("XADD").arg(&key_of[topic]).arg("*").arg(fields);
                 }
                 let ids: Vec<String> = pipe.query_async(&mut redis).await.expect("XADD");
-                poison_ids.extend(
-                    ids.into_iter()
-                        .zip(chunk)
-                        .filter(|(_, (_, p))| *p)
-                        .map(|(id, _)| id),
-                );
+                let poisoned = ids.into_iter().zip(chunk).filter(|(_, (_, _, p))| *p);
+                poison_ids.extend(poisoned.map(|(id, _)| id));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             poison_ids
         })
     };
+    if publish_for.is_none() {
+        while !publisher.is_finished() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let mut workers: Vec<(String, Child)> = (0..3).map(|_| spawn(&env)).collect();
 
     let started = Instant::now();
     let (mut kills, mut cuts) = (0, 0);
-    let mut next_kill = started + KILL_EVERY;
-    let expected_history = 3 * orders.len() as i64;
+    let mut next_kill = started + kill_every;
+    // Killed consumers still holding entries, since when; and how long each took to be emptied.
+    let mut held: Vec<(String, Instant)> = Vec::new();
+    let mut takeovers: Vec<Duration> = Vec::new();
     loop {
         let done = publisher.is_finished()
-            && env.history_count().await == expected_history
-            && env.pending().await == 0
+            && drained(&env, &streams).await
             && env.dead_letters().await.len() == poison;
         if done {
             break;
@@ -112,13 +165,26 @@ async fn chaos() {
             "not done within {RUN_DEADLINE:?}"
         );
         let now = Instant::now();
+        let mut still_held = Vec::new();
+        for (consumer, since) in held {
+            if holds(&env, &streams, &consumer).await {
+                still_held.push((consumer, since));
+            } else {
+                takeovers.push(since.elapsed());
+            }
+        }
+        held = still_held;
         if now >= next_kill {
             let victim = kills % workers.len();
-            signal(&workers[victim], "-KILL");
-            workers[victim].wait().await.expect("reaped");
+            signal(&workers[victim].1, "-KILL");
+            workers[victim].1.wait().await.expect("reaped");
+            let name = workers[victim].0.clone();
+            if holds(&env, &streams, &name).await {
+                held.push((name, Instant::now()));
+            }
             workers[victim] = spawn(&env);
             kills += 1;
-            next_kill = now + KILL_EVERY;
+            next_kill = now + kill_every;
         }
         // Within each cycle: PostgreSQL cut in [2 s, 5 s), Redis cut in [7 s, 10 s).
         let phase =
@@ -141,7 +207,7 @@ async fn chaos() {
     let elapsed = started.elapsed();
     pg_proxy.restore();
     redis_proxy.restore();
-    for worker in &mut workers {
+    for (_, worker) in &mut workers {
         signal(worker, "-TERM");
         worker.wait().await.expect("worker exits");
     }
@@ -153,57 +219,143 @@ async fn chaos() {
         .into_iter()
         .map(|l| l["source_id"].clone())
         .collect();
-    let published = orders.len() * (FulfillmentStatus::LIFECYCLE.len() + 1) + poison;
+    let chaos_tables = Tables::read(&mut env.db().await).await;
+    let in_order = TestEnv::new().await;
+    in_order.seed_orders(&ids, "pending").await;
+    let applied = in_order.apply_in_order(&streams).await;
+    let expected = Tables::read(&mut in_order.db().await).await;
+    takeovers.sort();
+    let shape = publish_for.map_or("backlog up front".to_owned(), |s| {
+        format!("paced over {s} s")
+    });
     println!(
-        "chaos: {published} entries ({} orders, {poison} poison) in {:.1} s; {kills} workers SIGKILLed, \
-         {cuts} cut cycles; history rows {} (expected {expected_history}), pending {}, dead letters {}",
+        "chaos ({shape}): {} entries ({} orders, {poison} poison) drained in {:.1} s; {kills} \
+         workers SIGKILLed, {cuts} cut cycles; dead letters {}; rows {:?}; takeover of a killed \
+         replica's entries: {} measured, median {:?}, max {:?}",
+        applied + poison,
         orders.len(),
         elapsed.as_secs_f64(),
-        env.history_count().await,
-        env.pending().await,
         dead.len(),
+        chaos_tables.counts(),
+        takeovers.len(),
+        takeovers
+            .get(takeovers.len() / 2)
+            .unwrap_or(&Duration::ZERO),
+        takeovers.last().unwrap_or(&Duration::ZERO),
     );
     assert_eq!(
         dead, poison_ids,
         "the dead-letter stream holds exactly the poison entries"
     );
-    env.assert_all_delivered(&orders).await;
+    if let Some(difference) = chaos_tables.first_difference(&expected) {
+        panic!("the tables differ from in-order processing of the same streams: {difference}");
+    }
+    let cancelled = in_order.count_orders("cancelled").await;
+    let delivered = in_order.count_orders("delivered").await;
+    assert_eq!(
+        cancelled,
+        order_count.div_ceil(7) as i64,
+        "orders cancelled"
+    );
+    assert_eq!(
+        delivered + cancelled,
+        order_count as i64,
+        "the others delivered"
+    );
+    in_order.cleanup().await;
     env.cleanup().await;
 }
 
-/// Every order's lifecycle, interleaved step by step, each order's `planning` event published a
-/// second time (a publisher retry: same CloudEvent id), and one poison entry after every 99
-/// others (1 %). Each entry: (fields, is poison).
-fn entries(stream: &str, orders: &[String]) -> Vec<(Vec<(String, String)>, bool)> {
+/// Every stream delivered to the group and acked.
+async fn drained(env: &TestEnv, streams: &[(&str, String)]) -> bool {
+    for (_, key) in streams {
+        let info: redis::RedisResult<redis::streams::StreamInfoGroupsReply> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(key)
+            .query_async(&mut env.redis.clone())
+            .await;
+        let group = info.ok().and_then(|info| {
+            let mut groups = info.groups.into_iter();
+            groups.find(|group| group.name == env.stream.group)
+        });
+        match group {
+            Some(group) if group.lag == Some(0) && group.pending == 0 => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Whether `consumer` holds entries on any stream.
+async fn holds(env: &TestEnv, streams: &[(&str, String)], consumer: &str) -> bool {
+    for (_, key) in streams {
+        if pending_for_on(env, key, consumer).await > 0 {
+            return true;
+        }
+    }
+    false
+}
+
+/// Every order's events, interleaved step by step across orders: a declined card first for every
+/// fifth, then its payment, then its fulfillment's lifecycle with `planning` published twice (a
+/// publisher retry: same CloudEvent id) and, for every seventh, `cancelled` before `shipped`.
+/// One poison entry after every 99 others (1 %).
+fn entries(orders: &[String]) -> Vec<Entry> {
+    let lives: Vec<Vec<Entry>> = orders.iter().enumerate().map(|(i, o)| life(i, o)).collect();
+    let longest = lives.iter().map(Vec::len).max().unwrap_or(0);
     let mut entries = Vec::new();
     let mut good = 0;
-    for status in FulfillmentStatus::LIFECYCLE {
-        for order in orders {
-            let event = publisher::event(
-                order,
-                &format!("f-{order}"),
-                None,
-                status,
-                "2025-12-22T10:54:00Z",
-            );
-            let id = format!("{order}-{status}");
-            let fields = publisher::entry_fields(
-                stream,
-                &event,
-                &id,
-                Format::ALL[entries.len() % Format::ALL.len()],
-            );
-            // A publisher retry re-sends `planning`: the same CloudEvent, so the same id.
-            let copies = if status == Planning { 2 } else { 1 };
-            for _ in 0..copies {
-                entries.push((fields.clone(), false));
-                good += 1;
-                if good % 99 == 0 {
-                    let poison = format!("{{\"poison\": {good}");
-                    entries.push((vec![("data".to_owned(), poison)], true));
-                }
+    for step in 0..longest {
+        for entry in lives.iter().filter_map(|life| life.get(step)) {
+            entries.push(entry.clone());
+            good += 1;
+            if good % 99 == 0 {
+                let poison = format!("{{\"poison\": {good}");
+                entries.push((FULFILLMENT, vec![("data".to_owned(), poison)], true));
             }
         }
     }
     entries
+}
+
+/// One order's entries, in the order it publishes them.
+fn life(i: usize, order: &str) -> Vec<Entry> {
+    let format = Format::ALL[i % Format::ALL.len()];
+    let mut life = Vec::new();
+    let payment = |topic: &'static str, payment: &str, reason: Option<&str>| {
+        let verdict = topic.strip_prefix("payment.").expect("a payment topic");
+        let event =
+            publisher::payment_event(verdict, order, payment, Some("42.50"), reason, TIMESTAMP);
+        let id = format!("{order}-{payment}-{verdict}");
+        (
+            topic,
+            publisher::entry_fields(topic, &event, &id, format),
+            false,
+        )
+    };
+    if i.is_multiple_of(5) {
+        life.push(payment(
+            FAILED,
+            &format!("p-{order}-declined"),
+            Some("card_declined"),
+        ));
+    }
+    life.push(payment(CONFIRMED, &format!("p-{order}"), None));
+    let cancels = i.is_multiple_of(7);
+    for status in FulfillmentStatus::LIFECYCLE {
+        let fulfillment = |status: FulfillmentStatus| {
+            let event = publisher::event(order, &format!("f-{order}"), None, status, TIMESTAMP);
+            let id = format!("{order}-{status}");
+            let fields = publisher::entry_fields(FULFILLMENT, &event, &id, format);
+            (FULFILLMENT, fields, false)
+        };
+        if status == Shipped && cancels {
+            life.push(fulfillment(Cancelled));
+        }
+        let copies = if status == Planning { 2 } else { 1 };
+        for _ in 0..copies {
+            life.push(fulfillment(status));
+        }
+    }
+    life
 }

@@ -14,7 +14,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
-use order_worker::{Connections, StreamConfig, PROCESSING_EVENT, SUBSCRIBING, UPDATED_ORDER};
+use order_worker::{
+    Connections, StreamConfig, PROCESSING_EVENT, SUBSCRIBING, UPDATED_ORDER, WITHDREW_CHANGE,
+};
 
 /// How long a worker may take to subscribe before it counts as failed to start.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
@@ -93,6 +95,7 @@ pub fn worker_env(
 struct LogCounts {
     events: AtomicU64,
     transitions: AtomicU64,
+    withdrawn: AtomicU64,
 }
 
 /// A running `order-worker run` child.
@@ -146,6 +149,8 @@ impl WorkerChild {
                     counted.events.fetch_add(1, Ordering::Relaxed);
                 } else if line.contains(UPDATED_ORDER) {
                     counted.transitions.fetch_add(1, Ordering::Relaxed);
+                } else if line.contains(WITHDREW_CHANGE) {
+                    counted.withdrawn.fetch_add(1, Ordering::Relaxed);
                 } else if line.contains(SUBSCRIBING) {
                     if let Some(tx) = subscribed.take() {
                         let _ = tx.send(());
@@ -194,11 +199,13 @@ impl WorkerChild {
         ))
     }
 
-    /// Events it logged processing, and status changes it logged writing, so far.
-    pub fn counts(&self) -> (u64, u64) {
+    /// Events it logged processing, and status changes it logged writing and withdrawing (an
+    /// order recomputed for a late event), so far.
+    pub fn counts(&self) -> (u64, u64, u64) {
         (
             self.counts.events.load(Ordering::Relaxed),
             self.counts.transitions.load(Ordering::Relaxed),
+            self.counts.withdrawn.load(Ordering::Relaxed),
         )
     }
 

@@ -5,10 +5,13 @@ pub mod connect;
 #[cfg(test)]
 mod connect_tests;
 pub mod history;
+mod late;
+mod load;
 pub mod migrate;
 pub mod plan;
 pub mod schema;
 mod unnest;
+mod write;
 
 use diesel_async::pooled_connection::bb8::Pool;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
@@ -35,6 +38,8 @@ pub enum StoreError {
     TimedOut(std::time::Duration),
     #[error("a stored status is not one this worker knows: {0}")]
     CorruptRow(#[from] crate::topics::UnknownStatus),
+    #[error("a recorded event cannot be read again: {0}")]
+    CorruptRecord(String),
 }
 
 /// Builds the pool without connecting: the first checkout connects, so start-up errors come

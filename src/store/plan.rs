@@ -4,6 +4,7 @@
 //! Pure, so the batch semantics (stream order, duplicates inside one batch, several events of one
 //! order, one history row per real transition) are tested without a database.
 
+use crate::position::Position;
 use crate::topics::{Event, FulfillmentStatus, OrderStatus, Ordered, Outcome, Payment, State};
 
 /// One decoded event and the stream entry it came from, in stream order.
@@ -11,6 +12,42 @@ use crate::topics::{Event, FulfillmentStatus, OrderStatus, Ordered, Outcome, Pay
 pub struct Incoming<'a> {
     pub entry_id: &'a str,
     pub event: &'a Event,
+}
+
+impl Incoming<'_> {
+    /// Where the event stands among every subscribed stream's events.
+    pub fn position(&self) -> Position {
+        Position::new(self.entry_id, self.event.topic.stage())
+    }
+}
+
+/// A `processed_events` row: the event's outcome, and what it said, where it stands and which
+/// order it is of, so its order can be recomputed if an older event turns up late.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxRow {
+    pub event_id: String,
+    pub entry_id: String,
+    pub outcome: &'static str,
+    pub order_id: String,
+    pub topic: &'static str,
+    pub position: String,
+    /// A JSON object.
+    pub said: String,
+}
+
+impl InboxRow {
+    pub(super) fn new(incoming: &Incoming<'_>, outcome: &Outcome) -> Self {
+        let event = incoming.event;
+        Self {
+            event_id: event.event_id.clone(),
+            entry_id: incoming.entry_id.to_owned(),
+            outcome: outcome.as_str(),
+            order_id: event.change.order_id().to_owned(),
+            topic: event.topic.name(),
+            position: incoming.position().to_string(),
+            said: serde_json::Value::Object(event.change.said()).to_string(),
+        }
+    }
 }
 
 /// An order status change, written as one `order_status_history` row.
@@ -37,14 +74,24 @@ pub struct OrderUpdate {
 #[derive(Debug, Default)]
 pub struct Plan {
     pub outcomes: Vec<Outcome>,
-    /// (event_id, stream_entry_id, outcome) for the inbox.
-    pub processed: Vec<(String, String, &'static str)>,
+    /// The inbox rows of the events recorded.
+    pub processed: Vec<InboxRow>,
     /// fulfillment_id → (order_id, final status), only those that moved.
     pub fulfillments: Vec<(String, String, FulfillmentStatus)>,
     /// payment_id → the payment as it ends, only those that moved.
     pub payments: Vec<(String, Payment)>,
     pub orders: Vec<OrderUpdate>,
+    /// The history rows to insert.
     pub transitions: Vec<Transition>,
+    /// Orders recomputed for a late event: their events' inbox rows, rewritten…
+    pub rerecorded: Vec<InboxRow>,
+    /// …and their history rows that in-order processing would not have written (deleted).
+    pub history_dropped: Vec<Transition>,
+    /// Orders recomputed from their recorded events for a late event.
+    pub recomputed: Vec<String>,
+    /// Orders with a late event that were changed by someone else since the worker last moved
+    /// them: the late event was applied to them as they are.
+    pub changed_outside: Vec<String>,
 }
 
 /// Folds the batch's events, in stream order, over the loaded state.
@@ -56,11 +103,7 @@ pub fn plan(batch: &[Incoming<'_>], mut state: State) -> Plan {
         let outcome = decide(incoming, &mut state, &mut plan.transitions);
         if outcome.is_recorded() {
             state.processed.insert(event.event_id.clone());
-            plan.processed.push((
-                event.event_id.clone(),
-                incoming.entry_id.to_owned(),
-                outcome.as_str(),
-            ));
+            plan.processed.push(InboxRow::new(incoming, &outcome));
         }
         if outcome == Outcome::Applied {
             touched.insert(event.change.order_id());

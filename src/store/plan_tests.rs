@@ -7,6 +7,7 @@ use crate::topics::{FulfillmentEvent, FulfillmentStatus::*};
 fn event(id: &str, order: &str, fulfillment: &str, status: FulfillmentStatus) -> Event {
     Event {
         event_id: id.to_owned(),
+        topic: crate::topics::by_name("fulfillment.status_changed").expect("served"),
         traceparent: None,
         traceid: None,
         change: Box::new(FulfillmentEvent {

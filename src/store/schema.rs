@@ -50,6 +50,10 @@ diesel::table! {
         stream_entry_id -> Text,
         outcome -> Text,
         processed_at -> Timestamptz,
+        order_id -> Nullable<Text>,
+        topic -> Nullable<Text>,
+        position -> Nullable<Text>,
+        said -> Nullable<Jsonb>,
     }
 }
 

@@ -7,6 +7,7 @@ pub mod read;
 pub(crate) mod reply;
 pub mod settle;
 
+use crate::position::Position;
 pub use group::{ensure_group, group_info, groups};
 pub use pending::{autoclaim, claim_held, delivery_counts, keep_alive};
 pub use read::Reader;
@@ -70,17 +71,12 @@ impl ReadBatch {
             )
     }
 
-    /// Puts entries read from several streams in the order of their ids: the server's clock, so
-    /// one order's events apply in the order they were published, whatever their stream. Ids
-    /// of different streams that share a millisecond (each stream numbers its own entries
-    /// within one) are ordered by `rank` of their source, then by their own sequence.
-    pub fn sort_by_id(&mut self, rank: impl Fn(usize) -> u8) {
-        let key = |entry: &StreamEntry| -> (u64, u8, u64) {
-            let (ms, seq) = entry.id.split_once('-').unwrap_or((&entry.id, "0"));
-            let number = |part: &str| part.parse().unwrap_or(u64::MAX);
-            (number(ms), rank(entry.source), number(seq))
-        };
-        self.entries.sort_by_key(key);
+    /// Puts entries read from several streams in the order one worker would apply them
+    /// ([`Position`]): the server's clock, so one order's events apply in the order they were
+    /// published, whatever their stream; `stage` of their source breaks a same-millisecond tie.
+    pub fn sort_by_position(&mut self, stage: impl Fn(usize) -> u8) {
+        self.entries
+            .sort_by_key(|entry| Position::new(&entry.id, stage(entry.source)));
     }
 }
 

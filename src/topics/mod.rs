@@ -12,6 +12,7 @@ mod payment;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::envelope::{self, DecodeError, Payload};
@@ -34,7 +35,7 @@ pub fn by_name(name: &str) -> Option<&'static dyn Topic> {
 /// One entry of `topic`'s stream, decoded: the envelope (Dapr's format) opened, then its payload
 /// read by the topic.
 pub fn decode(
-    topic: &dyn Topic,
+    topic: &'static dyn Topic,
     fields: &[(String, Vec<u8>)],
     max_bytes: usize,
 ) -> Result<Event, DecodeError> {
@@ -45,9 +46,26 @@ pub fn decode(
         .unwrap_or_else(|| raw_event_id(&change.identity()));
     Ok(Event {
         event_id,
+        topic,
         traceparent: opened.traceparent,
         traceid: opened.traceid,
         change,
+    })
+}
+
+/// An event the worker recorded (`processed_events`), decoded again from what it said: the
+/// same rules then fold it as when it first arrived.
+pub fn recorded(
+    topic: &'static dyn Topic,
+    event_id: String,
+    said: Map<String, Value>,
+) -> Result<Event, DecodeError> {
+    Ok(Event {
+        event_id,
+        topic,
+        traceparent: None,
+        traceid: None,
+        change: topic.decode(Payload::recorded(said))?,
     })
 }
 
@@ -64,6 +82,7 @@ pub struct Event {
     /// The idempotency key recorded in the inbox: the CloudEvent `id`, or for a raw payload
     /// `raw-` + a SHA-256 of what identifies the change.
     pub event_id: String,
+    pub topic: &'static dyn Topic,
     pub traceparent: Option<String>,
     pub traceid: Option<String>,
     pub change: Box<dyn Change>,
@@ -98,6 +117,9 @@ pub trait Change: fmt::Debug + Send + Sync {
     fn identity(&self) -> Vec<&str>;
     /// The log line for the event, in the words the order service's operators know.
     fn describe(&self) -> String;
+    /// What the event said, as its topic decodes it again (`processed_events.said`): the fields
+    /// its rules read, so a late event's order can be recomputed from its recorded events.
+    fn said(&self) -> Map<String, Value>;
     /// Folds the event into `state`, given its order's current status (the order exists).
     /// Returns its outcome and, if the order moves, where to and why (the history `reason`).
     fn apply(&self, order: OrderStatus, state: &mut State) -> (Outcome, Option<Move>);

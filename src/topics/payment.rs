@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::order::OrderStatus;
 use super::{Change, Move, Outcome, Row, State, Topic};
@@ -162,6 +162,18 @@ impl Change for PaymentEvent {
         self
     }
 
+    fn said(&self) -> Map<String, Value> {
+        let mut said = Map::new();
+        said.insert("payment_id".into(), self.payment_id.clone().into());
+        said.insert("order_id".into(), self.order_id.clone().into());
+        // As text: the exact decimal, whatever JSON does to numbers.
+        said.insert("amount".into(), self.amount.clone().into());
+        said.insert("currency".into(), self.currency.clone().into());
+        said.insert("reason".into(), self.reason.clone().into());
+        said.insert("timestamp".into(), self.timestamp.clone().into());
+        said
+    }
+
     fn describe(&self) -> String {
         format!(
             "Processing payment {} event: payment_id={}, order_id={}",
@@ -191,16 +203,21 @@ impl Change for PaymentEvent {
             .iter()
             .filter(|(id, payment)| payment.order_id == self.order_id && **id != self.payment_id)
             .all(|(_, payment)| payment.status == PaymentStatus::Failed);
-        state.payments.insert(
-            self.payment_id.clone(),
-            Payment {
-                order_id: self.order_id.clone(),
-                status: self.status,
-                amount: self.amount.clone(),
-                currency: self.currency.clone(),
-                reason: self.reason.clone(),
-            },
-        );
+        // A verdict without an amount or currency keeps the one recorded (as the upsert does).
+        let recorded = state.payments.get(&self.payment_id);
+        let kept = |field: &Option<String>, of: fn(&Payment) -> &Option<String>| {
+            field
+                .clone()
+                .or_else(|| recorded.and_then(|p| of(p).clone()))
+        };
+        let payment = Payment {
+            order_id: self.order_id.clone(),
+            status: self.status,
+            amount: kept(&self.amount, |p| &p.amount),
+            currency: kept(&self.currency, |p| &p.currency),
+            reason: self.reason.clone(),
+        };
+        state.payments.insert(self.payment_id.clone(), payment);
         state.changed.payments.insert(&self.payment_id);
         let (outcome, to) = order_effect(self.status, order, others_failed);
         let reason = match self.status {

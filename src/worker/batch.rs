@@ -16,7 +16,7 @@ use crate::store::{apply_batch, Incoming, Plan, StoreError, Transition};
 use crate::stream::{
     by_source, delivery_counts, keep_alive, settle, DeadLetter, ReadBatch, Settlement, StreamEntry,
 };
-use crate::telemetry::UPDATED_ORDER;
+use crate::telemetry::{UPDATED_ORDER, WITHDREW_CHANGE};
 use crate::topics::{self, Event, Outcome};
 use crate::verdict::{verdict, Known, Refusal, Verdict};
 
@@ -24,10 +24,16 @@ use crate::verdict::{verdict, Known, Refusal, Verdict};
 /// milliseconds). The connection of an attempt cut short is dropped, not reused.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What applying a batch's events did: one outcome per event, in order, and the transitions.
+/// What applying a batch's events did: one outcome per event, in order, the history rows
+/// written and withdrawn, and the orders recomputed for a late event (or, changed by someone
+/// else, not).
+#[derive(Default)]
 struct Applied {
     outcomes: Vec<Outcome>,
     transitions: Vec<Transition>,
+    withdrawn: Vec<Transition>,
+    recomputed: Vec<String>,
+    changed_outside: Vec<String>,
 }
 
 /// Delivery counts of a redelivered batch's entries, by source then id.
@@ -167,6 +173,21 @@ impl Worker {
             // Committed but not acked: read again later, then reported as duplicates.
             return;
         }
+        for order_id in &applied.recomputed {
+            tracing::info!(order_id, "recomputed the order from its recorded events in stream order: an event older than one applied to it arrived late");
+        }
+        for order_id in &applied.changed_outside {
+            tracing::warn!(order_id, "a late event was applied to the order as it stands, not recomputed: its status was changed outside this worker since the worker last moved it, and that change stands");
+        }
+        for t in &applied.withdrawn {
+            tracing::info!(
+                event_id = %t.event_id,
+                "{WITHDREW_CHANGE}: order_id={}, old_status={}, new_status={}",
+                t.order_id,
+                t.from,
+                t.to
+            );
+        }
         for t in &applied.transitions {
             tracing::info!(
                 event_id = %t.event_id,
@@ -187,6 +208,7 @@ impl Worker {
                 .map(|((entry, _), outcome)| (topic(entry.source), outcome))
                 .collect(),
             transitions: &applied.transitions,
+            recomputed: applied.recomputed.len() + applied.changed_outside.len(),
             dead_letters: verdicts
                 .iter()
                 .filter_map(|(entry, fate)| match fate {
@@ -324,7 +346,7 @@ impl Worker {
         .await;
 
         let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
-        let mut transitions = Vec::new();
+        let mut applied = Applied::default();
         for (lane, plan) in lanes.iter().zip(plans) {
             // A lane stopped by shutdown: nothing is acked; what others committed comes back
             // as duplicates.
@@ -332,16 +354,17 @@ impl Worker {
             for (&index, outcome) in lane.iter().zip(plan.outcomes) {
                 outcomes[index] = Some(outcome);
             }
-            transitions.extend(plan.transitions);
+            applied.transitions.extend(plan.transitions);
+            applied.withdrawn.extend(plan.history_dropped);
+            applied.recomputed.extend(plan.recomputed);
+            applied.changed_outside.extend(plan.changed_outside);
         }
-        Some(Applied {
-            // Every index is in exactly one lane; an unfilled one would stay pending.
-            outcomes: outcomes
-                .into_iter()
-                .map(|o| o.unwrap_or(Outcome::UnknownOrder))
-                .collect(),
-            transitions,
-        })
+        // Every index is in exactly one lane; an unfilled one would stay pending.
+        applied.outcomes = outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Outcome::UnknownOrder))
+            .collect();
+        Some(applied)
     }
 
     /// Applies one lane, retrying until it commits. Each attempt is bounded: a connection

@@ -160,7 +160,7 @@ impl Worker {
             match reader.next_batch(count, block).await {
                 Ok(mut batch) => {
                     retry.succeeded();
-                    batch.sort_by_id(|source| self.subscriptions[source].topic.stage());
+                    batch.sort_by_position(|source| self.subscriptions[source].topic.stage());
                     return Some(batch);
                 }
                 Err(error) if retry.failed(&error).await => {}

@@ -17,6 +17,16 @@ impl TestEnv {
             .expect("order exists")
     }
 
+    /// Orders at `status`.
+    pub async fn count_orders(&self, status: &str) -> i64 {
+        orders::table
+            .filter(orders::status.eq(status))
+            .count()
+            .get_result(&mut self.db().await)
+            .await
+            .expect("count orders")
+    }
+
     pub async fn order_fulfillment_status(&self, id: &str) -> Option<String> {
         orders::table
             .find(id)

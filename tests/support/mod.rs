@@ -5,6 +5,7 @@
 
 pub mod db;
 pub mod dev;
+pub mod in_order;
 pub mod ops;
 pub mod payments;
 pub mod process;

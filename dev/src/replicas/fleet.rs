@@ -138,14 +138,17 @@ impl Fleet {
         Ok(())
     }
 
-    /// Who did what: per replica, the events it processed and the status changes it wrote,
-    /// from its log; and the status changes all replicas wrote together.
+    /// Who did what: per replica, the events it processed and the status changes it wrote and
+    /// withdrew (recomputing an order for a late event), from its log; and the status changes
+    /// all replicas left written together.
     pub fn report(&self) -> (String, u64) {
-        let mut table = Table::new(&["replica", "state", "events", "status changes"]);
-        let mut transitions = 0;
+        let columns = ["replica", "state", "events", "status changes", "withdrawn"];
+        let mut table = Table::new(&columns);
+        let (mut transitions, mut withdrawals) = (0, 0);
         for replica in &self.replicas {
-            let (events, written) = replica.child.counts();
+            let (events, written, withdrawn) = replica.child.counts();
             transitions += written;
+            withdrawals += withdrawn;
             let state = if replica.running {
                 "running"
             } else {
@@ -156,9 +159,10 @@ impl Fleet {
                 state.to_owned(),
                 events.to_string(),
                 written.to_string(),
+                withdrawn.to_string(),
             ]);
         }
-        (table.render(2), transitions)
+        (table.render(2), transitions.saturating_sub(withdrawals))
     }
 
     /// Every replica started, in starting order, with what it did so far.
@@ -166,7 +170,7 @@ impl Fleet {
         self.replicas
             .iter()
             .map(|replica| {
-                let (events, transitions) = replica.child.counts();
+                let (events, transitions, _) = replica.child.counts();
                 ReplicaCounts {
                     name: replica.child.name.clone(),
                     running: replica.running,

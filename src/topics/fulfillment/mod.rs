@@ -3,6 +3,8 @@
 
 mod status;
 
+use serde_json::{Map, Value};
+
 use super::order::{order_moves, OrderStatus};
 use super::{Change, Move, Outcome, Row, State, Topic};
 use crate::envelope::{DecodeError, Payload};
@@ -73,6 +75,16 @@ impl Change for FulfillmentEvent {
     #[cfg(test)]
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+
+    fn said(&self) -> Map<String, Value> {
+        let mut said = Map::new();
+        said.insert("fulfillment_id".into(), self.fulfillment_id.clone().into());
+        said.insert("order_id".into(), self.order_id.clone().into());
+        said.insert("new_status".into(), self.new_status.as_str().into());
+        said.insert("old_status".into(), self.old_status.clone().into());
+        said.insert("timestamp".into(), self.timestamp.clone().into());
+        said
     }
 
     fn describe(&self) -> String {

@@ -1,0 +1,6 @@
+DROP INDEX processed_events_order_position_idx;
+ALTER TABLE processed_events
+    DROP COLUMN order_id,
+    DROP COLUMN topic,
+    DROP COLUMN position,
+    DROP COLUMN said;

@@ -1,0 +1,402 @@
+//! Late events without a database: the tables held in memory and written as `write` writes
+//! them, so that whatever order, batching, redelivery and re-publishing the events come in, the
+//! result is that of applying them one by one in stream order.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+use super::*;
+use crate::store::plan::InboxRow;
+use crate::topics::{self, FulfillmentStatus, Payment};
+
+/// The tables, in memory.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Db {
+    orders: BTreeMap<String, (OrderStatus, Option<FulfillmentStatus>)>,
+    fulfillments: BTreeMap<String, (String, FulfillmentStatus)>,
+    payments: BTreeMap<String, Payment>,
+    /// In id order.
+    history: Vec<Transition>,
+    inbox: BTreeMap<String, InboxRow>,
+}
+
+impl Db {
+    fn with_orders(orders: &[(&str, OrderStatus)]) -> Self {
+        let orders = orders.iter().map(|(id, s)| (id.to_string(), (*s, None)));
+        Self {
+            orders: orders.collect(),
+            ..Self::default()
+        }
+    }
+
+    /// What `load::load` reads.
+    fn load(&self, batch: &[Incoming<'_>]) -> (State, Inbox) {
+        let order_ids: BTreeSet<&str> = batch.iter().map(|i| i.event.change.order_id()).collect();
+        let mut state = State::default();
+        for id in &order_ids {
+            if let Some((status, _)) = self.orders.get(*id) {
+                state.orders.insert(id.to_string(), *status);
+            }
+        }
+        // Every row of the batch's orders (entity ids are never shared between orders here).
+        for (id, row) in &self.fulfillments {
+            if order_ids.contains(row.0.as_str()) {
+                state.fulfillments.insert(id.clone(), row.clone());
+            }
+        }
+        for (id, payment) in &self.payments {
+            if order_ids.contains(payment.order_id.as_str()) {
+                state.payments.insert(id.clone(), payment.clone());
+            }
+        }
+        let mut inbox = Inbox::default();
+        for incoming in batch {
+            if let Some(row) = self.inbox.get(&incoming.event.event_id) {
+                state.processed.insert(row.event_id.clone());
+                let recorded = (row.order_id.clone(), row.position.clone());
+                inbox.recorded.insert(row.event_id.clone(), Some(recorded));
+            }
+        }
+        for row in self.inbox.values() {
+            if order_ids.contains(row.order_id.as_str()) {
+                let newest = inbox.newest.entry(row.order_id.clone()).or_default();
+                if row.position > *newest {
+                    newest.clone_from(&row.position);
+                }
+            }
+        }
+        (state, inbox)
+    }
+
+    /// What `load::load_records` reads.
+    fn records(&self, late: &BTreeSet<String>, state: &State) -> Vec<OrderRecord> {
+        late.iter()
+            .map(|order_id| {
+                let mut rows: Vec<&InboxRow> = self
+                    .inbox
+                    .values()
+                    .filter(|row| row.order_id == *order_id)
+                    .collect();
+                rows.sort_by(|a, b| a.position.cmp(&b.position));
+                let events = rows
+                    .into_iter()
+                    .map(|row| Recorded {
+                        entry_id: row.entry_id.clone(),
+                        position: row.position.clone(),
+                        event: recorded_event(row),
+                    })
+                    .collect();
+                OrderRecord {
+                    order_id: order_id.clone(),
+                    status: state.orders[order_id],
+                    events,
+                    history: self
+                        .history
+                        .iter()
+                        .filter(|t| t.order_id == *order_id)
+                        .cloned()
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// What `write::write` writes.
+    fn write(&mut self, plan: &Plan) {
+        for row in &plan.processed {
+            let previous = self.inbox.insert(row.event_id.clone(), row.clone());
+            assert!(previous.is_none(), "inserted twice: {row:?}");
+        }
+        for row in &plan.rerecorded {
+            self.inbox.insert(row.event_id.clone(), row.clone());
+        }
+        for (id, order_id, status) in &plan.fulfillments {
+            self.fulfillments
+                .insert(id.clone(), (order_id.clone(), *status));
+        }
+        for (id, payment) in &plan.payments {
+            self.payments.insert(id.clone(), payment.clone());
+        }
+        for update in &plan.orders {
+            let order = self.orders.get_mut(&update.order_id).expect("exists");
+            order.0 = update.status;
+            order.1 = update.fulfillment_status.or(order.1);
+        }
+        self.history.retain(|t| !plan.history_dropped.contains(t));
+        let unique = |t: &Transition| self.history.iter().all(|h| h.event_id != t.event_id);
+        assert!(
+            plan.transitions.iter().all(unique),
+            "history event_id unique"
+        );
+        self.history.extend(plan.transitions.iter().cloned());
+    }
+
+    /// One transaction, as `apply::apply_batch` runs it, over entries as a read sorts them.
+    fn apply(&mut self, entries: &[&Entry]) -> Vec<Outcome> {
+        let mut batch: Vec<Incoming<'_>> = entries
+            .iter()
+            .map(|(entry_id, event)| Incoming { entry_id, event })
+            .collect();
+        batch.sort_by_key(Incoming::position);
+        let (state, inbox) = self.load(&batch);
+        let late = late_orders(&batch, &inbox);
+        let records = self.records(&late, &state);
+        let plan = plan_batch(&batch, state, &records);
+        self.write(&plan);
+        plan.outcomes
+    }
+
+    /// The tables as compared: history per order in id order (ids and timestamps aside).
+    fn tables(&self) -> impl PartialEq + fmt::Debug + '_ {
+        let mut history: BTreeMap<&str, Vec<&Transition>> = BTreeMap::new();
+        for t in &self.history {
+            history.entry(&t.order_id).or_default().push(t);
+        }
+        (&self.orders, &self.fulfillments, &self.payments, history)
+    }
+}
+
+fn recorded_event(row: &InboxRow) -> Event {
+    let Ok(Value::Object(said)) = serde_json::from_str(&row.said) else {
+        panic!("said is an object: {}", row.said);
+    };
+    let topic = topics::by_name(row.topic).expect("served");
+    topics::recorded(topic, row.event_id.clone(), said).expect("decodes again")
+}
+
+/// An event of `topic` saying `said`, published as entry `entry_id`.
+fn event(id: &str, topic: &str, said: Value) -> Event {
+    let Value::Object(said) = said else {
+        unreachable!("an object")
+    };
+    let topic = topics::by_name(topic).expect("served");
+    topics::recorded(topic, id.to_owned(), said).expect("valid")
+}
+
+fn fulfillment(id: &str, order: &str, fulfillment: &str, status: FulfillmentStatus) -> Event {
+    let said =
+        json!({"fulfillment_id": fulfillment, "order_id": order, "new_status": status.as_str()});
+    event(id, "fulfillment.status_changed", said)
+}
+
+/// (entry id, event): what the streams hold, to be delivered.
+type Entry = (String, Event);
+
+fn shipped_then(db: &mut Db, late: &Entry) -> Vec<Outcome> {
+    db.apply(&[late])
+}
+
+#[test]
+fn a_cancelled_fulfillment_applied_after_the_shipped_one_it_preceded_ends_the_order_cancelled() {
+    use FulfillmentStatus::*;
+    let entries: Vec<Entry> = [
+        ("1-0", fulfillment("e1", "o1", "f1", Picking)),
+        ("2-0", fulfillment("e2", "o1", "f1", Cancelled)),
+        ("3-0", fulfillment("e3", "o1", "f1", Shipped)),
+    ]
+    .into_iter()
+    .map(|(id, e)| (id.to_owned(), e))
+    .collect();
+    let mut in_order = Db::with_orders(&[("o1", OrderStatus::Confirmed)]);
+    for entry in &entries {
+        in_order.apply(&[entry]);
+    }
+    assert_eq!(in_order.orders["o1"].0, OrderStatus::Cancelled);
+
+    // Another consumer held `cancelled` and died: `shipped` applies first.
+    let mut db = Db::with_orders(&[("o1", OrderStatus::Confirmed)]);
+    db.apply(&[&entries[0], &entries[2]]);
+    assert_eq!(db.orders["o1"].0, OrderStatus::Shipped);
+    let outcomes = shipped_then(&mut db, &entries[1]);
+    assert_eq!(outcomes, [Outcome::Applied]);
+    assert_eq!(db.orders["o1"].0, OrderStatus::Cancelled);
+    assert!(
+        db.tables() == in_order.tables(),
+        "{:#?}\n{:#?}",
+        db.tables(),
+        in_order.tables()
+    );
+    assert_eq!(
+        db.inbox["e3"].outcome, "stale",
+        "the recompute rewrites the outcomes"
+    );
+}
+
+#[test]
+fn an_earlier_copy_of_a_recorded_event_takes_its_place() {
+    use FulfillmentStatus::*;
+    let first = ("1-0".to_owned(), fulfillment("e1", "o1", "f1", Picking));
+    let copy = ("2-0".to_owned(), fulfillment("e1", "o1", "f1", Picking));
+    let mut db = Db::with_orders(&[("o1", OrderStatus::Confirmed)]);
+    assert_eq!(db.apply(&[&copy]), [Outcome::Applied]);
+    assert_eq!(db.history[0].stream_entry_id, "2-0");
+    assert_eq!(db.apply(&[&first]), [Outcome::Applied]);
+    assert_eq!(db.history.len(), 1);
+    assert_eq!(
+        db.history[0].stream_entry_id, "1-0",
+        "as in-order processing wrote it"
+    );
+    assert_eq!(db.apply(&[&copy]), [Outcome::Duplicate]);
+}
+
+#[test]
+fn an_order_changed_outside_the_worker_keeps_that_change_and_takes_the_late_event_as_it_is() {
+    use FulfillmentStatus::*;
+    let entries: Vec<Entry> = [
+        ("1-0", fulfillment("e1", "o1", "f1", Picking)),
+        ("3-0", fulfillment("e3", "o1", "f1", Shipped)),
+        ("2-0", fulfillment("e2", "o1", "f1", Packed)),
+    ]
+    .into_iter()
+    .map(|(id, e)| (id.to_owned(), e))
+    .collect();
+    let mut db = Db::with_orders(&[("o1", OrderStatus::Confirmed)]);
+    db.apply(&[&entries[0]]);
+    assert_eq!(db.orders["o1"].0, OrderStatus::Processing);
+    // A customer service agent cancels it through the order service.
+    db.orders.get_mut("o1").expect("seeded").0 = OrderStatus::Cancelled;
+    db.apply(&[&entries[1]]);
+    let (state, inbox) = db.load(&[Incoming {
+        entry_id: "2-0",
+        event: &entries[2].1,
+    }]);
+    let late = late_orders(
+        &[Incoming {
+            entry_id: "2-0",
+            event: &entries[2].1,
+        }],
+        &inbox,
+    );
+    let records = db.records(&late, &state);
+    assert!(records[0].untouched_since().is_none());
+    assert_eq!(db.apply(&[&entries[2]]), [Outcome::Stale]);
+    assert_eq!(
+        db.orders["o1"].0,
+        OrderStatus::Cancelled,
+        "the order service's change stands"
+    );
+}
+
+/// One published event: a fulfillment or payment event of one of two orders, or a re-published
+/// copy of an earlier one (same id, same content).
+#[derive(Debug, Clone)]
+enum Spec {
+    Fulfillment {
+        order: usize,
+        row: usize,
+        status: usize,
+    },
+    Payment {
+        order: usize,
+        row: usize,
+        confirmed: bool,
+        amount: Option<u8>,
+    },
+    Copy(prop::sample::Index),
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    prop_oneof![
+        4 => (0..2usize, 0..2usize, 0..FulfillmentStatus::ALL.len())
+            .prop_map(|(order, row, status)| Spec::Fulfillment { order, row, status }),
+        2 => (0..2usize, 0..2usize, any::<bool>(), proptest::option::of(any::<u8>()))
+            .prop_map(|(order, row, confirmed, amount)| Spec::Payment { order, row, confirmed, amount }),
+        1 => any::<prop::sample::Index>().prop_map(Spec::Copy),
+    ]
+}
+
+const ORDERS: [(&str, OrderStatus); 2] =
+    [("o1", OrderStatus::Confirmed), ("o2", OrderStatus::Pending)];
+
+/// The entries the specs publish: two per millisecond, across the three topics' streams.
+fn published(specs: &[Spec]) -> Vec<Entry> {
+    let mut entries: Vec<Entry> = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let entry_id = format!("{}-{i}", i / 2 + 1);
+        let id = format!("e{i}");
+        let event = match spec {
+            Spec::Fulfillment { order, row, status } => {
+                let (order, _) = ORDERS[*order];
+                let status = FulfillmentStatus::ALL[*status];
+                fulfillment(&id, order, &format!("f-{order}-{row}"), status)
+            }
+            Spec::Payment {
+                order,
+                row,
+                confirmed,
+                amount,
+            } => {
+                let (order, _) = ORDERS[*order];
+                let topic = if *confirmed {
+                    "payment.confirmed"
+                } else {
+                    "payment.failed"
+                };
+                let mut said = json!({"payment_id": format!("p-{order}-{row}"), "order_id": order});
+                if let Some(amount) = amount {
+                    said["amount"] = json!(format!("{amount}.50"));
+                }
+                event(&id, topic, said)
+            }
+            Spec::Copy(index) if i > 0 => {
+                let (_, original) = &entries[index.index(i)];
+                recorded_event(&InboxRow::new(
+                    &Incoming {
+                        entry_id: "0-0",
+                        event: original,
+                    },
+                    &Outcome::Applied,
+                ))
+            }
+            Spec::Copy(_) => fulfillment(&id, "o1", "f-o1-0", FulfillmentStatus::Picking),
+        };
+        entries.push((entry_id, event));
+    }
+    entries
+}
+
+/// Specs, the order they are first delivered in, entries delivered again, and batch sizes.
+fn scenario() -> impl Strategy<Value = (Vec<Spec>, Vec<usize>, Vec<usize>, Vec<usize>)> {
+    prop::collection::vec(spec(), 1..16).prop_flat_map(|specs| {
+        let n = specs.len();
+        let delivery = Just((0..n).collect::<Vec<usize>>()).prop_shuffle();
+        let again = prop::collection::vec(0..n, 0..4);
+        let sizes = prop::collection::vec(1..5usize, n + 4);
+        (Just(specs), delivery, again, sizes)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    /// Whatever order, batching and redelivery the entries come in, the tables end as applying
+    /// them one by one in stream order leaves them.
+    #[test]
+    fn any_delivery_ends_as_the_in_order_fold((specs, delivery, again, sizes) in scenario()) {
+        let entries = published(&specs);
+        let mut in_order = Db::with_orders(&ORDERS);
+        let mut by_position: Vec<&Entry> = entries.iter().collect();
+        by_position.sort_by_key(|(id, e)| Incoming { entry_id: id, event: e }.position());
+        for entry in by_position {
+            in_order.apply(&[entry]);
+        }
+
+        let mut db = Db::with_orders(&ORDERS);
+        let mut queue = delivery.into_iter().chain(again);
+        for size in sizes {
+            // One read never returns an entry twice.
+            let mut batch: Vec<usize> = queue.by_ref().take(size).collect();
+            batch.sort_unstable();
+            batch.dedup();
+            let batch: Vec<&Entry> = batch.into_iter().map(|i| &entries[i]).collect();
+            db.apply(&batch);
+        }
+        for rest in queue {
+            db.apply(&[&entries[rest]]);
+        }
+        prop_assert!(db.tables() == in_order.tables(), "{:#?}\nin order:\n{:#?}", db.tables(), in_order.tables());
+    }
+}

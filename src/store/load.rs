@@ -1,0 +1,249 @@
+//! The reads of a batch's transaction: its orders locked with their rows and what the inbox holds
+//! of them (one round trip), and, only when an event is late, its orders' records (a second).
+
+use std::collections::{BTreeSet, HashMap};
+
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Nullable, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::try_join;
+
+use super::late::{Inbox, OrderRecord, Recorded};
+use super::plan::{Incoming, Transition};
+use super::schema::{order_fulfillments, order_status_history, orders, processed_events};
+use super::StoreError;
+use crate::topics::{self, Payment, Row, State};
+
+/// The five reads go out pipelined, in one round trip: PostgreSQL still runs them in order, so
+/// the row locks are taken before the others read (each statement sees what committed before
+/// it started).
+pub async fn load(
+    conn: &AsyncPgConnection,
+    batch: &[Incoming<'_>],
+) -> Result<(State, Inbox), StoreError> {
+    let order_ids: Vec<&str> = batch
+        .iter()
+        .map(|i| i.event.change.order_id())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let (mut fulfillment_ids, mut payment_ids) = (Vec::new(), Vec::new());
+    for incoming in batch {
+        match incoming.event.change.row() {
+            Row::Fulfillment(id) => fulfillment_ids.push(id),
+            Row::Payment(id) => payment_ids.push(id),
+        }
+    }
+    let event_ids: Vec<&str> = batch.iter().map(|i| i.event.event_id.as_str()).collect();
+
+    let (mut c1, mut c2, mut c3, mut c4, mut c5) = (conn, conn, conn, conn, conn);
+    let locked = orders::table
+        .filter(orders::id.eq_any(&order_ids))
+        .order(orders::id)
+        .select((orders::id, orders::status))
+        .for_update()
+        .load::<(String, String)>(&mut c1);
+    let fulfillments = order_fulfillments::table
+        .filter(
+            order_fulfillments::order_id
+                .eq_any(&order_ids)
+                .or(order_fulfillments::fulfillment_id.eq_any(&fulfillment_ids)),
+        )
+        .select((
+            order_fulfillments::fulfillment_id,
+            order_fulfillments::order_id,
+            order_fulfillments::status,
+        ))
+        .load::<(String, String, String)>(&mut c2);
+    let payments = async {
+        if payment_ids.is_empty() {
+            // A batch of fulfillments only: no payment can be in question.
+            return Ok(Vec::new());
+        }
+        diesel::sql_query(
+            "SELECT payment_id, order_id, status, amount::text AS amount, currency, reason \
+             FROM order_payments WHERE order_id = ANY($1) OR payment_id = ANY($2)",
+        )
+        .bind::<Array<Text>, _>(&order_ids)
+        .bind::<Array<Text>, _>(&payment_ids)
+        .load::<PaymentRow>(&mut c4)
+        .await
+    };
+    let processed = processed_events::table
+        .filter(processed_events::event_id.eq_any(&event_ids))
+        .select((
+            processed_events::event_id,
+            processed_events::order_id,
+            processed_events::position,
+        ))
+        .load::<(String, Option<String>, Option<String>)>(&mut c3);
+    let newest = processed_events::table
+        .filter(processed_events::order_id.eq_any(&order_ids))
+        .group_by(processed_events::order_id)
+        .select((
+            processed_events::order_id,
+            diesel::dsl::max(processed_events::position),
+        ))
+        .load::<(Option<String>, Option<String>)>(&mut c5);
+    let (locked, fulfillments, payments, processed, newest) =
+        try_join!(locked, fulfillments, payments, processed, newest)?;
+
+    let mut state = State::default();
+    for (id, status) in locked {
+        let status = status.parse().map_err(StoreError::CorruptRow)?;
+        state.orders.insert(id, status);
+    }
+    for (fulfillment_id, order_id, status) in fulfillments {
+        let status = status.parse().map_err(StoreError::CorruptRow)?;
+        state
+            .fulfillments
+            .insert(fulfillment_id, (order_id, status));
+    }
+    for row in payments {
+        let payment = Payment {
+            order_id: row.order_id,
+            status: row.status.parse().map_err(StoreError::CorruptRow)?,
+            amount: row.amount,
+            currency: row.currency,
+            reason: row.reason,
+        };
+        state.payments.insert(row.payment_id, payment);
+    }
+    let mut inbox = Inbox::default();
+    for (event_id, order_id, position) in processed {
+        state.processed.insert(event_id.clone());
+        inbox.recorded.insert(event_id, order_id.zip(position));
+    }
+    inbox.newest = newest
+        .into_iter()
+        .filter_map(|(order_id, position)| order_id.zip(position))
+        .collect();
+    Ok((state, inbox))
+}
+
+/// A row of `order_payments`, its amount as exact text.
+#[derive(QueryableByName)]
+struct PaymentRow {
+    #[diesel(sql_type = Text)]
+    payment_id: String,
+    #[diesel(sql_type = Text)]
+    order_id: String,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    amount: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    currency: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    reason: Option<String>,
+}
+
+/// The recorded events and the history of `late` orders (locked by [`load`]; `status` holds
+/// their status), read in one round trip.
+pub async fn load_records(
+    conn: &AsyncPgConnection,
+    late: &BTreeSet<String>,
+    status: &State,
+) -> Result<Vec<OrderRecord>, StoreError> {
+    let order_ids: Vec<&str> = late.iter().map(String::as_str).collect();
+    let (mut c1, mut c2) = (conn, conn);
+    let events = diesel::sql_query(
+        "SELECT event_id, stream_entry_id, order_id, topic, position, said::text AS said \
+         FROM processed_events WHERE order_id = ANY($1) ORDER BY order_id, position",
+    )
+    .bind::<Array<Text>, _>(&order_ids)
+    .load::<RecordRow>(&mut c1);
+    let history = order_status_history::table
+        .filter(order_status_history::order_id.eq_any(&order_ids))
+        .order((order_status_history::order_id, order_status_history::id))
+        .select((
+            order_status_history::order_id,
+            order_status_history::from_status,
+            order_status_history::to_status,
+            order_status_history::reason,
+            order_status_history::event_id,
+            order_status_history::stream_entry_id,
+        ))
+        .load::<(String, String, String, String, String, String)>(&mut c2);
+    let (events, history) = try_join!(events, history)?;
+
+    let mut records: HashMap<&str, OrderRecord> = HashMap::new();
+    for order_id in late {
+        let status = *status.orders.get(order_id).ok_or_else(|| {
+            StoreError::CorruptRecord(format!("order {order_id:?} has events but no row"))
+        })?;
+        let record = OrderRecord {
+            order_id: order_id.clone(),
+            status,
+            events: Vec::new(),
+            history: Vec::new(),
+        };
+        records.insert(order_id, record);
+    }
+    for row in events {
+        let Some(record) = records.get_mut(row.order_id.as_str()) else {
+            continue;
+        };
+        record.events.push(row.decode()?);
+    }
+    for (order_id, from, to, reason, event_id, stream_entry_id) in history {
+        let Some(record) = records.get_mut(order_id.as_str()) else {
+            continue;
+        };
+        record.history.push(Transition {
+            order_id,
+            from: from.parse().map_err(StoreError::CorruptRow)?,
+            to: to.parse().map_err(StoreError::CorruptRow)?,
+            reason,
+            event_id,
+            stream_entry_id,
+        });
+    }
+    Ok(late
+        .iter()
+        .filter_map(|order_id| records.remove(order_id.as_str()))
+        .collect())
+}
+
+/// A recorded event, as `processed_events` holds it.
+#[derive(QueryableByName)]
+struct RecordRow {
+    #[diesel(sql_type = Text)]
+    event_id: String,
+    #[diesel(sql_type = Text)]
+    stream_entry_id: String,
+    #[diesel(sql_type = Text)]
+    order_id: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    topic: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    position: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    said: Option<String>,
+}
+
+impl RecordRow {
+    /// The event decoded again by its topic, as when it arrived.
+    fn decode(self) -> Result<Recorded, StoreError> {
+        let corrupt = |why: &str| {
+            StoreError::CorruptRecord(format!("processed_events {:?}: {why}", self.event_id))
+        };
+        let (Some(topic), Some(position), Some(said)) = (&self.topic, &self.position, &self.said)
+        else {
+            return Err(corrupt("has an order id but no topic, position or said"));
+        };
+        let topic = topics::by_name(topic)
+            .ok_or_else(|| corrupt("of a topic this worker does not serve"))?;
+        let said = match serde_json::from_str(said) {
+            Ok(serde_json::Value::Object(said)) => said,
+            _ => return Err(corrupt("said is not a JSON object")),
+        };
+        let event = topics::recorded(topic, self.event_id.clone(), said)
+            .map_err(|error| corrupt(&error.to_string()))?;
+        Ok(Recorded {
+            entry_id: self.stream_entry_id,
+            position: position.clone(),
+            event,
+        })
+    }
+}

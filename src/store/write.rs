@@ -1,0 +1,166 @@
+//! The writes of a batch's transaction: one statement per table, pipelined in one round trip,
+//! whatever the batch size.
+
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::try_join;
+
+use super::plan::{InboxRow, Plan};
+use super::unnest::TextColumns;
+use super::StoreError;
+
+/// The inbox insert has no `ON CONFLICT`: a conflict would mean another transaction applied the
+/// same event concurrently, which the row locks rule out; if it ever happens the batch fails and
+/// its retry reports a duplicate. Events of a recomputed order (`rerecorded`) are upserted, and
+/// the history rows it no longer has are deleted before its new ones are inserted (statements
+/// on one connection run in the order sent).
+pub async fn write(conn: &AsyncPgConnection, plan: &Plan) -> Result<(), StoreError> {
+    let (mut c1, mut c2, mut c3, mut c4, mut c5) = (conn, conn, conn, conn, conn);
+    let (mut c6, mut c7) = (conn, conn);
+    let inbox = async {
+        if plan.processed.is_empty() {
+            return Ok(0);
+        }
+        inbox_rows(
+            "INSERT INTO processed_events \
+             (event_id, stream_entry_id, outcome, order_id, topic, position, said) \
+             SELECT e, s, o, r, t, p, d::jsonb \
+             FROM unnest($::text[], $::text[], $::text[], $::text[], $::text[], $::text[], $::text[]) \
+             AS u(e, s, o, r, t, p, d)",
+            &plan.processed,
+        )
+        .execute(&mut c1)
+        .await
+    };
+    let rerecorded = async {
+        if plan.rerecorded.is_empty() {
+            return Ok(0);
+        }
+        inbox_rows(
+            "INSERT INTO processed_events \
+             (event_id, stream_entry_id, outcome, order_id, topic, position, said) \
+             SELECT e, s, o, r, t, p, d::jsonb \
+             FROM unnest($::text[], $::text[], $::text[], $::text[], $::text[], $::text[], $::text[]) \
+             AS u(e, s, o, r, t, p, d) \
+             ON CONFLICT (event_id) DO UPDATE SET stream_entry_id = EXCLUDED.stream_entry_id, \
+             outcome = EXCLUDED.outcome, position = EXCLUDED.position, said = EXCLUDED.said",
+            &plan.rerecorded,
+        )
+        .execute(&mut c6)
+        .await
+    };
+    let fulfillments = async {
+        if plan.fulfillments.is_empty() {
+            return Ok(0);
+        }
+        let rows = &plan.fulfillments;
+        TextColumns::new(
+            "INSERT INTO order_fulfillments (fulfillment_id, order_id, status) \
+             SELECT * FROM unnest($::text[], $::text[], $::text[]) \
+             ON CONFLICT (fulfillment_id) DO UPDATE \
+             SET status = EXCLUDED.status, updated_at = now()",
+        )
+        .column(rows, |(fulfillment_id, _, _)| fulfillment_id)
+        .column(rows, |(_, order_id, _)| order_id)
+        .column(rows, |(_, _, status)| status.as_str())
+        .execute(&mut c2)
+        .await
+    };
+    let orders = async {
+        if plan.orders.is_empty() {
+            return Ok(0);
+        }
+        let rows = &plan.orders;
+        // '' for an order whose events reported no fulfillment status: it keeps its own.
+        TextColumns::new(
+            "UPDATE orders SET status = u.status, \
+             fulfillment_status = COALESCE(NULLIF(u.fulfillment_status, ''), orders.fulfillment_status), \
+             updated_at = now() \
+             FROM unnest($::text[], $::text[], $::text[]) AS u(id, status, fulfillment_status) \
+             WHERE orders.id = u.id",
+        )
+        .column(rows, |o| &o.order_id)
+        .column(rows, |o| o.status.as_str())
+        .column(rows, |o| o.fulfillment_status.map_or("", |s| s.as_str()))
+        .execute(&mut c3)
+        .await
+    };
+    let history_dropped = async {
+        if plan.history_dropped.is_empty() {
+            return Ok(0);
+        }
+        let rows = &plan.history_dropped;
+        TextColumns::new("DELETE FROM order_status_history WHERE event_id = ANY($::text[])")
+            .column(rows, |t| &t.event_id)
+            .execute(&mut c7)
+            .await
+    };
+    let history = async {
+        if plan.transitions.is_empty() {
+            return Ok(0);
+        }
+        let rows = &plan.transitions;
+        TextColumns::new(
+            "INSERT INTO order_status_history \
+             (order_id, from_status, to_status, reason, event_id, stream_entry_id) \
+             SELECT * FROM unnest($::text[], $::text[], $::text[], $::text[], $::text[], $::text[])",
+        )
+        .column(rows, |t| &t.order_id)
+        .column(rows, |t| t.from.as_str())
+        .column(rows, |t| t.to.as_str())
+        .column(rows, |t| &t.reason)
+        .column(rows, |t| &t.event_id)
+        .column(rows, |t| &t.stream_entry_id)
+        .execute(&mut c4)
+        .await
+    };
+    let payments = async {
+        if plan.payments.is_empty() {
+            return Ok(0);
+        }
+        let rows = &plan.payments;
+        fn text(field: &Option<String>) -> &str {
+            field.as_deref().unwrap_or("")
+        }
+        // '' stands for NULL: TextColumns binds text, and no id, status or amount is ''. The
+        // rules keep a recorded amount or currency a verdict leaves out.
+        TextColumns::new(
+            "INSERT INTO order_payments (payment_id, order_id, status, amount, currency, reason) \
+             SELECT p, o, s, NULLIF(a, '')::numeric, NULLIF(c, ''), NULLIF(r, '') \
+             FROM unnest($::text[], $::text[], $::text[], $::text[], $::text[], $::text[]) \
+             AS u(p, o, s, a, c, r) \
+             ON CONFLICT (payment_id) DO UPDATE SET status = EXCLUDED.status, \
+             amount = EXCLUDED.amount, currency = EXCLUDED.currency, \
+             reason = EXCLUDED.reason, updated_at = now()",
+        )
+        .column(rows, |(id, _)| id)
+        .column(rows, |(_, p)| &p.order_id)
+        .column(rows, |(_, p)| p.status.as_str())
+        .column(rows, |(_, p)| text(&p.amount))
+        .column(rows, |(_, p)| text(&p.currency))
+        .column(rows, |(_, p)| text(&p.reason))
+        .execute(&mut c5)
+        .await
+    };
+    try_join!(
+        inbox,
+        rerecorded,
+        fulfillments,
+        payments,
+        orders,
+        history_dropped,
+        history
+    )?;
+    Ok(())
+}
+
+/// `sql` (seven `$`) bound to inbox rows, in the column order of [`InboxRow`].
+fn inbox_rows<'a>(sql: &'static str, rows: &'a [InboxRow]) -> TextColumns<'a> {
+    TextColumns::new(sql)
+        .column(rows, |r| &r.event_id)
+        .column(rows, |r| &r.entry_id)
+        .column(rows, |r| r.outcome)
+        .column(rows, |r| &r.order_id)
+        .column(rows, |r| r.topic)
+        .column(rows, |r| &r.position)
+        .column(rows, |r| &r.said)
+}
