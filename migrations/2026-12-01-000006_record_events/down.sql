@@ -1,3 +1,6 @@
+ALTER TABLE orders RESET (fillfactor);
+ALTER TABLE order_fulfillments RESET (fillfactor);
+ALTER TABLE order_payments RESET (fillfactor);
 DROP INDEX processed_events_order_position_idx;
 ALTER TABLE processed_events
     DROP COLUMN order_id,

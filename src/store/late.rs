@@ -6,16 +6,17 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::plan::{plan, Incoming, OrderUpdate, Plan, Transition};
+use crate::position::Position;
 use crate::topics::{Event, OrderStatus, Outcome, State};
 
 /// What the inbox holds of a batch: read with the batch's state, under its orders' locks.
 #[derive(Debug, Default)]
 pub struct Inbox {
     /// order id → position of its newest recorded event.
-    pub newest: HashMap<String, String>,
+    pub newest: HashMap<String, Position>,
     /// event id → (order id, position) of the batch's events already recorded; `None` for rows
     /// recorded before positions were.
-    pub recorded: HashMap<String, Option<(String, String)>>,
+    pub recorded: HashMap<String, Option<(String, Position)>>,
 }
 
 /// The batch's orders that have a late event: one that stands before the newest recorded for
@@ -25,7 +26,7 @@ pub fn late_orders(batch: &[Incoming<'_>], inbox: &Inbox) -> BTreeSet<String> {
     let mut late = BTreeSet::new();
     for incoming in batch {
         let order_id = incoming.event.change.order_id();
-        let position = incoming.position().to_string();
+        let position = incoming.position();
         let is_late = match inbox.recorded.get(&incoming.event.event_id) {
             Some(Some((recorded_for, recorded_at))) => {
                 recorded_for == order_id && position < *recorded_at
@@ -47,7 +48,7 @@ pub fn late_orders(batch: &[Incoming<'_>], inbox: &Inbox) -> BTreeSet<String> {
 #[derive(Debug)]
 pub struct Recorded {
     pub entry_id: String,
-    pub position: String,
+    pub position: Position,
     pub event: Event,
 }
 
@@ -151,7 +152,7 @@ fn refold(record: &OrderRecord, batch: &[Incoming<'_>], others: &State) -> Optio
     let earlier_copies: HashSet<&str> = batch
         .iter()
         .filter(|incoming| {
-            let position = incoming.position().to_string();
+            let position = incoming.position();
             record
                 .events
                 .iter()
@@ -161,7 +162,7 @@ fn refold(record: &OrderRecord, batch: &[Incoming<'_>], others: &State) -> Optio
         .collect();
     // (position, batch index): at one position (a redelivered entry) the record comes first, so
     // the batch's copy is a duplicate.
-    let mut all: Vec<(String, Option<usize>, Incoming<'_>)> = record
+    let mut all: Vec<(Position, Option<usize>, Incoming<'_>)> = record
         .events
         .iter()
         .filter(|r| !earlier_copies.contains(r.event.event_id.as_str()))
@@ -170,16 +171,16 @@ fn refold(record: &OrderRecord, batch: &[Incoming<'_>], others: &State) -> Optio
                 entry_id: &r.entry_id,
                 event: &r.event,
             };
-            (r.position.clone(), None, incoming)
+            (r.position, None, incoming)
         })
         .chain(
             batch
                 .iter()
                 .enumerate()
-                .map(|(i, incoming)| (incoming.position().to_string(), Some(i), *incoming)),
+                .map(|(i, incoming)| (incoming.position(), Some(i), *incoming)),
         )
         .collect();
-    all.sort_by(|a, b| (&a.0, a.1.is_some()).cmp(&(&b.0, b.1.is_some())));
+    all.sort_by_key(|(position, index, _)| (*position, index.is_some()));
 
     let order_id = &record.order_id;
     let state = State {

@@ -56,16 +56,17 @@ impl Db {
         for incoming in batch {
             if let Some(row) = self.inbox.get(&incoming.event.event_id) {
                 state.processed.insert(row.event_id.clone());
-                let recorded = (row.order_id.clone(), row.position.clone());
+                let recorded = (row.order_id.clone(), row.position);
                 inbox.recorded.insert(row.event_id.clone(), Some(recorded));
             }
         }
         for row in self.inbox.values() {
             if order_ids.contains(row.order_id.as_str()) {
-                let newest = inbox.newest.entry(row.order_id.clone()).or_default();
-                if row.position > *newest {
-                    newest.clone_from(&row.position);
-                }
+                let newest = inbox
+                    .newest
+                    .entry(row.order_id.clone())
+                    .or_insert(row.position);
+                *newest = (*newest).max(row.position);
             }
         }
         (state, inbox)
@@ -80,12 +81,12 @@ impl Db {
                     .values()
                     .filter(|row| row.order_id == *order_id)
                     .collect();
-                rows.sort_by(|a, b| a.position.cmp(&b.position));
+                rows.sort_by_key(|row| row.position);
                 let events = rows
                     .into_iter()
                     .map(|row| Recorded {
                         entry_id: row.entry_id.clone(),
-                        position: row.position.clone(),
+                        position: row.position,
                         event: recorded_event(row),
                     })
                     .collect();
@@ -164,22 +165,21 @@ fn recorded_event(row: &InboxRow) -> Event {
         panic!("said is an object: {}", row.said);
     };
     let topic = topics::by_name(row.topic).expect("served");
-    topics::recorded(topic, row.event_id.clone(), said).expect("decodes again")
+    topics::recorded(topic, row.event_id.clone(), &row.order_id, said).expect("decodes again")
 }
 
 /// An event of `topic` saying `said`, published as entry `entry_id`.
-fn event(id: &str, topic: &str, said: Value) -> Event {
+fn event(id: &str, topic: &str, order: &str, said: Value) -> Event {
     let Value::Object(said) = said else {
         unreachable!("an object")
     };
     let topic = topics::by_name(topic).expect("served");
-    topics::recorded(topic, id.to_owned(), said).expect("valid")
+    topics::recorded(topic, id.to_owned(), order, said).expect("valid")
 }
 
 fn fulfillment(id: &str, order: &str, fulfillment: &str, status: FulfillmentStatus) -> Event {
-    let said =
-        json!({"fulfillment_id": fulfillment, "order_id": order, "new_status": status.as_str()});
-    event(id, "fulfillment.status_changed", said)
+    let said = json!({"fulfillment_id": fulfillment, "new_status": status.as_str()});
+    event(id, "fulfillment.status_changed", order, said)
 }
 
 /// (entry id, event): what the streams hold, to be delivered.
@@ -335,11 +335,11 @@ fn published(specs: &[Spec]) -> Vec<Entry> {
                 } else {
                     "payment.failed"
                 };
-                let mut said = json!({"payment_id": format!("p-{order}-{row}"), "order_id": order});
+                let mut said = json!({"payment_id": format!("p-{order}-{row}")});
                 if let Some(amount) = amount {
                     said["amount"] = json!(format!("{amount}.50"));
                 }
-                event(&id, topic, said)
+                event(&id, topic, order, said)
             }
             Spec::Copy(index) if i > 0 => {
                 let (_, original) = &entries[index.index(i)];

@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Nullable, Text};
+use diesel::sql_types::{Array, BigInt, Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::try_join;
 
@@ -12,6 +12,7 @@ use super::late::{Inbox, OrderRecord, Recorded};
 use super::plan::{Incoming, Transition};
 use super::schema::{order_fulfillments, order_status_history, orders, processed_events};
 use super::StoreError;
+use crate::position::Position;
 use crate::topics::{self, Payment, Row, State};
 
 /// The five reads go out pipelined, in one round trip: PostgreSQL still runs them in order, so
@@ -76,15 +77,15 @@ pub async fn load(
             processed_events::order_id,
             processed_events::position,
         ))
-        .load::<(String, Option<String>, Option<String>)>(&mut c3);
-    let newest = processed_events::table
-        .filter(processed_events::order_id.eq_any(&order_ids))
-        .group_by(processed_events::order_id)
-        .select((
-            processed_events::order_id,
-            diesel::dsl::max(processed_events::position),
-        ))
-        .load::<(Option<String>, Option<String>)>(&mut c5);
+        .load::<(String, Option<String>, Option<i64>)>(&mut c3);
+    // One index probe per order (its newest row), not a scan of all its rows.
+    let newest = diesel::sql_query(
+        "SELECT o AS order_id, (SELECT position FROM processed_events \
+         WHERE order_id = o ORDER BY position DESC LIMIT 1) AS position \
+         FROM unnest($1::text[]) AS o",
+    )
+    .bind::<Array<Text>, _>(&order_ids)
+    .load::<NewestRow>(&mut c5);
     let (locked, fulfillments, payments, processed, newest) =
         try_join!(locked, fulfillments, payments, processed, newest)?;
 
@@ -112,13 +113,23 @@ pub async fn load(
     let mut inbox = Inbox::default();
     for (event_id, order_id, position) in processed {
         state.processed.insert(event_id.clone());
-        inbox.recorded.insert(event_id, order_id.zip(position));
+        let recorded = order_id.zip(position.map(Position::from_key));
+        inbox.recorded.insert(event_id, recorded);
     }
     inbox.newest = newest
         .into_iter()
-        .filter_map(|(order_id, position)| order_id.zip(position))
+        .filter_map(|row| Some((row.order_id, Position::from_key(row.position?))))
         .collect();
     Ok((state, inbox))
+}
+
+/// An order's newest recorded position, if it has any.
+#[derive(QueryableByName)]
+struct NewestRow {
+    #[diesel(sql_type = Text)]
+    order_id: String,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    position: Option<i64>,
 }
 
 /// A row of `order_payments`, its amount as exact text.
@@ -148,7 +159,7 @@ pub async fn load_records(
     let order_ids: Vec<&str> = late.iter().map(String::as_str).collect();
     let (mut c1, mut c2) = (conn, conn);
     let events = diesel::sql_query(
-        "SELECT event_id, stream_entry_id, order_id, topic, position, said::text AS said \
+        "SELECT event_id, stream_entry_id, order_id, topic, position, said \
          FROM processed_events WHERE order_id = ANY($1) ORDER BY order_id, position",
     )
     .bind::<Array<Text>, _>(&order_ids)
@@ -216,8 +227,8 @@ struct RecordRow {
     order_id: String,
     #[diesel(sql_type = Nullable<Text>)]
     topic: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    position: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    position: Option<i64>,
     #[diesel(sql_type = Nullable<Text>)]
     said: Option<String>,
 }
@@ -228,7 +239,7 @@ impl RecordRow {
         let corrupt = |why: &str| {
             StoreError::CorruptRecord(format!("processed_events {:?}: {why}", self.event_id))
         };
-        let (Some(topic), Some(position), Some(said)) = (&self.topic, &self.position, &self.said)
+        let (Some(topic), Some(position), Some(said)) = (&self.topic, self.position, &self.said)
         else {
             return Err(corrupt("has an order id but no topic, position or said"));
         };
@@ -238,11 +249,11 @@ impl RecordRow {
             Ok(serde_json::Value::Object(said)) => said,
             _ => return Err(corrupt("said is not a JSON object")),
         };
-        let event = topics::recorded(topic, self.event_id.clone(), said)
+        let event = topics::recorded(topic, self.event_id.clone(), &self.order_id, said)
             .map_err(|error| corrupt(&error.to_string()))?;
         Ok(Recorded {
             entry_id: self.stream_entry_id,
-            position: position.clone(),
+            position: Position::from_key(position),
             event,
         })
     }

@@ -30,7 +30,7 @@ pub struct InboxRow {
     pub outcome: &'static str,
     pub order_id: String,
     pub topic: &'static str,
-    pub position: String,
+    pub position: Position,
     /// A JSON object.
     pub said: String,
 }
@@ -44,7 +44,7 @@ impl InboxRow {
             outcome: outcome.as_str(),
             order_id: event.change.order_id().to_owned(),
             topic: event.topic.name(),
-            position: incoming.position().to_string(),
+            position: incoming.position(),
             said: serde_json::Value::Object(event.change.said()).to_string(),
         }
     }

@@ -52,8 +52,8 @@ diesel::table! {
         processed_at -> Timestamptz,
         order_id -> Nullable<Text>,
         topic -> Nullable<Text>,
-        position -> Nullable<Text>,
-        said -> Nullable<Jsonb>,
+        position -> Nullable<Int8>,
+        said -> Nullable<Text>,
     }
 }
 

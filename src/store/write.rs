@@ -20,13 +20,15 @@ pub async fn write(conn: &AsyncPgConnection, plan: &Plan) -> Result<(), StoreErr
         if plan.processed.is_empty() {
             return Ok(0);
         }
+        let positions = keys(&plan.processed);
         inbox_rows(
             "INSERT INTO processed_events \
              (event_id, stream_entry_id, outcome, order_id, topic, position, said) \
-             SELECT e, s, o, r, t, p, d::jsonb \
+             SELECT e, s, o, r, t, p::bigint, d \
              FROM unnest($::text[], $::text[], $::text[], $::text[], $::text[], $::text[], $::text[]) \
              AS u(e, s, o, r, t, p, d)",
             &plan.processed,
+            &positions,
         )
         .execute(&mut c1)
         .await
@@ -35,15 +37,17 @@ pub async fn write(conn: &AsyncPgConnection, plan: &Plan) -> Result<(), StoreErr
         if plan.rerecorded.is_empty() {
             return Ok(0);
         }
+        let positions = keys(&plan.rerecorded);
         inbox_rows(
             "INSERT INTO processed_events \
              (event_id, stream_entry_id, outcome, order_id, topic, position, said) \
-             SELECT e, s, o, r, t, p, d::jsonb \
+             SELECT e, s, o, r, t, p::bigint, d \
              FROM unnest($::text[], $::text[], $::text[], $::text[], $::text[], $::text[], $::text[]) \
              AS u(e, s, o, r, t, p, d) \
              ON CONFLICT (event_id) DO UPDATE SET stream_entry_id = EXCLUDED.stream_entry_id, \
              outcome = EXCLUDED.outcome, position = EXCLUDED.position, said = EXCLUDED.said",
             &plan.rerecorded,
+            &positions,
         )
         .execute(&mut c6)
         .await
@@ -153,14 +157,23 @@ pub async fn write(conn: &AsyncPgConnection, plan: &Plan) -> Result<(), StoreErr
     Ok(())
 }
 
-/// `sql` (seven `$`) bound to inbox rows, in the column order of [`InboxRow`].
-fn inbox_rows<'a>(sql: &'static str, rows: &'a [InboxRow]) -> TextColumns<'a> {
+/// `sql` (seven `$`) bound to inbox rows, in the column order of [`InboxRow`]; `positions` holds
+/// their positions' keys as text.
+fn inbox_rows<'a>(
+    sql: &'static str,
+    rows: &'a [InboxRow],
+    positions: &'a [String],
+) -> TextColumns<'a> {
     TextColumns::new(sql)
         .column(rows, |r| &r.event_id)
         .column(rows, |r| &r.entry_id)
         .column(rows, |r| r.outcome)
         .column(rows, |r| &r.order_id)
         .column(rows, |r| r.topic)
-        .column(rows, |r| &r.position)
+        .column(positions, String::as_str)
         .column(rows, |r| &r.said)
+}
+
+fn keys(rows: &[InboxRow]) -> Vec<String> {
+    rows.iter().map(|r| r.position.key().to_string()).collect()
 }

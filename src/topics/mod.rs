@@ -58,8 +58,10 @@ pub fn decode(
 pub fn recorded(
     topic: &'static dyn Topic,
     event_id: String,
-    said: Map<String, Value>,
+    order_id: &str,
+    mut said: Map<String, Value>,
 ) -> Result<Event, DecodeError> {
+    said.insert("order_id".to_owned(), order_id.into());
     Ok(Event {
         event_id,
         topic,
@@ -118,7 +120,8 @@ pub trait Change: fmt::Debug + Send + Sync {
     /// The log line for the event, in the words the order service's operators know.
     fn describe(&self) -> String;
     /// What the event said, as its topic decodes it again (`processed_events.said`): the fields
-    /// its rules read, so a late event's order can be recomputed from its recorded events.
+    /// its rules read but the order id (a column of its own), so a late event's order can be
+    /// recomputed from its recorded events.
     fn said(&self) -> Map<String, Value>;
     /// Folds the event into `state`, given its order's current status (the order exists).
     /// Returns its outcome and, if the order moves, where to and why (the history `reason`).

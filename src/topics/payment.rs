@@ -165,12 +165,17 @@ impl Change for PaymentEvent {
     fn said(&self) -> Map<String, Value> {
         let mut said = Map::new();
         said.insert("payment_id".into(), self.payment_id.clone().into());
-        said.insert("order_id".into(), self.order_id.clone().into());
         // As text: the exact decimal, whatever JSON does to numbers.
-        said.insert("amount".into(), self.amount.clone().into());
-        said.insert("currency".into(), self.currency.clone().into());
-        said.insert("reason".into(), self.reason.clone().into());
-        said.insert("timestamp".into(), self.timestamp.clone().into());
+        let optional = [
+            ("amount", &self.amount),
+            ("currency", &self.currency),
+            ("reason", &self.reason),
+        ];
+        for (name, value) in optional {
+            if let Some(value) = value {
+                said.insert(name.into(), value.clone().into());
+            }
+        }
         said
     }
 

@@ -5,6 +5,7 @@
 //! state and must end in the exact expected one.
 
 mod drain;
+mod late;
 mod latency;
 mod per_event;
 mod workload;
@@ -60,6 +61,8 @@ pub struct Report {
     pub drain: drain::Drain,
     /// The mixed drain: payments and fulfillments on three streams, one replica.
     pub mixed: Option<drain::Drain>,
+    /// The fulfillment drain with one event in ten late, one replica.
+    pub late: Option<late::LateDrain>,
     pub per_event_events_per_second: Option<f64>,
     /// Order transitions the per-event pattern never recorded: its concurrent handlers applied
     /// some orders' events out of order, skipping statuses (Dapr issue #2204).
@@ -115,6 +118,7 @@ pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Rep
         events: workload.events(),
         drain,
         mixed: None,
+        late: None,
         per_event_events_per_second: None,
         per_event_transitions_lost: None,
         speedup: None,
@@ -152,6 +156,7 @@ pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Rep
             )
             .await?,
         );
+        report.late = Some(late::phase(&mut workload, order_worker, config.batch_size).await?);
     }
     print!("{}", render(&report));
     if let Some(path) = &config.json {
@@ -181,6 +186,18 @@ pub fn render(report: &Report) -> String {
         rows.push(drain_row(
             "mixed, 3 streams (payments + fulfillments)",
             mixed,
+        ));
+    }
+    if let Some(late) = &report.late {
+        rows.push((
+            format!(
+                "1 event in {} late (its order recomputed), 1 replica",
+                late::LATE_EVERY
+            ),
+            format!(
+                "{:>10.0} events/s  ({:.2} s; the late ones alone {:.0} events/s)",
+                late.events_per_second, late.seconds, late.late_events_per_second
+            ),
         ));
     }
     if let (Some(per_event), Some(speedup)) = (report.per_event_events_per_second, report.speedup) {

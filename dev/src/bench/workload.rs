@@ -164,15 +164,10 @@ impl Workload {
         for stream in self.streams() {
             order_worker::ensure_group(&mut self.redis.clone(), stream).await?;
         }
-        let lifecycles = FulfillmentStatus::LIFECYCLE
-            .into_iter()
-            .flat_map(|status| self.orders.iter().map(move |order| (order, status)))
-            .map(|(order, status)| self.entry(order, status))
-            .collect();
         let groups = [
             self.payments(true),
             self.payments(false),
-            (self.stream.stream.as_str(), lifecycles),
+            (self.stream.stream.as_str(), self.lifecycles()),
         ];
         // In the order they happen; entries of two streams within one millisecond go by the
         // topics' stages, which is that order too.
@@ -187,6 +182,50 @@ impl Workload {
             }
         }
         Ok(())
+    }
+
+    /// XADDs the fulfillment backlog as [`Workload::publish_backlog`] does, with ids that keep
+    /// its order (`<n>-0`), but every `late_every`-th entry to `late` instead; returns how many
+    /// went there. The groups are created first.
+    pub async fn publish_split(
+        &mut self,
+        late: &StreamConfig,
+        late_every: usize,
+    ) -> anyhow::Result<u64> {
+        for stream in [&self.stream, late] {
+            order_worker::ensure_group(&mut self.redis.clone(), stream).await?;
+        }
+        let mut redis = self.redis.clone();
+        let mut late_count = 0;
+        let entries = self.lifecycles();
+        for (chunk_index, chunk) in entries.chunks(PIPELINE).enumerate() {
+            let mut pipe = redis::pipe();
+            for (i, fields) in chunk.iter().enumerate() {
+                let n = chunk_index * PIPELINE + i + 1;
+                let stream = if n.is_multiple_of(late_every) {
+                    late_count += 1;
+                    &late.stream
+                } else {
+                    &self.stream.stream
+                };
+                pipe.cmd("XADD")
+                    .arg(stream)
+                    .arg(format!("{n}-0"))
+                    .arg(fields)
+                    .ignore();
+            }
+            let _: () = pipe.query_async(&mut redis).await?;
+        }
+        Ok(late_count)
+    }
+
+    /// Every order's lifecycle, orders interleaved step by step.
+    fn lifecycles(&self) -> Vec<Vec<(String, String)>> {
+        FulfillmentStatus::LIFECYCLE
+            .into_iter()
+            .flat_map(|status| self.orders.iter().map(move |order| (order, status)))
+            .map(|(order, status)| self.entry(order, status))
+            .collect()
     }
 
     /// One event's stream fields, in Dapr's current format (a CloudEvent, `metadata` `{}`).

@@ -80,10 +80,7 @@ impl Change for FulfillmentEvent {
     fn said(&self) -> Map<String, Value> {
         let mut said = Map::new();
         said.insert("fulfillment_id".into(), self.fulfillment_id.clone().into());
-        said.insert("order_id".into(), self.order_id.clone().into());
         said.insert("new_status".into(), self.new_status.as_str().into());
-        said.insert("old_status".into(), self.old_status.clone().into());
-        said.insert("timestamp".into(), self.timestamp.clone().into());
         said
     }
 

@@ -1,0 +1,203 @@
+//! Late events on the real servers: an entry a replica held when it died is applied after newer
+//! events of its order, and the order still ends exactly as in-order processing leaves it —
+//! unless someone else changed the order since, whose change then stands.
+
+mod support;
+
+use order_worker::FulfillmentStatus::*;
+use support::in_order::Tables;
+use support::payments::{all_topics, publish_payment, stream_key, CONFIRMED, FAILED, FULFILLMENT};
+use support::TestEnv;
+
+use diesel_async::SimpleAsyncConnection;
+use order_worker_dev::publisher::Format;
+
+/// Reads every new entry of `key` in the test's group as `consumer`, which then dies holding
+/// them. Returns how many.
+async fn held_by_a_dead_replica(env: &TestEnv, key: &str, consumer: &str) -> usize {
+    let _: redis::RedisResult<()> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(key)
+        .arg(&env.stream.group)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut env.redis.clone())
+        .await;
+    let reply: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(&env.stream.group)
+        .arg(consumer)
+        .arg("STREAMS")
+        .arg(key)
+        .arg(">")
+        .query_async(&mut env.redis.clone())
+        .await
+        .expect("XREADGROUP");
+    reply.keys.iter().map(|key| key.ids.len()).sum()
+}
+
+/// Runs a worker that leaves the dead replica's entries alone until `applied` events are, then
+/// one that takes the `held` over at once and applies them, late.
+async fn apply_then_take_over(env: &TestEnv, applied: u64, held: u64, subscribe_all: bool) {
+    let config = |consumer: &str| {
+        let config = env.config(consumer);
+        if subscribe_all {
+            all_topics(config)
+        } else {
+            config
+        }
+    };
+    let mut patient = config("patient");
+    patient.claim_min_idle_ms = 600_000;
+    patient.consumer_gone_ms = 600_000;
+    let mut worker = env.spawn_worker_with(patient).await;
+    worker.wait_for(|p| p.applied == applied).await;
+    worker.stop().await;
+
+    let mut taking_over = config("taking-over");
+    taking_over.consumer_gone_ms = 300;
+    let mut worker = env.spawn_worker_with(taking_over).await;
+    let progress = worker.wait_for(|p| p.consumed == held).await;
+    worker.stop().await;
+    assert_eq!(
+        (progress.claimed, progress.applied),
+        (held, held),
+        "{progress:?}"
+    );
+}
+
+/// The streams' events applied one by one in stream order to a fresh database, compared with
+/// what the worker wrote, table by table.
+async fn assert_as_in_order(env: &TestEnv, orders: &[&str], status: &str, topics: &[&str]) {
+    let in_order = TestEnv::new().await;
+    in_order.seed_orders(orders, status).await;
+    let streams: Vec<(&str, String)> = topics.iter().map(|t| (*t, stream_key(env, t))).collect();
+    in_order.apply_in_order(&streams).await;
+    let expected = Tables::read(&mut in_order.db().await).await;
+    let got = Tables::read(&mut env.db().await).await;
+    assert_eq!(got.first_difference(&expected), None);
+    in_order.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelled_before_shipped_in_the_stream_ends_cancelled_though_shipped_applied_first() {
+    let env = TestEnv::new().await;
+    env.seed_orders(&["o1"], "confirmed").await;
+    env.publish_lifecycle("o1", "f1", &[Picking, Cancelled])
+        .await;
+    let key = stream_key(&env, FULFILLMENT);
+    assert_eq!(held_by_a_dead_replica(&env, &key, "died").await, 2);
+    env.publish_lifecycle("o1", "f1", &[Shipped]).await;
+
+    apply_then_take_over(&env, 1, 2, false).await;
+
+    assert_eq!(env.order_status("o1").await, "cancelled");
+    assert_eq!(
+        env.history("o1").await,
+        [
+            (
+                "confirmed".to_owned(),
+                "processing".to_owned(),
+                "FulfillmentPicking".to_owned()
+            ),
+            (
+                "processing".to_owned(),
+                "cancelled".to_owned(),
+                "FulfillmentCancelled".to_owned()
+            )
+        ],
+        "`shipped`'s row withdrawn, the two before it written in stream order"
+    );
+    assert_as_in_order(&env, &["o1"], "confirmed", &[FULFILLMENT]).await;
+    assert_eq!(env.pending().await, 0);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_declined_card_applied_after_the_accepted_retry_still_shows_in_the_history() {
+    let env = TestEnv::new().await;
+    env.seed_orders(&["o1"], "pending").await;
+    publish_payment(
+        &env,
+        FAILED,
+        "o1",
+        "p-declined",
+        Some("10.00"),
+        Some("card_declined"),
+        Format::CloudEvent,
+    )
+    .await;
+    let failed = stream_key(&env, FAILED);
+    assert_eq!(held_by_a_dead_replica(&env, &failed, "died").await, 1);
+    publish_payment(
+        &env,
+        CONFIRMED,
+        "o1",
+        "p-accepted",
+        Some("10.00"),
+        None,
+        Format::CloudEvent,
+    )
+    .await;
+
+    apply_then_take_over(&env, 1, 1, true).await;
+
+    assert_eq!(env.order_status("o1").await, "confirmed");
+    let reasons: Vec<String> = env
+        .history("o1")
+        .await
+        .into_iter()
+        .map(|(_, _, r)| r)
+        .collect();
+    assert_eq!(reasons, ["PaymentFailed", "PaymentConfirmed"]);
+    assert_as_in_order(&env, &["o1"], "pending", &[FULFILLMENT, CONFIRMED, FAILED]).await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_order_changed_by_the_order_service_since_keeps_that_change_when_a_late_event_comes() {
+    let env = TestEnv::new().await;
+    env.seed_orders(&["o1"], "confirmed").await;
+    env.publish_lifecycle("o1", "f1", &[Planning]).await;
+    let key = stream_key(&env, FULFILLMENT);
+    assert_eq!(held_by_a_dead_replica(&env, &key, "died").await, 1);
+    env.publish_lifecycle("o1", "f1", &[Picking]).await;
+    let mut worker = env
+        .spawn_worker_with({
+            let mut config = env.config("patient");
+            config.consumer_gone_ms = 600_000;
+            config.claim_min_idle_ms = 600_000;
+            config
+        })
+        .await;
+    worker.wait_for(|p| p.applied == 1).await;
+    worker.stop().await;
+    // A customer cancels through the order service.
+    let mut db = env.db().await;
+    db.batch_execute("UPDATE orders SET status = 'cancelled' WHERE id = 'o1'")
+        .await
+        .expect("cancel");
+
+    let mut config = env.config("taking-over");
+    config.consumer_gone_ms = 300;
+    let mut worker = env.spawn_worker_with(config).await;
+    let progress = worker.wait_for(|p| p.claimed == 1 && p.consumed == 1).await;
+    worker.stop().await;
+
+    assert_eq!(
+        progress.stale, 1,
+        "applied to the order as it stands: {progress:?}"
+    );
+    assert_eq!(
+        env.order_status("o1").await,
+        "cancelled",
+        "the order service's change stands"
+    );
+    let rows = env.history("o1").await;
+    assert_eq!(
+        rows.len(),
+        1,
+        "the worker's history is left as it was: {rows:?}"
+    );
+    env.cleanup().await;
+}
