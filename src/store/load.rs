@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Nullable, Text};
+use diesel::sql_types::{Array, Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::try_join;
 
@@ -78,14 +78,16 @@ pub async fn load(
             processed_events::position,
         ))
         .load::<(String, Option<String>, Option<i64>)>(&mut c3);
-    // One index probe per order (its newest row), not a scan of all its rows.
-    let newest = diesel::sql_query(
-        "SELECT o AS order_id, (SELECT position FROM processed_events \
-         WHERE order_id = o ORDER BY position DESC LIMIT 1) AS position \
-         FROM unnest($1::text[]) AS o",
-    )
-    .bind::<Array<Text>, _>(&order_ids)
-    .load::<NewestRow>(&mut c5);
+    // Through diesel's query builder, so the statement is prepared once per connection (a
+    // `sql_query` is prepared again each time: a round trip more on every batch).
+    let newest = processed_events::table
+        .filter(processed_events::order_id.eq_any(&order_ids))
+        .group_by(processed_events::order_id)
+        .select((
+            processed_events::order_id,
+            diesel::dsl::max(processed_events::position),
+        ))
+        .load::<(Option<String>, Option<i64>)>(&mut c5);
     let (locked, fulfillments, payments, processed, newest) =
         try_join!(locked, fulfillments, payments, processed, newest)?;
 
@@ -118,18 +120,9 @@ pub async fn load(
     }
     inbox.newest = newest
         .into_iter()
-        .filter_map(|row| Some((row.order_id, Position::from_key(row.position?))))
+        .filter_map(|(order_id, position)| Some((order_id?, Position::from_key(position?))))
         .collect();
     Ok((state, inbox))
-}
-
-/// An order's newest recorded position, if it has any.
-#[derive(QueryableByName)]
-struct NewestRow {
-    #[diesel(sql_type = Text)]
-    order_id: String,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    position: Option<i64>,
 }
 
 /// A row of `order_payments`, its amount as exact text.
@@ -158,12 +151,11 @@ pub async fn load_records(
 ) -> Result<Vec<OrderRecord>, StoreError> {
     let order_ids: Vec<&str> = late.iter().map(String::as_str).collect();
     let (mut c1, mut c2) = (conn, conn);
-    let events = diesel::sql_query(
-        "SELECT event_id, stream_entry_id, order_id, topic, position, said \
-         FROM processed_events WHERE order_id = ANY($1) ORDER BY order_id, position",
-    )
-    .bind::<Array<Text>, _>(&order_ids)
-    .load::<RecordRow>(&mut c1);
+    let events = processed_events::table
+        .filter(processed_events::order_id.eq_any(&order_ids))
+        .order((processed_events::order_id, processed_events::position))
+        .select(RecordRow::as_select())
+        .load::<RecordRow>(&mut c1);
     let history = order_status_history::table
         .filter(order_status_history::order_id.eq_any(&order_ids))
         .order((order_status_history::order_id, order_status_history::id))
@@ -192,7 +184,7 @@ pub async fn load_records(
         records.insert(order_id, record);
     }
     for row in events {
-        let Some(record) = records.get_mut(row.order_id.as_str()) else {
+        let Some(record) = row.order_id.as_deref().and_then(|id| records.get_mut(id)) else {
             continue;
         };
         record.events.push(row.decode()?);
@@ -217,19 +209,14 @@ pub async fn load_records(
 }
 
 /// A recorded event, as `processed_events` holds it.
-#[derive(QueryableByName)]
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = processed_events)]
 struct RecordRow {
-    #[diesel(sql_type = Text)]
     event_id: String,
-    #[diesel(sql_type = Text)]
     stream_entry_id: String,
-    #[diesel(sql_type = Text)]
-    order_id: String,
-    #[diesel(sql_type = Nullable<Text>)]
+    order_id: Option<String>,
     topic: Option<String>,
-    #[diesel(sql_type = Nullable<BigInt>)]
     position: Option<i64>,
-    #[diesel(sql_type = Nullable<Text>)]
     said: Option<String>,
 }
 
@@ -239,7 +226,8 @@ impl RecordRow {
         let corrupt = |why: &str| {
             StoreError::CorruptRecord(format!("processed_events {:?}: {why}", self.event_id))
         };
-        let (Some(topic), Some(position), Some(said)) = (&self.topic, self.position, &self.said)
+        let (Some(order_id), Some(topic), Some(position), Some(said)) =
+            (&self.order_id, &self.topic, self.position, &self.said)
         else {
             return Err(corrupt("has an order id but no topic, position or said"));
         };
@@ -249,7 +237,7 @@ impl RecordRow {
             Ok(serde_json::Value::Object(said)) => said,
             _ => return Err(corrupt("said is not a JSON object")),
         };
-        let event = topics::recorded(topic, self.event_id.clone(), &self.order_id, said)
+        let event = topics::recorded(topic, self.event_id.clone(), order_id, said)
             .map_err(|error| corrupt(&error.to_string()))?;
         Ok(Recorded {
             entry_id: self.stream_entry_id,

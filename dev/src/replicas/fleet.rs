@@ -38,6 +38,9 @@ pub struct ReplicaCounts {
     pub events: u64,
     /// Status changes it wrote.
     pub transitions: u64,
+    /// Status changes it withdrew, recomputing an order for a late event (it or another wrote
+    /// them).
+    pub withdrawn: u64,
 }
 
 /// One replica started during the run, running or stopped.
@@ -170,12 +173,13 @@ impl Fleet {
         self.replicas
             .iter()
             .map(|replica| {
-                let (events, transitions, _) = replica.child.counts();
+                let (events, transitions, withdrawn) = replica.child.counts();
                 ReplicaCounts {
                     name: replica.child.name.clone(),
                     running: replica.running,
                     events,
                     transitions,
+                    withdrawn,
                 }
             })
             .collect()
