@@ -133,7 +133,7 @@ pub fn plan_batch(batch: &[Incoming<'_>], state: State, records: &[OrderRecord])
 }
 
 /// One order recomputed: the plan of its whole record, the outcomes of the batch's events, and
-/// the history rows to drop (by event id) before the plan's new ones are written.
+/// the history rows to delete before the plan's new ones are written.
 #[derive(Debug)]
 struct Refolded {
     plan: Plan,
@@ -217,7 +217,7 @@ fn refold(record: &OrderRecord, batch: &[Incoming<'_>], others: &State) -> Optio
         });
     }
     // History stays as it is up to the first row in-order processing would not have written,
-    // and is rewritten from there: rows keep their stream order, and the rest their ids.
+    // and is rewritten from there: ids stay in stream order, and unchanged rows keep theirs.
     let kept = record
         .history
         .iter()

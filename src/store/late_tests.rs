@@ -185,10 +185,6 @@ fn fulfillment(id: &str, order: &str, fulfillment: &str, status: FulfillmentStat
 /// (entry id, event): what the streams hold, to be delivered.
 type Entry = (String, Event);
 
-fn shipped_then(db: &mut Db, late: &Entry) -> Vec<Outcome> {
-    db.apply(&[late])
-}
-
 #[test]
 fn a_cancelled_fulfillment_applied_after_the_shipped_one_it_preceded_ends_the_order_cancelled() {
     use FulfillmentStatus::*;
@@ -210,7 +206,7 @@ fn a_cancelled_fulfillment_applied_after_the_shipped_one_it_preceded_ends_the_or
     let mut db = Db::with_orders(&[("o1", OrderStatus::Confirmed)]);
     db.apply(&[&entries[0], &entries[2]]);
     assert_eq!(db.orders["o1"].0, OrderStatus::Shipped);
-    let outcomes = shipped_then(&mut db, &entries[1]);
+    let outcomes = db.apply(&[&entries[1]]);
     assert_eq!(outcomes, [Outcome::Applied]);
     assert_eq!(db.orders["o1"].0, OrderStatus::Cancelled);
     assert!(
