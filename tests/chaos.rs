@@ -269,16 +269,8 @@ async fn run(shape: Shape) {
 /// Every stream delivered to the group and acked.
 async fn drained(env: &TestEnv, streams: &[(&str, String)]) -> bool {
     for (_, key) in streams {
-        let info: redis::RedisResult<redis::streams::StreamInfoGroupsReply> = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(key)
-            .query_async(&mut env.redis.clone())
-            .await;
-        let group = info.ok().and_then(|info| {
-            let mut groups = info.groups.into_iter();
-            groups.find(|group| group.name == env.stream.group)
-        });
-        match group {
+        let group = order_worker::group_info(&mut env.redis.clone(), key, &env.stream.group).await;
+        match group.ok().flatten() {
             Some(group) if group.lag == Some(0) && group.pending == 0 => {}
             _ => return false,
         }

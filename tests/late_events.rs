@@ -4,61 +4,64 @@
 
 mod support;
 
+use diesel_async::SimpleAsyncConnection;
 use order_worker::FulfillmentStatus::*;
+use order_worker::{Progress, StreamConfig, WorkerConfig};
+use order_worker_dev::publisher::Format;
 use support::in_order::Tables;
 use support::payments::{all_topics, publish_payment, stream_key, CONFIRMED, FAILED, FULFILLMENT};
 use support::TestEnv;
 
-use diesel_async::SimpleAsyncConnection;
-use order_worker_dev::publisher::Format;
-
 /// Reads every new entry of `key` in the test's group as `consumer`, which then dies holding
 /// them. Returns how many.
 async fn held_by_a_dead_replica(env: &TestEnv, key: &str, consumer: &str) -> usize {
-    let _: redis::RedisResult<()> = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(key)
-        .arg(&env.stream.group)
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(&mut env.redis.clone())
-        .await;
-    let reply: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(&env.stream.group)
-        .arg(consumer)
-        .arg("STREAMS")
-        .arg(key)
-        .arg(">")
-        .query_async(&mut env.redis.clone())
+    let stream = StreamConfig {
+        stream: key.to_owned(),
+        ..env.stream.clone()
+    };
+    order_worker::ensure_group(&mut env.redis.clone(), &stream)
         .await
-        .expect("XREADGROUP");
-    reply.keys.iter().map(|key| key.ids.len()).sum()
+        .expect("group");
+    let group = &env.stream.group;
+    env.read_on(key, group, consumer, 10_000).await.len()
 }
 
-/// Runs a worker that leaves the dead replica's entries alone until `applied` events are, then
-/// one that takes the `held` over at once and applies them, late.
-async fn apply_then_take_over(env: &TestEnv, applied: u64, held: u64, subscribe_all: bool) {
-    let config = |consumer: &str| {
-        let config = env.config(consumer);
-        if subscribe_all {
-            all_topics(config)
-        } else {
-            config
-        }
-    };
-    let mut patient = config("patient");
+/// Worker settings: all three topics or the fulfillment topic alone.
+fn config(env: &TestEnv, consumer: &str, all: bool) -> WorkerConfig {
+    let config = env.config(consumer);
+    if all {
+        all_topics(config)
+    } else {
+        config
+    }
+}
+
+/// Runs a worker that leaves the dead replica's entries alone until `applied` events are.
+async fn apply_the_others(env: &TestEnv, applied: u64, all: bool) {
+    let mut patient = config(env, "patient", all);
     patient.claim_min_idle_ms = 600_000;
     patient.consumer_gone_ms = 600_000;
     let mut worker = env.spawn_worker_with(patient).await;
     worker.wait_for(|p| p.applied == applied).await;
     worker.stop().await;
+}
 
-    let mut taking_over = config("taking-over");
+/// Then one that takes the `held` entries over at once and applies them, late.
+async fn take_over(env: &TestEnv, held: u64, all: bool) -> Progress {
+    let mut taking_over = config(env, "taking-over", all);
     taking_over.consumer_gone_ms = 300;
     let mut worker = env.spawn_worker_with(taking_over).await;
-    let progress = worker.wait_for(|p| p.consumed == held).await;
+    let progress = worker
+        .wait_for(|p| p.claimed == held && p.consumed == held)
+        .await;
     worker.stop().await;
+    progress
+}
+
+/// [`apply_the_others`], then [`take_over`]: every held entry claimed and applied.
+async fn apply_then_take_over(env: &TestEnv, applied: u64, held: u64, all: bool) {
+    apply_the_others(env, applied, all).await;
+    let progress = take_over(env, held, all).await;
     assert_eq!(
         (progress.claimed, progress.applied),
         (held, held),
@@ -162,27 +165,14 @@ async fn an_order_changed_by_the_order_service_since_keeps_that_change_when_a_la
     let key = stream_key(&env, FULFILLMENT);
     assert_eq!(held_by_a_dead_replica(&env, &key, "died").await, 1);
     env.publish_lifecycle("o1", "f1", &[Picking]).await;
-    let mut worker = env
-        .spawn_worker_with({
-            let mut config = env.config("patient");
-            config.consumer_gone_ms = 600_000;
-            config.claim_min_idle_ms = 600_000;
-            config
-        })
-        .await;
-    worker.wait_for(|p| p.applied == 1).await;
-    worker.stop().await;
+    apply_the_others(&env, 1, false).await;
     // A customer cancels through the order service.
     let mut db = env.db().await;
     db.batch_execute("UPDATE orders SET status = 'cancelled' WHERE id = 'o1'")
         .await
         .expect("cancel");
 
-    let mut config = env.config("taking-over");
-    config.consumer_gone_ms = 300;
-    let mut worker = env.spawn_worker_with(config).await;
-    let progress = worker.wait_for(|p| p.claimed == 1 && p.consumed == 1).await;
-    worker.stop().await;
+    let progress = take_over(&env, 1, false).await;
 
     assert_eq!(
         progress.stale, 1,

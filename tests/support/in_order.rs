@@ -94,29 +94,14 @@ fn show(row: Option<&impl Debug>) -> String {
 }
 
 impl TestEnv {
-    /// Applies every decodable entry of `streams` ((topic, key) pairs) to this environment's database in stream order, a chunk of consecutive events per
-    /// transaction (the same as one by one: a chunk is folded event by event). Returns how many.
+    /// Applies every decodable entry of `streams` ((topic, key) pairs) to this environment's
+    /// database in stream order, a chunk of consecutive events per transaction (the same as one by
+    /// one: a chunk is folded event by event). Returns how many.
     pub async fn apply_in_order(&self, streams: &[(&str, String)]) -> usize {
         let mut events = Vec::new();
         for (name, key) in streams {
             let topic = topic(name).expect("a topic the worker serves");
-            let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
-                .arg(key)
-                .arg("-")
-                .arg("+")
-                .query_async(&mut self.redis.clone())
-                .await
-                .expect("XRANGE");
-            for (id, flat) in entries {
-                let fields: Vec<(String, Vec<u8>)> = flat
-                    .chunks(2)
-                    .map(|pair| {
-                        (
-                            String::from_utf8_lossy(&pair[0]).into_owned(),
-                            pair[1].clone(),
-                        )
-                    })
-                    .collect();
+            for (id, fields) in self.raw_entries_of(key).await {
                 if let Ok(event) = decode(topic, &fields, DEFAULT_MAX_ENTRY_BYTES) {
                     events.push((id, event));
                 }

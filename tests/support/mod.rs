@@ -289,26 +289,35 @@ impl TestEnv {
 
     /// The entries of the stream `key`, as field maps (values decoded lossily), oldest first.
     pub async fn entries_of(&self, key: &str) -> Vec<HashMap<String, String>> {
-        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        self.raw_entries_of(key)
+            .await
+            .into_iter()
+            .map(|(_, fields)| {
+                let lossy =
+                    |(k, v): (String, Vec<u8>)| (k, String::from_utf8_lossy(&v).into_owned());
+                fields.into_iter().map(lossy).collect()
+            })
+            .collect()
+    }
+
+    /// The entries of the stream `key` as Redis holds them: (id, fields in order), oldest first.
+    pub async fn raw_entries_of(&self, key: &str) -> Vec<(String, Vec<(String, Vec<u8>)>)> {
+        let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
             .arg(key)
             .arg("-")
             .arg("+")
             .query_async(&mut self.redis.clone())
             .await
             .expect("XRANGE");
-        reply
-            .ids
+        let field = |pair: &[Vec<u8>]| {
+            (
+                String::from_utf8_lossy(&pair[0]).into_owned(),
+                pair[1].clone(),
+            )
+        };
+        entries
             .into_iter()
-            .map(|entry| {
-                entry
-                    .map
-                    .into_iter()
-                    .map(|(k, v)| {
-                        let bytes: Vec<u8> = redis::from_redis_value(v).expect("bulk string");
-                        (k, String::from_utf8_lossy(&bytes).into_owned())
-                    })
-                    .collect()
-            })
+            .map(|(id, flat)| (id, flat.chunks(2).map(field).collect()))
             .collect()
     }
 

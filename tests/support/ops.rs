@@ -36,6 +36,18 @@ impl TestEnv {
     /// Reads up to `count` new entries in `group` as `consumer`, without acking them; returns
     /// their ids.
     pub async fn read_as(&self, group: &str, consumer: &str, count: usize) -> Vec<String> {
+        self.read_on(&self.stream.stream, group, consumer, count)
+            .await
+    }
+
+    /// [`TestEnv::read_as`] on the stream `key`.
+    pub async fn read_on(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Vec<String> {
         let reply: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(group)
@@ -43,7 +55,7 @@ impl TestEnv {
             .arg("COUNT")
             .arg(count)
             .arg("STREAMS")
-            .arg(&self.stream.stream)
+            .arg(key)
             .arg(">")
             .query_async(&mut self.redis.clone())
             .await
