@@ -185,17 +185,19 @@ fn fulfillment(id: &str, order: &str, fulfillment: &str, status: FulfillmentStat
 /// (entry id, event): what the streams hold, to be delivered.
 type Entry = (String, Event);
 
+fn entries<const N: usize>(published: [(&str, Event); N]) -> Vec<Entry> {
+    let entry = |(id, event): (&str, Event)| (id.to_owned(), event);
+    published.into_iter().map(entry).collect()
+}
+
 #[test]
 fn a_cancelled_fulfillment_applied_after_the_shipped_one_it_preceded_ends_the_order_cancelled() {
     use FulfillmentStatus::*;
-    let entries: Vec<Entry> = [
+    let entries = entries([
         ("1-0", fulfillment("e1", "o1", "f1", Picking)),
         ("2-0", fulfillment("e2", "o1", "f1", Cancelled)),
         ("3-0", fulfillment("e3", "o1", "f1", Shipped)),
-    ]
-    .into_iter()
-    .map(|(id, e)| (id.to_owned(), e))
-    .collect();
+    ]);
     let mut in_order = Db::with_orders(&[("o1", OrderStatus::Confirmed)]);
     for entry in &entries {
         in_order.apply(&[entry]);
@@ -241,14 +243,11 @@ fn an_earlier_copy_of_a_recorded_event_takes_its_place() {
 #[test]
 fn an_order_changed_outside_the_worker_keeps_that_change_and_takes_the_late_event_as_it_is() {
     use FulfillmentStatus::*;
-    let entries: Vec<Entry> = [
+    let entries = entries([
         ("1-0", fulfillment("e1", "o1", "f1", Picking)),
         ("3-0", fulfillment("e3", "o1", "f1", Shipped)),
         ("2-0", fulfillment("e2", "o1", "f1", Packed)),
-    ]
-    .into_iter()
-    .map(|(id, e)| (id.to_owned(), e))
-    .collect();
+    ]);
     let mut db = Db::with_orders(&[("o1", OrderStatus::Confirmed)]);
     db.apply(&[&entries[0]]);
     assert_eq!(db.orders["o1"].0, OrderStatus::Processing);

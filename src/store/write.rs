@@ -8,6 +8,20 @@ use super::plan::{InboxRow, Plan};
 use super::unnest::TextColumns;
 use super::StoreError;
 
+/// The inbox insert of [`InboxRow`]s (seven `$`, in its field order), followed by `$tail`.
+macro_rules! insert_inbox_rows {
+    ($($tail:literal)?) => {
+        concat!(
+            "INSERT INTO processed_events \
+             (event_id, stream_entry_id, outcome, order_id, topic, position, said) \
+             SELECT e, s, o, r, t, p::bigint, d \
+             FROM unnest($::text[], $::text[], $::text[], $::text[], $::text[], $::text[], $::text[]) \
+             AS u(e, s, o, r, t, p, d)"
+            $(, " ", $tail)?
+        )
+    };
+}
+
 /// The inbox insert has no `ON CONFLICT`: a conflict would mean another transaction applied the
 /// same event concurrently, which the row locks rule out; if it ever happens the batch fails and
 /// its retry reports a duplicate. Events of a recomputed order (`rerecorded`) are upserted, and
@@ -15,43 +29,15 @@ use super::StoreError;
 /// on one connection run in the order sent).
 pub async fn write(conn: &AsyncPgConnection, plan: &Plan) -> Result<(), StoreError> {
     let (mut c1, mut c2, mut c3, mut c4, mut c5) = (conn, conn, conn, conn, conn);
-    let (mut c6, mut c7) = (conn, conn);
-    let inbox = async {
-        if plan.processed.is_empty() {
-            return Ok(0);
-        }
-        let positions = keys(&plan.processed);
-        inbox_rows(
-            "INSERT INTO processed_events \
-             (event_id, stream_entry_id, outcome, order_id, topic, position, said) \
-             SELECT e, s, o, r, t, p::bigint, d \
-             FROM unnest($::text[], $::text[], $::text[], $::text[], $::text[], $::text[], $::text[]) \
-             AS u(e, s, o, r, t, p, d)",
-            &plan.processed,
-            &positions,
-        )
-        .execute(&mut c1)
-        .await
-    };
-    let rerecorded = async {
-        if plan.rerecorded.is_empty() {
-            return Ok(0);
-        }
-        let positions = keys(&plan.rerecorded);
-        inbox_rows(
-            "INSERT INTO processed_events \
-             (event_id, stream_entry_id, outcome, order_id, topic, position, said) \
-             SELECT e, s, o, r, t, p::bigint, d \
-             FROM unnest($::text[], $::text[], $::text[], $::text[], $::text[], $::text[], $::text[]) \
-             AS u(e, s, o, r, t, p, d) \
-             ON CONFLICT (event_id) DO UPDATE SET stream_entry_id = EXCLUDED.stream_entry_id, \
-             outcome = EXCLUDED.outcome, position = EXCLUDED.position, said = EXCLUDED.said",
-            &plan.rerecorded,
-            &positions,
-        )
-        .execute(&mut c6)
-        .await
-    };
+    let inbox = record(conn, insert_inbox_rows!(), &plan.processed);
+    let rerecorded = record(
+        conn,
+        insert_inbox_rows!(
+            "ON CONFLICT (event_id) DO UPDATE SET stream_entry_id = EXCLUDED.stream_entry_id, \
+             outcome = EXCLUDED.outcome, position = EXCLUDED.position, said = EXCLUDED.said"
+        ),
+        &plan.rerecorded,
+    );
     let fulfillments = async {
         if plan.fulfillments.is_empty() {
             return Ok(0);
@@ -95,7 +81,7 @@ pub async fn write(conn: &AsyncPgConnection, plan: &Plan) -> Result<(), StoreErr
         let rows = &plan.history_dropped;
         TextColumns::new("DELETE FROM order_status_history WHERE event_id = ANY($::text[])")
             .column(rows, |t| &t.event_id)
-            .execute(&mut c7)
+            .execute(&mut c1)
             .await
     };
     let history = async {
@@ -157,23 +143,24 @@ pub async fn write(conn: &AsyncPgConnection, plan: &Plan) -> Result<(), StoreErr
     Ok(())
 }
 
-/// `sql` (seven `$`) bound to inbox rows, in the column order of [`InboxRow`]; `positions` holds
-/// their positions' keys as text.
-fn inbox_rows<'a>(
+/// Runs `sql` (an [`insert_inbox_rows`]) for `rows`, if there are any.
+async fn record(
+    mut conn: &AsyncPgConnection,
     sql: &'static str,
-    rows: &'a [InboxRow],
-    positions: &'a [String],
-) -> TextColumns<'a> {
+    rows: &[InboxRow],
+) -> diesel::QueryResult<usize> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let positions: Vec<String> = rows.iter().map(|r| r.position.key().to_string()).collect();
     TextColumns::new(sql)
         .column(rows, |r| &r.event_id)
         .column(rows, |r| &r.entry_id)
         .column(rows, |r| r.outcome)
         .column(rows, |r| &r.order_id)
         .column(rows, |r| r.topic)
-        .column(positions, String::as_str)
+        .column(&positions, String::as_str)
         .column(rows, |r| &r.said)
-}
-
-fn keys(rows: &[InboxRow]) -> Vec<String> {
-    rows.iter().map(|r| r.position.key().to_string()).collect()
+        .execute(&mut conn)
+        .await
 }

@@ -180,22 +180,10 @@ impl Worker {
             tracing::warn!(order_id, "a late event was applied to the order as it stands, not recomputed: its status was changed outside this worker since the worker last moved it, and that change stands");
         }
         for t in &applied.withdrawn {
-            tracing::info!(
-                event_id = %t.event_id,
-                "{WITHDREW_CHANGE}: order_id={}, old_status={}, new_status={}",
-                t.order_id,
-                t.from,
-                t.to
-            );
+            log_status_change(WITHDREW_CHANGE, t);
         }
         for t in &applied.transitions {
-            tracing::info!(
-                event_id = %t.event_id,
-                "{UPDATED_ORDER}: order_id={}, old_status={}, new_status={}",
-                t.order_id,
-                t.from,
-                t.to
-            );
+            log_status_change(UPDATED_ORDER, t);
         }
         let batch = &prepared.batch;
         let topic = |source: usize| self.subscriptions[source].topic.name();
@@ -385,6 +373,18 @@ impl Worker {
         })
         .await
     }
+}
+
+/// A history row written (`what`: [`UPDATED_ORDER`]) or withdrawn ([`WITHDREW_CHANGE`]), in the
+/// words the order service's operators know.
+fn log_status_change(what: &str, t: &Transition) {
+    tracing::info!(
+        event_id = %t.event_id,
+        "{what}: order_id={}, old_status={}, new_status={}",
+        t.order_id,
+        t.from,
+        t.to
+    );
 }
 
 /// The per-event log line, in a span carrying the CloudEvent's trace context so logs join the
