@@ -30,10 +30,17 @@ pub(crate) const DECODED_BASE64: &str = "decoded `data_base64`";
 pub struct Opened {
     /// The CloudEvent `id`; `None` for a raw payload (the topic derives a key).
     pub id: Option<String>,
-    /// The publisher's trace context, so the worker's logs join the publisher's trace.
-    pub traceparent: Option<String>,
-    pub traceid: Option<String>,
+    pub trace: TraceContext,
     pub payload: Payload,
+}
+
+/// The publisher's W3C trace context, as the CloudEvent carries it: the worker's span of the
+/// event continues that trace, and its log lines name it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceContext {
+    /// `traceparent`, or Dapr's older duplicate `traceid` when that is all there is.
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
 }
 
 /// Why an entry can never be applied. Permanent by construction; the Display text is the
@@ -94,6 +101,7 @@ struct CloudEvent {
     data_base64: Option<Text>,
     traceparent: Option<Text>,
     traceid: Option<Text>,
+    tracestate: Option<Text>,
 }
 
 /// Opens one stream entry. `fields` are its field/value pairs as Redis returned them, in any
@@ -119,8 +127,7 @@ pub fn open(fields: &[(String, Vec<u8>)], max_bytes: usize) -> Result<Opened, De
     if is_raw_payload(field("metadata")) || !body.contains_key("specversion") {
         return Ok(Opened {
             id: None,
-            traceparent: None,
-            traceid: None,
+            trace: TraceContext::default(),
             payload: Payload(body),
         });
     }
@@ -152,8 +159,10 @@ pub fn open(fields: &[(String, Vec<u8>)], max_bytes: usize) -> Result<Opened, De
     };
     Ok(Opened {
         id: Some(id),
-        traceparent: trace(envelope.traceparent),
-        traceid: trace(envelope.traceid),
+        trace: TraceContext {
+            traceparent: trace(envelope.traceparent).or(trace(envelope.traceid)),
+            tracestate: trace(envelope.tracestate),
+        },
         payload: Payload(payload),
     })
 }

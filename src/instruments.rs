@@ -45,6 +45,9 @@ pub const LAG: &str = "fulfillment_stream_lag";
 pub const PENDING: &str = "fulfillment_stream_pending";
 pub const DEAD_LETTER_LENGTH: &str = "fulfillment_dead_letter_length";
 
+/// Spans that never reached the OpenTelemetry collector (unreachable, too slow, queue full).
+pub const SPANS_DROPPED: &str = "otel_spans_dropped_total";
+
 /// The topic the seed's unlabelled names count.
 const FULFILLMENT: &str = "fulfillment.status_changed";
 

@@ -35,7 +35,8 @@ pub use config::{
     DEFAULT_BATCH_SIZE, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL,
 };
 pub use telemetry::{
-    init as init_logging, LogFormat, PROCESSING_EVENT, SUBSCRIBING, UPDATED_ORDER, WITHDREW_CHANGE,
+    init as init_telemetry, LogFormat, Telemetry, EXPORT_FAILING, PROCESSING_EVENT, SUBSCRIBING,
+    UPDATED_ORDER, WITHDREW_CHANGE,
 };
 
 // The worker in-process, as the tests, the demo and the benchmark run it.

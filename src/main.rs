@@ -3,6 +3,7 @@
 //! `order-worker-dev`'s (`dev/`).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use order_worker::{ops, LogFormat, MigrateConfig, WorkerConfig};
@@ -45,6 +46,9 @@ enum Command {
     Replay(ops::replay::ReplayArgs),
 }
 
+/// How long a command other than `run` waits for its last spans to be exported.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -55,7 +59,18 @@ async fn main() -> ExitCode {
     } else {
         (LogFormat::Json, "info")
     };
-    let _logging = order_worker::init_logging(cli.log_format.unwrap_or(format), level);
+    let telemetry = match order_worker::init_telemetry(cli.log_format.unwrap_or(format), level) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("order-worker: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The last spans go out within SHUTDOWN_TIMEOUT for `run` (it bounds the pod's exit).
+    let flush_within = match &cli.command {
+        Command::Run(config) => config.shutdown_timeout,
+        _ => FLUSH_TIMEOUT,
+    };
     let result = match cli.command {
         Command::Run(config) => order_worker::run(config).await,
         Command::Migrate(config) => order_worker::migrate(config).await,
@@ -65,11 +80,13 @@ async fn main() -> ExitCode {
         Command::Trim(args) => ops::trim::run(args).await,
         Command::Replay(args) => ops::replay::run(args).await,
     };
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.finish(flush_within).await;
+    code
 }

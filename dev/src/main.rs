@@ -11,7 +11,14 @@ use order_worker_dev::cli::{self, Cli};
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // Every command prints for a person: only warnings are logged, as text.
-    let _logging = order_worker::init_logging(cli.log_format.unwrap_or(LogFormat::Text), "warn");
+    let format = cli.log_format.unwrap_or(LogFormat::Text);
+    let _telemetry = match order_worker::init_telemetry(format, "warn") {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("order-worker-dev: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     match cli::run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -9,7 +9,7 @@
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 
 use super::late::{late_orders, plan_batch};
-use super::load::{load, load_records};
+use super::load::{load, load_records, RECORD_STATEMENTS};
 use super::plan::{plan, Incoming, Plan};
 use super::write::write;
 use super::StoreError;
@@ -24,16 +24,20 @@ pub async fn apply_batch(
         return Ok(Plan::default());
     }
     conn.transaction(async |conn| {
-        let (state, inbox) = load(conn, batch).await?;
+        let (state, inbox, loads) = load(conn, batch).await?;
         let late = late_orders(batch, &inbox);
-        if late.is_empty() {
-            let plan = plan(batch, state);
-            write(conn, &plan).await?;
-            return Ok(plan);
-        }
-        let records = load_records(conn, &late, &state).await?;
-        let plan = plan_batch(batch, state, &records);
-        write(conn, &plan).await?;
+        let (mut plan, reads) = if late.is_empty() {
+            (plan(batch, state), loads)
+        } else {
+            let records = load_records(conn, &late, &state).await?;
+            (
+                plan_batch(batch, state, &records),
+                loads + RECORD_STATEMENTS,
+            )
+        };
+        let writes = write(conn, &plan).await?;
+        // BEGIN and COMMIT, around the reads and the writes.
+        plan.statements = 2 + reads + writes;
         Ok(plan)
     })
     .await

@@ -17,11 +17,11 @@ use crate::topics::{self, Payment, Row, State};
 
 /// The five reads go out pipelined, in one round trip: PostgreSQL still runs them in order, so
 /// the row locks are taken before the others read (each statement sees what committed before
-/// it started).
+/// it started). Returns what they read and how many statements that took.
 pub async fn load(
     conn: &AsyncPgConnection,
     batch: &[Incoming<'_>],
-) -> Result<(State, Inbox), StoreError> {
+) -> Result<(State, Inbox, usize), StoreError> {
     let order_ids: Vec<&str> = batch
         .iter()
         .map(|i| i.event.change.order_id())
@@ -122,7 +122,8 @@ pub async fn load(
         .into_iter()
         .filter_map(|(order_id, position)| Some((order_id?, Position::from_key(position?))))
         .collect();
-    Ok((state, inbox))
+    let statements = if payment_ids.is_empty() { 4 } else { 5 };
+    Ok((state, inbox, statements))
 }
 
 /// A row of `order_payments`, its amount as exact text.
@@ -143,7 +144,9 @@ struct PaymentRow {
 }
 
 /// The recorded events and the history of `late` orders (locked by [`load`]; `status` holds
-/// their status), read in one round trip.
+/// their status), read in one round trip of [`RECORD_STATEMENTS`].
+pub const RECORD_STATEMENTS: usize = 2;
+
 pub async fn load_records(
     conn: &AsyncPgConnection,
     late: &BTreeSet<String>,

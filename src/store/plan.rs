@@ -92,6 +92,8 @@ pub struct Plan {
     /// Orders with a late event that were changed by someone else since the worker last moved
     /// them: the late event was applied to them as they are.
     pub changed_outside: Vec<String>,
+    /// Statements the transaction sent, BEGIN and COMMIT included.
+    pub statements: usize,
 }
 
 /// Folds the batch's events, in stream order, over the loaded state.

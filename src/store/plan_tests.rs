@@ -8,8 +8,7 @@ fn event(id: &str, order: &str, fulfillment: &str, status: FulfillmentStatus) ->
     Event {
         event_id: id.to_owned(),
         topic: crate::topics::by_name("fulfillment.status_changed").expect("served"),
-        traceparent: None,
-        traceid: None,
+        trace: Default::default(),
         change: Box::new(FulfillmentEvent {
             fulfillment_id: fulfillment.to_owned(),
             order_id: order.to_owned(),

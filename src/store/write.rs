@@ -26,8 +26,8 @@ macro_rules! insert_inbox_rows {
 /// same event concurrently, which the row locks rule out; if it ever happens the batch fails and
 /// its retry reports a duplicate. Events of a recomputed order (`rerecorded`) are upserted, and
 /// the history rows it no longer has are deleted before its new ones are inserted (statements
-/// on one connection run in the order sent).
-pub async fn write(conn: &AsyncPgConnection, plan: &Plan) -> Result<(), StoreError> {
+/// on one connection run in the order sent). Returns how many statements were sent.
+pub async fn write(conn: &AsyncPgConnection, plan: &Plan) -> Result<usize, StoreError> {
     let (mut c1, mut c2, mut c3, mut c4, mut c5) = (conn, conn, conn, conn, conn);
     let inbox = record(conn, insert_inbox_rows!(), &plan.processed);
     let rerecorded = record(
@@ -140,7 +140,17 @@ pub async fn write(conn: &AsyncPgConnection, plan: &Plan) -> Result<(), StoreErr
         history_dropped,
         history
     )?;
-    Ok(())
+    // Each set above is sent only when it has rows.
+    let sets = [
+        plan.processed.is_empty(),
+        plan.rerecorded.is_empty(),
+        plan.fulfillments.is_empty(),
+        plan.payments.is_empty(),
+        plan.orders.is_empty(),
+        plan.history_dropped.is_empty(),
+        plan.transitions.is_empty(),
+    ];
+    Ok(sets.iter().filter(|empty| !**empty).count())
 }
 
 /// Runs `sql` (an [`insert_inbox_rows`]) for `rows`, if there are any.

@@ -24,8 +24,7 @@ struct Flat {
     new_status: FulfillmentStatus,
     old_status: Option<String>,
     timestamp: Option<String>,
-    traceparent: Option<String>,
-    traceid: Option<String>,
+    trace: TraceContext,
 }
 
 /// Decodes an entry of the fulfillment stream, flattened.
@@ -44,8 +43,7 @@ fn decode(fields: &[(String, Vec<u8>)], limit: usize) -> Result<Flat, DecodeErro
         new_status: f.new_status,
         old_status: f.old_status,
         timestamp: f.timestamp,
-        traceparent: event.traceparent,
-        traceid: event.traceid,
+        trace: event.trace,
     })
 }
 
@@ -105,8 +103,10 @@ fn decoded(event_id: &str, trace: Option<&str>) -> Flat {
         new_status: FulfillmentStatus::Picked,
         old_status: Some("picking".to_owned()),
         timestamp: Some(TIMESTAMP.to_owned()),
-        traceparent: trace.map(str::to_owned),
-        traceid: trace.map(str::to_owned),
+        trace: TraceContext {
+            traceparent: trace.map(str::to_owned),
+            tracestate: None,
+        },
     }
 }
 
@@ -171,8 +171,10 @@ fn every_sample_entry_decodes_to_its_event() {
             new_status: FulfillmentStatus::Planning,
             old_status: Some("pending".to_owned()),
             timestamp: Some(TIMESTAMP.to_owned()),
-            traceparent: trace.clone(),
-            traceid: trace,
+            trace: TraceContext {
+                traceparent: trace,
+                tracestate: None,
+            },
         };
         assert_eq!(decode(&fields, LIMIT), Ok(want.clone()), "{what}");
         fields.reverse();
@@ -238,6 +240,25 @@ fn every_payload_shape_decodes() {
                 entry(&[("data", &envelope.to_string())])
             },
             decoded("ce-1", None),
+        ),
+        (
+            "CloudEvent of an older Dapr, with traceid only, and a tracestate: both kept",
+            {
+                let mut envelope = envelope("data", event());
+                envelope
+                    .as_object_mut()
+                    .expect("object")
+                    .remove("traceparent");
+                envelope["tracestate"] = json!("congo=t61rcWkgMzE");
+                entry(&[("data", &envelope.to_string())])
+            },
+            Flat {
+                trace: TraceContext {
+                    traceparent: Some(TRACE.to_owned()),
+                    tracestate: Some("congo=t61rcWkgMzE".to_owned()),
+                },
+                ..decoded("ce-1", None)
+            },
         ),
         (
             "raw payload, rawPayload true",

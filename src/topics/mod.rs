@@ -15,7 +15,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::envelope::{self, DecodeError, Payload};
+use crate::envelope::{self, DecodeError, Payload, TraceContext};
 pub use fulfillment::{FulfillmentEvent, FulfillmentStatus};
 pub use order::{OrderStatus, UnknownStatus};
 pub use payment::{Payment, PaymentStatus};
@@ -47,8 +47,7 @@ pub fn decode(
     Ok(Event {
         event_id,
         topic,
-        traceparent: opened.traceparent,
-        traceid: opened.traceid,
+        trace: opened.trace,
         change,
     })
 }
@@ -65,8 +64,7 @@ pub fn recorded(
     Ok(Event {
         event_id,
         topic,
-        traceparent: None,
-        traceid: None,
+        trace: TraceContext::default(),
         change: topic.decode(Payload::recorded(said))?,
     })
 }
@@ -85,8 +83,7 @@ pub struct Event {
     /// `raw-` + a SHA-256 of what identifies the change.
     pub event_id: String,
     pub topic: &'static dyn Topic,
-    pub traceparent: Option<String>,
-    pub traceid: Option<String>,
+    pub trace: TraceContext,
     pub change: Box<dyn Change>,
 }
 

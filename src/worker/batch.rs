@@ -7,8 +7,9 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use tracing::{Instrument, Span};
 
-use super::{Committed, Worker};
+use super::{traced, Committed, Worker};
 use crate::instruments::Settled;
 use crate::retry::until_ok;
 use crate::shutdown::Shutdown;
@@ -16,7 +17,7 @@ use crate::store::{apply_batch, Incoming, Plan, StoreError, Transition};
 use crate::stream::{
     by_source, delivery_counts, keep_alive, settle, DeadLetter, ReadBatch, Settlement, StreamEntry,
 };
-use crate::telemetry::{UPDATED_ORDER, WITHDREW_CHANGE};
+use crate::telemetry::spans;
 use crate::topics::{self, Event, Outcome};
 use crate::verdict::{verdict, Known, Refusal, Verdict};
 
@@ -54,6 +55,8 @@ pub(super) struct Prepared {
     counts: DeliveryCounts,
     /// One per entry, in order: the event to apply, or why the entry never will be.
     decoded: Vec<Result<Event, Refusal>>,
+    /// One per entry, in order: its `process` span, ended when the batch is done with it.
+    spans: Vec<Span>,
     started: Instant,
 }
 
@@ -73,6 +76,12 @@ impl Prepared {
             .iter()
             .zip(&self.decoded)
             .filter_map(|(entry, decoded)| Some((entry, decoded.as_ref().ok()?)))
+    }
+
+    /// The spans of [`Self::events`], in the same order.
+    fn event_spans(&self) -> impl Iterator<Item = &Span> {
+        let decoded = self.decoded.iter().zip(&self.spans);
+        decoded.filter_map(|(decoded, span)| decoded.is_ok().then_some(span))
     }
 
     /// Every entry's verdict, given the outcomes of the events applied (in [`Self::events`] order).
@@ -140,11 +149,16 @@ impl Worker {
                     _ => event.map_err(Refusal::Undecodable),
                 }
             })
+            .collect::<Vec<_>>();
+        let entries = batch.entries.iter().zip(&decoded);
+        let spans = entries
+            .map(|(entry, decoded)| self.entry_span(entry, decoded))
             .collect();
         Some(Prepared {
             batch,
             counts,
             decoded,
+            spans,
             started,
         })
     }
@@ -153,11 +167,13 @@ impl Worker {
     /// Returns early only when shutdown interrupts a retry (see [`Worker::process`]).
     pub(super) async fn finish(&self, prepared: Prepared, shutdown: &Shutdown) {
         let events: Vec<_> = prepared.events().collect();
-        events
-            .iter()
-            .for_each(|(entry, event)| log_event(entry, event));
+        let spans: Vec<&Span> = prepared.event_spans().collect();
+        for ((_, event), span) in events.iter().zip(&spans) {
+            traced::log_event(span, event);
+        }
         let ids: Vec<(usize, &str)> = prepared.batch.ids().collect();
-        let Some(applied) = self.apply_kept_alive(&ids, &events, shutdown).await else {
+        let applying = self.apply_kept_alive(&ids, &events, &spans, shutdown);
+        let Some(applied) = applying.await else {
             return;
         };
         for ((entry, event), outcome) in events.iter().zip(&applied.outcomes) {
@@ -169,6 +185,11 @@ impl Worker {
         self.notify_commit(&events);
         let max = u64::from(self.config.max_deliveries);
         let verdicts = prepared.verdicts(&applied.outcomes, max);
+        traced::record_verdicts(
+            &verdicts,
+            &prepared.spans,
+            spans.iter().copied().zip(&applied.outcomes),
+        );
         if self.settle(&prepared, &verdicts, shutdown).await.is_none() {
             // Committed but not acked: read again later, then reported as duplicates.
             return;
@@ -179,12 +200,11 @@ impl Worker {
         for order_id in &applied.changed_outside {
             tracing::warn!(order_id, "a late event was applied to the order as it stands, not recomputed: its status was changed outside this worker since the worker last moved it, and that change stands");
         }
-        for t in &applied.withdrawn {
-            log_status_change(WITHDREW_CHANGE, t);
-        }
-        for t in &applied.transitions {
-            log_status_change(UPDATED_ORDER, t);
-        }
+        let events_spans = events
+            .iter()
+            .map(|(_, event)| *event)
+            .zip(spans.iter().copied());
+        traced::log_status_changes(&applied.withdrawn, &applied.transitions, events_spans);
         let batch = &prepared.batch;
         let topic = |source: usize| self.subscriptions[source].topic.name();
         self.recorder.settled(&Settled {
@@ -249,10 +269,17 @@ impl Worker {
             }
         }
         let consumer = &self.consumer;
-        until_ok("acking the batch", &self.redis_health, shutdown, || {
+        let acking = until_ok("acking the batch", &self.redis_health, shutdown, || {
             self.on_redis(async |conn| settle(conn, consumer, &settlements).await)
-        })
-        .await
+        });
+        let dead = settlements.iter().map(|s| s.dead.len()).sum::<usize>();
+        let attributes = [
+            ("order_worker.entries", prepared.spans.len() as i64),
+            ("order_worker.dead_lettered", dead as i64),
+        ];
+        acking
+            .instrument(spans::for_entries("ack", &attributes, &prepared.spans))
+            .await
     }
 
     /// Tells the benchmark's latency probe, if it listens, which events just became durable.
@@ -273,9 +300,10 @@ impl Worker {
         &self,
         ids: &[(usize, &str)],
         events: &[(&StreamEntry, &Event)],
+        spans: &[&Span],
         shutdown: &Shutdown,
     ) -> Option<Applied> {
-        let work = self.apply_in_lanes(events, shutdown);
+        let work = self.apply_in_lanes(events, spans, shutdown);
         tokio::pin!(work);
         // Fresh well within both: another replica claims what is idle for CLAIM_MIN_IDLE_MS, or
         // for CONSUMER_GONE_MS when this one looks gone.
@@ -311,6 +339,7 @@ impl Worker {
     async fn apply_in_lanes(
         &self,
         events: &[(&StreamEntry, &Event)],
+        spans: &[&Span],
         shutdown: &Shutdown,
     ) -> Option<Applied> {
         let lane_count = usize::from(self.config.concurrency).max(1);
@@ -329,7 +358,18 @@ impl Worker {
                     event: events[i].1,
                 })
                 .collect();
-            async move { self.apply(&incoming, shutdown).await }
+            let attributes = [("order_worker.events", lane.len() as i64)];
+            let span = spans::for_entries("apply", &attributes, lane.iter().map(|&i| spans[i]));
+            async move {
+                let plan = self
+                    .apply(&incoming, shutdown)
+                    .instrument(span.clone())
+                    .await;
+                if let Some(plan) = &plan {
+                    spans::count(&span, "order_worker.statements", plan.statements);
+                }
+                plan
+            }
         }))
         .await;
 
@@ -373,30 +413,4 @@ impl Worker {
         })
         .await
     }
-}
-
-/// A history row written (`what`: [`UPDATED_ORDER`]) or withdrawn ([`WITHDREW_CHANGE`]), in the
-/// words the order service's operators know.
-fn log_status_change(what: &str, t: &Transition) {
-    tracing::info!(
-        event_id = %t.event_id,
-        "{what}: order_id={}, old_status={}, new_status={}",
-        t.order_id,
-        t.from,
-        t.to
-    );
-}
-
-/// The per-event log line, in a span carrying the CloudEvent's trace context so logs join the
-/// publisher's trace.
-fn log_event(entry: &StreamEntry, event: &Event) {
-    let span = tracing::info_span!(
-        "event",
-        entry_id = %entry.id,
-        event_id = %event.event_id,
-        traceparent = event.traceparent.as_deref().unwrap_or(""),
-        traceid = event.traceid.as_deref().unwrap_or(""),
-    );
-    let _entered = span.enter();
-    tracing::info!("{}", event.change.describe());
 }

@@ -14,6 +14,7 @@ mod batch;
 mod claim;
 mod in_flight;
 mod start;
+mod traced;
 
 use std::time::{Duration, Instant};
 

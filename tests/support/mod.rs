@@ -7,6 +7,7 @@ pub mod db;
 pub mod dev;
 pub mod in_order;
 pub mod ops;
+pub mod otlp;
 pub mod payments;
 pub mod process;
 pub mod proxy;

@@ -1,0 +1,396 @@
+//! OpenTelemetry tracing of a real worker process, exported over OTLP (gRPC and HTTP/protobuf)
+//! to the tests' receiver: each entry's `process` span continues its publisher's trace (the
+//! CloudEvent's `traceparent`), the transaction and the ack link to the spans of their events,
+//! a dead-lettered entry's span is an error, SIGTERM exports the last spans, and a collector that
+//! is down costs the spans, logged once and counted, never an event.
+
+mod support;
+
+use order_worker::FulfillmentStatus::{self, *};
+use order_worker_dev::publisher::{self, Format};
+use support::otlp::{Protocol, ReceivedSpan, Receiver};
+use support::process::terminate;
+use support::{eventually, TestEnv};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Child;
+
+/// The proto values of `SpanKind::SPAN_KIND_CONSUMER` and `StatusCode::STATUS_CODE_ERROR`.
+const CONSUMER: i32 = 5;
+const ERROR: i32 = 2;
+const MESSAGE_ID: &str = "messaging.message.id";
+const ENTRY_ID: &str = "order_worker.entry_id";
+const OUTCOME: &str = "order_worker.outcome";
+
+/// A worker process ("traced") exporting to a receiver of its own.
+struct Traced {
+    env: TestEnv,
+    receiver: Receiver,
+    worker: Child,
+}
+
+impl Traced {
+    /// Seeds `orders` at `confirmed` and starts the worker exporting over `protocol`.
+    async fn start(protocol: Protocol, orders: &[&str], settings: &[(&str, &str)]) -> Self {
+        let env = TestEnv::new().await;
+        env.seed_orders(orders, "confirmed").await;
+        let receiver = Receiver::start(protocol).expect("receiver starts");
+        let worker = spawn(
+            &env,
+            &receiver.endpoint(),
+            receiver.protocol_env(),
+            settings,
+        );
+        Self {
+            env,
+            receiver,
+            worker,
+        }
+    }
+
+    fn stream(&self) -> &str {
+        &self.env.stream.stream
+    }
+
+    /// SIGTERM; the worker must exit 0.
+    async fn stop(&mut self) {
+        let status = terminate(&mut self.worker).await;
+        assert_eq!(status.code(), Some(0), "exit status");
+    }
+}
+
+/// Worker "traced" exporting to `endpoint`; spans leave within 100 ms unless `settings` (which
+/// win) say otherwise.
+fn spawn(env: &TestEnv, endpoint: &str, protocol: &str, settings: &[(&str, &str)]) -> Child {
+    let mut all = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    all.extend_from_slice(settings);
+    env.spawn_process("traced", &env.redis_url, &env.database_url, &all)
+}
+
+/// A sampled `traceparent` of a new trace: (it, its trace id, its parent span id).
+fn new_traceparent() -> (String, String, String) {
+    let trace_id = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
+    let parent_id = format!("{:016x}", uuid::Uuid::new_v4().as_u128() as u64);
+    (format!("00-{trace_id}-{parent_id}-01"), trace_id, parent_id)
+}
+
+/// Publishes `status` for `order` (fulfillment `f-<order>`) as Dapr does, with the envelope's
+/// `traceparent` (and Dapr's copy of it, `traceid`) as given, or without either. Returns
+/// (entry id, CloudEvent id).
+async fn publish(
+    env: &TestEnv,
+    order: &str,
+    status: FulfillmentStatus,
+    traceparent: Option<&str>,
+) -> (String, String) {
+    let event_id = uuid::Uuid::new_v4().to_string();
+    let now = support::payments::now();
+    let event = publisher::event(order, &format!("f-{order}"), None, status, &now);
+    let mut fields = publisher::entry_fields(
+        env.stream.stream.as_str(),
+        &event,
+        &event_id,
+        Format::CloudEvent,
+    );
+    let (name, data) = &mut fields[0];
+    assert_eq!(name, "data");
+    let mut envelope: serde_json::Value = serde_json::from_str(data).expect("CloudEvent JSON");
+    let envelope_fields = envelope.as_object_mut().expect("CloudEvent object");
+    for key in ["traceparent", "traceid"] {
+        match traceparent {
+            Some(traceparent) => envelope_fields.insert(key.to_owned(), traceparent.into()),
+            None => envelope_fields.remove(key),
+        };
+    }
+    *data = envelope.to_string();
+    (env.xadd(&fields).await, event_id)
+}
+
+/// The `process` span of the entry whose attribute `key` is `value`.
+fn process_span<'a>(
+    spans: &'a [ReceivedSpan],
+    stream: &str,
+    key: &str,
+    value: &str,
+) -> Option<&'a ReceivedSpan> {
+    spans.iter().find(|span| {
+        span.name == format!("process {stream}") && attribute(span, key) == Some(value)
+    })
+}
+
+fn attribute<'a>(span: &'a ReceivedSpan, key: &str) -> Option<&'a str> {
+    span.attributes.get(key).map(String::as_str)
+}
+
+/// The span named `name` that links to `target`.
+fn linking<'a>(
+    spans: &'a [ReceivedSpan],
+    name: &str,
+    target: &ReceivedSpan,
+) -> Option<&'a ReceivedSpan> {
+    let link = (target.trace_id.clone(), target.span_id.clone());
+    spans
+        .iter()
+        .find(|span| span.name == name && span.links.contains(&link))
+}
+
+/// Publishes `order`'s planning in a new trace and checks its `process` span (in that trace,
+/// every attribute, from `service`) and the `apply` and `ack` spans linking to it; returns the
+/// process span.
+async fn check_traced_event(t: &Traced, order: &str, service: &str) -> ReceivedSpan {
+    let (traceparent, trace_id, parent_id) = new_traceparent();
+    let (entry_id, event_id) = publish(&t.env, order, Planning, Some(&traceparent)).await;
+    let stream = t.stream();
+    let spans = t
+        .receiver
+        .wait_for(
+            "the event's process span, and apply and ack spans linking to it",
+            |spans| {
+                process_span(spans, stream, MESSAGE_ID, &event_id).is_some_and(|process| {
+                    linking(spans, "apply", process).is_some()
+                        && linking(spans, "ack", process).is_some()
+                })
+            },
+        )
+        .await
+        .expect("spans exported");
+    let process = process_span(&spans, stream, MESSAGE_ID, &event_id).expect("process span");
+    assert_eq!(
+        process.trace_id, trace_id,
+        "the publisher's trace: {process:?}"
+    );
+    assert_eq!(
+        process.parent_span_id, parent_id,
+        "the publisher's span: {process:?}"
+    );
+    assert_eq!(process.kind, CONSUMER, "{process:?}");
+    assert_ne!(process.status_code, ERROR, "{process:?}");
+    let expected = [
+        ("messaging.system", "redis"),
+        ("messaging.operation.name", "process"),
+        ("messaging.destination.name", stream),
+        ("messaging.consumer.group.name", t.env.stream.group.as_str()),
+        (MESSAGE_ID, event_id.as_str()),
+        (ENTRY_ID, entry_id.as_str()),
+        ("order_worker.order_id", order),
+        (OUTCOME, "applied"),
+    ];
+    for (key, value) in expected {
+        assert_eq!(attribute(process, key), Some(value), "{key} of {process:?}");
+    }
+    let resource = process.resource.get("service.name");
+    assert_eq!(resource.map(String::as_str), Some(service), "{process:?}");
+    let apply = linking(&spans, "apply", process).expect("apply span");
+    let count = |key: &str| attribute(apply, key).and_then(|n| n.parse::<usize>().ok());
+    assert_eq!(
+        count("order_worker.events"),
+        Some(apply.links.len()),
+        "{apply:?}"
+    );
+    assert!(
+        count("order_worker.statements").is_some_and(|n| n > 0),
+        "{apply:?}"
+    );
+    process.clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_grpc_an_entry_continues_its_publishers_trace_or_starts_one_of_its_own() {
+    let mut t = Traced::start(Protocol::Grpc, &["o1", "o2", "o3"], &[]).await;
+    let traced = check_traced_event(&t, "o1", "order-worker").await;
+
+    // No traceparent, or one cut short: a root span, in a trace of its own.
+    let (_, untraced) = publish(&t.env, "o2", Planning, None).await;
+    let truncated = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba9";
+    let (_, malformed) = publish(&t.env, "o3", Planning, Some(truncated)).await;
+    let stream = t.stream();
+    let spans = t
+        .receiver
+        .wait_for(
+            "the process spans of the events without a valid traceparent",
+            |spans| {
+                [&untraced, &malformed]
+                    .iter()
+                    .all(|id| process_span(spans, stream, MESSAGE_ID, id).is_some())
+            },
+        )
+        .await
+        .expect("spans exported");
+    let roots: Vec<&ReceivedSpan> = [&untraced, &malformed]
+        .iter()
+        .map(|id| process_span(&spans, stream, MESSAGE_ID, id).expect("process span"))
+        .collect();
+    for root in &roots {
+        assert_eq!(root.parent_span_id, "", "a root span: {root:?}");
+        assert_eq!(root.trace_id.len(), 32, "{root:?}");
+        assert_ne!(root.trace_id, "0".repeat(32), "{root:?}");
+        assert_ne!(root.trace_id, traced.trace_id, "{root:?}");
+        assert_eq!(attribute(root, OUTCOME), Some("applied"), "{root:?}");
+    }
+    assert_ne!(
+        roots[0].trace_id, roots[1].trace_id,
+        "each in a trace of its own"
+    );
+    t.stop().await;
+    t.env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_http_protobuf_an_entry_continues_its_publishers_trace() {
+    let settings = [("OTEL_SERVICE_NAME", "orders-eu")];
+    let mut t = Traced::start(Protocol::HttpProtobuf, &["o1"], &settings).await;
+    check_traced_event(&t, "o1", "orders-eu").await;
+    t.stop().await;
+    t.env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_lettered_entrys_span_is_an_error_with_a_message() {
+    let mut t = Traced::start(Protocol::Grpc, &["o1", "o2"], &[]).await;
+    let (good, _) = publish(&t.env, "o1", Planning, None).await;
+    // Fulfillment f-o1 is o1's: for o2 it is rejected. And an entry that is not JSON.
+    let (rejected, _) = t
+        .env
+        .publish("o2", "f-o1", Packing, Format::CloudEvent)
+        .await;
+    let garbage = t
+        .env
+        .xadd(&[("data".to_owned(), "{not json".to_owned())])
+        .await;
+    let stream = t.stream();
+    let spans = t
+        .receiver
+        .wait_for("the three entries' process spans", |spans| {
+            [&good, &rejected, &garbage]
+                .iter()
+                .all(|id| process_span(spans, stream, ENTRY_ID, id).is_some())
+        })
+        .await
+        .expect("spans exported");
+    let span = |id: &str| process_span(&spans, stream, ENTRY_ID, id).expect("process span");
+    assert_ne!(span(&good).status_code, ERROR, "{:?}", span(&good));
+    assert_eq!(attribute(span(&good), OUTCOME), Some("applied"));
+    for id in [&rejected, &garbage] {
+        let dead = span(id);
+        assert_eq!(dead.status_code, ERROR, "{dead:?}");
+        assert!(!dead.status_message.is_empty(), "{dead:?}");
+    }
+    eventually("both dead-lettered", async || {
+        t.env.dead_letters().await.len() == 2
+    })
+    .await;
+    t.stop().await;
+    t.env.cleanup().await;
+}
+
+/// With a schedule a minute long, the applied event's span is still queued when SIGTERM comes:
+/// only the shutdown's flush can deliver it.
+async fn sigterm_exports_the_last_spans(protocol: Protocol) {
+    let settings = [("OTEL_BSP_SCHEDULE_DELAY", "60000")];
+    let mut t = Traced::start(protocol, &["o1"], &settings).await;
+    let (_, event_id) = publish(&t.env, "o1", Planning, None).await;
+    eventually("the event is applied", async || {
+        t.env.order_status("o1").await == "processing"
+    })
+    .await;
+    let stream = t.stream().to_owned();
+    assert!(
+        process_span(&t.receiver.spans(), &stream, MESSAGE_ID, &event_id).is_none(),
+        "exported before the shutdown: the test would prove nothing"
+    );
+    t.stop().await;
+    t.receiver
+        .wait_for("the process span, flushed at shutdown", |spans| {
+            process_span(spans, &stream, MESSAGE_ID, &event_id).is_some()
+        })
+        .await
+        .expect("spans exported");
+    t.env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_exports_the_last_spans_over_grpc() {
+    sigterm_exports_the_last_spans(Protocol::Grpc).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_exports_the_last_spans_over_http_protobuf() {
+    sigterm_exports_the_last_spans(Protocol::HttpProtobuf).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_collector_down_every_event_applies_and_the_loss_is_logged_once_and_counted() {
+    let env = TestEnv::new().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    let mut worker = spawn(&env, &format!("http://{closed}"), "grpc", &[]);
+    let (orders, published) = env.seed_lifecycles(170).await;
+    assert!(published >= 500, "{published}");
+    eventually("every event applied and acked", async || {
+        env.history_count().await == 3 * orders.len() as i64 && env.pending().await == 0
+    })
+    .await;
+    let port = http_port(&env).await;
+    eventually("the lost spans are counted", async || {
+        sum_of(&get_metrics(port).await, "otel_spans_dropped_total") > 0.0
+    })
+    .await;
+    let status = terminate(&mut worker).await;
+    assert_eq!(status.code(), Some(0), "exit status");
+
+    let log = env.process_log("traced");
+    let exporting: Vec<&str> = log.lines().filter(|line| line.contains("export")).collect();
+    let failures = log.matches("Spans could not be exported").count();
+    assert_eq!(failures, 1, "{exporting:#?}");
+    env.cleanup().await;
+}
+
+/// The port of the worker's HTTP endpoint, from the line logging where it serves `/metrics`
+/// (as `tests/http.rs` finds it; the OTLP endpoint is on 127.0.0.1 too).
+async fn http_port(env: &TestEnv) -> u16 {
+    let mut port = None;
+    eventually("the worker serves HTTP", async || {
+        port = env
+            .process_log("traced")
+            .lines()
+            .filter(|line| line.contains("/metrics"))
+            .find_map(|line| line.split("http://127.0.0.1:").nth(1))
+            .and_then(|rest| {
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse()
+                    .ok()
+            });
+        port.is_some()
+    })
+    .await;
+    port.expect("port")
+}
+
+/// `GET /metrics`: the whole response ("" while the port does not answer).
+async fn get_metrics(port: u16) -> String {
+    let mut response = String::new();
+    if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+        let request = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+        if stream.write_all(request.as_bytes()).await.is_ok() {
+            let _ = stream.read_to_string(&mut response).await;
+        }
+    }
+    response
+}
+
+/// The sum of the samples of `name`, whatever their labels, in Prometheus text.
+fn sum_of(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let labelled = series.strip_prefix(name)?;
+            (labelled.is_empty() || labelled.starts_with('{')).then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
