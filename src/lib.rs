@@ -36,7 +36,7 @@ pub use config::{
 };
 pub use telemetry::{
     init as init_telemetry, LogFormat, Telemetry, EXPORT_FAILING, PROCESSING_EVENT, SUBSCRIBING,
-    UPDATED_ORDER, WITHDREW_CHANGE,
+    TRACING_HELP, UPDATED_ORDER, WITHDREW_CHANGE,
 };
 
 // The worker in-process, as the tests, the demo and the benchmark run it.

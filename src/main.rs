@@ -27,6 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Consume the stream until SIGTERM/SIGINT (a second signal exits at once).
+    #[command(after_help = order_worker::TRACING_HELP)]
     Run(WorkerConfig),
     /// Apply the embedded database migrations (safe when several replicas run it at once).
     Migrate(MigrateConfig),

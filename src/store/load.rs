@@ -4,13 +4,14 @@
 use std::collections::{BTreeSet, HashMap};
 
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Nullable, Text};
+use diesel::sql_types::{Array, BigInt, Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::try_join;
 
 use super::late::{Inbox, OrderRecord, Recorded};
 use super::plan::{Incoming, Transition};
 use super::schema::{order_fulfillments, order_status_history, orders, processed_events};
+use super::unnest::TextColumns;
 use super::StoreError;
 use crate::position::Position;
 use crate::topics::{self, Payment, Row, State};
@@ -78,16 +79,16 @@ pub async fn load(
             processed_events::position,
         ))
         .load::<(String, Option<String>, Option<i64>)>(&mut c3);
-    // Through diesel's query builder, so the statement is prepared once per connection (a
-    // `sql_query` is prepared again each time: a round trip more on every batch).
-    let newest = processed_events::table
-        .filter(processed_events::order_id.eq_any(&order_ids))
-        .group_by(processed_events::order_id)
-        .select((
-            processed_events::order_id,
-            diesel::dsl::max(processed_events::position),
-        ))
-        .load::<(Option<String>, Option<i64>)>(&mut c5);
+    // One index probe per order, its newest row only (a GROUP BY would read all its rows).
+    let newest = TextColumns::new(
+        "SELECT o.id, p.position FROM unnest($::text[]) AS o(id) \
+         CROSS JOIN LATERAL (SELECT position FROM processed_events \
+         WHERE order_id = o.id COLLATE \"C\" AND position IS NOT NULL \
+         ORDER BY position DESC LIMIT 1) AS p",
+    )
+    .column(&order_ids, |id| id)
+    .returning::<(Text, BigInt)>()
+    .load::<(String, i64)>(&mut c5);
     let (locked, fulfillments, payments, processed, newest) =
         try_join!(locked, fulfillments, payments, processed, newest)?;
 
@@ -120,7 +121,7 @@ pub async fn load(
     }
     inbox.newest = newest
         .into_iter()
-        .filter_map(|(order_id, position)| Some((order_id?, Position::from_key(position?))))
+        .map(|(order_id, position)| (order_id, Position::from_key(position)))
         .collect();
     let statements = if payment_ids.is_empty() { 4 } else { 5 };
     Ok((state, inbox, statements))

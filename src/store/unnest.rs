@@ -3,9 +3,11 @@
 //! are prepared once per connection and then sent with their values alone: one round trip per
 //! statement instead of two (prepare, then execute).
 
+use std::marker::PhantomData;
+
 use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::sql_types::{Array, Text};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{Array, SqlType, Text};
 use diesel::QueryResult;
 
 /// A statement such as `INSERT … SELECT * FROM unnest($::text[], $::text[])` with its columns.
@@ -28,6 +30,37 @@ impl<'a> TextColumns<'a> {
         self.columns.push(rows.iter().map(field).collect());
         self
     }
+}
+
+impl<'a> TextColumns<'a> {
+    /// The statement as a query whose rows are of SQL type `ST`.
+    pub fn returning<ST>(self) -> TextRows<'a, ST> {
+        TextRows {
+            columns: self,
+            rows: PhantomData,
+        }
+    }
+}
+
+/// A [`TextColumns`] query that returns rows (of SQL type `ST`), prepared once the same way.
+pub struct TextRows<'a, ST> {
+    columns: TextColumns<'a>,
+    rows: PhantomData<ST>,
+}
+
+impl<ST: SqlType> Query for TextRows<'_, ST> {
+    type SqlType = ST;
+}
+
+impl<ST> QueryFragment<Pg> for TextRows<'_, ST> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.columns.walk_ast(out)
+    }
+}
+
+impl<ST> QueryId for TextRows<'_, ST> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
 }
 
 impl QueryFragment<Pg> for TextColumns<'_> {

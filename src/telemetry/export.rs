@@ -23,6 +23,16 @@ use opentelemetry_sdk::Resource;
 
 use crate::instruments::SPANS_DROPPED;
 
+/// What `run --help` says of tracing: the standard variables, read by OpenTelemetry's SDK.
+pub const HELP: &str = "\
+Tracing (OpenTelemetry; each entry's span continues its publisher's trace):
+      OTLP collector URL; unset: no spans exported (nothing to pay)  [env: OTEL_EXPORTER_OTLP_ENDPOINT]
+      http/protobuf (default, port 4318) or grpc (port 4317)  [env: OTEL_EXPORTER_OTLP_PROTOCOL]
+      Service name [default: order-worker]  [env: OTEL_SERVICE_NAME]
+      More resource attributes, k=v,k=v (the pod's name and namespace)  [env: OTEL_RESOURCE_ATTRIBUTES]
+      Sampler [default: parentbased_always_on]; also parentbased_traceidratio  [env: OTEL_TRACES_SAMPLER]
+      Its ratio, for the traceidratio samplers (0.01 = 1 %)  [env: OTEL_TRACES_SAMPLER_ARG]";
+
 /// The log line said the first time spans are dropped (tests match on it).
 pub const EXPORT_FAILING: &str = "Spans could not be exported to the OpenTelemetry collector";
 

@@ -17,7 +17,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-pub use export::EXPORT_FAILING;
+pub use export::{EXPORT_FAILING, HELP as TRACING_HELP};
 
 /// The start of the log lines that people and programs match on (Dapr's own wording, which the
 /// order service's operators know): the replica tooling counts events and status changes by
@@ -85,6 +85,7 @@ pub fn init(format: LogFormat, default_level: &str) -> anyhow::Result<Telemetry>
             .with_location(false)
             .with_threads(false)
             .with_tracked_inactivity(false)
+            .with_target(false)
             .with_filter(Targets::new().with_target("order_worker", tracing::Level::INFO))
     });
     EXPORTING.store(export.is_some(), Ordering::Relaxed);

@@ -20,7 +20,8 @@ use crate::envelope::TraceContext;
 /// What a `process` span is about: where the entry was read, and what it said.
 pub struct Entry<'a> {
     pub stream: &'a str,
-    pub group: &'a str,
+    /// The consumer group; `None` for a replay, which reads outside any group.
+    pub group: Option<&'a str>,
     pub entry_id: &'a str,
     /// The CloudEvent id and the order, when the entry decoded.
     pub event: Option<(&'a str, &'a str)>,
@@ -54,9 +55,15 @@ pub fn process(entry: &Entry<'_>) -> Span {
         KeyValue::new("messaging.operation.name", "process"),
         KeyValue::new("messaging.operation.type", "process"),
         KeyValue::new("messaging.destination.name", entry.stream.to_owned()),
-        KeyValue::new("messaging.consumer.group.name", entry.group.to_owned()),
         KeyValue::new("order_worker.entry_id", entry.entry_id.to_owned()),
     ];
+    match entry.group {
+        Some(group) => attributes.push(KeyValue::new(
+            "messaging.consumer.group.name",
+            group.to_owned(),
+        )),
+        None => attributes.push(KeyValue::new("order_worker.replay", true)),
+    }
     if let Some((event_id, order_id)) = entry.event {
         attributes.push(KeyValue::new("messaging.message.id", event_id.to_owned()));
         attributes.push(KeyValue::new("order_worker.order_id", order_id.to_owned()));

@@ -34,7 +34,7 @@ impl Worker {
         };
         spans::process(&Entry {
             stream: &stream.stream,
-            group: &stream.group,
+            group: Some(&stream.group),
             entry_id: &entry.id,
             event,
             trace,

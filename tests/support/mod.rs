@@ -12,6 +12,7 @@ pub mod payments;
 pub mod process;
 pub mod proxy;
 pub mod tls;
+pub mod traced;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -34,7 +34,7 @@ pub async fn phase(
 ) -> anyhow::Result<Drain> {
     workload.reset(backlog).await?;
     workload.publish_backlog().await?;
-    let drain = drain(workload, order_worker, replicas, batch_size).await?;
+    let drain = drain(workload, order_worker, replicas, batch_size, &[]).await?;
     workload.verify(name, replicas == 1).await?;
     Ok(drain)
 }
@@ -63,12 +63,13 @@ fn topics_env(workload: &Workload) -> Vec<(String, String)> {
 }
 
 /// Drains the published backlog with `replicas` worker processes (`order_worker run`) at
-/// `batch_size`, then stops them with SIGTERM.
+/// `batch_size`, their environment extended by `settings`, then stops them with SIGTERM.
 pub async fn drain(
     workload: &mut Workload,
     order_worker: &Path,
     replicas: usize,
     batch_size: u32,
+    settings: &[(String, String)],
 ) -> anyhow::Result<Drain> {
     let mut workers = Vec::new();
     let mut ready = Duration::ZERO;
@@ -77,6 +78,7 @@ pub async fn drain(
         let mut env = worker_env(&workload.connections, &workload.stream, &name);
         env.extend(topics_env(workload));
         env.push(("BATCH_SIZE".to_owned(), batch_size.to_string()));
+        env.extend_from_slice(settings);
         let (child, took) = WorkerChild::spawn(order_worker, &name, &env, None).await?;
         ready = ready.max(took);
         workers.push(child);

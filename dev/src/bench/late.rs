@@ -45,9 +45,9 @@ pub async fn phase(
     };
     let _: () = delete(&late).query_async(&mut workload.redis).await?;
     let late_events = workload.publish_split(&late, LATE_EVERY).await?;
-    let on_time = drain(workload, order_worker, 1, batch_size).await?;
+    let on_time = drain(workload, order_worker, 1, batch_size, &[]).await?;
     let stream = std::mem::replace(&mut workload.stream, late);
-    let drained_late = drain(workload, order_worker, 1, batch_size).await;
+    let drained_late = drain(workload, order_worker, 1, batch_size, &[]).await;
     let late = std::mem::replace(&mut workload.stream, stream);
     let _: () = delete(&late).query_async(&mut workload.redis).await?;
     let drained_late = drained_late?;

@@ -8,6 +8,7 @@ mod drain;
 mod late;
 mod latency;
 mod per_event;
+mod traced;
 mod workload;
 
 use std::path::Path;
@@ -63,6 +64,8 @@ pub struct Report {
     pub mixed: Option<drain::Drain>,
     /// The fulfillment drain with one event in ten late, one replica.
     pub late: Option<late::LateDrain>,
+    /// The fulfillment drain with spans exported (100 % and 1 % sampled) and not, one replica.
+    pub traced: Option<traced::TracedDrain>,
     pub per_event_events_per_second: Option<f64>,
     /// Order transitions the per-event pattern never recorded: its concurrent handlers applied
     /// some orders' events out of order, skipping statuses (Dapr issue #2204).
@@ -119,6 +122,7 @@ pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Rep
         drain,
         mixed: None,
         late: None,
+        traced: None,
         per_event_events_per_second: None,
         per_event_transitions_lost: None,
         speedup: None,
@@ -157,6 +161,7 @@ pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Rep
             .await?,
         );
         report.late = Some(late::phase(&mut workload, order_worker, config.batch_size).await?);
+        report.traced = Some(traced::phase(&mut workload, order_worker, config.batch_size).await?);
     }
     print!("{}", render(&report));
     if let Some(path) = &config.json {
@@ -197,6 +202,17 @@ pub fn render(report: &Report) -> String {
             format!(
                 "{:>10.0} events/s  ({:.2} s; the late ones alone {:.0} events/s)",
                 late.events_per_second, late.seconds, late.late_events_per_second
+            ),
+        ));
+    }
+    if let Some(traced) = &report.traced {
+        rows.push((
+            "spans exported over OTLP: sampling 100 % / 1 % / export off, 1 replica".to_owned(),
+            format!(
+                "{:>6.0} / {:.0} / {:.0} events/s",
+                traced.sampled_all_events_per_second,
+                traced.sampled_1_percent_events_per_second,
+                traced.off_events_per_second
             ),
         ));
     }

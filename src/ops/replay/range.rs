@@ -10,11 +10,13 @@ use anyhow::Context;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
+use tracing::{Instrument, Span};
 
 use crate::ops::stream_id::StreamId;
 use crate::ops::xrange;
 use crate::store::{apply_batch, Incoming, Plan};
 use crate::stream::StreamEntry;
+use crate::telemetry::spans::{self, Entry};
 use crate::topics::{self, Event, Outcome, Topic};
 
 /// Entries read and applied at a time: the worker's default batch, so a page costs what a
@@ -286,11 +288,30 @@ async fn apply_page(
         .iter()
         .map(|(entry_id, event)| Incoming { entry_id, event })
         .collect();
-    let plan = apply_batch(pg, &batch).await.with_context(|| {
+    // Each replayed event continues its publisher's trace, as the worker's processing did.
+    let traced: Vec<Span> = batch
+        .iter()
+        .map(|incoming| {
+            spans::process(&Entry {
+                stream: request.stream,
+                group: None,
+                entry_id: incoming.entry_id,
+                event: Some((&incoming.event.event_id, incoming.event.change.order_id())),
+                trace: &incoming.event.trace,
+            })
+        })
+        .collect();
+    let attributes = [("order_worker.events", batch.len() as i64)];
+    let applying =
+        apply_batch(pg, &batch).instrument(spans::for_entries("apply", &attributes, &traced));
+    let plan = applying.await.with_context(|| {
         let first = page.first().map_or("", |entry| entry.id.as_str());
         let last = page.last().map_or("", |entry| entry.id.as_str());
         format!("applying entries {first} to {last}")
     })?;
+    for (span, outcome) in traced.iter().zip(&plan.outcomes) {
+        spans::outcome(span, outcome.as_str());
+    }
     report.replayed += batch.len() as u64;
     problems.extend(report.record(&batch, &plan));
     // Ids of one stream sort as numbers, never as text (`9-0` < `10-0`).
