@@ -71,6 +71,23 @@ async fn check_traced_event(t: &Traced, order: &str, service: &str) -> ReceivedS
         count("order_worker.statements").is_some_and(|n| n > 0),
         "{apply:?}"
     );
+    // The event's log line names the same trace and span, so logs and traces join (the
+    // harness's workers log as text: `key="value"`).
+    let fields = [
+        ("event_id", event_id.as_str()),
+        ("trace_id", process.trace_id.as_str()),
+        ("span_id", process.span_id.as_str()),
+    ]
+    .map(|(key, value)| format!("{key}=\"{value}\""));
+    eventually(
+        "the event's log line, with its trace and span",
+        async || {
+            let log = t.env.process_log("traced");
+            log.lines()
+                .any(|line| line.contains("Processing") && fields.iter().all(|f| line.contains(f)))
+        },
+    )
+    .await;
     // The README's example trace (`-- --nocapture` shows it).
     eprintln!("exported: {process:#?}\n{apply:#?}");
     process.clone()

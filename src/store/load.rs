@@ -16,7 +16,7 @@ use super::StoreError;
 use crate::position::Position;
 use crate::topics::{self, Payment, Row, State};
 
-/// The five reads go out pipelined, in one round trip: PostgreSQL still runs them in order, so
+/// The four reads go out pipelined, in one round trip: PostgreSQL still runs them in order, so
 /// the row locks are taken before the others read (each statement sees what committed before
 /// it started). Returns what they read and how many statements that took.
 pub async fn load(
@@ -38,7 +38,7 @@ pub async fn load(
     }
     let event_ids: Vec<&str> = batch.iter().map(|i| i.event.event_id.as_str()).collect();
 
-    let (mut c1, mut c2, mut c3, mut c4, mut c5) = (conn, conn, conn, conn, conn);
+    let (mut c1, mut c2, mut c3, mut c4) = (conn, conn, conn, conn);
     let locked = orders::table
         .filter(orders::id.eq_any(&order_ids))
         .order(orders::id)
@@ -71,26 +71,24 @@ pub async fn load(
         .load::<PaymentRow>(&mut c4)
         .await
     };
-    let processed = processed_events::table
-        .filter(processed_events::event_id.eq_any(&event_ids))
-        .select((
-            processed_events::event_id,
-            processed_events::order_id,
-            processed_events::position,
-        ))
-        .load::<(String, Option<String>, Option<i64>)>(&mut c3);
-    // One index probe per order, its newest row only (a GROUP BY would read all its rows).
-    let newest = TextColumns::new(
-        "SELECT o.id, p.position FROM unnest($::text[]) AS o(id) \
+    // The inbox in one statement: the batch's events already recorded (with their event id),
+    // then each order's newest recorded position (without: one index probe per order, where a
+    // GROUP BY would read all its rows).
+    let inbox = TextColumns::new(
+        "SELECT event_id, order_id, position FROM processed_events \
+         WHERE event_id = ANY($::text[]) \
+         UNION ALL \
+         SELECT NULL::text, o.id COLLATE \"C\", p.position FROM unnest($::text[]) AS o(id) \
          CROSS JOIN LATERAL (SELECT position FROM processed_events \
          WHERE order_id = o.id COLLATE \"C\" AND position IS NOT NULL \
          ORDER BY position DESC LIMIT 1) AS p",
     )
+    .column(&event_ids, |id| id)
     .column(&order_ids, |id| id)
-    .returning::<(Text, BigInt)>()
-    .load::<(String, i64)>(&mut c5);
-    let (locked, fulfillments, payments, processed, newest) =
-        try_join!(locked, fulfillments, payments, processed, newest)?;
+    .returning::<(Nullable<Text>, Nullable<Text>, Nullable<BigInt>)>()
+    .load::<(Option<String>, Option<String>, Option<i64>)>(&mut c3);
+    let (locked, fulfillments, payments, inbox_rows) =
+        try_join!(locked, fulfillments, payments, inbox)?;
 
     let mut state = State::default();
     for (id, status) in locked {
@@ -114,16 +112,21 @@ pub async fn load(
         state.payments.insert(row.payment_id, payment);
     }
     let mut inbox = Inbox::default();
-    for (event_id, order_id, position) in processed {
-        state.processed.insert(event_id.clone());
-        let recorded = order_id.zip(position.map(Position::from_key));
-        inbox.recorded.insert(event_id, recorded);
+    for (event_id, order_id, position) in inbox_rows {
+        let position = position.map(Position::from_key);
+        match event_id {
+            Some(event_id) => {
+                state.processed.insert(event_id.clone());
+                inbox.recorded.insert(event_id, order_id.zip(position));
+            }
+            None => {
+                if let Some((order_id, position)) = order_id.zip(position) {
+                    inbox.newest.insert(order_id, position);
+                }
+            }
+        }
     }
-    inbox.newest = newest
-        .into_iter()
-        .map(|(order_id, position)| (order_id, Position::from_key(position)))
-        .collect();
-    let statements = if payment_ids.is_empty() { 4 } else { 5 };
+    let statements = if payment_ids.is_empty() { 3 } else { 4 };
     Ok((state, inbox, statements))
 }
 
