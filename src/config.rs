@@ -4,6 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::stream::target::{RedisTarget, SentinelUrl};
 use anyhow::{bail, Context};
 use redis::{Client, IntoConnectionInfo, TlsCertificates};
 use std::time::Duration;
@@ -64,19 +65,52 @@ impl Connections {
     pub fn redis_client(&self) -> anyhow::Result<redis::Client> {
         self.redis_tls.client(&self.redis_url)
     }
+
+    /// Where the worker's Redis connections go: one server, or the master Sentinel names.
+    pub fn redis_target(&self) -> anyhow::Result<RedisTarget> {
+        self.redis_tls.target(&self.redis_url)
+    }
 }
 
-/// How a `rediss://` connection checks the server's certificate. A setting of its own because
-/// Redis URLs, unlike PostgreSQL's, have no parameter for it; shared by every command.
-#[derive(Clone, Debug, Default, clap::Args)]
+/// What reaching Redis takes beyond its URL, which has no parameter for it: how a `rediss://`
+/// connection checks the server's certificate, and the sentinels' own password. Shared by every
+/// command.
+#[derive(Clone, Default, clap::Args)]
 pub struct RedisTls {
     /// PEM file with the CA certificate(s) that signed Redis's certificate, for `rediss://` to
     /// a server with a private CA [default: the system's roots; `SSL_CERT_FILE` also works].
     #[arg(long, env = "REDIS_CA_CERT")]
     pub redis_ca_cert: Option<PathBuf>,
+    /// With a `redis+sentinel://` REDIS_URL: the sentinels' password, when they have one of
+    /// their own (the URL's credentials are the master's).
+    #[arg(long, env = "REDIS_SENTINEL_PASSWORD", hide_env_values = true)]
+    pub redis_sentinel_password: Option<String>,
+}
+
+impl fmt::Debug for RedisTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let password = self.redis_sentinel_password.as_ref().map(|_| "***");
+        f.debug_struct("RedisTls")
+            .field("redis_ca_cert", &self.redis_ca_cert)
+            .field("redis_sentinel_password", &password)
+            .finish()
+    }
 }
 
 impl RedisTls {
+    /// Where `redis_url` says Redis is: `redis+sentinel://` (or `rediss+sentinel://`) URLs
+    /// name the sentinels and the master's name; any other, one server.
+    pub fn target(&self, redis_url: &str) -> anyhow::Result<RedisTarget> {
+        let Some(sentinel) = SentinelUrl::parse(redis_url)? else {
+            return Ok(RedisTarget::server(self.client(redis_url)?));
+        };
+        if self.redis_ca_cert.is_some() {
+            bail!("REDIS_CA_CERT is not supported with a Sentinel REDIS_URL yet: the sentinels and the master are checked against the system's roots");
+        }
+        crate::tls::provider();
+        RedisTarget::sentinel(&sentinel, self.redis_sentinel_password.as_deref())
+    }
+
     /// The client every Redis connection is made from, so `rediss://` and a private CA work
     /// the same everywhere. The server's certificate is checked against `REDIS_CA_CERT`, or
     /// without it the system's roots (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured).
@@ -140,7 +174,18 @@ pub fn redact_url(raw: &str) -> String {
             parsed.to_string()
         }
         Ok(parsed) => parsed.to_string(),
-        Err(_) => "<unparsable URL>".to_owned(),
+        // A Sentinel URL lists hosts, which `url` does not parse: hide what follows the first
+        // `user:` of its credentials.
+        Err(_) => match raw.split_once("://") {
+            Some((scheme, rest)) => match rest.rsplit_once('@') {
+                Some((credentials, hosts)) => match credentials.split_once(':') {
+                    Some((user, _)) => format!("{scheme}://{user}:***@{hosts}"),
+                    None => raw.to_owned(),
+                },
+                None => raw.to_owned(),
+            },
+            None => "<unparsable URL>".to_owned(),
+        },
     }
 }
 

@@ -78,3 +78,21 @@ fn one_dead_letter_stream_for_several_topics_is_refused() {
         Ok("payment.failed".to_owned())
     );
 }
+
+#[test]
+fn passwords_are_hidden_in_server_and_sentinel_urls() {
+    let cases = [
+        ("redis://:secret@redis:6379", "redis://:***@redis:6379"),
+        (
+            "redis+sentinel://worker:secret@s1:26379,s2:26379/orders",
+            "redis+sentinel://worker:***@s1:26379,s2:26379/orders",
+        ),
+        (
+            "redis+sentinel://s1:26379,s2:26379/orders",
+            "redis+sentinel://s1:26379,s2:26379/orders",
+        ),
+    ];
+    for (url, want) in cases {
+        assert_eq!(redact_url(url), want, "{url}");
+    }
+}

@@ -53,6 +53,7 @@ pub use topics::{FulfillmentStatus, OrderStatus, PaymentStatus};
 // consumer which dies half-way (read, decode and apply, but never ack).
 pub use envelope::DEFAULT_MAX_ENTRY_BYTES;
 pub use store::{apply_batch, Incoming};
+pub use stream::target::{RedisTarget, SentinelUrl};
 pub use stream::{
     ensure_group, group_info, settle, DeadLetter, ReadBatch, Reader, Settlement, StreamEntry,
 };

@@ -11,4 +11,5 @@ pub mod demo;
 pub mod local_servers;
 pub mod publisher;
 pub mod replicas;
+pub mod sentinel;
 pub mod worker_process;

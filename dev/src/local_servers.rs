@@ -175,11 +175,8 @@ async fn start_private(
 /// A redis-server in `dir` on 127.0.0.1:`port`, saving nothing; returns once it accepts
 /// connections. With `tls` options (`--tls-cert-file …`) that port speaks TLS only.
 pub fn start_redis(dir: &Path, port: u16, tls: &[&str]) -> anyhow::Result<PrivateServer> {
-    let binary = find_binary("redis-server", &[]).context(
-        "redis-server not found: install the Debian package redis-server (or set REDIS_URL)",
-    )?;
     let port_arg = port.to_string();
-    let mut command = Command::new(binary);
+    let mut command = redis_server()?;
     if tls.is_empty() {
         command.args(["--port", &port_arg]);
     } else {
@@ -194,6 +191,37 @@ pub fn start_redis(dir: &Path, port: u16, tls: &[&str]) -> anyhow::Result<Privat
     let server = PrivateServer::spawn("redis-server", command)?;
     wait_for_port(port)?;
     Ok(server)
+}
+
+/// [`start_redis`] without TLS, with more options (`--replicaof …`); creates `dir`.
+pub fn start_redis_with(dir: &Path, port: u16, options: &[&str]) -> anyhow::Result<PrivateServer> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut command = redis_server()?;
+    command
+        .args(["--port", &port.to_string()])
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .args(options);
+    let server = PrivateServer::spawn("redis-server", command)?;
+    wait_for_port(port)?;
+    Ok(server)
+}
+
+/// A sentinel on `port`, from `config` (which it rewrites as it learns the set-up).
+pub fn start_sentinel(config: &Path, port: u16) -> anyhow::Result<PrivateServer> {
+    let mut command = redis_server()?;
+    command.arg(config).arg("--sentinel");
+    let server = PrivateServer::spawn("redis-sentinel", command)?;
+    wait_for_port(port)?;
+    Ok(server)
+}
+
+fn redis_server() -> anyhow::Result<Command> {
+    let binary = find_binary("redis-server", &[]).context(
+        "redis-server not found: install the Debian package redis-server (or set REDIS_URL)",
+    )?;
+    Ok(Command::new(binary))
 }
 
 /// Whether this process runs as root, where PostgreSQL must run as another user.
@@ -292,9 +320,18 @@ pub fn start_postgres(
 pub struct PrivateServer {
     name: &'static str,
     child: Child,
+    /// Killed and reaped already ([`PrivateServer::kill`]).
+    gone: bool,
 }
 
 impl PrivateServer {
+    /// SIGKILL, as a crash: nothing is flushed or handed over.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.gone = true;
+    }
+
     fn spawn(name: &'static str, mut command: Command) -> anyhow::Result<Self> {
         let child = command
             .stdin(Stdio::null())
@@ -302,12 +339,19 @@ impl PrivateServer {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {name}"))?;
-        Ok(Self { name, child })
+        Ok(Self {
+            name,
+            child,
+            gone: false,
+        })
     }
 }
 
 impl Drop for PrivateServer {
     fn drop(&mut self) {
+        if self.gone {
+            return;
+        }
         let pid = self.child.id().to_string();
         let interrupted = Command::new("kill").args(["-INT", &pid]).status();
         if !interrupted.is_ok_and(|status| status.success()) {

@@ -120,7 +120,13 @@ impl OpsConfig {
     /// One connection for the whole command; fails at once (no retries) when Redis does not
     /// answer, because an operator at a terminal wants to know now.
     pub async fn connect(&self) -> anyhow::Result<MultiplexedConnection> {
-        let client = self.redis_tls.client(&self.redis_url)?;
+        let target = self.redis_tls.target(&self.redis_url)?;
+        let client = target.client().await.with_context(|| {
+            format!(
+                "asking the sentinels of {} for the master",
+                redact_url(&self.redis_url)
+            )
+        })?;
         let settings = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));

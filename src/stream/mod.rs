@@ -6,6 +6,7 @@ pub mod pending;
 pub mod read;
 pub(crate) mod reply;
 pub mod settle;
+pub mod target;
 
 use crate::position::Position;
 pub use group::{ensure_group, group_info, groups};
@@ -15,7 +16,7 @@ pub use settle::{settle, DeadLetter, Settlement};
 
 /// A pool for short commands (XACK, XADD to the dead-letter stream, XGROUP). The blocking
 /// XREADGROUP has a connection of its own ([`Reader`]) so it never holds up an ack.
-pub type RedisPool = bb8::Pool<redis::Client>;
+pub type RedisPool = bb8::Pool<target::RedisTarget>;
 
 /// One stream entry as read: which of the streams read it came from (an index into them), its
 /// id and its field/value pairs (values are bytes: nothing guarantees a publisher wrote UTF-8).
@@ -27,13 +28,14 @@ pub struct StreamEntry {
 }
 
 /// Builds the pool without connecting; commands retry until Redis answers.
-pub fn pool(client: redis::Client) -> RedisPool {
-    // bb8 tests each connection on checkout (a PING): a multiplexed connection does not
-    // reconnect by itself, so this is how one cut by the network gets replaced.
+pub fn pool(target: target::RedisTarget) -> RedisPool {
+    // bb8 tests each connection on checkout (a PING, or with Sentinel a ROLE): a multiplexed
+    // connection does not reconnect by itself, so this is how one cut by the network, or left
+    // on a demoted master, gets replaced.
     bb8::Pool::builder()
         .max_size(4)
         .connection_timeout(std::time::Duration::from_secs(5))
-        .build_unchecked(client)
+        .build_unchecked(target)
 }
 
 /// Whether Redis answered that the group (or its stream) does not exist, e.g. after it lost

@@ -11,12 +11,16 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Value;
 
 use super::reply::parse_read_reply;
+use super::target::RedisTarget;
 use super::{ensure_group, is_no_group, ReadBatch};
 use crate::config::StreamConfig;
 
 /// The consumer's reading connection and its position in each stream.
 pub struct Reader {
-    conn: ConnectionManager,
+    target: RedisTarget,
+    /// `None` after an error that says the server is gone or no longer the master: the next
+    /// read connects again, to the master of now (with Sentinel, asked again).
+    conn: Option<ConnectionManager>,
     streams: Vec<StreamConfig>,
     consumer: String,
     block: Duration,
@@ -30,25 +34,37 @@ impl Reader {
     /// response timeout exceeds the BLOCK time: redis-rs otherwise gives up on a reply after
     /// 500 ms, failing every idle XREADGROUP.
     pub async fn connect(
-        client: redis::Client,
+        target: RedisTarget,
         streams: Vec<StreamConfig>,
         consumer: String,
         block: Duration,
     ) -> redis::RedisResult<Self> {
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(block + Duration::from_secs(5)));
-        let conn = client
-            .get_connection_manager_with_config(manager_config)
-            .await?;
         let backlog_after = vec![Some("0".to_owned()); streams.len()];
-        Ok(Self {
-            conn,
+        let mut reader = Self {
+            target,
+            conn: None,
             streams,
             consumer,
             block,
             backlog_after,
-        })
+        };
+        reader.conn().await?;
+        Ok(reader)
+    }
+
+    /// The reading connection, connected again if an error dropped it.
+    async fn conn(&mut self) -> redis::RedisResult<&mut ConnectionManager> {
+        if self.conn.is_none() {
+            let manager_config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(5)))
+                .set_response_timeout(Some(self.block + Duration::from_secs(5)));
+            let client = self.target.client().await?;
+            let conn = client
+                .get_connection_manager_with_config(manager_config)
+                .await?;
+            self.conn = Some(conn);
+        }
+        Ok(self.conn.as_mut().expect("just connected"))
     }
 
     /// Reads up to `count` entries per stream: our own pending ones first, then new ones, waiting up to `block` (at most the configured BLOCK time) for
@@ -60,16 +76,24 @@ impl Reader {
     ) -> redis::RedisResult<ReadBatch> {
         match self.read(count, block).await {
             Err(error) if is_no_group(&error) => {
-                for config in &self.streams {
+                let streams = self.streams.clone();
+                let conn = self.conn().await?;
+                for config in &streams {
                     tracing::warn!(
                         stream = %config.stream,
                         group = %config.group,
                         "consumer group is gone (did Redis lose its data?): creating it again"
                     );
-                    ensure_group(&mut self.conn, config).await?;
+                    ensure_group(conn, config).await?;
                 }
                 self.backlog_after.fill(Some("0".to_owned()));
                 Ok(ReadBatch::default())
+            }
+            Err(error) => {
+                if server_changed(&error) {
+                    self.conn = None;
+                }
+                Err(error)
             }
             other => other,
         }
@@ -124,8 +148,20 @@ impl Reader {
         for (_, id) in from {
             cmd.arg(id);
         }
-        let reply: Value = cmd.query_async(&mut self.conn).await?;
+        let reply: Value = cmd.query_async(self.conn().await?).await?;
         let streams = &self.streams;
         parse_read_reply(reply, |key| streams.iter().position(|s| s.stream == key))
     }
+}
+
+/// Whether `error` says the connection's server is gone or no longer the master (a failover
+/// demoted it: it refuses writes, or unblocked our read when it changed role).
+fn server_changed(error: &redis::RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || matches!(
+            error.code(),
+            Some("READONLY" | "MASTERDOWN" | "UNBLOCKED" | "LOADING")
+        )
 }

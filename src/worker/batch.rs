@@ -14,9 +14,7 @@ use crate::instruments::Settled;
 use crate::retry::until_ok;
 use crate::shutdown::Shutdown;
 use crate::store::{apply_batch, Incoming, Plan, StoreError, Transition};
-use crate::stream::{
-    by_source, delivery_counts, keep_alive, settle, DeadLetter, ReadBatch, Settlement, StreamEntry,
-};
+use crate::stream::{by_source, delivery_counts, keep_alive, ReadBatch, StreamEntry};
 use crate::telemetry::spans;
 use crate::topics::{self, Event, Outcome};
 use crate::verdict::{verdict, Known, Refusal, Verdict};
@@ -39,11 +37,11 @@ struct Applied {
 
 /// Delivery counts of a redelivered batch's entries, by source then id.
 #[derive(Default)]
-struct DeliveryCounts(HashMap<usize, HashMap<String, u64>>);
+pub(super) struct DeliveryCounts(HashMap<usize, HashMap<String, u64>>);
 
 impl DeliveryCounts {
     /// How many times `entry` was delivered, this time included (absent: the first).
-    fn of(&self, entry: &StreamEntry) -> u64 {
+    pub(super) fn of(&self, entry: &StreamEntry) -> u64 {
         let counted = self.0.get(&entry.source).and_then(|ids| ids.get(&entry.id));
         counted.copied().unwrap_or(1)
     }
@@ -51,12 +49,12 @@ impl DeliveryCounts {
 
 /// A batch read and decoded, not yet applied.
 pub(super) struct Prepared {
-    batch: ReadBatch,
-    counts: DeliveryCounts,
+    pub(super) batch: ReadBatch,
+    pub(super) counts: DeliveryCounts,
     /// One per entry, in order: the event to apply, or why the entry never will be.
     decoded: Vec<Result<Event, Refusal>>,
     /// One per entry, in order: its `process` span, ended when the batch is done with it.
-    spans: Vec<Span>,
+    pub(super) spans: Vec<Span>,
     started: Instant,
 }
 
@@ -226,60 +224,6 @@ impl Worker {
                 .collect(),
             seconds: prepared.started.elapsed().as_secs_f64(),
         });
-    }
-
-    /// Carries out the verdicts: dead-letters and acks in one MULTI (deleted entries are acked
-    /// too), leaves the rest pending. `None` when shutdown interrupts the retries.
-    async fn settle(
-        &self,
-        prepared: &Prepared,
-        verdicts: &[(&StreamEntry, Verdict)],
-        shutdown: &Shutdown,
-    ) -> Option<()> {
-        let mut settlements: Vec<Settlement<'_>> = self
-            .streams()
-            .map(|stream| Settlement {
-                stream,
-                ack_ids: Vec::new(),
-                dead: Vec::new(),
-            })
-            .collect();
-        for (source, id) in &prepared.batch.deleted {
-            tracing::warn!(entry_id = %id, "pending entry was deleted from the stream: acking it");
-            settlements[*source].ack_ids.push(id);
-        }
-        for (entry, fate) in verdicts {
-            let delivery_count = prepared.counts.of(entry);
-            let settlement = &mut settlements[entry.source];
-            match fate {
-                Verdict::Ack => settlement.ack_ids.push(&entry.id),
-                Verdict::DeadLetter(refusal) => {
-                    tracing::warn!(entry_id = %entry.id, delivery_count, error = %refusal, "dead-lettering an entry that can never apply");
-                    settlement.dead.push(DeadLetter {
-                        entry,
-                        error: refusal.to_string(),
-                        delivery_count,
-                    });
-                }
-                Verdict::Pending | Verdict::Apply => tracing::warn!(
-                    entry_id = %entry.id,
-                    delivery_count,
-                    "order does not exist: leaving the entry pending, to be retried once it is idle"
-                ),
-            }
-        }
-        let consumer = &self.consumer;
-        let acking = until_ok("acking the batch", &self.redis_health, shutdown, || {
-            self.on_redis(async |conn| settle(conn, consumer, &settlements).await)
-        });
-        let dead = settlements.iter().map(|s| s.dead.len()).sum::<usize>();
-        let attributes = [
-            ("order_worker.entries", prepared.spans.len() as i64),
-            ("order_worker.dead_lettered", dead as i64),
-        ];
-        acking
-            .instrument(spans::for_entries("ack", &attributes, &prepared.spans))
-            .await
     }
 
     /// Tells the benchmark's latency probe, if it listens, which events just became durable.

@@ -1,9 +1,10 @@
 //! One replica's consumer: reads new entries, claims stuck ones on a timer, and runs each batch
 //! through its life, two at once when their orders differ ([`in_flight`]).
 //!
-//! `impl Worker` spans four files: [`start`], connecting (and waiting out an outage); here, the
-//! read loop; [`batch`], a batch's whole life (deliveries → decode → apply → verdicts → settle
-//! → record); [`claim`], claiming stuck entries and the housekeeping that goes with it.
+//! `impl Worker` spans several files: [`start`], connecting (and waiting out an outage); here,
+//! the read loop; [`batch`], a batch's whole life (deliveries → decode → apply → verdicts →
+//! settle → record); [`settle`], acking and dead-lettering; [`traced`], the entries' spans and
+//! log lines; [`claim`], claiming stuck entries and the housekeeping that goes with it.
 //!
 //! Nothing is acked before the transaction that applied it committed; an entry that can never
 //! apply is dead-lettered and acked in the same MULTI; an event whose order does not exist yet
@@ -13,6 +14,7 @@
 mod batch;
 mod claim;
 mod in_flight;
+mod settle;
 mod start;
 mod traced;
 

@@ -8,13 +8,14 @@ use std::sync::Mutex;
 use anyhow::Context;
 
 use super::{Worker, IN_FLIGHT};
-use crate::config::{Subscription, WorkerConfig};
+use crate::config::{redact_url, Subscription, WorkerConfig};
 use crate::http::Starting;
 use crate::instruments::Recorder;
 use crate::retry::{Dependency, Retry};
 use crate::shutdown;
 use crate::store::connect::Unreachable;
 use crate::store::{self, migrate};
+use crate::stream::target::RedisTarget;
 use crate::stream::{self, ensure_group, Reader};
 use crate::telemetry::SUBSCRIBING;
 
@@ -37,7 +38,7 @@ impl Worker {
                 config.block_ms
             );
         }
-        let client = config.connections.redis_client()?;
+        let redis = config.connections.redis_target()?;
         let redis_health = Dependency::new("Redis", "redis");
         let db_health = Dependency::new("PostgreSQL", "postgres");
         let database_url = &config.connections.database_url;
@@ -49,12 +50,12 @@ impl Worker {
             "joining the consumer groups",
             &redis_health,
             starting,
-            || join_groups(&client, &config, &subscriptions),
+            || join_groups(&redis, &config, &subscriptions),
         )
         .await?;
         let consumer = config.stream.consumer_name();
         let reader = Reader::connect(
-            client.clone(),
+            redis.clone(),
             subscriptions.iter().map(|s| s.stream.clone()).collect(),
             consumer.clone(),
             config.block(),
@@ -76,7 +77,7 @@ impl Worker {
             );
         }
         Ok(Self {
-            redis: stream::pool(client),
+            redis: stream::pool(redis),
             config,
             subscriptions,
             consumer,
@@ -94,14 +95,20 @@ impl Worker {
 /// Connects with a connection of its own rather than the pool's (a pool that cannot connect
 /// says only that it timed out; this says why) and creates each group that is missing.
 async fn join_groups(
-    client: &redis::Client,
+    redis: &RedisTarget,
     config: &WorkerConfig,
     subscriptions: &[Subscription],
 ) -> anyhow::Result<()> {
     let settings = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(std::time::Duration::from_secs(5)));
     let redis_url = &config.connections.redis_url;
-    let mut conn = stream::client::connect_checked(client, redis_url, &settings).await?;
+    let client = redis.client().await.with_context(|| {
+        format!(
+            "asking the sentinels of {} for the master",
+            redact_url(redis_url)
+        )
+    })?;
+    let mut conn = stream::client::connect_checked(&client, redis_url, &settings).await?;
     for Subscription { stream, .. } in subscriptions {
         ensure_group(&mut conn, stream)
             .await

@@ -29,6 +29,19 @@ use order_worker_dev::publisher::{self, Format};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 
+/// A connection to the Redis of `redis_url`: with Sentinel, to its master of now.
+pub async fn connect_redis(redis_tls: &RedisTls, redis_url: &str) -> MultiplexedConnection {
+    let target = redis_tls.target(redis_url).expect("REDIS_URL parses");
+    let client = target
+        .client()
+        .await
+        .expect("Redis (or its sentinels) reachable");
+    client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis reachable (set REDIS_URL)")
+}
+
 /// How long any wait in a test may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -98,12 +111,7 @@ impl TestEnv {
         };
         let mut database_url = url::Url::parse(&admin_url).expect("DATABASE_URL parses");
         database_url.set_path(&db_name);
-        let redis = redis_tls
-            .client(&redis_url)
-            .expect("REDIS_URL parses")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("Redis reachable (set REDIS_URL)");
+        let redis = connect_redis(&redis_tls, &redis_url).await;
         Self {
             redis_url,
             redis_tls,

@@ -139,6 +139,7 @@ impl TlsServers {
     pub fn redis_tls(&self) -> RedisTls {
         RedisTls {
             redis_ca_cert: Some(self.pki.ca.clone()),
+            ..RedisTls::default()
         }
     }
 

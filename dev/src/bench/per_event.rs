@@ -40,7 +40,7 @@ async fn handler(
     use std::sync::atomic::Ordering;
     let block = std::time::Duration::from_millis(100);
     let mut reader = Reader::connect(
-        workload.connections.redis_client()?,
+        workload.connections.redis_target()?,
         vec![workload.stream.clone()],
         format!("dapr-{n}"),
         block,
