@@ -177,8 +177,12 @@ impl Stage {
         order_worker::run_migrations(&database_url).await?;
 
         let connections = servers.connections(&database_url);
+        // With Sentinel, to the master of now.
         let mut redis = connections
-            .redis_client()?
+            .redis_target()?
+            .client()
+            .await
+            .context("asking the sentinels for the master")?
             .get_multiplexed_async_connection()
             .await
             .context("connecting to Redis")?;

@@ -25,7 +25,7 @@ use fleet::{Fleet, FleetSettings};
 pub use names::ReplicaSet;
 use order_worker::ops::inspect::Inspection;
 use order_worker::ops::OpsConfig;
-use order_worker::{Connections, StreamConfig};
+use order_worker::{Connections, StreamConfig, DEFAULT_DATABASE_URL};
 
 /// How long the replicas may take to drain after the feed ended.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(120);
@@ -52,6 +52,10 @@ pub struct ReplicasConfig {
     /// each one's replacement under a new pod-like name, as `kubectl rollout restart` would.
     #[arg(long)]
     pub rolling_restart: bool,
+    /// Run against a Redis Sentinel set-up of its own on loopback (a master, a replica, three
+    /// sentinels; `redis+sentinel://` REDIS_URL) instead of one Redis server.
+    #[arg(long, conflicts_with = "redis_url")]
+    pub sentinel: bool,
     /// The database it (re)creates on that server.
     #[arg(long, default_value = "order_worker_replicas")]
     pub database: String,
@@ -78,6 +82,18 @@ pub struct ReplicasSummary {
 /// saying what is off, unless everything checks out.
 pub async fn run(config: ReplicasConfig, order_worker: &Path) -> anyhow::Result<ReplicasSummary> {
     let stream = StreamConfig::for_stream(&config.stream);
+    let mut urls = config.servers.clone();
+    // Kept until the run ends: dropping it stops the set-up.
+    let _sentinels = if config.sentinel {
+        let sentinels = crate::sentinel::SentinelSet::start().await?;
+        urls.redis_url = Some(sentinels.url());
+        if urls.database_url.is_none() {
+            urls.database_url = Some(format!("{DEFAULT_DATABASE_URL}?sslmode=disable"));
+        }
+        Some(sentinels)
+    } else {
+        None
+    };
     let Stage {
         servers: _servers,
         database_url,
@@ -85,7 +101,7 @@ pub async fn run(config: ReplicasConfig, order_worker: &Path) -> anyhow::Result<
         redis,
         scenario,
     } = Stage::set(
-        &config.servers,
+        &urls,
         config.private_servers,
         &config.database,
         std::slice::from_ref(&stream),
