@@ -172,6 +172,16 @@ async fn start_private(
     })
 }
 
+/// A connection to the Redis `connections` name: with Sentinel, to the master of now.
+pub async fn connect_redis(
+    connections: &Connections,
+) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    let client = connections.redis_target()?.client().await;
+    let client = client.context("asking the sentinels for the master")?;
+    let conn = client.get_multiplexed_async_connection().await;
+    conn.context("connecting to Redis")
+}
+
 /// A redis-server in `dir` on 127.0.0.1:`port`, saving nothing; returns once it accepts
 /// connections. With `tls` options (`--tls-cert-file …`) that port speaks TLS only.
 pub fn start_redis(dir: &Path, port: u16, tls: &[&str]) -> anyhow::Result<PrivateServer> {

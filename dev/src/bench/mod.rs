@@ -49,6 +49,10 @@ pub struct BenchConfig {
     /// Only the fulfillment drain (for sweeps over batch size, orders and replicas).
     #[arg(long)]
     pub drain_only: bool,
+    /// Against a Redis Sentinel set-up of its own on loopback (a master, a replica, three
+    /// sentinels; `redis+sentinel://` REDIS_URL) instead of one Redis server.
+    #[arg(long, conflicts_with = "redis_url")]
+    pub sentinel: bool,
     /// Also write the results as JSON to this file, for comparing commits.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -78,16 +82,17 @@ pub struct Report {
 /// Runs the benchmark with `order_worker` (the binary the drain starts as worker processes),
 /// prints its table and returns what it measured.
 pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Report> {
-    let servers = config.servers.find(false).await?;
+    let mut urls = config.servers.clone();
+    let _sentinels = match config.sentinel {
+        true => Some(crate::sentinel::serve(&mut urls).await?),
+        false => None,
+    };
+    let servers = urls.find(false).await?;
     let database_url =
         local_servers::recreate_database(&servers.admin_url, &config.database).await?;
     order_worker::run_migrations(&database_url).await?;
     let connections = servers.connections(&database_url);
-    let redis = connections
-        .redis_client()?
-        .get_multiplexed_async_connection()
-        .await
-        .context("connecting to Redis")?;
+    let redis = local_servers::connect_redis(&connections).await?;
     let mut workload = Workload::new(
         (0..config.orders)
             .map(|i| format!("bench-order-{i:06}"))

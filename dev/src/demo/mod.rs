@@ -177,15 +177,7 @@ impl Stage {
         order_worker::run_migrations(&database_url).await?;
 
         let connections = servers.connections(&database_url);
-        // With Sentinel, to the master of now.
-        let mut redis = connections
-            .redis_target()?
-            .client()
-            .await
-            .context("asking the sentinels for the master")?
-            .get_multiplexed_async_connection()
-            .await
-            .context("connecting to Redis")?;
+        let mut redis = local_servers::connect_redis(&connections).await?;
         let mut del = redis::cmd("DEL");
         for stream in streams {
             del.arg(&stream.stream).arg(stream.dead_letter_stream());

@@ -25,7 +25,7 @@ use fleet::{Fleet, FleetSettings};
 pub use names::ReplicaSet;
 use order_worker::ops::inspect::Inspection;
 use order_worker::ops::OpsConfig;
-use order_worker::{Connections, StreamConfig, DEFAULT_DATABASE_URL};
+use order_worker::{Connections, StreamConfig};
 
 /// How long the replicas may take to drain after the feed ended.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(120);
@@ -84,15 +84,9 @@ pub async fn run(config: ReplicasConfig, order_worker: &Path) -> anyhow::Result<
     let stream = StreamConfig::for_stream(&config.stream);
     let mut urls = config.servers.clone();
     // Kept until the run ends: dropping it stops the set-up.
-    let _sentinels = if config.sentinel {
-        let sentinels = crate::sentinel::SentinelSet::start().await?;
-        urls.redis_url = Some(sentinels.url());
-        if urls.database_url.is_none() {
-            urls.database_url = Some(format!("{DEFAULT_DATABASE_URL}?sslmode=disable"));
-        }
-        Some(sentinels)
-    } else {
-        None
+    let _sentinels = match config.sentinel {
+        true => Some(crate::sentinel::serve(&mut urls).await?),
+        false => None,
     };
     let Stage {
         servers: _servers,
