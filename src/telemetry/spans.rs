@@ -94,20 +94,30 @@ pub fn dead_lettered(span: &Span, reason: String) {
     }
 }
 
-/// A span over one step for many entries (`apply`: a transaction; `ack`: an XACK), linked to
-/// their spans. Disabled (costs nothing) when export is off.
+/// A step done for many entries at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// A transaction.
+    Apply,
+    /// An XACK (with the dead letters).
+    Ack,
+}
+
+/// The span of `step`, linked to the spans of the entries it serves. Disabled (costs nothing)
+/// when export is off.
 pub fn for_entries<'a>(
-    name: &'static str,
+    step: Step,
     attributes: &[(&'static str, i64)],
     entries: impl IntoIterator<Item = &'a Span>,
 ) -> Span {
     if !exporting() {
         return Span::none();
     }
-    // Children of the batch's span, which holds a batch's whole life.
-    let span = match name {
-        "apply" => tracing::info_span!("apply"),
-        _ => tracing::info_span!("ack"),
+    // Children of the batch's span, which holds a batch's whole life. A span's name is fixed
+    // where it is made, hence one macro call each.
+    let span = match step {
+        Step::Apply => tracing::info_span!("apply"),
+        Step::Ack => tracing::info_span!("ack"),
     };
     for (key, value) in attributes {
         span.set_attribute(*key, *value);

@@ -15,7 +15,7 @@ use crate::retry::until_ok;
 use crate::shutdown::Shutdown;
 use crate::store::{apply_batch, Incoming, Plan, StoreError, Transition};
 use crate::stream::{by_source, delivery_counts, keep_alive, ReadBatch, StreamEntry};
-use crate::telemetry::spans;
+use crate::telemetry::spans::{self, Step};
 use crate::topics::{self, Event, Outcome};
 use crate::verdict::{verdict, Known, Refusal, Verdict};
 
@@ -303,7 +303,7 @@ impl Worker {
                 })
                 .collect();
             let attributes = [("order_worker.events", lane.len() as i64)];
-            let span = spans::for_entries("apply", &attributes, lane.iter().map(|&i| spans[i]));
+            let span = spans::for_entries(Step::Apply, &attributes, lane.iter().map(|&i| spans[i]));
             async move {
                 let plan = self
                     .apply(&incoming, shutdown)

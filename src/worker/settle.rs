@@ -8,7 +8,7 @@ use super::Worker;
 use crate::retry::until_ok;
 use crate::shutdown::Shutdown;
 use crate::stream::{settle, DeadLetter, Settlement, StreamEntry};
-use crate::telemetry::spans;
+use crate::telemetry::spans::{self, Step};
 use crate::verdict::Verdict;
 
 impl Worker {
@@ -62,7 +62,7 @@ impl Worker {
             ("order_worker.dead_lettered", dead as i64),
         ];
         acking
-            .instrument(spans::for_entries("ack", &attributes, &prepared.spans))
+            .instrument(spans::for_entries(Step::Ack, &attributes, &prepared.spans))
             .await
     }
 }

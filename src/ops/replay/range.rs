@@ -16,7 +16,7 @@ use crate::ops::stream_id::StreamId;
 use crate::ops::xrange;
 use crate::store::{apply_batch, Incoming, Plan};
 use crate::stream::StreamEntry;
-use crate::telemetry::spans::{self, Entry};
+use crate::telemetry::spans::{self, Entry, Step};
 use crate::topics::{self, Event, Outcome, Topic};
 
 /// Entries read and applied at a time: the worker's default batch, so a page costs what a
@@ -303,7 +303,7 @@ async fn apply_page(
         .collect();
     let attributes = [("order_worker.events", batch.len() as i64)];
     let applying =
-        apply_batch(pg, &batch).instrument(spans::for_entries("apply", &attributes, &traced));
+        apply_batch(pg, &batch).instrument(spans::for_entries(Step::Apply, &attributes, &traced));
     let plan = applying.await.with_context(|| {
         let first = page.first().map_or("", |entry| entry.id.as_str());
         let last = page.last().map_or("", |entry| entry.id.as_str());
