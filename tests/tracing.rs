@@ -8,11 +8,11 @@ mod support;
 
 use order_worker::FulfillmentStatus::*;
 use order_worker_dev::publisher::Format;
+use support::http::{get, http_port};
 use support::otlp::{Protocol, ReceivedSpan};
 use support::process::terminate;
 use support::traced::*;
 use support::{eventually, TestEnv};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Publishes `order`'s planning in a new trace and checks its `process` span (in that trace,
 /// every attribute, from `service`) and the `apply` and `ack` spans linking to it; returns the
@@ -230,9 +230,9 @@ async fn with_the_collector_down_every_event_applies_and_the_loss_is_logged_once
         env.history_count().await == 3 * orders.len() as i64 && env.pending().await == 0
     })
     .await;
-    let port = http_port(&env).await;
+    let port = http_port(&env, "traced").await;
     eventually("the lost spans are counted", async || {
-        sum_of(&get_metrics(port).await, "otel_spans_dropped_total") > 0.0
+        sum_of(&get(port, "/metrics").await.1, "otel_spans_dropped_total") > 0.0
     })
     .await;
     let status = terminate(&mut worker).await;
@@ -243,40 +243,6 @@ async fn with_the_collector_down_every_event_applies_and_the_loss_is_logged_once
     let failures = log.matches("Spans could not be exported").count();
     assert_eq!(failures, 1, "{exporting:#?}");
     env.cleanup().await;
-}
-
-/// The port of the worker's HTTP endpoint, from the line logging where it serves `/metrics`
-/// (as `tests/http.rs` finds it; the OTLP endpoint is on 127.0.0.1 too).
-async fn http_port(env: &TestEnv) -> u16 {
-    let mut port = None;
-    eventually("the worker serves HTTP", async || {
-        port = env
-            .process_log("traced")
-            .lines()
-            .filter(|line| line.contains("/metrics"))
-            .find_map(|line| line.split("http://127.0.0.1:").nth(1))
-            .and_then(|rest| {
-                rest.split(|c: char| !c.is_ascii_digit())
-                    .next()?
-                    .parse()
-                    .ok()
-            });
-        port.is_some()
-    })
-    .await;
-    port.expect("port")
-}
-
-/// `GET /metrics`: the whole response ("" while the port does not answer).
-async fn get_metrics(port: u16) -> String {
-    let mut response = String::new();
-    if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-        let request = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-        if stream.write_all(request.as_bytes()).await.is_ok() {
-            let _ = stream.read_to_string(&mut response).await;
-        }
-    }
-    response
 }
 
 /// The sum of the samples of `name`, whatever their labels, in Prometheus text.

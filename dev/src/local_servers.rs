@@ -172,11 +172,12 @@ async fn start_private(
     })
 }
 
-/// A connection to the Redis `connections` name: with Sentinel, to the master of now.
+/// A connection to the Redis of `redis_url`: with Sentinel, to the master of now.
 pub async fn connect_redis(
-    connections: &Connections,
+    redis_tls: &RedisTls,
+    redis_url: &str,
 ) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-    let client = connections.redis_target()?.client().await;
+    let client = redis_tls.target(redis_url)?.client().await;
     let client = client.context("asking the sentinels for the master")?;
     let conn = client.get_multiplexed_async_connection().await;
     conn.context("connecting to Redis")

@@ -121,16 +121,10 @@ impl OpsConfig {
     /// answer, because an operator at a terminal wants to know now.
     pub async fn connect(&self) -> anyhow::Result<MultiplexedConnection> {
         let target = self.redis_tls.target(&self.redis_url)?;
-        let client = target.client().await.with_context(|| {
-            format!(
-                "asking the sentinels of {} for the master",
-                redact_url(&self.redis_url)
-            )
-        })?;
         let settings = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        crate::stream::client::connect_checked(&client, &self.redis_url, &settings).await
+        crate::stream::client::connect_checked(&target, &self.redis_url, &settings).await
     }
 }
 

@@ -1,8 +1,10 @@
 //! Connecting to Redis with a checked first command, and errors that say why it failed.
 
+use anyhow::Context;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client};
+use redis::AsyncConnectionConfig;
 
+use super::target::RedisTarget;
 use crate::config::redact_url;
 
 /// Why connecting failed, in the operator's terms: which server, and, when a plain `redis://`
@@ -20,14 +22,21 @@ fn connect_failed(redis_url: &str, error: redis::RedisError) -> anyhow::Error {
     ))
 }
 
-/// Connects and sends a `PING`: connecting alone may send nothing (no `CLIENT SETINFO`), so a
-/// server that will not talk to us (TLS only, a wrong password) would otherwise show up as the
-/// first real command failing, far from its cause.
+/// Connects to where `target` points now (with Sentinel, the master it names) and sends a
+/// `PING`: connecting alone may send nothing (no `CLIENT SETINFO`), so a server that will not
+/// talk to us (TLS only, a wrong password) would otherwise show up as the first real command
+/// failing, far from its cause.
 pub async fn connect_checked(
-    client: &Client,
+    target: &RedisTarget,
     redis_url: &str,
     settings: &AsyncConnectionConfig,
 ) -> anyhow::Result<MultiplexedConnection> {
+    let client = target.client().await.with_context(|| {
+        format!(
+            "asking the sentinels of {} for the master",
+            redact_url(redis_url)
+        )
+    })?;
     let connected = async {
         let mut conn = client
             .get_multiplexed_async_connection_with_config(settings)

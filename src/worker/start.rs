@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use anyhow::Context;
 
 use super::{Worker, IN_FLIGHT};
-use crate::config::{redact_url, Subscription, WorkerConfig};
+use crate::config::{Subscription, WorkerConfig};
 use crate::http::Starting;
 use crate::instruments::Recorder;
 use crate::retry::{Dependency, Retry};
@@ -102,13 +102,7 @@ async fn join_groups(
     let settings = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(std::time::Duration::from_secs(5)));
     let redis_url = &config.connections.redis_url;
-    let client = redis.client().await.with_context(|| {
-        format!(
-            "asking the sentinels of {} for the master",
-            redact_url(redis_url)
-        )
-    })?;
-    let mut conn = stream::client::connect_checked(&client, redis_url, &settings).await?;
+    let mut conn = stream::client::connect_checked(redis, redis_url, &settings).await?;
     for Subscription { stream, .. } in subscriptions {
         ensure_group(&mut conn, stream)
             .await

@@ -5,6 +5,7 @@
 
 pub mod db;
 pub mod dev;
+pub mod http;
 pub mod in_order;
 pub mod ops;
 pub mod otlp;
@@ -25,19 +26,14 @@ use order_worker::FulfillmentStatus;
 use order_worker::{shutdown_channel, ShutdownTrigger};
 use order_worker::{Connections, RedisTls, StreamConfig, WorkerConfig};
 use order_worker::{Progress, Worker};
+use order_worker_dev::local_servers;
 use order_worker_dev::publisher::{self, Format};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 
 /// A connection to the Redis of `redis_url`: with Sentinel, to its master of now.
 pub async fn connect_redis(redis_tls: &RedisTls, redis_url: &str) -> MultiplexedConnection {
-    let target = redis_tls.target(redis_url).expect("REDIS_URL parses");
-    let client = target
-        .client()
-        .await
-        .expect("Redis (or its sentinels) reachable");
-    client
-        .get_multiplexed_async_connection()
+    local_servers::connect_redis(redis_tls, redis_url)
         .await
         .expect("Redis reachable (set REDIS_URL)")
 }

@@ -92,7 +92,8 @@ pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Rep
         local_servers::recreate_database(&servers.admin_url, &config.database).await?;
     order_worker::run_migrations(&database_url).await?;
     let connections = servers.connections(&database_url);
-    let redis = local_servers::connect_redis(&connections).await?;
+    let redis =
+        local_servers::connect_redis(&connections.redis_tls, &connections.redis_url).await?;
     let mut workload = Workload::new(
         (0..config.orders)
             .map(|i| format!("bench-order-{i:06}"))

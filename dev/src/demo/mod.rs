@@ -177,7 +177,8 @@ impl Stage {
         order_worker::run_migrations(&database_url).await?;
 
         let connections = servers.connections(&database_url);
-        let mut redis = local_servers::connect_redis(&connections).await?;
+        let mut redis =
+            local_servers::connect_redis(&connections.redis_tls, &connections.redis_url).await?;
         let mut del = redis::cmd("DEL");
         for stream in streams {
             del.arg(&stream.stream).arg(stream.dead_letter_stream());
