@@ -54,8 +54,8 @@ pub async fn autoclaim<C: ConnectionLike + Send>(
 
 /// Up to `count` entries `holder` has held idle for at least `min_idle`, claimed for
 /// `consumer` (`XPENDING … IDLE`, then `XCLAIM` with the same floor, so an entry refreshed
-/// meanwhile stays where it is). Ids gone from the stream are dropped from the pending list by
-/// `XCLAIM` itself.
+/// meanwhile stays where it is), fewer when they keep coming back (see [`claim_size`]). Ids
+/// gone from the stream are dropped from the pending list by `XCLAIM` itself.
 pub async fn claim_held<C: ConnectionLike + Send>(
     conn: &mut C,
     (source, config): (usize, &StreamConfig),
@@ -80,7 +80,9 @@ pub async fn claim_held<C: ConnectionLike + Send>(
     if held.ids.is_empty() {
         return Ok(batch);
     }
-    let ids: Vec<&str> = held.ids.iter().map(|pending| pending.id.as_str()).collect();
+    let deliveries = held.ids.iter().map(|p| p.times_delivered).max();
+    let take = claim_size(count, deliveries.unwrap_or(1));
+    let ids: Vec<&str> = held.ids.iter().take(take).map(|p| p.id.as_str()).collect();
     let claimed: Value = redis::cmd("XCLAIM")
         .arg(&config.stream)
         .arg(&config.group)
@@ -91,6 +93,17 @@ pub async fn claim_held<C: ConnectionLike + Send>(
         .await?;
     parse_entries(claimed, source, &mut batch)?;
     Ok(batch)
+}
+
+/// How many of a dead consumer's entries to claim at once, when the most delivered of them has
+/// been delivered `deliveries` times: a batch each time half the size of the last, from
+/// `count`, down to one entry. Entries come back when the consumers that took them die before
+/// they settle: a batch too big to finish between two crashes (a replica killed every few
+/// seconds, or an entry that crashes it) shrinks until it goes through, instead of coming back
+/// until MAX_DELIVERIES dead-letters good entries.
+pub fn claim_size(count: usize, deliveries: usize) -> usize {
+    let halvings = deliveries.saturating_sub(1).min(usize::BITS as usize - 1);
+    (count >> halvings).max(1)
 }
 
 /// Resets the idle time of entries we are still working on (`XCLAIM … 0 … JUSTID` to
@@ -211,4 +224,26 @@ pub async fn consumers<C: ConnectionLike + Send>(
             )
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::claim_size;
+
+    #[test]
+    fn a_batch_that_keeps_coming_back_is_claimed_in_halves_down_to_one_entry() {
+        let cases = [
+            (500, 0, 500),
+            (500, 1, 500),
+            (500, 2, 250),
+            (500, 3, 125),
+            (500, 4, 62),
+            (500, 9, 1),
+            (500, 10_000, 1),
+            (1, 5, 1),
+        ];
+        for (count, deliveries, want) in cases {
+            assert_eq!(claim_size(count, deliveries), want, "{count}, {deliveries}");
+        }
+    }
 }
