@@ -9,7 +9,7 @@ default:
 demo *ARGS:
     cargo run --release --quiet -p order-worker-dev -- --log-format text demo {{ARGS}}
 
-# (flags: --orders K, --rate EVENTS_PER_S, --batch-size B, --rolling-restart, --sentinel (a private Redis Sentinel set-up); see `cargo run -p order-worker-dev -- replicas --help`)
+# (flags: --orders K, --rate EVENTS_PER_S, --batch-size B, --rolling-restart, --sentinel or --cluster (a private Redis Sentinel set-up or Cluster); see `cargo run -p order-worker-dev -- replicas --help`)
 # N worker processes with pod-like names in one group: feed a stream, print pending while they work, check the end
 replicas n="3" *ARGS:
     cargo build --release --quiet --bins --workspace

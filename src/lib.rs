@@ -31,7 +31,7 @@ mod worker;
 // The commands: `run`, `migrate`, and the operator commands in `ops`.
 pub use app::{migrate, run};
 pub use config::{
-    redact_url, Connections, MigrateConfig, RedisTls, StreamConfig, Topics, WorkerConfig,
+    redact_url, Connections, Keyspace, MigrateConfig, RedisTls, StreamConfig, Topics, WorkerConfig,
     DEFAULT_BATCH_SIZE, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL,
 };
 pub use telemetry::{
@@ -53,7 +53,7 @@ pub use topics::{FulfillmentStatus, OrderStatus, PaymentStatus};
 // consumer which dies half-way (read, decode and apply, but never ack).
 pub use envelope::DEFAULT_MAX_ENTRY_BYTES;
 pub use store::{apply_batch, Incoming};
-pub use stream::target::{RedisTarget, SentinelUrl};
+pub use stream::target::{ClusterUrl, RedisConnection, RedisTarget, SentinelUrl, Timeouts};
 pub use stream::{
     ensure_group, group_info, settle, DeadLetter, ReadBatch, Reader, Settlement, StreamEntry,
 };

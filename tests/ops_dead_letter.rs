@@ -42,7 +42,7 @@ async fn dead_letter(env: &TestEnv, entries: &[StreamEntry], error: &str) {
         ack_ids: Vec::new(),
         dead,
     };
-    settle(&mut env.redis.clone(), "w1", &[settlement])
+    settle(&mut env.redis.clone(), "w1", &settlement)
         .await
         .expect("settle");
 }

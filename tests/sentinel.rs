@@ -24,8 +24,7 @@ async fn publish_round(env: &mut TestEnv, round: usize, replicated: bool) -> Vec
     let (orders, _) = env
         .seed_lifecycles_from(round * ORDERS_PER_ROUND, ORDERS_PER_ROUND)
         .await;
-    // Short WAITs (the connection gives up on a reply after half a second): after a failover
-    // the old master takes a moment to follow the new one.
+    // Short WAITs, repeated: after a failover the old master takes a moment to follow the new one.
     if !replicated {
         return orders;
     }

@@ -7,9 +7,11 @@
 
 pub mod bench;
 pub mod cli;
+pub mod cluster;
 pub mod demo;
 pub mod local_servers;
 pub mod publisher;
 pub mod replicas;
 pub mod sentinel;
+pub mod topology;
 pub mod worker_process;

@@ -172,15 +172,25 @@ async fn start_private(
     })
 }
 
-/// A connection to the Redis of `redis_url`: with Sentinel, to the master of now.
+/// A connection to the Redis of `redis_url`: with Sentinel, to the master of now; with a
+/// cluster, to its masters.
 pub async fn connect_redis(
     redis_tls: &RedisTls,
     redis_url: &str,
-) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-    let client = redis_tls.target(redis_url)?.client().await;
-    let client = client.context("asking the sentinels for the master")?;
-    let conn = client.get_multiplexed_async_connection().await;
-    conn.context("connecting to Redis")
+) -> anyhow::Result<order_worker::RedisConnection> {
+    // Generous: a loaded machine (a test suite, a benchmark) may take seconds to answer a
+    // large XRANGE, which redis-rs would otherwise give up on after half a second.
+    let timeouts = order_worker::Timeouts {
+        connect: Some(Duration::from_secs(5)),
+        response: Some(Duration::from_secs(30)),
+    };
+    let conn = redis_tls.target(redis_url)?.connect(timeouts).await;
+    conn.with_context(|| {
+        format!(
+            "connecting to Redis at {}",
+            order_worker::redact_url(redis_url)
+        )
+    })
 }
 
 /// A redis-server in `dir` on 127.0.0.1:`port`, saving nothing; returns once it accepts

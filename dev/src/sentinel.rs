@@ -8,25 +8,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use redis::aio::MultiplexedConnection;
 
-use crate::local_servers::{free_port, start_redis_with, PrivateServer, ServerUrls};
-use order_worker::DEFAULT_DATABASE_URL;
+use crate::local_servers::{free_port, start_redis_with, PrivateServer};
 
 /// The name the sentinels know the master by.
 pub const MASTER_NAME: &str = "orders";
 
 /// How long a failover may take before the set-up is said to be broken.
 const FAILOVER_DEADLINE: Duration = Duration::from_secs(30);
-
-/// Starts a set-up and points `urls` at it (PostgreSQL: the local default port unless given).
-/// Keep it until the run ends: dropping it stops the servers.
-pub async fn serve(urls: &mut ServerUrls) -> anyhow::Result<SentinelSet> {
-    let sentinels = SentinelSet::start().await?;
-    urls.redis_url = Some(sentinels.url());
-    if urls.database_url.is_none() {
-        urls.database_url = Some(format!("{DEFAULT_DATABASE_URL}?sslmode=disable"));
-    }
-    Ok(sentinels)
-}
 
 /// The running set-up.
 pub struct SentinelSet {

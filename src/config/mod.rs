@@ -4,10 +4,14 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::stream::target::{RedisTarget, SentinelUrl};
+use crate::stream::target::{ClusterUrl, RedisTarget, SentinelUrl};
 use anyhow::{bail, Context};
 use redis::{Client, IntoConnectionInfo, TlsCertificates};
 use std::time::Duration;
+
+mod streams;
+pub(crate) use streams::parse_topic;
+pub use streams::{Keyspace, StreamConfig, Subscription, Topics};
 
 /// The local servers' default ports: what a laptop has.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -39,7 +43,11 @@ pub const DEFAULT_GROUP_START_ID: &str = "0";
 /// `--help` (`hide_env_values`) and `Debug` prints them redacted.
 #[derive(Clone, clap::Args)]
 pub struct Connections {
-    /// Redis URL (Dapr component: redisHost, redisPassword, enableTLS via rediss://).
+    /// Redis URL (Dapr component: redisHost, redisPassword, enableTLS via rediss://). One
+    /// server: redis://[user:password@]host:6379[/db]. Sentinel (Dapr: failover,
+    /// sentinelMasterName): redis+sentinel://[user:password@]host:26379,host:26379/<master>[/db].
+    /// Cluster (Dapr: redisType cluster): redis+cluster://[user:password@]host:7000,host:7001.
+    /// rediss… for TLS.
     #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL, hide_env_values = true)]
     pub redis_url: String,
     #[command(flatten)]
@@ -98,17 +106,30 @@ impl fmt::Debug for RedisTls {
 }
 
 impl RedisTls {
-    /// Where `redis_url` says Redis is: `redis+sentinel://` (or `rediss+sentinel://`) URLs
-    /// name the sentinels and the master's name; any other, one server.
+    /// Where `redis_url` says Redis is: `redis+sentinel://` URLs name the sentinels and the
+    /// master's name, `redis+cluster://` URLs some nodes of a cluster (`rediss+…` for TLS);
+    /// any other, one server.
     pub fn target(&self, redis_url: &str) -> anyhow::Result<RedisTarget> {
-        let Some(sentinel) = SentinelUrl::parse(redis_url)? else {
-            return Ok(RedisTarget::server(self.client(redis_url)?));
-        };
-        if self.redis_ca_cert.is_some() {
-            bail!("REDIS_CA_CERT is not supported with a Sentinel REDIS_URL yet: the sentinels and the master are checked against the system's roots");
+        if let Some(sentinel) = SentinelUrl::parse(redis_url)? {
+            if self.redis_ca_cert.is_some() {
+                bail!("REDIS_CA_CERT is not supported with a Sentinel REDIS_URL yet: the sentinels and the master are checked against the system's roots");
+            }
+            crate::tls::provider();
+            return RedisTarget::sentinel(&sentinel, self.redis_sentinel_password.as_deref());
         }
-        crate::tls::provider();
-        RedisTarget::sentinel(&sentinel, self.redis_sentinel_password.as_deref())
+        if let Some(cluster) = ClusterUrl::parse(redis_url)? {
+            crate::tls::provider();
+            let ca_cert = match &self.redis_ca_cert {
+                Some(_) if !cluster.tls => bail!(
+                    "REDIS_CA_CERT is set but REDIS_URL {} is not a rediss+cluster:// (TLS) URL",
+                    redact_url(redis_url)
+                ),
+                Some(path) => Some(read_ca_cert(path)?),
+                None => None,
+            };
+            return RedisTarget::cluster(&cluster, ca_cert);
+        }
+        Ok(RedisTarget::server(self.client(redis_url)?))
     }
 
     /// The client every Redis connection is made from, so `rediss://` and a private CA work
@@ -132,10 +153,7 @@ impl RedisTls {
                 redact_url(redis_url)
             );
         }
-        // Parsed here first, so a wrong file is named at start rather than failing each handshake.
-        crate::tls::read_certificates(ca_cert).context("REDIS_CA_CERT")?;
-        let pem = std::fs::read(ca_cert)
-            .with_context(|| format!("reading REDIS_CA_CERT {}", ca_cert.display()))?;
+        let pem = read_ca_cert(ca_cert)?;
         Client::build_with_tls(
             info,
             TlsCertificates {
@@ -145,6 +163,13 @@ impl RedisTls {
         )
         .with_context(invalid)
     }
+}
+
+/// REDIS_CA_CERT's PEM, parsed here first so that a wrong file is named at start rather than
+/// failing each handshake.
+fn read_ca_cert(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    crate::tls::read_certificates(path).context("REDIS_CA_CERT")?;
+    std::fs::read(path).with_context(|| format!("reading REDIS_CA_CERT {}", path.display()))
 }
 
 impl fmt::Debug for Connections {
@@ -187,159 +212,6 @@ pub fn redact_url(raw: &str) -> String {
             None => "<unparsable URL>".to_owned(),
         },
     }
-}
-
-/// Which stream and group, and who we are in it.
-#[derive(Clone, Debug, clap::Args)]
-pub struct StreamConfig {
-    /// Stream key: the Dapr topic name.
-    #[arg(long, env = "STREAM", default_value = DEFAULT_STREAM)]
-    pub stream: String,
-    /// Consumer group, shared by all replicas (Dapr component: consumerID, the app-id).
-    #[arg(long = "group", env = "CONSUMER_GROUP", default_value = DEFAULT_GROUP)]
-    pub group: String,
-    /// This replica's consumer name [default: $POD_NAME, else the hostname]. Unlike Dapr, every
-    /// replica has its own, so XPENDING shows which pod holds what.
-    #[arg(long = "consumer", env = "CONSUMER_NAME")]
-    pub consumer: Option<String>,
-    /// Where undecodable entries go [default: <stream>.deadletter].
-    #[arg(long, env = "DEAD_LETTER_STREAM")]
-    pub dead_letter_stream: Option<String>,
-    /// Where a newly created group starts: `0` replays the retained stream (Dapr's behaviour),
-    /// `$` takes only new entries.
-    #[arg(long, env = "GROUP_START_ID", default_value = DEFAULT_GROUP_START_ID)]
-    pub group_start_id: String,
-}
-
-impl StreamConfig {
-    /// Settings for `stream` with every other field at its default.
-    pub fn for_stream(stream: impl Into<String>) -> Self {
-        Self {
-            stream: stream.into(),
-            group: DEFAULT_GROUP.to_owned(),
-            consumer: None,
-            dead_letter_stream: None,
-            group_start_id: DEFAULT_GROUP_START_ID.to_owned(),
-        }
-    }
-
-    /// The consumer name: `--consumer`/`CONSUMER_NAME`, else `POD_NAME`, else the hostname.
-    pub fn consumer_name(&self) -> String {
-        self.consumer
-            .clone()
-            .filter(|name| !name.is_empty())
-            .or_else(|| {
-                std::env::var("POD_NAME")
-                    .ok()
-                    .filter(|name| !name.is_empty())
-            })
-            .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned())
-    }
-
-    /// The dead-letter stream: `--dead-letter-stream`, else `<stream>.deadletter`.
-    pub fn dead_letter_stream(&self) -> String {
-        self.dead_letter_stream
-            .clone()
-            .unwrap_or_else(|| format!("{}.deadletter", self.stream))
-    }
-}
-
-/// Which topics `run` consumes, and where their streams are. A stream's key is its topic's
-/// name, as Dapr writes it, unless renamed here (namespaced deployments, tests); the
-/// fulfillment topic's is `STREAM`.
-#[derive(Clone, Debug, clap::Args)]
-pub struct Topics {
-    /// Topics to consume, comma-separated. A subset lets an operator move one topic at a time
-    /// off Dapr while its sidecar still serves the others.
-    #[arg(long = "topics", env = "TOPICS", value_delimiter = ',', default_value = DEFAULT_TOPICS, value_parser = parse_topic)]
-    pub names: Vec<String>,
-    /// Stream key of `payment.confirmed`.
-    #[arg(
-        long,
-        env = "PAYMENT_CONFIRMED_STREAM",
-        default_value = "payment.confirmed"
-    )]
-    pub payment_confirmed_stream: String,
-    /// Stream key of `payment.failed`.
-    #[arg(long, env = "PAYMENT_FAILED_STREAM", default_value = "payment.failed")]
-    pub payment_failed_stream: String,
-}
-
-/// Every topic the worker serves: Dapr's three subscriptions of the order worker.
-pub const DEFAULT_TOPICS: &str = "fulfillment.status_changed,payment.confirmed,payment.failed";
-
-pub(crate) fn parse_topic(name: &str) -> Result<String, String> {
-    match crate::topics::by_name(name.trim()) {
-        Some(topic) => Ok(topic.name().to_owned()),
-        None => {
-            let known: Vec<&str> = crate::topics::ALL.iter().map(|t| t.name()).collect();
-            Err(format!("unknown topic (known: {})", known.join(", ")))
-        }
-    }
-}
-
-impl Topics {
-    /// `topic`'s subscription with these settings, whether or not TOPICS lists it.
-    pub fn subscription(&self, topic: &str, base: &StreamConfig) -> anyhow::Result<Subscription> {
-        let only = Self {
-            names: vec![topic.to_owned()],
-            ..self.clone()
-        };
-        let subscriptions = only.subscriptions(base)?;
-        subscriptions.into_iter().next().context("one topic")
-    }
-    /// One subscription per topic, in `TOPICS` order (repeats dropped), each a copy of `base`
-    /// (group, consumer, dead-letter override) on its topic's stream. `DEAD_LETTER_STREAM` names one
-    /// stream: with several topics it is refused rather than shared by all.
-    pub fn subscriptions(&self, base: &StreamConfig) -> anyhow::Result<Vec<Subscription>> {
-        let mut subscriptions: Vec<Subscription> = Vec::new();
-        for name in &self.names {
-            let Some(topic) = crate::topics::by_name(name) else {
-                bail!("unknown topic {name:?} in TOPICS");
-            };
-            if subscriptions.iter().any(|s| s.topic.name() == topic.name()) {
-                continue;
-            }
-            let key = match topic.name() {
-                "payment.confirmed" => self.payment_confirmed_stream.clone(),
-                "payment.failed" => self.payment_failed_stream.clone(),
-                _ => base.stream.clone(),
-            };
-            let stream = StreamConfig {
-                stream: key,
-                ..base.clone()
-            };
-            subscriptions.push(Subscription { topic, stream });
-        }
-        if subscriptions.is_empty() {
-            bail!("TOPICS is empty: name at least one topic");
-        }
-        if subscriptions.len() > 1 && base.dead_letter_stream.is_some() {
-            bail!(
-                "DEAD_LETTER_STREAM names one stream, but TOPICS lists {}: unset it (each topic's \
-                 dead letters go to <stream>.deadletter)",
-                subscriptions.len()
-            );
-        }
-        Ok(subscriptions)
-    }
-
-    /// Only `fulfillment.status_changed`; the payment streams, if one is added, are named
-    /// after `stream` so that tests sharing a Redis never share a key.
-    pub fn fulfillment_only(stream: &str) -> Self {
-        Self {
-            names: vec!["fulfillment.status_changed".to_owned()],
-            payment_confirmed_stream: format!("{stream}.payment.confirmed"),
-            payment_failed_stream: format!("{stream}.payment.failed"),
-        }
-    }
-}
-
-/// One topic consumed: its stream, the group and its dead-letter stream.
-#[derive(Clone, Debug)]
-pub struct Subscription {
-    pub topic: &'static dyn crate::topics::Topic,
-    pub stream: StreamConfig,
 }
 
 /// Everything `order-worker run` needs.
@@ -427,7 +299,8 @@ impl WorkerConfig {
 
     /// The subscriptions, in `TOPICS` order: see [`Topics::subscriptions`].
     pub fn subscriptions(&self) -> anyhow::Result<Vec<Subscription>> {
-        self.topics.subscriptions(&self.stream)
+        let keyspace = Keyspace::of(&self.connections.redis_url)?;
+        self.topics.subscriptions(&self.stream, keyspace)
     }
 
     pub fn block(&self) -> Duration {
@@ -448,5 +321,28 @@ impl WorkerConfig {
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
-mod tests;
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_hidden_in_every_form_of_url() {
+        let cases = [
+            ("redis://:secret@redis:6379", "redis://:***@redis:6379"),
+            (
+                "redis+sentinel://worker:secret@s1:26379,s2:26379/orders",
+                "redis+sentinel://worker:***@s1:26379,s2:26379/orders",
+            ),
+            (
+                "redis+sentinel://s1:26379,s2:26379/orders",
+                "redis+sentinel://s1:26379,s2:26379/orders",
+            ),
+            (
+                "redis+cluster://:secret@n1:7000,n2:7001",
+                "redis+cluster://:***@n1:7000,n2:7001",
+            ),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+    }
+}

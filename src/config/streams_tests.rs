@@ -18,7 +18,7 @@ fn each_topic_reads_its_own_stream_with_its_own_dead_letters() {
         "fulfillment.status_changed",
         "payment.confirmed",
     ]);
-    let subscriptions = all.subscriptions(&base).expect("valid");
+    let subscriptions = all.subscriptions(&base, Keyspace::Single).expect("valid");
     let streams: Vec<(&str, &str, String)> = subscriptions
         .iter()
         .map(|s| {
@@ -51,7 +51,13 @@ fn each_topic_reads_its_own_stream_with_its_own_dead_letters() {
         "in TOPICS order"
     );
     let twice = topics(&["payment.failed", "payment.failed"]);
-    assert_eq!(twice.subscriptions(&base).expect("valid").len(), 1);
+    assert_eq!(
+        twice
+            .subscriptions(&base, Keyspace::Single)
+            .expect("valid")
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -59,11 +65,11 @@ fn one_dead_letter_stream_for_several_topics_is_refused() {
     let mut base = StreamConfig::for_stream("s");
     base.dead_letter_stream = Some("dl".to_owned());
     let one = topics(&["payment.confirmed"])
-        .subscriptions(&base)
+        .subscriptions(&base, Keyspace::Single)
         .expect("valid");
     assert_eq!(one[0].stream.dead_letter_stream(), "dl");
     let error = topics(&["payment.confirmed", "payment.failed"])
-        .subscriptions(&base)
+        .subscriptions(&base, Keyspace::Single)
         .expect_err("refused");
     assert!(
         error
@@ -71,7 +77,10 @@ fn one_dead_letter_stream_for_several_topics_is_refused() {
             .contains("DEAD_LETTER_STREAM names one stream"),
         "{error}"
     );
-    assert!(topics(&[]).subscriptions(&base).is_err(), "no topic at all");
+    assert!(
+        topics(&[]).subscriptions(&base, Keyspace::Single).is_err(),
+        "no topic at all"
+    );
     assert!(parse_topic("order.created").is_err());
     assert_eq!(
         parse_topic(" payment.failed"),
@@ -80,19 +89,79 @@ fn one_dead_letter_stream_for_several_topics_is_refused() {
 }
 
 #[test]
-fn passwords_are_hidden_in_server_and_sentinel_urls() {
+fn in_a_cluster_each_dead_letter_stream_shares_its_streams_slot() {
+    let slot = |key: &str| redis::cluster_routing::Slot::for_key(key);
+    let all = topics(&["fulfillment.status_changed", "payment.confirmed"]);
+    let placed = all
+        .subscriptions(
+            &StreamConfig::for_stream("fulfillment.status_changed"),
+            Keyspace::Cluster,
+        )
+        .expect("valid");
+    let names: Vec<String> = placed
+        .iter()
+        .map(|s| s.stream.dead_letter_stream())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "{fulfillment.status_changed}.deadletter",
+            "{ns.payment.confirmed}.deadletter"
+        ]
+    );
+    for s in &placed {
+        assert_eq!(slot(&s.stream.stream), slot(&s.stream.dead_letter_stream()));
+    }
+    // A stream key with a hash tag of its own keeps the usual name, which shares the tag.
+    let tagged = topics(&["fulfillment.status_changed"])
+        .subscriptions(
+            &StreamConfig::for_stream("{orders}.fulfillment"),
+            Keyspace::Cluster,
+        )
+        .expect("valid");
+    assert_eq!(
+        tagged[0].stream.dead_letter_stream(),
+        "{orders}.fulfillment.deadletter"
+    );
+
+    let mut set = StreamConfig::for_stream("fulfillment.status_changed");
+    set.dead_letter_stream = Some("{fulfillment.status_changed}.dl".to_owned());
+    let one = topics(&["fulfillment.status_changed"]);
+    let kept = one
+        .subscriptions(&set, Keyspace::Cluster)
+        .expect("same slot");
+    assert_eq!(
+        kept[0].stream.dead_letter_stream(),
+        "{fulfillment.status_changed}.dl"
+    );
+    set.dead_letter_stream = Some("fulfillment.status_changed.deadletter".to_owned());
+    let error = one
+        .subscriptions(&set, Keyspace::Cluster)
+        .expect_err("another slot");
+    assert!(
+        error
+            .to_string()
+            .contains("{fulfillment.status_changed}.deadletter"),
+        "{error}"
+    );
+    // On one server the name is the operator's, slot or not.
+    assert_eq!(
+        one.subscriptions(&set, Keyspace::Single).expect("valid")[0]
+            .stream
+            .dead_letter_stream(),
+        "fulfillment.status_changed.deadletter"
+    );
+}
+
+#[test]
+fn the_keyspace_follows_the_url() {
     let cases = [
-        ("redis://:secret@redis:6379", "redis://:***@redis:6379"),
-        (
-            "redis+sentinel://worker:secret@s1:26379,s2:26379/orders",
-            "redis+sentinel://worker:***@s1:26379,s2:26379/orders",
-        ),
-        (
-            "redis+sentinel://s1:26379,s2:26379/orders",
-            "redis+sentinel://s1:26379,s2:26379/orders",
-        ),
+        ("redis://127.0.0.1:6379", Keyspace::Single),
+        ("redis+sentinel://s1:26379/orders", Keyspace::Single),
+        ("redis+cluster://n1:7000,n2:7001", Keyspace::Cluster),
+        ("rediss+cluster://n1:7000", Keyspace::Cluster),
     ];
     for (url, want) in cases {
-        assert_eq!(redact_url(url), want, "{url}");
+        assert_eq!(Keyspace::of(url).expect(url), want, "{url}");
     }
 }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use redis::aio::MultiplexedConnection;
+use crate::stream::RedisConnection;
 use redis::streams::{StreamInfoConsumersReply, StreamInfoGroupsReply, StreamPendingCountReply};
 use serde::Serialize;
 
@@ -100,10 +100,7 @@ pub async fn run(args: PendingArgs) -> anyhow::Result<()> {
 }
 
 /// Reads the snapshot; fails, saying which, when the stream or the group does not exist.
-pub async fn inspect(
-    conn: &mut MultiplexedConnection,
-    args: &PendingArgs,
-) -> anyhow::Result<Inspection> {
+pub async fn inspect(conn: &mut RedisConnection, args: &PendingArgs) -> anyhow::Result<Inspection> {
     let config = &args.config.stream;
     find_group(
         &groups(conn, &config.stream).await?,

@@ -16,14 +16,14 @@ use std::fmt;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use redis::aio::MultiplexedConnection;
 use redis::streams::StreamInfoGroup;
 
 use crate::config::{
-    redact_url, StreamConfig, Subscription, Topics, DEFAULT_REDIS_URL, DEFAULT_STREAM,
+    redact_url, Keyspace, StreamConfig, Subscription, Topics, DEFAULT_REDIS_URL, DEFAULT_STREAM,
 };
 use crate::stream::reply::parse_entries;
-use crate::stream::{ReadBatch, StreamEntry};
+use crate::stream::target::Timeouts;
+use crate::stream::{ReadBatch, RedisConnection, StreamEntry};
 
 /// How long one command may take. Generous: an exact `XTRIM` of millions of entries takes
 /// seconds, and redis-rs would otherwise give up after 500 ms.
@@ -96,8 +96,12 @@ impl OpsConfig {
     /// The streams to look at: `--topic`'s, else every one of TOPICS.
     pub fn subscriptions(&self) -> anyhow::Result<Vec<Subscription>> {
         match &self.topic {
-            Some(topic) => Ok(vec![self.topics.subscription(topic, &self.stream)?]),
-            None => self.topics.subscriptions(&self.stream),
+            Some(topic) => Ok(vec![self.topics.subscription(
+                topic,
+                &self.stream,
+                self.keyspace()?,
+            )?]),
+            None => self.topics.subscriptions(&self.stream, self.keyspace()?),
         }
     }
 
@@ -105,7 +109,13 @@ impl OpsConfig {
     /// topic's (as before the worker served payments).
     pub fn narrowed(&self) -> anyhow::Result<Self> {
         let topic = self.topic.as_deref().unwrap_or(DEFAULT_STREAM);
-        Ok(self.on(self.topics.subscription(topic, &self.stream)?))
+        Ok(self.on(self
+            .topics
+            .subscription(topic, &self.stream, self.keyspace()?)?))
+    }
+
+    fn keyspace(&self) -> anyhow::Result<Keyspace> {
+        Keyspace::of(&self.redis_url)
     }
 
     /// These settings on `subscription`'s stream.
@@ -119,18 +129,19 @@ impl OpsConfig {
 
     /// One connection for the whole command; fails at once (no retries) when Redis does not
     /// answer, because an operator at a terminal wants to know now.
-    pub async fn connect(&self) -> anyhow::Result<MultiplexedConnection> {
+    pub async fn connect(&self) -> anyhow::Result<RedisConnection> {
         let target = self.redis_tls.target(&self.redis_url)?;
-        let settings = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        crate::stream::client::connect_checked(&target, &self.redis_url, &settings).await
+        let timeouts = Timeouts {
+            connect: Some(Duration::from_secs(5)),
+            response: Some(RESPONSE_TIMEOUT),
+        };
+        crate::stream::client::connect_checked(&target, &self.redis_url, timeouts).await
     }
 }
 
 /// Fails with a clear message unless `key` holds a stream: `XINFO` on a missing key only says
 /// "no such key", and on another type "WRONGTYPE".
-async fn require_stream(conn: &mut MultiplexedConnection, key: &str) -> anyhow::Result<()> {
+async fn require_stream(conn: &mut RedisConnection, key: &str) -> anyhow::Result<()> {
     let kind: String = redis::cmd("TYPE")
         .arg(key)
         .query_async(conn)
@@ -144,10 +155,7 @@ async fn require_stream(conn: &mut MultiplexedConnection, key: &str) -> anyhow::
 }
 
 /// Every consumer group on `stream` (`XINFO GROUPS`), after checking that the stream exists.
-async fn groups(
-    conn: &mut MultiplexedConnection,
-    stream: &str,
-) -> anyhow::Result<Vec<StreamInfoGroup>> {
+async fn groups(conn: &mut RedisConnection, stream: &str) -> anyhow::Result<Vec<StreamInfoGroup>> {
     require_stream(conn, stream).await?;
     crate::stream::groups(conn, stream)
         .await
@@ -176,7 +184,7 @@ fn find_group<'a>(
 
 /// Redis's clock in milliseconds. Ages are measured against it, not the local clock, because
 /// entry ids come from Redis's clock.
-async fn redis_now_ms(conn: &mut MultiplexedConnection) -> anyhow::Result<u64> {
+async fn redis_now_ms(conn: &mut RedisConnection) -> anyhow::Result<u64> {
     let (seconds, micros): (u64, u64) = redis::cmd("TIME")
         .query_async(conn)
         .await
@@ -187,7 +195,7 @@ async fn redis_now_ms(conn: &mut MultiplexedConnection) -> anyhow::Result<u64> {
 /// How many entries of `key` have ids in `[from, below)`, counted inside Redis a page at a time
 /// so a dry run over millions of entries neither copies them to us nor blocks Redis for long.
 async fn count_range(
-    conn: &mut MultiplexedConnection,
+    conn: &mut RedisConnection,
     key: &str,
     from: &str,
     below: stream_id::StreamId,
@@ -225,7 +233,7 @@ async fn count_range(
 /// Up to `count` entries of `stream` from `start` to `end` (XRANGE bounds, inclusive), parsed
 /// like the worker's reads (an entry with no fields is kept out).
 pub(crate) async fn xrange(
-    conn: &mut MultiplexedConnection,
+    conn: &mut RedisConnection,
     stream: &str,
     start: &str,
     end: &str,

@@ -9,8 +9,8 @@
 
 use std::fmt::Write;
 
+use crate::stream::RedisConnection;
 use anyhow::Context;
-use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamInfoGroup, StreamPendingReply};
 use serde::Serialize;
 
@@ -118,7 +118,7 @@ pub async fn run(args: TrimArgs) -> anyhow::Result<()> {
 /// Reads every group's position, computes the cut and, unless `dry_run`, trims. Refuses (an
 /// error, nothing deleted) when any group's position cannot be read or parsed.
 pub async fn trim(
-    conn: &mut MultiplexedConnection,
+    conn: &mut RedisConnection,
     config: &OpsConfig,
     dry_run: bool,
 ) -> anyhow::Result<TrimReport> {
@@ -148,7 +148,7 @@ pub async fn trim(
 /// group been created, since the positions were read) and that `required` exists. Returns how
 /// many entries went; refuses, deleting nothing, when the check fails.
 pub async fn apply_cut(
-    conn: &mut MultiplexedConnection,
+    conn: &mut RedisConnection,
     stream: &str,
     required: &str,
     cut: &Cut,
@@ -173,10 +173,7 @@ pub async fn apply_cut(
 }
 
 /// Each group's position: `XINFO GROUPS`, then every group's `XPENDING` summary in one MULTI.
-async fn positions(
-    conn: &mut MultiplexedConnection,
-    stream: &str,
-) -> anyhow::Result<Vec<GroupPosition>> {
+async fn positions(conn: &mut RedisConnection, stream: &str) -> anyhow::Result<Vec<GroupPosition>> {
     let groups: Vec<StreamInfoGroup> = groups(conn, stream).await?;
     let mut pipe = redis::pipe();
     pipe.atomic();

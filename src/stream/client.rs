@@ -1,17 +1,13 @@
 //! Connecting to Redis with a checked first command, and errors that say why it failed.
 
-use anyhow::Context;
-use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
-
-use super::target::RedisTarget;
+use super::target::{RedisConnection, RedisTarget, Timeouts};
 use crate::config::redact_url;
 
 /// Why connecting failed, in the operator's terms: which server, and, when a plain `redis://`
 /// connection was cut at once, that the server probably speaks only TLS (it resets anything
 /// that is not a TLS handshake, which alone reads as a network fault).
 fn connect_failed(redis_url: &str, error: redis::RedisError) -> anyhow::Error {
-    let hint = if !redis_url.starts_with("rediss://") && error.is_connection_dropped() {
+    let hint = if !redis_url.starts_with("rediss") && error.is_connection_dropped() {
         " (the server closed the connection at once: if it accepts only TLS, use a rediss:// URL)"
     } else {
         ""
@@ -29,18 +25,10 @@ fn connect_failed(redis_url: &str, error: redis::RedisError) -> anyhow::Error {
 pub async fn connect_checked(
     target: &RedisTarget,
     redis_url: &str,
-    settings: &AsyncConnectionConfig,
-) -> anyhow::Result<MultiplexedConnection> {
-    let client = target.client().await.with_context(|| {
-        format!(
-            "asking the sentinels of {} for the master",
-            redact_url(redis_url)
-        )
-    })?;
+    timeouts: Timeouts,
+) -> anyhow::Result<RedisConnection> {
     let connected = async {
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(settings)
-            .await?;
+        let mut conn = target.connect(timeouts).await?;
         redis::cmd("PING").query_async::<()>(&mut conn).await?;
         Ok(conn)
     };

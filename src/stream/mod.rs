@@ -13,6 +13,7 @@ pub use group::{ensure_group, group_info, groups};
 pub use pending::{autoclaim, claim_held, delivery_counts, keep_alive};
 pub use read::Reader;
 pub use settle::{settle, DeadLetter, Settlement};
+pub use target::RedisConnection;
 
 /// A pool for short commands (XACK, XADD to the dead-letter stream, XGROUP). The blocking
 /// XREADGROUP has a connection of its own ([`Reader`]) so it never holds up an ack.
@@ -59,6 +60,13 @@ pub struct ReadBatch {
 impl ReadBatch {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty() && self.deleted.is_empty()
+    }
+
+    /// Adds `other`'s entries (read from other streams) to these.
+    pub fn merge(&mut self, other: ReadBatch) {
+        self.entries.extend(other.entries);
+        self.deleted.extend(other.deleted);
+        self.redelivered |= other.redelivered;
     }
 
     /// Every (source, id) read.

@@ -1,141 +1,266 @@
-//! Reading the group on every subscribed stream in one XREADGROUP: first this consumer's own
-//! pending entries (what a previous run of the same consumer read but did not ack, e.g. it
-//! crashed between COMMIT and XACK), then new ones.
+//! Reading the group on every subscribed stream: first this consumer's own pending entries
+//! (what a previous run of the same consumer read but did not ack, e.g. it crashed between
+//! COMMIT and XACK), then new ones.
+//!
+//! One XREADGROUP names every stream, except in a cluster, where it may only name keys of one
+//! slot: there the streams are split by slot into parts, each with a connection and a read of
+//! its own, waiting at once; the first to return is the batch, the others go on waiting and
+//! their entries join a later batch. Nothing read is ever dropped.
 //!
 //! Only as many entries as one batch are read at a time, so nothing waits in a local buffer
 //! while its idle time grows in the pending list (Dapr issue #4599).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::Value;
+use futures_util::future::select_all;
+use redis::cluster_routing::Slot;
+use redis::{RedisResult, Value};
+use tokio::task::JoinHandle;
 
 use super::reply::parse_read_reply;
-use super::target::RedisTarget;
+use super::target::{RedisConnection, RedisTarget, Timeouts};
 use super::{ensure_group, is_no_group, ReadBatch};
 use crate::config::StreamConfig;
 
-/// The consumer's reading connection and its position in each stream.
+/// The consumer's reading connections and its position in each stream.
 pub struct Reader {
+    shared: Arc<Shared>,
+    parts: Vec<Lane>,
+    /// Entries read while another part failed: returned by the next call, after the error.
+    ready: ReadBatch,
+}
+
+/// What every part's read needs.
+struct Shared {
     target: RedisTarget,
-    /// `None` after an error that says the server is gone or no longer the master: the next
-    /// read connects again, to the master of now (with Sentinel, asked again).
-    conn: Option<ConnectionManager>,
     streams: Vec<StreamConfig>,
     consumer: String,
     block: Duration,
-    /// Per stream: `Some(id)` while walking our own pending entries after `id`; `None` once
+}
+
+/// One part of the streams: idle, or its read running on a task of its own.
+struct Lane {
+    sources: Vec<usize>,
+    idle: Option<Part>,
+    reading: Option<JoinHandle<(Part, RedisResult<ReadBatch>)>>,
+}
+
+/// Streams one XREADGROUP can name together, and where their reading stands.
+struct Part {
+    /// Indices into the streams.
+    sources: Vec<usize>,
+    /// `None` after an error that says the server is gone or no longer the master: the next
+    /// read connects again, to the master of now (with Sentinel, asked again).
+    conn: Option<RedisConnection>,
+    /// Per source: `Some(id)` while walking our own pending entries after `id`; `None` once
     /// caught up, then reads ask for new entries (`>`).
     backlog_after: Vec<Option<String>>,
 }
 
 impl Reader {
-    /// Connects the reading connection for `streams` (one group each, of the same name). Its
-    /// response timeout exceeds the BLOCK time: redis-rs otherwise gives up on a reply after
-    /// 500 ms, failing every idle XREADGROUP.
+    /// Connects the reading connections for `streams` (one group each, of the same name).
     pub async fn connect(
         target: RedisTarget,
         streams: Vec<StreamConfig>,
         consumer: String,
         block: Duration,
-    ) -> redis::RedisResult<Self> {
-        let backlog_after = vec![Some("0".to_owned()); streams.len()];
-        let mut reader = Self {
+    ) -> RedisResult<Self> {
+        let mut parts: Vec<Part> = Vec::new();
+        for (source, stream) in streams.iter().enumerate() {
+            let slot = Slot::for_key(&stream.stream);
+            let together = |part: &&mut Part| {
+                !target.is_cluster() || Slot::for_key(&streams[part.sources[0]].stream) == slot
+            };
+            match parts.iter_mut().find(together) {
+                Some(part) => part.sources.push(source),
+                None => parts.push(Part::new(vec![source])),
+            }
+        }
+        let shared = Arc::new(Shared {
             target,
-            conn: None,
             streams,
             consumer,
             block,
-            backlog_after,
-        };
-        reader.conn().await?;
-        Ok(reader)
+        });
+        for part in &mut parts {
+            part.conn(&shared).await?;
+        }
+        let parts = parts
+            .into_iter()
+            .map(|part| Lane {
+                sources: part.sources.clone(),
+                idle: Some(part),
+                reading: None,
+            })
+            .collect();
+        Ok(Self {
+            shared,
+            parts,
+            ready: ReadBatch::default(),
+        })
     }
 
-    /// The reading connection, connected again if an error dropped it.
-    async fn conn(&mut self) -> redis::RedisResult<&mut ConnectionManager> {
+    /// Reads up to `count` entries per stream: our own pending ones first, then new ones,
+    /// waiting up to `block` (at most the configured BLOCK time) for those. Recreates the
+    /// groups if Redis lost them.
+    pub async fn next_batch(&mut self, count: usize, block: Duration) -> RedisResult<ReadBatch> {
+        if !self.ready.is_empty() {
+            return Ok(std::mem::take(&mut self.ready));
+        }
+        for lane in &mut self.parts {
+            if let Some(part) = lane.idle.take() {
+                let read = part.read(self.shared.clone(), count, block);
+                lane.reading = Some(tokio::spawn(read));
+            }
+        }
+        // Wait for the first read to return, then take every other one returned by now.
+        let reads = self.parts.iter_mut().enumerate().filter_map(|(at, lane)| {
+            let reading = lane.reading.as_mut()?;
+            Some(Box::pin(async move { (at, reading.await) }))
+        });
+        let ((first, joined), ..) = select_all(reads).await;
+        let mut returned = vec![(first, joined)];
+        for (at, lane) in self.parts.iter_mut().enumerate() {
+            if at != first && lane.reading.as_ref().is_some_and(|h| h.is_finished()) {
+                let handle = lane.reading.take().expect("finished");
+                returned.push((at, handle.await));
+            }
+        }
+        let mut error = None;
+        for (at, joined) in returned {
+            let lane = &mut self.parts[at];
+            lane.reading = None;
+            let (part, read) = joined.unwrap_or_else(|panicked| {
+                let error = redis::RedisError::from(std::io::Error::other(panicked));
+                (Part::new(lane.sources.clone()), Err(error))
+            });
+            lane.idle = Some(part);
+            match read {
+                Ok(batch) => self.ready.merge(batch),
+                Err(read_error) => error = Some(read_error),
+            }
+        }
+        match error {
+            Some(error) => Err(error),
+            None => Ok(std::mem::take(&mut self.ready)),
+        }
+    }
+}
+
+impl Drop for Reader {
+    /// Reads still waiting stop with the reader: their connections close, and Redis delivers
+    /// nothing to a client that is gone.
+    fn drop(&mut self) {
+        for handle in self.parts.iter().filter_map(|lane| lane.reading.as_ref()) {
+            handle.abort();
+        }
+    }
+}
+
+impl Part {
+    fn new(sources: Vec<usize>) -> Self {
+        let backlog_after = vec![Some("0".to_owned()); sources.len()];
+        Self {
+            sources,
+            conn: None,
+            backlog_after,
+        }
+    }
+
+    /// The reading connection, connected again if an error dropped it. Its response timeout
+    /// exceeds the BLOCK time: redis-rs otherwise gives up on a reply after 500 ms, failing
+    /// every idle XREADGROUP.
+    async fn conn(&mut self, shared: &Shared) -> RedisResult<&mut RedisConnection> {
         if self.conn.is_none() {
-            let manager_config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(5)))
-                .set_response_timeout(Some(self.block + Duration::from_secs(5)));
-            let client = self.target.client().await?;
-            let conn = client
-                .get_connection_manager_with_config(manager_config)
-                .await?;
-            self.conn = Some(conn);
+            let timeouts = Timeouts {
+                connect: Some(Duration::from_secs(5)),
+                response: Some(shared.block + Duration::from_secs(5)),
+            };
+            self.conn = Some(shared.target.connect(timeouts).await?);
         }
         Ok(self.conn.as_mut().expect("just connected"))
     }
 
-    /// Reads up to `count` entries per stream: our own pending ones first, then new ones, waiting up to `block` (at most the configured BLOCK time) for
-    /// those. Recreates the groups if Redis lost them.
-    pub async fn next_batch(
-        &mut self,
+    async fn read(
+        mut self,
+        shared: Arc<Shared>,
         count: usize,
         block: Duration,
-    ) -> redis::RedisResult<ReadBatch> {
-        match self.read(count, block).await {
-            Err(error) if is_no_group(&error) => {
-                let streams = self.streams.clone();
-                let conn = self.conn().await?;
-                for config in &streams {
-                    tracing::warn!(
-                        stream = %config.stream,
-                        group = %config.group,
-                        "consumer group is gone (did Redis lose its data?): creating it again"
-                    );
-                    ensure_group(conn, config).await?;
-                }
-                self.backlog_after.fill(Some("0".to_owned()));
-                Ok(ReadBatch::default())
-            }
+    ) -> (Self, RedisResult<ReadBatch>) {
+        let read = match self.try_read(&shared, count, block).await {
+            Err(error) if is_no_group(&error) => self.recreate_groups(&shared).await,
             Err(error) => {
                 if server_changed(&error) {
                     self.conn = None;
                 }
                 Err(error)
             }
-            other => other,
-        }
+            read => read,
+        };
+        (self, read)
     }
 
-    async fn read(&mut self, count: usize, block: Duration) -> redis::RedisResult<ReadBatch> {
+    async fn recreate_groups(&mut self, shared: &Shared) -> RedisResult<ReadBatch> {
+        let sources = self.sources.clone();
+        let conn = self.conn(shared).await?;
+        for source in &sources {
+            let config = &shared.streams[*source];
+            tracing::warn!(
+                stream = %config.stream,
+                group = %config.group,
+                "consumer group is gone (did Redis lose its data?): creating it again"
+            );
+            ensure_group(conn, config).await?;
+        }
+        self.backlog_after.fill(Some("0".to_owned()));
+        Ok(ReadBatch::default())
+    }
+
+    async fn try_read(
+        &mut self,
+        shared: &Shared,
+        count: usize,
+        block: Duration,
+    ) -> RedisResult<ReadBatch> {
         let behind: Vec<(usize, String)> = self
-            .backlog_after
+            .sources
             .iter()
-            .enumerate()
-            .filter_map(|(source, after)| Some((source, after.clone()?)))
+            .zip(&self.backlog_after)
+            .filter_map(|(source, after)| Some((*source, after.clone()?)))
             .collect();
         if !behind.is_empty() {
-            let mut batch = self.xreadgroup(count, &behind, None).await?;
+            let mut batch = self.xreadgroup(shared, count, &behind, None).await?;
             batch.redelivered = true;
-            for (source, _) in behind {
-                let last = batch.ids().filter(|(s, _)| *s == source).last();
-                self.backlog_after[source] = last.map(|(_, id)| id.to_owned());
+            for (source, after) in self.sources.iter().zip(&mut self.backlog_after) {
+                if behind.iter().any(|(s, _)| s == source) {
+                    let last = batch.ids().filter(|(s, _)| s == source).last();
+                    *after = last.map(|(_, id)| id.to_owned());
+                }
             }
             if !batch.is_empty() {
                 return Ok(batch);
             }
         }
         // BLOCK 0 would wait forever: never ask for less than a millisecond.
-        let block = block.clamp(Duration::from_millis(1), self.block);
-        let all: Vec<(usize, String)> = (0..self.streams.len())
-            .map(|s| (s, ">".to_owned()))
-            .collect();
-        self.xreadgroup(count, &all, Some(block)).await
+        let block = block.clamp(Duration::from_millis(1), shared.block);
+        let all: Vec<(usize, String)> = self.sources.iter().map(|s| (*s, ">".to_owned())).collect();
+        self.xreadgroup(shared, count, &all, Some(block)).await
     }
 
     /// One XREADGROUP over the `(source, id)` streams, all in the same group.
     async fn xreadgroup(
         &mut self,
+        shared: &Shared,
         count: usize,
         from: &[(usize, String)],
         block: Option<Duration>,
-    ) -> redis::RedisResult<ReadBatch> {
+    ) -> RedisResult<ReadBatch> {
+        let streams = &shared.streams;
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
-            .arg(&self.streams[0].group)
-            .arg(&self.consumer)
+            .arg(&streams[from[0].0].group)
+            .arg(&shared.consumer)
             .arg("COUNT")
             .arg(count);
         if let Some(block) = block {
@@ -143,13 +268,12 @@ impl Reader {
         }
         cmd.arg("STREAMS");
         for (source, _) in from {
-            cmd.arg(&self.streams[*source].stream);
+            cmd.arg(&streams[*source].stream);
         }
         for (_, id) in from {
             cmd.arg(id);
         }
-        let reply: Value = cmd.query_async(self.conn().await?).await?;
-        let streams = &self.streams;
+        let reply: Value = cmd.query_async(self.conn(shared).await?).await?;
         parse_read_reply(reply, |key| streams.iter().position(|s| s.stream == key))
     }
 }

@@ -35,60 +35,55 @@ pub struct Settlement<'a> {
     pub dead: Vec<DeadLetter<'a>>,
 }
 
-/// For each stream, XADDs each dead letter (original fields plus `error`, `source_stream`,
-/// `source_id`, `group`, `consumer`, `delivery_count`) and XACKs the acked ids plus the dead
-/// letters' ids: all in one MULTI, so an entry is never acked without its copy nor copied twice.
+/// XADDs each dead letter to the stream's dead-letter stream (original fields plus `error`,
+/// `source_stream`, `source_id`, `group`, `consumer`, `delivery_count`) and XACKs the acked ids
+/// plus the dead letters' ids: in one MULTI, so an entry is never acked without its copy nor
+/// copied twice. One stream at a time: in a cluster, a MULTI may only touch keys of one slot,
+/// which a stream and its dead-letter stream share (`{<stream>}.deadletter`).
 pub async fn settle<C: ConnectionLike + Send>(
     conn: &mut C,
     consumer: &str,
-    settlements: &[Settlement<'_>],
+    settlement: &Settlement<'_>,
 ) -> redis::RedisResult<()> {
-    let mut pipe = redis::pipe();
-    pipe.atomic();
-    let mut empty = true;
-    for Settlement {
+    let Settlement {
         stream: config,
         ack_ids,
         dead,
-    } in settlements
-    {
-        if ack_ids.is_empty() && dead.is_empty() {
-            continue;
-        }
-        empty = false;
-        let dead_letter_stream = config.dead_letter_stream();
-        for letter in dead {
-            let cmd = pipe.cmd("XADD").arg(&dead_letter_stream).arg("*");
-            for (field, value) in &letter.entry.fields {
-                cmd.arg(field).arg(value);
-            }
-            cmd.arg("error")
-                .arg(&letter.error)
-                .arg("source_stream")
-                .arg(&config.stream)
-                .arg("source_id")
-                .arg(&letter.entry.id)
-                .arg("group")
-                .arg(&config.group)
-                .arg("consumer")
-                .arg(consumer)
-                .arg("delivery_count")
-                .arg(letter.delivery_count)
-                .ignore();
-        }
-        let ids: Vec<&str> = ack_ids
-            .iter()
-            .copied()
-            .chain(dead.iter().map(|letter| letter.entry.id.as_str()))
-            .collect();
-        pipe.cmd("XACK")
-            .arg(&config.stream)
-            .arg(&config.group)
-            .arg(&ids)
-            .ignore();
-    }
-    if empty {
+    } = settlement;
+    if ack_ids.is_empty() && dead.is_empty() {
         return Ok(());
     }
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    let dead_letter_stream = config.dead_letter_stream();
+    for letter in dead {
+        let cmd = pipe.cmd("XADD").arg(&dead_letter_stream).arg("*");
+        for (field, value) in &letter.entry.fields {
+            cmd.arg(field).arg(value);
+        }
+        cmd.arg("error")
+            .arg(&letter.error)
+            .arg("source_stream")
+            .arg(&config.stream)
+            .arg("source_id")
+            .arg(&letter.entry.id)
+            .arg("group")
+            .arg(&config.group)
+            .arg("consumer")
+            .arg(consumer)
+            .arg("delivery_count")
+            .arg(letter.delivery_count)
+            .ignore();
+    }
+    let ids: Vec<&str> = ack_ids
+        .iter()
+        .copied()
+        .chain(dead.iter().map(|letter| letter.entry.id.as_str()))
+        .collect();
+    pipe.cmd("XACK")
+        .arg(&config.stream)
+        .arg(&config.group)
+        .arg(&ids)
+        .ignore();
     pipe.query_async(conn).await
 }

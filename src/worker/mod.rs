@@ -20,8 +20,8 @@ mod traced;
 
 use std::time::{Duration, Instant};
 
+use crate::stream::RedisConnection;
 use anyhow::Context;
-use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
@@ -96,7 +96,7 @@ impl Worker {
     /// Runs `command` on a connection of the pool (short commands; reads have their own).
     async fn on_redis<T>(
         &self,
-        command: impl AsyncFnOnce(&mut MultiplexedConnection) -> redis::RedisResult<T>,
+        command: impl AsyncFnOnce(&mut RedisConnection) -> redis::RedisResult<T>,
     ) -> anyhow::Result<T> {
         let mut conn = self.redis.get().await?;
         Ok(command(&mut conn).await?)

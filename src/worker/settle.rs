@@ -12,8 +12,8 @@ use crate::telemetry::spans::{self, Step};
 use crate::verdict::Verdict;
 
 impl Worker {
-    /// Carries out the verdicts: dead-letters and acks in one MULTI (deleted entries are acked
-    /// too), leaves the rest pending. `None` when shutdown interrupts the retries.
+    /// Carries out the verdicts: dead-letters and acks in one MULTI per stream (deleted entries
+    /// are acked too), leaves the rest pending. `None` when shutdown interrupts the retries.
     pub(super) async fn settle(
         &self,
         prepared: &Prepared,
@@ -52,10 +52,21 @@ impl Worker {
                 ),
             }
         }
+        // Each stream retried on its own: one whose MULTI went through is never sent again
+        // (its dead letters would be copied twice) because another's failed.
         let consumer = &self.consumer;
-        let acking = until_ok("acking the batch", &self.redis_health, shutdown, || {
-            self.on_redis(async |conn| settle(conn, consumer, &settlements).await)
+        let unsettled = settlements
+            .iter()
+            .filter(|s| !s.ack_ids.is_empty() || !s.dead.is_empty());
+        let acking = unsettled.map(|settlement| {
+            until_ok("acking the batch", &self.redis_health, shutdown, || {
+                self.on_redis(async |conn| settle(conn, consumer, settlement).await)
+            })
         });
+        let acking = async {
+            let settled = futures_util::future::join_all(acking).await;
+            settled.into_iter().all(|done| done.is_some()).then_some(())
+        };
         let dead = settlements.iter().map(|s| s.dead.len()).sum::<usize>();
         let attributes = [
             ("order_worker.entries", prepared.spans.len() as i64),

@@ -15,7 +15,7 @@ use crate::retry::{Dependency, Retry};
 use crate::shutdown;
 use crate::store::connect::Unreachable;
 use crate::store::{self, migrate};
-use crate::stream::target::RedisTarget;
+use crate::stream::target::{RedisTarget, Timeouts};
 use crate::stream::{self, ensure_group, Reader};
 use crate::telemetry::SUBSCRIBING;
 
@@ -99,10 +99,12 @@ async fn join_groups(
     config: &WorkerConfig,
     subscriptions: &[Subscription],
 ) -> anyhow::Result<()> {
-    let settings = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(std::time::Duration::from_secs(5)));
+    let timeouts = Timeouts {
+        connect: Some(std::time::Duration::from_secs(5)),
+        response: None,
+    };
     let redis_url = &config.connections.redis_url;
-    let mut conn = stream::client::connect_checked(redis, redis_url, &settings).await?;
+    let mut conn = stream::client::connect_checked(redis, redis_url, timeouts).await?;
     for Subscription { stream, .. } in subscriptions {
         ensure_group(&mut conn, stream)
             .await

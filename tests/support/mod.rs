@@ -23,16 +23,16 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use order_worker::schema::orders;
 use order_worker::FulfillmentStatus;
+use order_worker::RedisConnection;
 use order_worker::{shutdown_channel, ShutdownTrigger};
 use order_worker::{Connections, RedisTls, StreamConfig, WorkerConfig};
 use order_worker::{Progress, Worker};
 use order_worker_dev::local_servers;
 use order_worker_dev::publisher::{self, Format};
-use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 
 /// A connection to the Redis of `redis_url`: with Sentinel, to its master of now.
-pub async fn connect_redis(redis_tls: &RedisTls, redis_url: &str) -> MultiplexedConnection {
+pub async fn connect_redis(redis_tls: &RedisTls, redis_url: &str) -> RedisConnection {
     local_servers::connect_redis(redis_tls, redis_url)
         .await
         .expect("Redis reachable (set REDIS_URL)")
@@ -64,7 +64,7 @@ pub struct TestEnv {
     admin_url: String,
     db_name: String,
     pub stream: StreamConfig,
-    pub redis: MultiplexedConnection,
+    pub redis: RedisConnection,
 }
 
 impl TestEnv {

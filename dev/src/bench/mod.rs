@@ -49,10 +49,8 @@ pub struct BenchConfig {
     /// Only the fulfillment drain (for sweeps over batch size, orders and replicas).
     #[arg(long)]
     pub drain_only: bool,
-    /// Against a Redis Sentinel set-up of its own on loopback (a master, a replica, three
-    /// sentinels; `redis+sentinel://` REDIS_URL) instead of one Redis server.
-    #[arg(long, conflicts_with = "redis_url")]
-    pub sentinel: bool,
+    #[command(flatten)]
+    pub topology: crate::topology::Topology,
     /// Also write the results as JSON to this file, for comparing commits.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -83,10 +81,7 @@ pub struct Report {
 /// prints its table and returns what it measured.
 pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Report> {
     let mut urls = config.servers.clone();
-    let _sentinels = match config.sentinel {
-        true => Some(crate::sentinel::serve(&mut urls).await?),
-        false => None,
-    };
+    let _topology = config.topology.start(&mut urls).await?;
     let servers = urls.find(false).await?;
     let database_url =
         local_servers::recreate_database(&servers.admin_url, &config.database).await?;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use redis::aio::MultiplexedConnection;
+use order_worker::RedisConnection;
 
 use crate::publisher::{self, Format};
 use order_worker::schema::{order_payments, order_status_history, orders};
@@ -75,7 +75,7 @@ pub struct Workload {
     /// The payment streams: `payment.confirmed`, `payment.failed`.
     pub payment_confirmed: StreamConfig,
     pub payment_failed: StreamConfig,
-    pub redis: MultiplexedConnection,
+    pub redis: RedisConnection,
     /// What the last [`Workload::reset`] prepared for.
     pub backlog: Backlog,
 }
@@ -87,7 +87,7 @@ impl Workload {
         orders: Vec<String>,
         connections: order_worker::Connections,
         stream: StreamConfig,
-        redis: MultiplexedConnection,
+        redis: RedisConnection,
     ) -> Self {
         let beside = |topic: &str| StreamConfig {
             stream: format!("{}.{topic}", stream.stream),

@@ -17,7 +17,7 @@ use crate::publisher;
 use order_worker::order_history;
 use order_worker::schema::orders;
 use order_worker::shutdown_channel;
-use order_worker::{redact_url, Connections, StreamConfig, Topics, WorkerConfig};
+use order_worker::{redact_url, Connections, Keyspace, StreamConfig, Topics, WorkerConfig};
 use order_worker::{Progress, Worker};
 use scenario::{PaymentPublication, Publication, Scenario, MIN_PAID_ORDERS};
 
@@ -51,7 +51,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     stream.consumer = Some("demo-worker".to_owned());
     let topics = topics(&stream.stream);
     let streams: Vec<StreamConfig> = topics
-        .subscriptions(&stream)?
+        .subscriptions(&stream, Keyspace::Single)?
         .into_iter()
         .map(|subscription| subscription.stream)
         .collect();
@@ -152,7 +152,7 @@ pub(crate) struct Stage {
     pub servers: local_servers::Servers,
     pub database_url: String,
     pub connections: Connections,
-    pub redis: redis::aio::MultiplexedConnection,
+    pub redis: order_worker::RedisConnection,
     pub scenario: Scenario,
 }
 
@@ -218,7 +218,7 @@ async fn seed(database_url: &str, scenario: &Scenario) -> anyhow::Result<()> {
 /// XADDs every publication as Dapr would; timestamps one second apart from `start`, in
 /// publishing order. Returns how many were published.
 pub(crate) async fn publish(
-    redis: &mut redis::aio::MultiplexedConnection,
+    redis: &mut order_worker::RedisConnection,
     stream: &str,
     publications: &[Publication],
     start: chrono::DateTime<chrono::Utc>,
@@ -242,7 +242,7 @@ pub(crate) async fn publish(
 /// XADDs every payment verdict to its topic's stream in `topics`, as Dapr would; timestamps one
 /// second apart from `start`, in publishing order. Returns how many were published.
 async fn publish_payments(
-    redis: &mut redis::aio::MultiplexedConnection,
+    redis: &mut order_worker::RedisConnection,
     topics: &Topics,
     payments: &[PaymentPublication],
     start: chrono::DateTime<chrono::Utc>,

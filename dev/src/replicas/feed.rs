@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use order_worker::RedisConnection;
 
 use crate::demo::{publish, scenario::Publication};
 
@@ -25,7 +25,7 @@ pub struct FeedProgress {
 /// Publishes `publications` to `stream` at about `rate` entries per second (0: all at once),
 /// counting in `progress` as it goes.
 pub async fn feed(
-    mut redis: MultiplexedConnection,
+    mut redis: RedisConnection,
     stream: &str,
     publications: &[Publication],
     rate: u32,

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::bail;
-use redis::aio::MultiplexedConnection;
+use order_worker::RedisConnection;
 
 use super::names::ReplicaSet;
 use super::watch::snapshot;
@@ -90,10 +90,7 @@ impl Fleet {
     /// exited. Fails if a replica does not exit with status 0 or leaves anything pending under
     /// its name: its replacement has another name, so nothing would ever read those entries
     /// again but a claim after CLAIM_MIN_IDLE_MS.
-    pub async fn rolling_restart(
-        &mut self,
-        redis: &mut MultiplexedConnection,
-    ) -> anyhow::Result<()> {
+    pub async fn rolling_restart(&mut self, redis: &mut RedisConnection) -> anyhow::Result<()> {
         let next = ReplicaSet::new();
         let running: Vec<usize> = (0..self.replicas.len())
             .filter(|&i| self.replicas[i].running)
@@ -108,11 +105,7 @@ impl Fleet {
 
     /// SIGTERMs replica `index`, waits for exit status 0 and checks that its consumer holds
     /// nothing any more.
-    async fn stop(
-        &mut self,
-        index: usize,
-        redis: &mut MultiplexedConnection,
-    ) -> anyhow::Result<()> {
+    async fn stop(&mut self, index: usize, redis: &mut RedisConnection) -> anyhow::Result<()> {
         let replica = &mut self.replicas[index];
         replica.running = false;
         replica.child.stop().await?;
@@ -132,7 +125,7 @@ impl Fleet {
     }
 
     /// Stops every replica still running (at the end of the run).
-    pub async fn stop_all(&mut self, redis: &mut MultiplexedConnection) -> anyhow::Result<()> {
+    pub async fn stop_all(&mut self, redis: &mut RedisConnection) -> anyhow::Result<()> {
         for index in 0..self.replicas.len() {
             if self.replicas[index].running {
                 self.stop(index, redis).await?;

@@ -52,10 +52,8 @@ pub struct ReplicasConfig {
     /// each one's replacement under a new pod-like name, as `kubectl rollout restart` would.
     #[arg(long)]
     pub rolling_restart: bool,
-    /// Run against a Redis Sentinel set-up of its own on loopback (a master, a replica, three
-    /// sentinels; `redis+sentinel://` REDIS_URL) instead of one Redis server.
-    #[arg(long, conflicts_with = "redis_url")]
-    pub sentinel: bool,
+    #[command(flatten)]
+    pub topology: crate::topology::Topology,
     /// The database it (re)creates on that server.
     #[arg(long, default_value = "order_worker_replicas")]
     pub database: String,
@@ -84,10 +82,7 @@ pub async fn run(config: ReplicasConfig, order_worker: &Path) -> anyhow::Result<
     let stream = StreamConfig::for_stream(&config.stream);
     let mut urls = config.servers.clone();
     // Kept until the run ends: dropping it stops the set-up.
-    let _sentinels = match config.sentinel {
-        true => Some(crate::sentinel::serve(&mut urls).await?),
-        false => None,
-    };
+    let _topology = config.topology.start(&mut urls).await?;
     let Stage {
         servers: _servers,
         database_url,
@@ -181,7 +176,7 @@ async fn work(
     scenario: &Scenario,
     fleet: &mut Fleet,
     connections: &Connections,
-    redis: redis::aio::MultiplexedConnection,
+    redis: order_worker::RedisConnection,
     stream: &StreamConfig,
 ) -> anyhow::Result<Inspection> {
     let progress = FeedProgress::default();

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use redis::aio::MultiplexedConnection;
+use order_worker::RedisConnection;
 
 use super::feed::FeedProgress;
 use order_worker::ops::inspect::{inspect, render_consumers, Inspection, PendingArgs};
@@ -15,10 +15,7 @@ use order_worker::ops::OpsConfig;
 const PERIOD: Duration = Duration::from_secs(1);
 
 /// The group's state now, read as `order-worker pending` reads it.
-pub async fn snapshot(
-    redis: &mut MultiplexedConnection,
-    ops: &OpsConfig,
-) -> anyhow::Result<Inspection> {
+pub async fn snapshot(redis: &mut RedisConnection, ops: &OpsConfig) -> anyhow::Result<Inspection> {
     let args = PendingArgs {
         config: ops.clone(),
         count: 1,
@@ -32,7 +29,7 @@ pub async fn snapshot(
 /// `settled()` says nothing else is going on (a rolling restart, say), every entry was
 /// delivered and none is pending; fails after `deadline`. Returns the last snapshot.
 pub async fn until_drained(
-    mut redis: MultiplexedConnection,
+    mut redis: RedisConnection,
     ops: &OpsConfig,
     feed: &FeedProgress,
     settled: impl Fn() -> bool,

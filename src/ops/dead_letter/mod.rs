@@ -6,8 +6,8 @@ mod render;
 
 use std::collections::BTreeMap;
 
+use crate::stream::RedisConnection;
 use anyhow::{bail, Context};
-use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
 pub use render::{render_detail, render_list, render_purge};
@@ -149,7 +149,7 @@ pub async fn run(args: DeadLetterArgs) -> anyhow::Result<()> {
 /// The stream's length and its oldest `count` dead letters. A missing dead-letter stream is an
 /// empty one: nothing was dead-lettered yet.
 pub async fn list(
-    conn: &mut MultiplexedConnection,
+    conn: &mut RedisConnection,
     stream: &str,
     count: u32,
 ) -> anyhow::Result<(u64, Vec<DeadLetterSummary>)> {
@@ -161,7 +161,7 @@ pub async fn list(
 
 /// Every field of the dead letter `id`, or an error saying there is none.
 pub async fn show(
-    conn: &mut MultiplexedConnection,
+    conn: &mut RedisConnection,
     stream: &str,
     id: StreamId,
 ) -> anyhow::Result<DeadLetterDetail> {
@@ -188,7 +188,7 @@ pub async fn show(
 /// Deletes the dead letters below `before` (unless `dry_run`), after listing the oldest of them.
 /// Refuses a boundary in the future: it would also delete dead letters written meanwhile.
 pub async fn purge(
-    conn: &mut MultiplexedConnection,
+    conn: &mut RedisConnection,
     stream: &str,
     before: StreamId,
     dry_run: bool,
@@ -233,7 +233,7 @@ pub async fn purge(
 }
 
 /// `XLEN`: 0 for a dead-letter stream nothing was written to yet.
-async fn length(conn: &mut MultiplexedConnection, stream: &str) -> anyhow::Result<u64> {
+async fn length(conn: &mut RedisConnection, stream: &str) -> anyhow::Result<u64> {
     redis::cmd("XLEN")
         .arg(stream)
         .query_async(conn)

@@ -18,7 +18,7 @@ pub use requeue::{requeue, Moved, RequeueReport, Selection};
 
 use super::stream_id::{parse_boundary, StreamId};
 use super::{print_report, OpsConfig};
-use crate::config::{redact_url, Connections, StreamConfig, Topics, DEFAULT_STREAM};
+use crate::config::{redact_url, Connections, Keyspace, StreamConfig, Topics, DEFAULT_STREAM};
 
 /// `order-worker replay` settings: the worker's connections and stream settings (same flags
 /// and variables as `run`), then what to replay. The consumer name, group and group start id
@@ -79,7 +79,11 @@ pub struct ReplayArgs {
 /// Runs the replay and prints its report. Entries that do not apply (unknown order, rejected,
 /// undecodable) are reported, not failures: the command fails only when it cannot do its job.
 pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
-    let subscription = args.topics.subscription(&args.topic, &args.stream)?;
+    let subscription = args.topics.subscription(
+        &args.topic,
+        &args.stream,
+        Keyspace::of(&args.connections.redis_url)?,
+    )?;
     let mut ops = OpsConfig::new(
         args.connections.redis_url.clone(),
         subscription.stream.clone(),

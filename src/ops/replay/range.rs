@@ -6,9 +6,9 @@
 //! page sees the pages before it (so the outcomes are the ones a real replay would get), and
 //! nothing is ever committed. It holds the touched orders' row locks until it ends.
 
+use crate::stream::RedisConnection;
 use anyhow::Context;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 use tracing::{Instrument, Span};
 
@@ -193,7 +193,7 @@ impl ReplayReport {
 /// goes, like a worker's batches); with `dry_run`, everything runs in one transaction that is
 /// rolled back.
 pub async fn replay_range(
-    redis: &mut MultiplexedConnection,
+    redis: &mut RedisConnection,
     pg: &mut AsyncPgConnection,
     request: &RangeRequest<'_>,
     dry_run: bool,
@@ -233,7 +233,7 @@ impl From<diesel::result::Error> for DryRunEnd {
 }
 
 async fn walk(
-    redis: &mut MultiplexedConnection,
+    redis: &mut RedisConnection,
     pg: &mut AsyncPgConnection,
     request: &RangeRequest<'_>,
     dry_run: bool,

@@ -6,8 +6,8 @@
 //! Each move is one Lua script (XADD of the original fields, then XDEL of the dead letter), so
 //! an entry is never lost between the two nor moved twice.
 
+use crate::stream::RedisConnection;
 use anyhow::Context;
-use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
 use crate::config::StreamConfig;
@@ -56,7 +56,7 @@ pub struct RequeueReport {
 
 /// Moves the selected dead letters of `config`'s dead-letter stream to its main stream.
 pub async fn requeue(
-    redis: &mut MultiplexedConnection,
+    redis: &mut RedisConnection,
     config: &StreamConfig,
     selection: &Selection,
 ) -> anyhow::Result<RequeueReport> {
@@ -104,7 +104,7 @@ pub async fn requeue(
 }
 
 async fn move_one(
-    redis: &mut MultiplexedConnection,
+    redis: &mut RedisConnection,
     report: &mut RequeueReport,
     entry: &StreamEntry,
 ) -> anyhow::Result<()> {
@@ -140,10 +140,7 @@ async fn move_one(
 }
 
 /// The newest dead letter (none when the stream is empty or missing).
-async fn rev_last(
-    redis: &mut MultiplexedConnection,
-    stream: &str,
-) -> anyhow::Result<Vec<StreamEntry>> {
+async fn rev_last(redis: &mut RedisConnection, stream: &str) -> anyhow::Result<Vec<StreamEntry>> {
     let reply: redis::Value = redis::cmd("XREVRANGE")
         .arg(stream)
         .arg("+")
