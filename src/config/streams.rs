@@ -186,7 +186,7 @@ impl Keyspace {
     /// `stream` with its dead-letter stream placed: in a cluster, `{<stream>}.deadletter`
     /// unless set (or `<stream>.deadletter` when the stream's key has a hash tag of its own),
     /// and one set in another slot is refused.
-    fn place(self, mut stream: StreamConfig) -> anyhow::Result<StreamConfig> {
+    pub fn place(self, mut stream: StreamConfig) -> anyhow::Result<StreamConfig> {
         if self == Self::Single {
             return Ok(stream);
         }

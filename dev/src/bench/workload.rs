@@ -198,15 +198,17 @@ impl Workload {
         let mut redis = self.redis.clone();
         let mut late_count = 0;
         let entries = self.lifecycles();
+        // One pipeline per stream: in a cluster the two may be on different masters. Their ids
+        // keep the order across them.
         for (chunk_index, chunk) in entries.chunks(PIPELINE).enumerate() {
-            let mut pipe = redis::pipe();
+            let (mut on_time, mut delayed) = (redis::pipe(), redis::pipe());
             for (i, fields) in chunk.iter().enumerate() {
                 let n = chunk_index * PIPELINE + i + 1;
-                let stream = if n.is_multiple_of(late_every) {
+                let (pipe, stream) = if n.is_multiple_of(late_every) {
                     late_count += 1;
-                    &late.stream
+                    (&mut delayed, &late.stream)
                 } else {
-                    &self.stream.stream
+                    (&mut on_time, &self.stream.stream)
                 };
                 pipe.cmd("XADD")
                     .arg(stream)
@@ -214,7 +216,9 @@ impl Workload {
                     .arg(fields)
                     .ignore();
             }
-            let _: () = pipe.query_async(&mut redis).await?;
+            for pipe in [on_time, delayed].iter().filter(|pipe| !pipe.is_empty()) {
+                let _: () = pipe.query_async(&mut redis).await?;
+            }
         }
         Ok(late_count)
     }

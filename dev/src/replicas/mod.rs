@@ -25,7 +25,7 @@ use fleet::{Fleet, FleetSettings};
 pub use names::ReplicaSet;
 use order_worker::ops::inspect::Inspection;
 use order_worker::ops::OpsConfig;
-use order_worker::{Connections, StreamConfig};
+use order_worker::{Connections, Keyspace, StreamConfig, DEFAULT_REDIS_URL};
 
 /// How long the replicas may take to drain after the feed ended.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(120);
@@ -79,10 +79,12 @@ pub struct ReplicasSummary {
 /// Runs the replicas end to end, each `order_worker run` (the `order-worker` binary); fails,
 /// saying what is off, unless everything checks out.
 pub async fn run(config: ReplicasConfig, order_worker: &Path) -> anyhow::Result<ReplicasSummary> {
-    let stream = StreamConfig::for_stream(&config.stream);
     let mut urls = config.servers.clone();
     // Kept until the run ends: dropping it stops the set-up.
     let _topology = config.topology.start(&mut urls).await?;
+    // Its dead-letter stream where the worker puts it (in a cluster, in the stream's slot).
+    let keyspace = Keyspace::of(urls.redis_url.as_deref().unwrap_or(DEFAULT_REDIS_URL))?;
+    let stream = keyspace.place(StreamConfig::for_stream(&config.stream))?;
     let Stage {
         servers: _servers,
         database_url,
