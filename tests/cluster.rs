@@ -110,39 +110,7 @@ async fn two_replicas_drain_three_masters_across_a_slot_migration() {
     })
     .await;
 
-    let lifecycle = [
-        history_row("confirmed", "processing", "FulfillmentPlanning"),
-        history_row("processing", "shipped", "FulfillmentShipped"),
-        history_row("shipped", "delivered", "FulfillmentCompleted"),
-    ];
-    let paid_history: Vec<_> = [history_row("pending", "confirmed", "PaymentConfirmed")]
-        .into_iter()
-        .chain(lifecycle.clone())
-        .collect();
-    let declined_history = vec![
-        history_row("pending", "failed", "PaymentFailed"),
-        history_row("failed", "confirmed", "PaymentConfirmed"),
-    ];
-    let expectations = [
-        (&paid, "delivered", paid_history),
-        (&declined, "confirmed", declined_history),
-        (&shipped, "delivered", lifecycle.to_vec()),
-    ];
-    let mut failures = Vec::new();
-    for (orders, status, history) in &expectations {
-        for order in orders.iter() {
-            let actual = (env.order_status(order).await, env.history(order).await);
-            if actual != (status.to_string(), history.clone()) {
-                failures.push(format!("{order}: {actual:?}"));
-            }
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(
-        env.history_count().await,
-        expected_rows,
-        "no history row twice"
-    );
+    assert_three_kinds(&env, (&paid, &declined, &shipped), expected_rows).await;
     for key in three_streams(&env) {
         let dead: Vec<_> = dead_letters(&env, &key).await;
         let bad = dead

@@ -323,39 +323,7 @@ async fn replicas_share_the_three_streams_and_a_killed_one_loses_and_repeats_not
         terminate(worker).await;
     }
 
-    let mut failures = Vec::new();
-    let lifecycle = [
-        history_row("confirmed", "processing", "FulfillmentPlanning"),
-        history_row("processing", "shipped", "FulfillmentShipped"),
-        history_row("shipped", "delivered", "FulfillmentCompleted"),
-    ];
-    let paid_history: Vec<_> = [history_row("pending", "confirmed", "PaymentConfirmed")]
-        .into_iter()
-        .chain(lifecycle.clone())
-        .collect();
-    let retried_history = vec![
-        history_row("pending", "failed", "PaymentFailed"),
-        history_row("failed", "confirmed", "PaymentConfirmed"),
-    ];
-    let expectations = [
-        (&paid, "delivered", paid_history),
-        (&retried, "confirmed", retried_history),
-        (&shipped, "delivered", lifecycle.to_vec()),
-    ];
-    for (orders, status, history) in &expectations {
-        for order in orders.iter() {
-            let actual = (env.order_status(order).await, env.history(order).await);
-            if actual != (status.to_string(), history.clone()) {
-                failures.push(format!("{order}: {actual:?}"));
-            }
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(
-        env.history_count().await,
-        expected_rows,
-        "no history row twice"
-    );
+    assert_three_kinds(&env, (&paid, &retried, &shipped), expected_rows).await;
     for key in three_streams(&env) {
         assert_eq!(pending_on(&env, &key).await, Some(0), "{key}");
         assert!(dead_letters_of(&env, &key).await.is_empty(), "{key}");

@@ -218,6 +218,50 @@ pub fn history_row(from: &str, to: &str, reason: &str) -> (String, String, Strin
     (from.to_owned(), to.to_owned(), reason.to_owned())
 }
 
+/// Checks the end state of the three kinds of orders the replica tests run: `paid` (a payment,
+/// then a whole fulfillment) delivered, `retried` (a declined card, then an accepted one)
+/// confirmed, `shipped` (already confirmed, a whole fulfillment) delivered, each with exactly
+/// its history rows; and that the history holds `expected_rows` in all, none twice.
+pub async fn assert_three_kinds(
+    env: &TestEnv,
+    (paid, retried, shipped): (&[String], &[String], &[String]),
+    expected_rows: i64,
+) {
+    let lifecycle = [
+        history_row("confirmed", "processing", "FulfillmentPlanning"),
+        history_row("processing", "shipped", "FulfillmentShipped"),
+        history_row("shipped", "delivered", "FulfillmentCompleted"),
+    ];
+    let paid_history: Vec<_> = [history_row("pending", "confirmed", "PaymentConfirmed")]
+        .into_iter()
+        .chain(lifecycle.clone())
+        .collect();
+    let retried_history = vec![
+        history_row("pending", "failed", "PaymentFailed"),
+        history_row("failed", "confirmed", "PaymentConfirmed"),
+    ];
+    let expectations = [
+        (paid, "delivered", paid_history),
+        (retried, "confirmed", retried_history),
+        (shipped, "delivered", lifecycle.to_vec()),
+    ];
+    let mut failures = Vec::new();
+    for (orders, status, history) in &expectations {
+        for order in orders.iter() {
+            let actual = (env.order_status(order).await, env.history(order).await);
+            if actual != (status.to_string(), history.clone()) {
+                failures.push(format!("{order}: {actual:?}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(
+        env.history_count().await,
+        expected_rows,
+        "no history row twice"
+    );
+}
+
 /// Waits until Redis's clock is past the millisecond of `entry_id`, so that an entry XADDed
 /// next to any stream gets a greater id: ids order entries of different streams only to the
 /// millisecond (each stream numbers its own entries within one).
