@@ -13,6 +13,19 @@ use support::proxy::FaultProxy;
 use support::{eventually, TestEnv};
 
 /// The value of an unlabelled sample in Prometheus text.
+/// Entries whose verdict is counted: consumed counts at read, outcomes and dead letters only after
+/// the settle, so a test waits on this before reading the outcomes.
+fn settled(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("fulfillment_event_outcomes_total{")
+                || l.starts_with("fulfillment_entries_dead_lettered_total{")
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
 fn sample(metrics: &str, name: &str) -> Option<f64> {
     metrics.lines().find_map(|line| {
         line.strip_prefix(name)?
@@ -62,7 +75,7 @@ async fn metrics_parse_as_prometheus_text_and_count_exactly_the_events_processed
     let port = http_port(&env, "http-2").await;
     eventually("everything processed", async || {
         let (_, metrics) = get(port, "/metrics").await;
-        sample(&metrics, "fulfillment_status_events_consumed_total") == Some((total + 1) as f64)
+        settled(&metrics) == (total + 1) as f64
     })
     .await;
     let (status, metrics) = get(port, "/metrics").await;
@@ -84,6 +97,11 @@ async fn metrics_parse_as_prometheus_text_and_count_exactly_the_events_processed
             "metric name of {line}"
         );
     }
+    assert_eq!(
+        sample(&metrics, "fulfillment_status_events_consumed_total"),
+        Some((total + 1) as f64),
+        "{metrics}"
+    );
     let applied = metrics
         .lines()
         .find_map(|l| l.strip_prefix("fulfillment_event_outcomes_total{topic=\"fulfillment.status_changed\",outcome=\"applied\"} "))
@@ -140,11 +158,12 @@ async fn metrics_count_claimed_entries_and_each_refusal_by_its_kind() {
     let port = http_port(&env, "http-3").await;
     eventually("the three claimed entries settled", async || {
         let (_, metrics) = get(port, "/metrics").await;
-        sample(&metrics, "fulfillment_status_events_consumed_total") == Some(3.0)
+        settled(&metrics) == 3.0
     })
     .await;
     let (_, metrics) = get(port, "/metrics").await;
     let expected = [
+        ("fulfillment_status_events_consumed_total", 3.0),
         ("fulfillment_entries_claimed_total{topic=\"fulfillment.status_changed\"}", 3.0),
         ("fulfillment_entries_dead_lettered_total{topic=\"fulfillment.status_changed\"}", 2.0),
         ("fulfillment_consumer_errors_total{kind=\"decode\"}", 1.0),
@@ -302,15 +321,21 @@ async fn payment_events_are_counted_by_topic_and_conflicts_apart() {
     let settings = [("TOPICS", ALL_TOPICS)];
     let mut worker = env.spawn_process("http-8", &env.redis_url, &env.database_url, &settings);
     let port = http_port(&env, "http-8").await;
-    let consumed = |topic: &str| format!("payment_events_consumed_total{{topic=\"{topic}\"}}");
-    eventually("the three payments counted", async || {
+    eventually("the three payments settled", async || {
         let (_, metrics) = get(port, "/metrics").await;
-        sample(&metrics, &consumed(CONFIRMED)) == Some(2.0)
-            && sample(&metrics, &consumed(FAILED)) == Some(1.0)
+        settled(&metrics) == 3.0
     })
     .await;
     let (_, metrics) = get(port, "/metrics").await;
     let expected = [
+        (
+            "payment_events_consumed_total{topic=\"payment.confirmed\"}",
+            Some(2.0),
+        ),
+        (
+            "payment_events_consumed_total{topic=\"payment.failed\"}",
+            Some(1.0),
+        ),
         (
             "order_status_updates_total{reason=\"PaymentConfirmed\"}",
             Some(1.0),
