@@ -18,11 +18,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use order_worker::FulfillmentStatus::{self, Cancelled, Planning, Shipped};
+use order_worker_dev::fault_proxy::FaultProxy;
+use order_worker_dev::in_order::Tables;
 use order_worker_dev::publisher::{self, Format};
-use support::in_order::Tables;
 use support::payments::{pending_for_on, ALL_TOPICS, CONFIRMED, FAILED, FULFILLMENT};
 use support::process::signal;
-use support::proxy::FaultProxy;
 use support::TestEnv;
 use tokio::process::Child;
 
@@ -96,11 +96,15 @@ async fn run(shape: Shape) {
         .collect();
     let key_of: HashMap<&str, String> = streams.iter().cloned().collect();
 
-    let redis_proxy = FaultProxy::start(&env.redis_addr()).await;
-    let pg_proxy = FaultProxy::start(&env.postgres_addr()).await;
+    let redis_proxy = FaultProxy::start(&env.redis_addr())
+        .await
+        .expect("proxy starts");
+    let pg_proxy = FaultProxy::start(&env.postgres_addr())
+        .await
+        .expect("proxy starts");
     let (redis_url, database_url) = (
-        redis_proxy.url_for(&env.redis_url),
-        pg_proxy.url_for(&env.database_url),
+        redis_proxy.url_for(&env.redis_url).expect("proxied URL"),
+        pg_proxy.url_for(&env.database_url).expect("proxied URL"),
     );
     let settings = [
         ("TOPICS", ALL_TOPICS),
@@ -219,11 +223,15 @@ async fn run(shape: Shape) {
         .into_iter()
         .map(|l| l["source_id"].clone())
         .collect();
-    let chaos_tables = Tables::read(&mut env.db().await).await;
+    let chaos_tables = Tables::read(&mut env.db().await)
+        .await
+        .expect("tables read");
     let in_order = TestEnv::new().await;
     in_order.seed_orders(&ids, "pending").await;
     let applied = in_order.apply_in_order(&streams).await;
-    let expected = Tables::read(&mut in_order.db().await).await;
+    let expected = Tables::read(&mut in_order.db().await)
+        .await
+        .expect("tables read");
     takeovers.sort();
     let shape = publish_for.map_or("backlog up front".to_owned(), |s| {
         format!("paced over {s} s")

@@ -6,8 +6,8 @@ mod support;
 use std::time::Duration;
 
 use order_worker::FulfillmentStatus::*;
+use order_worker_dev::fault_proxy::FaultProxy;
 use order_worker_dev::publisher::Format;
-use support::proxy::FaultProxy;
 use support::TestEnv;
 
 /// How long each fault lasts. Not a wait for a result: the fault itself.
@@ -34,13 +34,18 @@ async fn ride_through(server: Server, fault: Fault) {
     config.batch_size = 5;
     let proxy = match server {
         Server::Redis => {
-            let proxy = FaultProxy::start(&env.redis_addr()).await;
-            config.connections.redis_url = proxy.url_for(&env.redis_url);
+            let proxy = FaultProxy::start(&env.redis_addr())
+                .await
+                .expect("proxy starts");
+            config.connections.redis_url = proxy.url_for(&env.redis_url).expect("proxied URL");
             proxy
         }
         Server::Postgres => {
-            let proxy = FaultProxy::start(&env.postgres_addr()).await;
-            config.connections.database_url = proxy.url_for(&env.database_url);
+            let proxy = FaultProxy::start(&env.postgres_addr())
+                .await
+                .expect("proxy starts");
+            config.connections.database_url =
+                proxy.url_for(&env.database_url).expect("proxied URL");
             proxy
         }
     };
@@ -96,9 +101,11 @@ async fn postgres_connections_stalled_mid_stream() {
 async fn a_slow_database_never_lets_another_replica_claim_the_batch_in_flight() {
     let env = TestEnv::new().await;
     env.seed_orders(&["o1"], "confirmed").await;
-    let proxy = FaultProxy::start(&env.postgres_addr()).await;
+    let proxy = FaultProxy::start(&env.postgres_addr())
+        .await
+        .expect("proxy starts");
     let mut slow = env.config("slow");
-    slow.connections.database_url = proxy.url_for(&env.database_url);
+    slow.connections.database_url = proxy.url_for(&env.database_url).expect("proxied URL");
     let mut slow = env.spawn_worker_with(slow).await;
     proxy.stall();
     env.publish("o1", "f1", Planning, Format::CloudEvent).await;

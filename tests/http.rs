@@ -5,11 +5,11 @@
 mod support;
 
 use order_worker::FulfillmentStatus::Planning;
+use order_worker_dev::fault_proxy::FaultProxy;
 use order_worker_dev::publisher::Format;
 use support::http::{get, http_port};
 use support::payments::{publish_payment, ALL_TOPICS, CONFIRMED, FAILED};
 use support::process::signal;
-use support::proxy::FaultProxy;
 use support::{eventually, TestEnv};
 
 /// The value of an unlabelled sample in Prometheus text.
@@ -39,11 +39,13 @@ fn sample(metrics: &str, name: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn readyz_follows_postgres_through_a_cut_and_healthz_stays_up() {
     let env = TestEnv::new().await;
-    let proxy = FaultProxy::start(&env.postgres_addr()).await;
+    let proxy = FaultProxy::start(&env.postgres_addr())
+        .await
+        .expect("proxy starts");
     let mut worker = env.spawn_process(
         "http-1",
         &env.redis_url,
-        &proxy.url_for(&env.database_url),
+        &proxy.url_for(&env.database_url).expect("proxied URL"),
         &[],
     );
     let port = http_port(&env, "http-1").await;
@@ -253,9 +255,11 @@ async fn subscriptions_are_listed_by_the_endpoint_and_the_command_alike() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_started_during_a_postgres_outage_waits_then_drains() {
     let env = TestEnv::new().await;
-    let proxy = FaultProxy::start(&env.postgres_addr()).await;
+    let proxy = FaultProxy::start(&env.postgres_addr())
+        .await
+        .expect("proxy starts");
     proxy.cut();
-    let db = proxy.url_for(&env.database_url);
+    let db = proxy.url_for(&env.database_url).expect("proxied URL");
     let mut worker = env.spawn_process("http-5", &env.redis_url, &db, &[]);
     let port = http_port(&env, "http-5").await;
     eventually("not ready, waiting for PostgreSQL", async || {
@@ -300,7 +304,9 @@ async fn a_worker_started_during_a_redis_outage_waits_and_a_sigterm_meanwhile_ex
 
     env.seed_orders(&["o1"], "confirmed").await;
     env.publish_lifecycle("o1", "f1", &[Planning]).await;
-    let _redis = FaultProxy::start_at(&down, &env.redis_addr()).await;
+    let _redis = FaultProxy::start_at(&down, &env.redis_addr())
+        .await
+        .expect("proxy starts");
     eventually("drained once Redis is back", async || {
         env.order_status("o1").await == "processing" && env.pending().await == 0
     })

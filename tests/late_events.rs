@@ -7,8 +7,8 @@ mod support;
 use diesel_async::SimpleAsyncConnection;
 use order_worker::FulfillmentStatus::*;
 use order_worker::{Progress, StreamConfig, WorkerConfig};
+use order_worker_dev::in_order::Tables;
 use order_worker_dev::publisher::Format;
-use support::in_order::Tables;
 use support::payments::{all_topics, publish_payment, stream_key, CONFIRMED, FAILED, FULFILLMENT};
 use support::TestEnv;
 
@@ -76,8 +76,12 @@ async fn assert_as_in_order(env: &TestEnv, orders: &[&str], status: &str, topics
     in_order.seed_orders(orders, status).await;
     let streams: Vec<(&str, String)> = topics.iter().map(|t| (*t, stream_key(env, t))).collect();
     in_order.apply_in_order(&streams).await;
-    let expected = Tables::read(&mut in_order.db().await).await;
-    let got = Tables::read(&mut env.db().await).await;
+    let expected = Tables::read(&mut in_order.db().await)
+        .await
+        .expect("tables read");
+    let got = Tables::read(&mut env.db().await)
+        .await
+        .expect("tables read");
     assert_eq!(got.first_difference(&expected), None);
     in_order.cleanup().await;
 }

@@ -8,11 +8,11 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use order_worker::FulfillmentStatus::{self, *};
+use order_worker_dev::fault_proxy::FaultProxy;
 use order_worker_dev::publisher::{self, Format};
 use serde_json::Value;
 use support::payments::*;
 use support::process::{signal, terminate};
-use support::proxy::FaultProxy;
 use support::{eventually, TestEnv};
 
 // ---------------------------------------------------------------------------------------------
@@ -216,12 +216,14 @@ async fn replicas_share_the_three_streams_and_a_killed_one_loses_and_repeats_not
     env.seed_orders(&confirmed, "confirmed").await;
 
     // The victim's database stalls, so it certainly holds entries when it is killed.
-    let proxy = FaultProxy::start(&env.postgres_addr()).await;
+    let proxy = FaultProxy::start(&env.postgres_addr())
+        .await
+        .expect("proxy starts");
     let settings = [("TOPICS", ALL_TOPICS), ("BATCH_SIZE", "5")];
     let mut victim = env.spawn_process(
         "victim",
         &env.redis_url,
-        &proxy.url_for(&env.database_url),
+        &proxy.url_for(&env.database_url).expect("proxied URL"),
         &settings,
     );
     eventually("the victim joined the group", async || {

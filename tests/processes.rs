@@ -5,8 +5,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use order_worker_dev::fault_proxy::FaultProxy;
 use support::process::signal;
-use support::proxy::FaultProxy;
 use support::{eventually, TestEnv, DEADLINE};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -14,8 +14,10 @@ async fn a_worker_killed_mid_batch_has_its_entries_claimed_by_another() {
     let env = TestEnv::new().await;
     // The victim's database stalls before the events arrive, so it is certainly mid-batch,
     // holding entries, when it is killed.
-    let proxy = FaultProxy::start(&env.postgres_addr()).await;
-    let proxied = proxy.url_for(&env.database_url);
+    let proxy = FaultProxy::start(&env.postgres_addr())
+        .await
+        .expect("proxy starts");
+    let proxied = proxy.url_for(&env.database_url).expect("proxied URL");
     let mut victim = env.spawn_process("victim", &env.redis_url, &proxied, &[("BATCH_SIZE", "25")]);
     eventually("the victim joined the group", async || {
         env.has_consumer("victim").await
@@ -55,8 +57,10 @@ async fn a_killed_replicas_entries_are_taken_over_in_seconds_not_after_claim_min
         ("CLAIM_MIN_IDLE_MS", "600000"),
         ("CONSUMER_GONE_MS", "1500"),
     ];
-    let proxy = FaultProxy::start(&env.postgres_addr()).await;
-    let proxied = proxy.url_for(&env.database_url);
+    let proxy = FaultProxy::start(&env.postgres_addr())
+        .await
+        .expect("proxy starts");
+    let proxied = proxy.url_for(&env.database_url).expect("proxied URL");
     let mut victim = env.spawn_process("victim", &env.redis_url, &proxied, &settings);
     let mut survivor = env.spawn_process("survivor", &env.redis_url, &env.database_url, &settings);
     eventually("both joined the group", async || {
@@ -140,11 +144,13 @@ async fn sigterm_during_a_backlog_exits_zero_in_time_leaving_nothing_pending() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_outage_is_logged_once_when_it_starts_and_once_when_it_ends() {
     let env = TestEnv::new().await;
-    let proxy = FaultProxy::start(&env.postgres_addr()).await;
+    let proxy = FaultProxy::start(&env.postgres_addr())
+        .await
+        .expect("proxy starts");
     let mut worker = env.spawn_process(
         "logger",
         &env.redis_url,
-        &proxy.url_for(&env.database_url),
+        &proxy.url_for(&env.database_url).expect("proxied URL"),
         &[],
     );
     eventually("the worker joined the group", async || {
@@ -172,8 +178,10 @@ async fn an_outage_is_logged_once_when_it_starts_and_once_when_it_ends() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stuck_batch_holds_shutdown_only_until_the_timeout_and_a_second_signal_exits_at_once() {
     let env = TestEnv::new().await;
-    let proxy = FaultProxy::start(&env.postgres_addr()).await;
-    let proxied = proxy.url_for(&env.database_url);
+    let proxy = FaultProxy::start(&env.postgres_addr())
+        .await
+        .expect("proxy starts");
+    let proxied = proxy.url_for(&env.database_url).expect("proxied URL");
     let spawn = |name: &str| {
         env.spawn_process(
             name,

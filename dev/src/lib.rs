@@ -9,6 +9,8 @@ pub mod bench;
 pub mod cli;
 pub mod cluster;
 pub mod demo;
+pub mod fault_proxy;
+pub mod in_order;
 pub mod local_servers;
 pub mod publisher;
 pub mod replicas;

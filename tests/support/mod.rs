@@ -11,7 +11,6 @@ pub mod ops;
 pub mod otlp;
 pub mod payments;
 pub mod process;
-pub mod proxy;
 pub mod tls;
 pub mod traced;
 
@@ -119,7 +118,7 @@ impl TestEnv {
         }
     }
 
-    /// `host:port` of the test's Redis and PostgreSQL, for a [`proxy::FaultProxy`] in front.
+    /// `host:port` of the test's Redis and PostgreSQL, for a [`order_worker_dev::fault_proxy::FaultProxy`] in front.
     /// The test's own stream for a payment topic (`payment.confirmed`, `payment.failed`), as
     /// `Topics::fulfillment_only` names it.
     pub fn payment_stream(&self, topic: &str) -> String {

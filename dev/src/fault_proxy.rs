@@ -1,6 +1,7 @@
 //! A TCP fault proxy between the worker and Redis or PostgreSQL: passes bytes through until a
-//! test cuts every connection (and refuses new ones), stalls them (bytes held, connections
-//! open), or restores it.
+//! test (or the soak run) cuts every connection (and refuses new ones), stalls them (bytes held,
+//! connections open), or restores it: a server outage as the worker sees it, without touching
+//! a server that others share.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,15 +26,15 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     /// Listens on an ephemeral local port and forwards to `target` (`host:port`).
-    pub async fn start(target: &str) -> Self {
+    pub async fn start(target: &str) -> std::io::Result<Self> {
         Self::start_at("127.0.0.1:0", target).await
     }
 
     /// Listens on `listen` (`host:port`) and forwards to `target`: a server that appears where
     /// nothing answered before.
-    pub async fn start_at(listen: &str, target: &str) -> Self {
-        let listener = TcpListener::bind(listen).await.expect("bind proxy");
-        let addr = listener.local_addr().expect("proxy address");
+    pub async fn start_at(listen: &str, target: &str) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
         let mode = Arc::new(watch::Sender::new(Mode::Pass));
         let target = target.to_owned();
         let accept_mode = mode.clone();
@@ -53,15 +54,16 @@ impl FaultProxy {
                 tokio::spawn(pump(server_read, client_write, accept_mode.subscribe()));
             }
         });
-        Self { addr, mode, accept }
+        Ok(Self { addr, mode, accept })
     }
 
     /// `url` with its host and port replaced by the proxy's.
-    pub fn url_for(&self, url: &str) -> String {
-        let mut url = url::Url::parse(url).expect("URL");
-        url.set_host(Some("127.0.0.1")).expect("host");
-        url.set_port(Some(self.addr.port())).expect("port");
-        url.to_string()
+    pub fn url_for(&self, url: &str) -> anyhow::Result<String> {
+        let mut url = url::Url::parse(url)?;
+        url.set_host(Some("127.0.0.1"))?;
+        url.set_port(Some(self.addr.port()))
+            .map_err(|()| anyhow::anyhow!("{url} cannot have a port"))?;
+        Ok(url.to_string())
     }
 
     /// Resets every open connection and refuses new ones, as when the server goes away.
