@@ -167,5 +167,6 @@ async fn subscriptions(
 }
 
 async fn render(State(state): State<AppState>) -> String {
+    crate::instruments::process();
     state.metrics.render()
 }

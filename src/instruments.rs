@@ -4,12 +4,14 @@
 //! they cannot disagree.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 
 use crate::store::Transition;
+use crate::stream::pending::Backlog;
 use crate::topics::Outcome;
 use crate::verdict::Refusal;
 
@@ -44,6 +46,11 @@ pub const BATCH_SIZE: &str = "fulfillment_batch_size";
 pub const LAG: &str = "fulfillment_stream_lag";
 pub const PENDING: &str = "fulfillment_stream_pending";
 pub const DEAD_LETTER_LENGTH: &str = "fulfillment_dead_letter_length";
+/// Per `topic`: how long the oldest pending entry has waited since its last delivery. Past a
+/// few CLAIM_MIN_IDLE_MS, no replica is claiming it.
+pub const OLDEST_PENDING_IDLE: &str = "fulfillment_stream_oldest_pending_idle_seconds";
+/// CLAIM_MIN_IDLE_MS as configured, so alerts compare against it rather than a copy.
+pub const CLAIM_MIN_IDLE: &str = "fulfillment_claim_min_idle_seconds";
 
 /// Spans that never reached the OpenTelemetry collector (unreachable, too slow, queue full).
 pub const SPANS_DROPPED: &str = "otel_spans_dropped_total";
@@ -65,9 +72,21 @@ pub fn install() -> PrometheusHandle {
             let handle = recorder.handle();
             // Fails only if another recorder was installed first; ours then stays unused.
             let _ = metrics::set_global_recorder(recorder);
+            process_collector().describe();
             handle
         })
         .clone()
+}
+
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// Refreshes the `process_*` gauges (resident memory, open fds, CPU): called on each scrape,
+/// so they are as of the scrape.
+pub fn process() {
+    process_collector().collect();
 }
 
 /// Running totals since start, published after every batch.
@@ -178,10 +197,13 @@ pub fn transient_error(server: &'static str) {
     counter!(CONSUMER_ERRORS, "kind" => server).increment(1);
 }
 
-pub fn backlog(topic: &'static str, lag: Option<u64>, pending: u64, dead_letters: u64) {
-    if let Some(lag) = lag {
+/// The gauges of one stream's backlog, and the claim idle they are judged against.
+pub fn backlog(topic: &'static str, seen: &Backlog, claim_min_idle: Duration) {
+    if let Some(lag) = seen.lag {
         gauge!(LAG, "topic" => topic).set(lag as f64);
     }
-    gauge!(PENDING, "topic" => topic).set(pending as f64);
-    gauge!(DEAD_LETTER_LENGTH, "topic" => topic).set(dead_letters as f64);
+    gauge!(PENDING, "topic" => topic).set(seen.pending as f64);
+    gauge!(OLDEST_PENDING_IDLE, "topic" => topic).set(seen.oldest_idle.as_secs_f64());
+    gauge!(DEAD_LETTER_LENGTH, "topic" => topic).set(seen.dead_letters as f64);
+    gauge!(CLAIM_MIN_IDLE).set(claim_min_idle.as_secs_f64());
 }

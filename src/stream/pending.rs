@@ -157,25 +157,50 @@ pub async fn delivery_counts<C: ConnectionLike + Send>(
         .collect())
 }
 
-/// The group's lag (None before Redis 7 or when Redis cannot tell), its pending count, and the
-/// dead-letter stream's length: what the gauges show.
+/// What the backlog gauges show of one stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    /// The group's lag: None before Redis 7 or when Redis cannot tell.
+    pub lag: Option<u64>,
+    pub pending: u64,
+    /// The idle time of the oldest (lowest id) pending entry; zero when nothing is pending.
+    /// Claims reset an entry's idle time, so this grows past CLAIM_MIN_IDLE_MS only while no
+    /// replica claims.
+    pub oldest_idle: Duration,
+    /// The dead-letter stream's length.
+    pub dead_letters: u64,
+}
+
+/// The stream's [`Backlog`], from XINFO GROUPS, XLEN and XPENDING's extended form.
 pub async fn backlog<C: ConnectionLike + Send>(
     conn: &mut C,
     config: &StreamConfig,
-) -> redis::RedisResult<(Option<u64>, u64, u64)> {
+) -> redis::RedisResult<Backlog> {
     let group = group_info(conn, &config.stream, &config.group).await?;
     let dead_letters: u64 = redis::cmd("XLEN")
         .arg(config.dead_letter_stream())
         .query_async(conn)
         .await?;
-    Ok((
-        group
-            .as_ref()
-            .and_then(|group| group.lag)
-            .map(|lag| lag as u64),
-        group.map_or(0, |group| group.pending as u64),
+    let pending = group.as_ref().map_or(0, |group| group.pending as u64);
+    let oldest_idle = if pending == 0 {
+        Duration::ZERO
+    } else {
+        let oldest: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
+            .arg(&config.stream)
+            .arg(&config.group)
+            .arg(&["-", "+", "1"])
+            .query_async(conn)
+            .await?;
+        oldest.ids.first().map_or(Duration::ZERO, |entry| {
+            Duration::from_millis(entry.last_delivered_ms as u64)
+        })
+    };
+    Ok(Backlog {
+        lag: group.and_then(|group| group.lag).map(|lag| lag as u64),
+        pending,
+        oldest_idle,
         dead_letters,
-    ))
+    })
 }
 
 /// Removes `consumer` from the group only if it holds nothing, checked and done in one Lua

@@ -48,8 +48,9 @@ impl Worker {
         let stream = &subscription.stream;
         let observed = self.on_redis(async |conn| backlog(conn, stream).await);
         match observed.await {
-            Ok((lag, pending, dead_letters)) => {
-                instruments::backlog(subscription.topic.name(), lag, pending, dead_letters)
+            Ok(seen) => {
+                let claim_min_idle = self.config.claim_min_idle();
+                instruments::backlog(subscription.topic.name(), &seen, claim_min_idle)
             }
             Err(error) => tracing::debug!("could not read the backlog for the gauges: {error:#}"),
         }
