@@ -1,10 +1,10 @@
-//! The `order-worker-dev` command line: `demo`, `bench` and `replicas`.
+//! The `order-worker-dev` command line: `demo`, `bench`, `replicas` and `soak`.
 
 use clap::{Parser, Subcommand};
 use order_worker::LogFormat;
 
 use crate::worker_process::order_worker_binary;
-use crate::{bench, demo, replicas};
+use crate::{bench, demo, replicas, soak};
 
 /// Development tooling for order-worker: the demo, the benchmark and the replicas run. `bench`
 /// and `replicas` start the `order-worker` binary (ORDER_WORKER_BIN, else the one next to this
@@ -34,6 +34,12 @@ pub enum Command {
     /// names in one group, fed a stream, their pending entries printed while they work,
     /// optionally rolled one at a time; checks that nothing was lost, duplicated or left behind.
     Replicas(replicas::ReplicasConfig),
+    /// The first hours of a deployment, before deploying: replicas consuming all three topics
+    /// at a steady rate through rolling restarts and a PostgreSQL and a Redis outage, sampled
+    /// every few seconds (memory, descriptors, lag, pending, latency); checks exactly-once in
+    /// effect, flat resources, p99 < 500 ms and no ERROR line outside the outages; writes a
+    /// JSON of the samples and an SVG chart.
+    Soak(soak::SoakConfig),
 }
 
 /// Runs `command`; `bench` and `replicas` first find the `order-worker` binary they start.
@@ -44,5 +50,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Replicas(config) => replicas::run(config, &order_worker_binary()?)
             .await
             .map(drop),
+        Command::Soak(config) => soak::run(config, &order_worker_binary()?).await,
     }
 }

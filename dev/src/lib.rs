@@ -1,6 +1,7 @@
 //! order-worker-dev: the development tooling of order-worker, kept out of the production
 //! binary. [`demo`] shows the worker on a laptop, [`bench`] measures it, [`replicas`] runs
-//! several `order-worker run` processes as a Deployment would. What they share: finding or
+//! several `order-worker run` processes as a Deployment would, [`soak`] runs them for hours
+//! through faults and checks they hold. What they share: finding or
 //! starting Redis and PostgreSQL ([`local_servers`]), publishing entries exactly as Dapr does
 //! ([`publisher`], also used by the tests), and running the `order-worker` binary as a child
 //! process ([`worker_process`]). [`cli`] is the `order-worker-dev` command line.
@@ -15,5 +16,6 @@ pub mod local_servers;
 pub mod publisher;
 pub mod replicas;
 pub mod sentinel;
+pub mod soak;
 pub mod topology;
 pub mod worker_process;

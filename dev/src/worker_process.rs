@@ -102,6 +102,8 @@ struct LogCounts {
 pub struct WorkerChild {
     /// Its consumer name, which is how the group and its log tell it apart.
     pub name: String,
+    /// When it was spawned.
+    pub started: Instant,
     child: Child,
     counts: Arc<LogCounts>,
     /// Reads the child's log to its end (EOF when it exits), counting and copying lines.
@@ -171,6 +173,7 @@ impl WorkerChild {
         if !matches!(subscribed, Ok(Ok(()))) {
             let mut failed = Self {
                 name: name.to_owned(),
+                started: spawned,
                 child,
                 counts,
                 forwarder: Some(forwarder),
@@ -191,6 +194,7 @@ impl WorkerChild {
         Ok((
             Self {
                 name: name.to_owned(),
+                started: spawned,
                 child,
                 counts,
                 forwarder: Some(forwarder),
@@ -207,6 +211,11 @@ impl WorkerChild {
             self.counts.transitions.load(Ordering::Relaxed),
             self.counts.withdrawn.load(Ordering::Relaxed),
         )
+    }
+
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// The process's peak resident set, in KiB, from /proc (Linux).

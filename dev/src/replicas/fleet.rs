@@ -21,8 +21,12 @@ pub struct FleetSettings {
     pub order_worker: PathBuf,
     /// Redis, and the run's own database (not the server's admin database).
     pub connections: Connections,
-    pub stream: StreamConfig,
+    /// The streams the replicas consume, in one group: the first is STREAM (the fulfillment
+    /// topic's); the others' settings come with `extra_env`.
+    pub streams: Vec<StreamConfig>,
     pub batch_size: u32,
+    /// Settings beyond the stream, batch size and log format (TOPICS, the payment streams…).
+    pub extra_env: Vec<(String, String)>,
     /// Each replica logs to `<log_dir>/<name>.log`, kept after the run for a look.
     pub log_dir: PathBuf,
 }
@@ -69,11 +73,13 @@ impl Fleet {
     pub async fn start(&mut self, set: &ReplicaSet) -> anyhow::Result<()> {
         let name = set.pod_name();
         let settings = &self.settings;
-        let mut env = worker_env(&settings.connections, &settings.stream, &name);
+        let mut env = worker_env(&settings.connections, &settings.streams[0], &name);
         env.extend([
             ("BATCH_SIZE".to_owned(), settings.batch_size.to_string()),
             ("LOG_FORMAT".to_owned(), "text".to_owned()),
         ]);
+        // Later settings win over worker_env's (TOPICS).
+        env.extend(settings.extra_env.iter().cloned());
         let log = settings.log_dir.join(format!("{name}.log"));
         let (child, took) =
             WorkerChild::spawn(&settings.order_worker, &name, &env, Some(&log)).await?;
@@ -104,24 +110,53 @@ impl Fleet {
     }
 
     /// SIGTERMs replica `index`, waits for exit status 0 and checks that its consumer holds
-    /// nothing any more.
+    /// nothing any more on any stream.
     async fn stop(&mut self, index: usize, redis: &mut RedisConnection) -> anyhow::Result<()> {
         let replica = &mut self.replicas[index];
         replica.running = false;
         replica.child.stop().await?;
         let name = &replica.child.name;
-        let ops = OpsConfig::for_connections(&self.settings.connections, &self.settings.stream);
-        let left = snapshot(redis, &ops)
-            .await?
-            .consumers
-            .iter()
-            .find(|consumer| &consumer.name == name)
-            .map_or(0, |consumer| consumer.pending);
-        if left > 0 {
-            bail!("{name} exited leaving {left} entries pending under its name");
+        for stream in &self.settings.streams {
+            let ops = OpsConfig::for_connections(&self.settings.connections, stream);
+            let left = snapshot(redis, &ops)
+                .await?
+                .consumers
+                .iter()
+                .find(|consumer| &consumer.name == name)
+                .map_or(0, |consumer| consumer.pending);
+            if left > 0 {
+                bail!(
+                    "{name} exited leaving {left} entries of {} pending under its name",
+                    stream.stream
+                );
+            }
         }
         println!("stopped {name}: SIGTERM, exit status 0, nothing left pending");
         Ok(())
+    }
+
+    /// The replicas running now: name, process id and when each was started.
+    pub fn running(&self) -> Vec<(&str, u32, std::time::Instant)> {
+        self.replicas
+            .iter()
+            .filter(|replica| replica.running)
+            .filter_map(|replica| {
+                let child = &replica.child;
+                Some((child.name.as_str(), child.pid()?, child.started))
+            })
+            .collect()
+    }
+
+    /// Each replica's log file, in starting order.
+    pub fn logs(&self) -> Vec<PathBuf> {
+        self.replicas
+            .iter()
+            .map(|replica| {
+                self.settings
+                    .log_dir
+                    .join(format!("{}.log", replica.child.name))
+            })
+            .collect()
     }
 
     /// Stops every replica still running (at the end of the run).

@@ -20,8 +20,7 @@ use crate::demo::scenario::{self, Scenario, MIN_ORDERS};
 use crate::demo::Stage;
 use crate::local_servers;
 use feed::FeedProgress;
-pub use fleet::ReplicaCounts;
-use fleet::{Fleet, FleetSettings};
+pub use fleet::{Fleet, FleetSettings, ReplicaCounts};
 pub use names::ReplicaSet;
 use order_worker::ops::inspect::Inspection;
 use order_worker::ops::OpsConfig;
@@ -109,8 +108,9 @@ pub async fn run(config: ReplicasConfig, order_worker: &Path) -> anyhow::Result<
     let mut fleet = Fleet::new(FleetSettings {
         order_worker: order_worker.to_owned(),
         connections: connections.clone(),
-        stream: stream.clone(),
+        streams: vec![stream.clone()],
         batch_size: config.batch_size,
+        extra_env: Vec::new(),
         log_dir,
     });
     let first = ReplicaSet::new();
