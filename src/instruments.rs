@@ -72,10 +72,73 @@ pub fn install() -> PrometheusHandle {
             let handle = recorder.handle();
             // Fails only if another recorder was installed first; ours then stays unused.
             let _ = metrics::set_global_recorder(recorder);
+            describe();
             process_collector().describe();
             handle
         })
         .clone()
+}
+
+/// HELP lines for `/metrics`: what the doc comments above say, for whoever reads a scrape
+/// (and promtool's lint, which wants one per metric).
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        EVENTS_CONSUMED,
+        "Fulfillment entries settled (acked, dead-lettered, or left pending for an unknown order)."
+    );
+    describe_counter!(
+        PAYMENT_EVENTS_CONSUMED,
+        "Payment entries settled, by topic."
+    );
+    describe_counter!(
+        ORDER_STATUS_UPDATES,
+        "Order status changes, by history reason."
+    );
+    describe_counter!(CONSUMER_ERRORS, "Failed attempts, by kind: redis, postgres (retried), decode, max_deliveries (dead-lettered).");
+    describe_histogram!(
+        PROCESSING_DURATION,
+        "From the start of a fulfillment event's batch to its COMMIT, in seconds."
+    );
+    describe_counter!(OUTCOMES, "Events by topic and outcome.");
+    describe_counter!(
+        CONFLICTS,
+        "Events that contradict their order's state (a payment for a closed order), by topic."
+    );
+    describe_counter!(RECOMPUTES, "Orders recomputed for a late event.");
+    describe_counter!(
+        CLAIMED,
+        "Entries taken over from the pending list, by topic."
+    );
+    describe_counter!(
+        DEAD_LETTERED,
+        "Entries sent to the topic's dead-letter stream, by topic."
+    );
+    describe_histogram!(BATCH_SIZE, "Entries per batch, all topics.");
+    describe_gauge!(
+        LAG,
+        "The group's lag (entries not yet delivered), by topic, as of the last claim round."
+    );
+    describe_gauge!(
+        PENDING,
+        "Entries pending in the group, by topic, as of the last claim round."
+    );
+    describe_gauge!(
+        OLDEST_PENDING_IDLE,
+        "Seconds since the oldest pending entry was last delivered, by topic."
+    );
+    describe_gauge!(
+        DEAD_LETTER_LENGTH,
+        "The dead-letter stream's length, by topic."
+    );
+    describe_gauge!(
+        CLAIM_MIN_IDLE,
+        "CLAIM_MIN_IDLE_MS as configured, in seconds."
+    );
+    describe_counter!(
+        SPANS_DROPPED,
+        "Spans that never reached the OpenTelemetry collector."
+    );
 }
 
 fn process_collector() -> &'static metrics_process::Collector {

@@ -1,0 +1,459 @@
+//! The alerts and the dashboard of k8s/monitoring/, checked with promtool (rule syntax, the
+//! unit tests that make each alert fire and resolve, the lint of the live `/metrics`) and
+//! against what a real worker process exports: every metric they name must exist, every
+//! runbook URL must lead to a heading of README.md.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use order_worker::FulfillmentStatus::Planning;
+use order_worker_dev::publisher::Format;
+use support::http::{get, http_port};
+use support::payments::{publish_payment, stream_key, ALL_TOPICS, CONFIRMED, FAILED, FULFILLMENT};
+use support::process::terminate;
+use support::{eventually, TestEnv};
+use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
+
+fn monitoring(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("k8s/monitoring")
+        .join(file)
+}
+
+/// `promtool <args>` in `dir`, with `stdin` fed to it.
+fn promtool(args: &[&str], dir: &Path, stdin: &str) -> Output {
+    use std::io::Write;
+    let spawned = Command::new("promtool")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => panic!(
+            "promtool is not installed: install Debian's `prometheus` package \
+             (apt-get install prometheus; .ci/run does)"
+        ),
+        spawned => spawned.expect("promtool runs"),
+    };
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).expect("promtool reads");
+    drop(input);
+    child.wait_with_output().expect("promtool runs")
+}
+
+fn printed(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The PrometheusRule's `.spec`: the rule groups, as promtool reads them.
+fn rule_spec() -> Yaml {
+    let path = monitoring("prometheus-rule.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let docs = YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    assert_eq!(docs.len(), 1, "one PrometheusRule");
+    assert_eq!(docs[0]["kind"].as_str(), Some("PrometheusRule"));
+    docs[0]["spec"].clone()
+}
+
+fn rules(spec: &Yaml) -> Vec<&Yaml> {
+    let groups = spec["groups"].as_vec().expect("groups");
+    groups
+        .iter()
+        .flat_map(|group| group["rules"].as_vec().expect("rules"))
+        .collect()
+}
+
+fn write_yaml(path: &Path, yaml: &Yaml) {
+    let mut text = String::new();
+    YamlEmitter::new(&mut text).dump(yaml).expect("YAML");
+    std::fs::write(path, text + "\n").expect("rule file written");
+}
+
+#[test]
+fn the_rules_pass_promtool_check_and_their_unit_tests() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spec = rule_spec();
+    write_yaml(&dir.path().join("all.rules.yaml"), &spec);
+    let checked = promtool(&["check", "rules", "all.rules.yaml"], dir.path(), "");
+    assert!(checked.status.success(), "{}", printed(&checked));
+    assert!(
+        printed(&checked).contains(&format!("{} rules found", rules(&spec).len())),
+        "{}",
+        printed(&checked)
+    );
+
+    // The unit tests compare every annotation: they get the summaries alone (see rules-test.yaml).
+    let mut tested = spec.clone();
+    for group in tested["groups"].as_mut_vec().expect("groups") {
+        for rule in group["rules"].as_mut_vec().expect("rules") {
+            let annotations = rule["annotations"].as_mut_hash().expect("annotations");
+            annotations.retain(|key, _| key.as_str() == Some("summary"));
+        }
+    }
+    write_yaml(&dir.path().join("order-worker.rules.yaml"), &tested);
+    std::fs::copy(
+        monitoring("rules-test.yaml"),
+        dir.path().join("rules-test.yaml"),
+    )
+    .expect("copy");
+    let tests = promtool(&["test", "rules", "rules-test.yaml"], dir.path(), "");
+    assert!(tests.status.success(), "{}", printed(&tests));
+
+    // Each alert has a unit test, which promtool does not require.
+    let unit_tests = std::fs::read_to_string(monitoring("rules-test.yaml")).expect("tests");
+    for rule in rules(&spec) {
+        let alert = rule["alert"].as_str().expect("alerting rules only");
+        assert!(
+            unit_tests.contains(&format!("alertname: {alert}\n")),
+            "no unit test of {alert}"
+        );
+        let severity = rule["labels"]["severity"].as_str();
+        assert!(
+            matches!(severity, Some("critical" | "warning")),
+            "{alert}: severity {severity:?}"
+        );
+        for annotation in ["summary", "description", "runbook_url"] {
+            assert!(
+                rule["annotations"][annotation].as_str().is_some(),
+                "{alert}: no {annotation}"
+            );
+        }
+    }
+}
+
+/// README.md's headings as GitHub and GitLab make anchors of them: lowercase, spaces to
+/// hyphens, other punctuation dropped.
+fn readme_anchors() -> BTreeSet<String> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    readme
+        .lines()
+        .filter(|line| line.starts_with('#'))
+        .map(|line| line.trim_start_matches('#').trim())
+        .map(|heading| {
+            heading
+                .to_lowercase()
+                .chars()
+                .filter_map(|c| match c {
+                    ' ' => Some('-'),
+                    c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn every_runbook_url_leads_to_a_heading_of_the_readme_under_one_base() {
+    let anchors = readme_anchors();
+    let spec = rule_spec();
+    let mut bases = BTreeSet::new();
+    for rule in rules(&spec) {
+        let alert = rule["alert"].as_str().expect("alert");
+        let url = rule["annotations"]["runbook_url"]
+            .as_str()
+            .expect("runbook_url");
+        let (base, anchor) = url.split_once('#').expect("an anchor");
+        bases.insert(base.to_owned());
+        assert_eq!(anchor, format!("alert-{}", alert.to_lowercase()), "{url}");
+        assert!(
+            anchors.contains(anchor),
+            "README.md has no heading for #{anchor}"
+        );
+    }
+    assert_eq!(bases.len(), 1, "one README URL for all: {bases:?}");
+    assert!(
+        bases.iter().all(|base| base.ends_with("/README.md")),
+        "{bases:?}"
+    );
+}
+
+/// The metric names a PromQL expression selects: identifiers outside label matchers, strings,
+/// ranges and the label lists of `by`/`on`/…, and not followed by `(` (functions).
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    const LABEL_LISTS: [&str; 6] = [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
+    const KEYWORDS: [&str; 17] = [
+        "and",
+        "or",
+        "unless",
+        "offset",
+        "bool",
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
+    ];
+    let chars: Vec<char> = expr.chars().collect();
+    let skip_to = |from: usize, close: char| {
+        let mut i = from + 1;
+        while i < chars.len() && chars[i] != close {
+            i += if chars[i] == '\\' { 2 } else { 1 };
+        }
+        i + 1
+    };
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    let (mut names, mut i, mut label_list) = (BTreeSet::new(), 0, false);
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '"' || c == '\'' || c == '`' {
+            i = skip_to(i, c);
+        } else if c == '{' {
+            // Label values are strings, skipped whole so a `}` in one cannot end the matcher.
+            i += 1;
+            while i < chars.len() && chars[i] != '}' {
+                i = if chars[i] == '"' {
+                    skip_to(i, '"')
+                } else {
+                    i + 1
+                };
+            }
+            i += 1;
+        } else if c == '[' {
+            i = skip_to(i, ']');
+        } else if c == '(' && label_list {
+            i = skip_to(i, ')');
+            label_list = false;
+        } else if ident(c) || c == '$' {
+            let start = i;
+            i += 1;
+            while i < chars.len() && ident(chars[i]) {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let next = chars[i..].iter().find(|c| !c.is_whitespace());
+            if LABEL_LISTS.contains(&word.as_str()) {
+                label_list = true;
+            } else if !(c.is_ascii_digit()
+                || c == '$'
+                || KEYWORDS.contains(&word.as_str())
+                || next == Some(&'('))
+            {
+                names.insert(word);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    names
+}
+
+/// Every expression of the dashboard's panels, and its datasource references.
+fn dashboard() -> serde_json::Value {
+    let text = std::fs::read_to_string(monitoring("dashboard.json")).expect("dashboard.json");
+    serde_json::from_str(&text).expect("dashboard.json is JSON")
+}
+
+fn dashboard_exprs(dashboard: &serde_json::Value) -> Vec<String> {
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut exprs = Vec::new();
+    for panel in panels {
+        assert_eq!(
+            panel["datasource"]["uid"], "${datasource}",
+            "{}",
+            panel["title"]
+        );
+        for target in panel["targets"].as_array().expect("targets") {
+            assert_eq!(
+                target["datasource"]["uid"], "${datasource}",
+                "{}",
+                panel["title"]
+            );
+            exprs.push(target["expr"].as_str().expect("expr").to_owned());
+        }
+    }
+    exprs
+}
+
+#[test]
+fn the_dashboard_takes_its_datasource_from_a_variable() {
+    let dashboard = dashboard();
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .expect("variables");
+    assert!(variables.iter().any(|v| v["name"] == "datasource"
+        && v["type"] == "datasource"
+        && v["query"] == "prometheus"));
+    assert!(dashboard_exprs(&dashboard).len() >= 10);
+    assert_eq!(
+        metric_names(
+            r#"sum by (le) (increase(a_bucket{n=~"$ns",x="}"}[$__rate_interval] offset 5m)) > on (i) group_left () 3 * b"#
+        ),
+        BTreeSet::from(["a_bucket".to_owned(), "b".to_owned()])
+    );
+}
+
+/// Every metric name in Prometheus text: samples' (`_bucket` and all) and families'.
+fn exported(metrics: &str) -> BTreeSet<String> {
+    metrics
+        .lines()
+        .filter_map(|line| match line.strip_prefix("# TYPE ") {
+            Some(family) => family.split(' ').next(),
+            None if line.starts_with('#') => None,
+            None => line.split(['{', ' ']).next(),
+        })
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_live_metrics_lint_clean_and_hold_every_name_the_alerts_and_dashboard_use() {
+    let env = TestEnv::new().await;
+    env.seed_orders(&["o1"], "confirmed").await;
+    env.seed_orders(&["o2", "o4"], "pending").await;
+    env.seed_orders(&["o3"], "cancelled").await;
+    env.publish_lifecycle("o1", "f1", &[Planning]).await;
+    env.xadd(&[("data".to_owned(), "{not json".to_owned())])
+        .await;
+    // Applied on each payment topic, and a conflict: a payment for a cancelled order.
+    for (topic, order) in [(CONFIRMED, "o2"), (CONFIRMED, "o3"), (FAILED, "o4")] {
+        publish_payment(&env, topic, order, order, Some("9.90"), None, Format::Raw).await;
+    }
+    let settings = [("TOPICS", ALL_TOPICS)];
+    let mut worker =
+        env.spawn_process("monitoring-1", &env.redis_url, &env.database_url, &settings);
+    let port = http_port(&env, "monitoring-1").await;
+    let mut metrics = String::new();
+    eventually(
+        "all five settled and a claim round's gauges on every topic",
+        async || {
+            metrics = get(port, "/metrics").await.1;
+            let settled = [
+                "fulfillment_event_outcomes_total{",
+                "fulfillment_entries_dead_lettered_total{",
+            ];
+            let count: f64 = metrics
+                .lines()
+                .filter(|l| settled.iter().any(|prefix| l.starts_with(prefix)))
+                .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+                .sum();
+            let gauges = [FULFILLMENT, CONFIRMED, FAILED].iter().all(|topic| {
+                metrics.contains(&format!(
+                    "fulfillment_stream_oldest_pending_idle_seconds{{topic=\"{topic}\"}}"
+                ))
+            });
+            count == 5.0 && gauges
+        },
+    )
+    .await;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let linted = promtool(&["check", "metrics"], dir.path(), &metrics);
+    assert!(
+        linted.status.success(),
+        "promtool check metrics: {}\n{metrics}",
+        printed(&linted)
+    );
+
+    let names = exported(&metrics);
+    let spec = rule_spec();
+    let rule_exprs = rules(&spec)
+        .into_iter()
+        .map(|rule| rule["expr"].as_str().expect("expr").to_owned());
+    for expr in rule_exprs.chain(dashboard_exprs(&dashboard())) {
+        let used = metric_names(&expr);
+        assert!(!used.is_empty(), "no metric in {expr}");
+        let missing: Vec<_> = used.difference(&names).collect();
+        assert!(
+            missing.is_empty(),
+            "{missing:?} (in {expr}) not exported:\n{metrics}"
+        );
+    }
+
+    terminate(&mut worker).await;
+    env.cleanup().await;
+}
+
+/// The value of one series in Prometheus text.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_oldest_pending_idle_gauge_follows_an_entry_no_replica_claims() {
+    let env = TestEnv::new().await;
+    env.publish_lifecycle("o1", "f1", &[Planning]).await;
+    let stream = stream_key(&env, FULFILLMENT);
+    let _: () = redis::cmd("XGROUP")
+        .arg(&["CREATE", &stream, &env.stream.group, "0"])
+        .query_async(&mut env.redis.clone())
+        .await
+        .expect("XGROUP CREATE");
+    let held_at = std::time::Instant::now();
+    let held = env.read_as(&env.stream.group, "gone", 10).await;
+    assert_eq!(held.len(), 1);
+    // Neither claimed as idle nor taken over as a gone consumer's for ten minutes.
+    let settings = [
+        ("CLAIM_MIN_IDLE_MS", "600000"),
+        ("CONSUMER_GONE_MS", "600000"),
+    ];
+    let mut worker =
+        env.spawn_process("monitoring-2", &env.redis_url, &env.database_url, &settings);
+    let port = http_port(&env, "monitoring-2").await;
+    let idle =
+        "fulfillment_stream_oldest_pending_idle_seconds{topic=\"fulfillment.status_changed\"}";
+    let mut metrics = String::new();
+    eventually("the entry idle for a second", async || {
+        metrics = get(port, "/metrics").await.1;
+        sample(&metrics, idle).is_some_and(|seconds| seconds >= 1.0)
+    })
+    .await;
+    let seconds = sample(&metrics, idle).expect("idle");
+    assert!(
+        seconds <= held_at.elapsed().as_secs_f64(),
+        "{seconds} s: {metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "fulfillment_claim_min_idle_seconds"),
+        Some(600.0)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "fulfillment_stream_pending{topic=\"fulfillment.status_changed\"}"
+        ),
+        Some(1.0)
+    );
+
+    let _: () = redis::cmd("XACK")
+        .arg(&stream)
+        .arg(&env.stream.group)
+        .arg(&held)
+        .query_async(&mut env.redis.clone())
+        .await
+        .expect("XACK");
+    eventually("nothing pending, nothing idle", async || {
+        sample(&get(port, "/metrics").await.1, idle) == Some(0.0)
+    })
+    .await;
+
+    terminate(&mut worker).await;
+    env.cleanup().await;
+}
