@@ -42,6 +42,12 @@ bench *ARGS:
     cargo build --release --quiet --bins --workspace
     "${CARGO_TARGET_DIR:-target}/release/order-worker-dev" --log-format text bench {{ARGS}}
 
+# (flags: --rate EVENTS_PER_S, --replicas N, --restart-every MIN, --outage-seconds S, --out DIR; see `cargo run -p order-worker-dev -- soak --help`)
+# Soak: replicas on all topics for MINUTES through rolling restarts and outages; checks, chart and JSON in target/soak
+soak *ARGS:
+    cargo build --release --quiet --bins --workspace
+    "${CARGO_TARGET_DIR:-target}/release/order-worker-dev" --log-format text soak {{ARGS}}
+
 # (already-applied events are reported `duplicate` and change nothing; dry run, one order: `cargo run -- replay --help`)
 # Replay stream entries FROM [TO] (ids or RFC 3339 times) of TOPIC through decode → apply; no arguments: usage
 replay-stream FROM="" TO="" TOPIC="fulfillment.status_changed":

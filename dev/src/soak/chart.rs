@@ -24,8 +24,8 @@ pub fn svg(
         let at = |s: &Sample| s.at_s;
         let panels: [(&str, Vec<(f64, f64)>, Option<f64>); 4] = [
             (
-                "resident memory of all replicas (MiB)",
-                samples.iter().map(|s| (at(s), s.rss_mib())).collect(),
+                "resident memory of the largest replica (MiB)",
+                samples.iter().map(|s| (at(s), s.max_rss_mib())).collect(),
                 None,
             ),
             (

@@ -42,12 +42,12 @@ pub fn progress_line(sample: &Sample, config: &SoakConfig) -> String {
         .map_or_else(|| "-".to_owned(), |l| format!("{:.0} ms", l.p99_ms));
     format!(
         "[{:>6.0}/{run_s:.0} s] published {} ({rate:.0}/s)  lag {}  pending {}  dead letters {dead}  \
-         RSS {:.1} MiB over {} replicas  p99 {p99}",
+         RSS ≤ {:.1} MiB ({} replicas)  p99 {p99}",
         sample.at_s,
         sample.published,
         sample.lag(),
         sample.pending(),
-        sample.rss_mib(),
+        sample.max_rss_mib(),
         sample.replicas.len(),
     )
 }

@@ -116,6 +116,13 @@ pub async fn run(config: SoakConfig, order_worker: &Path) -> anyhow::Result<()> 
         .with_context(|| format!("creating {}", config.out.display()))?;
 
     let servers = config.servers.find(config.private_servers).await?;
+    if !servers.redis_url.starts_with("redis://") {
+        bail!(
+            "the soak runs against one Redis server over plain redis:// (its outage is a TCP \
+             proxy in front of it), not {}",
+            servers.redis_url.split("://").next().unwrap_or("?")
+        );
+    }
     let database_url = check::fresh_database(&servers, &config.database, orders).await?;
     let connections = servers.connections(&database_url);
     let mut redis =

@@ -69,9 +69,10 @@ impl Sample {
         self.topics.iter().map(|t| t.pending).sum()
     }
 
-    pub fn rss_mib(&self) -> f64 {
-        let total: u64 = self.replicas.iter().map(|r| r.rss_kib).sum();
-        total as f64 / 1024.0
+    /// The largest replica's resident memory: the one a memory limit would stop first.
+    pub fn max_rss_mib(&self) -> f64 {
+        let largest = self.replicas.iter().map(|r| r.rss_kib).max().unwrap_or(0);
+        largest as f64 / 1024.0
     }
 }
 
