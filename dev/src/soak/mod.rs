@@ -190,6 +190,7 @@ pub async fn run(config: SoakConfig, order_worker: &Path) -> anyhow::Result<()> 
         streams: &streams,
         clock,
         fleet: &fleet,
+        running: Default::default(),
         fed: &fed,
     };
     let sampling = sampler.until(run, &database_url);
@@ -292,6 +293,8 @@ struct Sampler<'a> {
     streams: &'a [(&'static str, StreamConfig)],
     clock: Clock,
     fleet: &'a Mutex<Fleet>,
+    /// The replicas running at the last look: name, process id, start.
+    running: std::sync::Mutex<Vec<(String, u32, std::time::Instant)>>,
     fed: &'a feed::Fed,
 }
 
@@ -330,14 +333,18 @@ impl Sampler<'_> {
     }
 
     async fn sample(&self, database_url: &str) -> anyhow::Result<Sample> {
-        let running: Vec<(String, u32, std::time::Instant)> = match self.fleet.try_lock() {
-            Ok(fleet) => fleet
-                .running()
-                .into_iter()
-                .map(|(n, p, s)| (n.to_owned(), p, s))
-                .collect(),
-            // A rolling restart holds the fleet: its replicas are sampled next time.
-            Err(_) => Vec::new(),
+        let running = {
+            let mut known = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            // A rolling restart holds the fleet: the replicas known last are read meanwhile (a
+            // stopped one is skipped, its replacement read next time).
+            if let Ok(fleet) = self.fleet.try_lock() {
+                *known = fleet
+                    .running()
+                    .into_iter()
+                    .map(|(n, p, s)| (n.to_owned(), p, s))
+                    .collect();
+            }
+            known.clone()
         };
         let mut redis =
             local_servers::connect_redis(&self.connections.redis_tls, &self.connections.redis_url)
