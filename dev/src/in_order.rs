@@ -169,7 +169,7 @@ async fn read_slice(
     let mut entries: Vec<RawEntry> = Vec::new();
     let mut start = format!("{from}-0");
     loop {
-        let page: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XRANGE")
+        let page: Vec<RawEntry> = redis::cmd("XRANGE")
             .arg(key)
             .arg(&start)
             .arg("+")

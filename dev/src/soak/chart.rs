@@ -7,6 +7,9 @@ use super::plan::{Action, Step};
 use super::sample::Sample;
 use super::verdict::{Window, P99_LIMIT_MS};
 
+/// A panel: its title, its points (seconds, value) and a limit line, if any.
+type Panel<'a> = (&'a str, Vec<(f64, f64)>, Option<f64>);
+
 const OUTAGE: RGBColor = RGBColor(250, 200, 200);
 const RESTART: RGBColor = RGBColor(60, 110, 220);
 
@@ -22,7 +25,7 @@ pub fn svg(
         let root = SVGBackend::with_string(&mut svg, (1000, 1000)).into_drawing_area();
         root.fill(&WHITE)?;
         let at = |s: &Sample| s.at_s;
-        let panels: [(&str, Vec<(f64, f64)>, Option<f64>); 4] = [
+        let panels: [Panel; 4] = [
             (
                 "resident memory of the largest replica (MiB)",
                 samples.iter().map(|s| (at(s), s.max_rss_mib())).collect(),

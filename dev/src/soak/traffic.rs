@@ -102,7 +102,7 @@ impl Traffic {
     pub fn next(&mut self, now: &str) -> Publication {
         self.published += 1;
         let format = Format::ALL[(self.published % Format::ALL.len() as u64) as usize];
-        if self.published % POISON_EVERY == 0 {
+        if self.published.is_multiple_of(POISON_EVERY) {
             let topic = TOPICS[((self.published / POISON_EVERY) % 3) as usize];
             let fields = vec![("data".to_owned(), "{not json".to_owned())];
             return Publication {
