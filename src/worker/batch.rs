@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use tracing::{Instrument, Span};
 
-use super::{traced, Committed, Worker};
+use super::traced::{self, Failing};
+use super::{Committed, Worker};
 use crate::instruments::Settled;
 use crate::retry::until_ok;
 use crate::shutdown::Shutdown;
@@ -294,6 +295,8 @@ impl Worker {
             lanes[(hasher.finish() % lane_count as u64) as usize].push(index);
         }
         lanes.retain(|lane| !lane.is_empty());
+        let failing = Failing::new(self.topics_of(events));
+        let failing = &failing;
         let plans = join_all(lanes.iter().map(|lane| {
             let incoming: Vec<Incoming<'_>> = lane
                 .iter()
@@ -306,7 +309,7 @@ impl Worker {
             let span = spans::for_entries(Step::Apply, &attributes, lane.iter().map(|&i| spans[i]));
             async move {
                 let plan = self
-                    .apply(&incoming, shutdown)
+                    .apply(&incoming, failing, shutdown)
                     .instrument(span.clone())
                     .await;
                 if let Some(plan) = &plan {
@@ -341,7 +344,12 @@ impl Worker {
 
     /// Applies one lane, retrying until it commits. Each attempt is bounded: a connection
     /// stalled by a network partition would otherwise hang the worker forever.
-    async fn apply(&self, incoming: &[Incoming<'_>], shutdown: &Shutdown) -> Option<Plan> {
+    async fn apply(
+        &self,
+        incoming: &[Incoming<'_>],
+        failing: &Failing,
+        shutdown: &Shutdown,
+    ) -> Option<Plan> {
         until_ok("applying a batch", &self.db_health, shutdown, || async {
             let attempt = async {
                 let started = Instant::now();
@@ -351,9 +359,10 @@ impl Worker {
                 tracing::debug!(events = incoming.len(), ?checked_out, took = ?started.elapsed(), "applied");
                 plan
             };
-            tokio::time::timeout(APPLY_TIMEOUT, attempt)
+            let applied = tokio::time::timeout(APPLY_TIMEOUT, attempt)
                 .await
-                .unwrap_or(Err(StoreError::TimedOut(APPLY_TIMEOUT)))
+                .unwrap_or(Err(StoreError::TimedOut(APPLY_TIMEOUT)));
+            applied.inspect_err(|error| failing.failed(error))
         })
         .await
     }

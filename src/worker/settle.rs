@@ -38,7 +38,10 @@ impl Worker {
             match fate {
                 Verdict::Ack => settlement.ack_ids.push(&entry.id),
                 Verdict::DeadLetter(refusal) => {
-                    tracing::warn!(entry_id = %entry.id, delivery_count, error = %refusal, "dead-lettering an entry that can never apply");
+                    // Poison input is expected: WARN, in the words of the operators' greps.
+                    let topic = self.subscriptions[entry.source].topic.name();
+                    tracing::warn!(entry_id = %entry.id, delivery_count, error = %refusal,
+                        "failed to update order status: error in a {topic} entry that can never apply: dead-lettering it");
                     settlement.dead.push(DeadLetter {
                         entry,
                         error: refusal.to_string(),

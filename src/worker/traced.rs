@@ -1,13 +1,15 @@
 //! A batch's spans and log lines about its entries: each entry's `process` span (made when it
-//! is decoded, ended when it is settled) holds the lines about it, so they carry its trace.
+//! is decoded, ended when it is settled) holds the lines about it, so they carry its trace;
+//! a failed apply is logged once per batch ([`Failing`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::Span;
 
 use super::Worker;
 use crate::envelope;
-use crate::store::Transition;
+use crate::store::{StoreError, Transition};
 use crate::stream::StreamEntry;
 use crate::telemetry::spans::{self, Entry};
 use crate::telemetry::{UPDATED_ORDER, WITHDREW_CHANGE};
@@ -39,6 +41,16 @@ impl Worker {
             event,
             trace,
         })
+    }
+
+    /// The topics of `events`, in subscription order: "fulfillment.status_changed, payment.confirmed".
+    pub(super) fn topics_of(&self, events: &[(&StreamEntry, &Event)]) -> String {
+        let sources: BTreeSet<usize> = events.iter().map(|(entry, _)| entry.source).collect();
+        let names: Vec<&str> = sources
+            .into_iter()
+            .map(|source| self.subscriptions[source].topic.name())
+            .collect();
+        names.join(", ")
     }
 }
 
@@ -95,6 +107,32 @@ pub(super) fn log_status_changes<'a>(
             Some(span) => span.in_scope(log),
             // A recomputed order's rows may come from its earlier events.
             None => log(),
+        }
+    }
+}
+
+/// A batch's failed attempts to apply, across its lanes: the first is logged in words the
+/// operators' greps know (`error.*<topic>`, "failed to update order status"), once per batch, as
+/// the outage line is once per server; later attempts only at debug (in [`crate::retry`]).
+pub(super) struct Failing {
+    topics: String,
+    logged: AtomicBool,
+}
+
+impl Failing {
+    pub(super) fn new(topics: String) -> Self {
+        Self {
+            topics,
+            logged: AtomicBool::new(false),
+        }
+    }
+
+    pub(super) fn failed(&self, error: &StoreError) {
+        if !self.logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "failed to update order status: error applying {} events (will retry): {error:#}",
+                self.topics
+            );
         }
     }
 }
