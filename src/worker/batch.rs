@@ -295,7 +295,7 @@ impl Worker {
             lanes[(hasher.finish() % lane_count as u64) as usize].push(index);
         }
         lanes.retain(|lane| !lane.is_empty());
-        let failing = Failing::new(self.topics_of(events));
+        let failing = Failing::new(self, events);
         let failing = &failing;
         let plans = join_all(lanes.iter().map(|lane| {
             let incoming: Vec<Incoming<'_>> = lane
@@ -347,7 +347,7 @@ impl Worker {
     async fn apply(
         &self,
         incoming: &[Incoming<'_>],
-        failing: &Failing,
+        failing: &Failing<'_>,
         shutdown: &Shutdown,
     ) -> Option<Plan> {
         until_ok("applying a batch", &self.db_health, shutdown, || async {

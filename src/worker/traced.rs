@@ -42,16 +42,6 @@ impl Worker {
             trace,
         })
     }
-
-    /// The topics of `events`, in subscription order: "fulfillment.status_changed, payment.confirmed".
-    pub(super) fn topics_of(&self, events: &[(&StreamEntry, &Event)]) -> String {
-        let sources: BTreeSet<usize> = events.iter().map(|(entry, _)| entry.source).collect();
-        let names: Vec<&str> = sources
-            .into_iter()
-            .map(|source| self.subscriptions[source].topic.name())
-            .collect();
-        names.join(", ")
-    }
 }
 
 /// Puts each entry's fate on its span: the outcome of its event, or the dead letter's reason.
@@ -114,15 +104,19 @@ pub(super) fn log_status_changes<'a>(
 /// A batch's failed attempts to apply, across its lanes: the first is logged in words the
 /// operators' greps know (`error.*<topic>`, "failed to update order status"), once per batch, as
 /// the outage line is once per server; later attempts only at debug (in [`crate::retry`]).
-pub(super) struct Failing {
-    topics: String,
+/// The batch's topics are named only when an attempt fails: nothing is added to a batch that
+/// applies.
+pub(super) struct Failing<'a> {
+    worker: &'a Worker,
+    events: &'a [(&'a StreamEntry, &'a Event)],
     logged: AtomicBool,
 }
 
-impl Failing {
-    pub(super) fn new(topics: String) -> Self {
+impl<'a> Failing<'a> {
+    pub(super) fn new(worker: &'a Worker, events: &'a [(&'a StreamEntry, &'a Event)]) -> Self {
         Self {
-            topics,
+            worker,
+            events,
             logged: AtomicBool::new(false),
         }
     }
@@ -131,8 +125,18 @@ impl Failing {
         if !self.logged.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 "failed to update order status: error applying {} events (will retry): {error:#}",
-                self.topics
+                self.topics()
             );
         }
+    }
+
+    /// The topics of the batch, in subscription order: "fulfillment.status_changed, payment.confirmed".
+    fn topics(&self) -> String {
+        let sources: BTreeSet<usize> = self.events.iter().map(|(entry, _)| entry.source).collect();
+        let names: Vec<&str> = sources
+            .into_iter()
+            .map(|source| self.worker.subscriptions[source].topic.name())
+            .collect();
+        names.join(", ")
     }
 }
