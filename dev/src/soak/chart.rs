@@ -27,7 +27,7 @@ pub fn svg(
         let at = |s: &Sample| s.at_s;
         let panels: [Panel; 4] = [
             (
-                "resident memory of the largest replica (MiB)",
+                "resident memory of the largest replica (MiB); shaded: outages and their recovery, blue: rolling restarts",
                 samples.iter().map(|s| (at(s), s.max_rss_mib())).collect(),
                 None,
             ),
