@@ -2,10 +2,12 @@
 //! `dead-letter`, `trim` and `replay`. The demo, the benchmark and the replicas run are
 //! `order-worker-dev`'s (`dev/`).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::{CommandFactory, Parser, Subcommand};
 use order_worker::{ops, LogFormat, MigrateConfig, WorkerConfig};
 
 /// Consumes Dapr's `fulfillment.status_changed` Redis stream in a consumer group shared by all
@@ -14,7 +16,7 @@ use order_worker::{ops, LogFormat, MigrateConfig, WorkerConfig};
 ///
 /// Every flag can also be set by the environment variable shown next to it.
 #[derive(Parser)]
-#[command(name = "order-worker", version, propagate_version = true)]
+#[command(name = "order-worker", version, propagate_version = true, after_help = EXIT_STATUS)]
 struct Cli {
     /// Log format: `json` for log collectors, `text` for people [default: json for `run` and
     /// `migrate`, text for the commands that print for a person]. Level: RUST_LOG (default info).
@@ -45,6 +47,45 @@ enum Command {
     /// Run a range of the stream through decode → apply again (idempotent; --dry-run writes
     /// nothing), or move dead letters back to the stream after a fix (--dead-letter).
     Replay(ops::replay::ReplayArgs),
+    /// Print a shell completion script (`order-worker completions bash >
+    /// /etc/bash_completion.d/order-worker`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (`order-worker man > order-worker.1`), or write one page per command
+    /// into a directory.
+    Man {
+        /// Write order-worker.1 and order-worker-<command>.1 here instead of printing.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+/// The exit statuses, in `--help` and the man page.
+const EXIT_STATUS: &str = "Exit status: 0 done (also when the reader of the output closes it \
+early, as with `| head`); 1 failed (the error is logged on stderr); 2 the command line is wrong \
+(unknown flag, bad value); 130 `run` stopped at once by a second SIGTERM/SIGINT.";
+
+/// `order-worker completions <shell>`: rendered in memory first, because clap_complete panics
+/// when its writer fails (a closed pipe).
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "order-worker", &mut script);
+    ops::output::write_stdout(&script)
+}
+
+/// `order-worker man`: the top-level page on stdout, or every command's page in `out_dir`.
+fn man(out_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    match out_dir {
+        Some(dir) => clap_mangen::generate_to(Cli::command(), &dir)
+            .with_context(|| format!("writing the man pages into {}", dir.display())),
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            ops::output::write_stdout(&page)
+        }
+    }
 }
 
 /// How long a command other than `run` waits for its last spans to be exported.
@@ -80,9 +121,13 @@ async fn main() -> ExitCode {
         Command::DeadLetter(args) => ops::dead_letter::run(args).await,
         Command::Trim(args) => ops::trim::run(args).await,
         Command::Replay(args) => ops::replay::run(args).await,
+        Command::Completions { shell } => completions(shell),
+        Command::Man { out_dir } => man(out_dir),
     };
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
+        // What was read of the output is all its reader wanted, as with `grep … | head`.
+        Err(error) if ops::output::is_output_closed(&error) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
             ExitCode::FAILURE

@@ -6,6 +6,7 @@
 
 pub mod dead_letter;
 pub mod inspect;
+pub mod output;
 pub mod replay;
 pub mod stream_id;
 pub mod subscriptions;
@@ -194,11 +195,13 @@ async fn redis_now_ms(conn: &mut RedisConnection) -> anyhow::Result<u64> {
 
 /// How many entries of `key` have ids in `[from, below)`, counted inside Redis a page at a time
 /// so a dry run over millions of entries neither copies them to us nor blocks Redis for long.
+/// `progress` shows the count so far.
 async fn count_range(
     conn: &mut RedisConnection,
     key: &str,
     from: &str,
     below: stream_id::StreamId,
+    progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<u64> {
     const PAGE: u64 = 10_000;
     if below == stream_id::StreamId::MIN {
@@ -223,6 +226,7 @@ async fn count_range(
             .await
             .with_context(|| format!("counting the entries of {key} below {below}"))?;
         total += counted;
+        progress.set_position(total);
         if counted < PAGE {
             return Ok(total);
         }
@@ -260,10 +264,10 @@ pub(crate) fn print_report<T: serde::Serialize>(
     value: &T,
     render: impl FnOnce() -> String,
 ) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(value)?);
+    let text = if json {
+        serde_json::to_string_pretty(value)? + "\n"
     } else {
-        print!("{}", render());
-    }
-    Ok(())
+        render()
+    };
+    output::write_stdout(text.as_bytes())
 }

@@ -1,68 +1,52 @@
 //! Plain-text output for people: columns aligned with spaces (no box drawing, so the output
 //! pastes into tickets and greps well) and durations as `3h05m`.
 
-use std::fmt::Write;
-
-/// A table: an optional header row and data rows, rendered with every column as wide as its
-/// widest cell.
+/// A table: an optional header row and data rows, rendered by `comfy-table` with no lines
+/// drawn and every column as wide as its widest cell, two spaces apart.
 pub struct Table {
-    rows: Vec<Vec<String>>,
-    header: bool,
+    inner: comfy_table::Table,
+    rows: usize,
 }
 
 impl Table {
     pub fn new(header: &[&str]) -> Self {
-        Self {
-            rows: vec![header.iter().map(|cell| (*cell).to_owned()).collect()],
-            header: true,
-        }
+        let mut table = Self::plain();
+        table.inner.set_header(header.to_vec());
+        table
     }
 
     /// Without a header: `name  value` lines, aligned.
     pub fn plain() -> Self {
-        Self {
-            rows: Vec::new(),
-            header: false,
-        }
+        let mut inner = comfy_table::Table::new();
+        // Never wrapped to the terminal's width: a wrapped line no longer greps as one.
+        inner
+            .load_style(comfy_table::presets::NOTHING)
+            .set_content_arrangement(comfy_table::ContentArrangement::Disabled);
+        Self { inner, rows: 0 }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.inner.add_row(cells);
+        self.rows += 1;
     }
 
     /// Whether there is no data row.
     pub fn is_empty(&self) -> bool {
-        self.rows.len() == usize::from(self.header)
+        self.rows == 0
     }
 
-    /// Each row indented by `indent` spaces; the last column is not padded, so long free text
-    /// (an error message) does not leave trailing spaces.
+    /// Each row indented by `indent` spaces; lines end at their last character, so long free
+    /// text in the last column (an error message) leaves no trailing spaces.
     pub fn render(&self, indent: usize) -> String {
-        let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
-        let widths: Vec<usize> = (0..columns)
-            .map(|c| {
-                self.rows
-                    .iter()
-                    .filter_map(|row| row.get(c))
-                    .map(|cell| cell.chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let mut out = String::new();
-        for row in &self.rows {
-            let mut line = " ".repeat(indent);
-            for (c, cell) in row.iter().enumerate() {
-                if c + 1 == row.len() {
-                    line.push_str(cell);
-                } else {
-                    let _ = write!(line, "{cell:<width$}  ", width = widths[c]);
-                }
-            }
-            out.push_str(line.trim_end());
-            out.push('\n');
+        let mut table = self.inner.clone();
+        for column in table.column_iter_mut() {
+            column.set_padding((0, 2));
         }
-        out
+        let margin = " ".repeat(indent);
+        table
+            .lines()
+            .map(|line| format!("{margin}{}\n", line.trim_end()))
+            .collect()
     }
 }
 

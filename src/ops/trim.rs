@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::stream_id::StreamId;
 use super::table::Table;
-use super::{count_range, groups, print_report, OpsConfig};
+use super::{count_range, groups, output, print_report, OpsConfig};
 
 /// `order-worker trim` settings.
 #[derive(Clone, Debug, clap::Args)]
@@ -110,7 +110,7 @@ pub struct TrimReport {
 pub async fn run(args: TrimArgs) -> anyhow::Result<()> {
     let config = args.config.narrowed()?;
     let mut conn = config.connect().await?;
-    let report = trim(&mut conn, &config, args.dry_run).await?;
+    let report = trim_shown(&mut conn, &config, args.dry_run, args.json).await?;
     print_report(args.json, &report, || render(&report))?;
     Ok(())
 }
@@ -122,11 +122,25 @@ pub async fn trim(
     config: &OpsConfig,
     dry_run: bool,
 ) -> anyhow::Result<TrimReport> {
+    trim_shown(conn, config, dry_run, true).await
+}
+
+/// [`trim`], its counting and deleting shown on a terminal unless `quiet`.
+async fn trim_shown(
+    conn: &mut RedisConnection,
+    config: &OpsConfig,
+    dry_run: bool,
+    quiet: bool,
+) -> anyhow::Result<TrimReport> {
     let stream = &config.stream.stream;
     let positions = positions(conn, stream).await?;
     let cut = cut(&positions, &config.stream.group).context("refusing to trim")?;
     let length: u64 = redis::cmd("XLEN").arg(stream).query_async(conn).await?;
-    let below_cut = count_range(conn, stream, "-", cut.min_id).await?;
+    // Out of the stream's length: the count stops at the cut, the bar is cleared then.
+    let counting = output::bar(length, "entries", quiet);
+    counting.set_message(format!("counting the entries below {}", cut.min_id));
+    let below_cut = count_range(conn, stream, "-", cut.min_id, &counting).await?;
+    counting.finish_and_clear();
     let mut report = TrimReport {
         stream: stream.clone(),
         length,
@@ -139,7 +153,16 @@ pub async fn trim(
     if dry_run || below_cut == 0 {
         return Ok(report);
     }
-    report.deleted = Some(apply_cut(conn, stream, &config.stream.group, &report.cut).await?);
+    let deleting = output::spinner(
+        format!(
+            "deleting {below_cut} entries (XTRIM MINID {})",
+            report.cut.min_id
+        ),
+        quiet,
+    );
+    let deleted = apply_cut(conn, stream, &config.stream.group, &report.cut).await;
+    deleting.finish_and_clear();
+    report.deleted = Some(deleted?);
     Ok(report)
 }
 

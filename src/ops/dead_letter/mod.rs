@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::stream::RedisConnection;
 use anyhow::{bail, Context};
+use indicatif::ProgressBar;
 use serde::Serialize;
 
 pub use render::{render_detail, render_list, render_purge};
@@ -202,7 +203,7 @@ pub async fn purge(
         );
     }
     let total = length(conn, stream).await?;
-    let matched = count_range(conn, stream, "-", before).await?;
+    let matched = count_range(conn, stream, "-", before, &ProgressBar::hidden()).await?;
     let oldest = if matched == 0 {
         Vec::new()
     } else {

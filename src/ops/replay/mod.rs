@@ -12,12 +12,14 @@ mod requeue;
 
 use anyhow::{bail, Context};
 
-pub use range::{replay_range, Counts, Problem, RangeRequest, ReplayReport, TransitionLine};
+pub use range::{
+    replay_range, replay_range_shown, Counts, Problem, RangeRequest, ReplayReport, TransitionLine,
+};
 pub use render::{render_range, render_requeue};
-pub use requeue::{requeue, Moved, RequeueReport, Selection};
+pub use requeue::{requeue, requeue_shown, Moved, RequeueReport, Selection};
 
 use super::stream_id::{parse_boundary, StreamId};
-use super::{print_report, OpsConfig};
+use super::{count_range, output, print_report, OpsConfig};
 use crate::config::{redact_url, Connections, Keyspace, StreamConfig, Topics, DEFAULT_STREAM};
 
 /// `order-worker replay` settings: the worker's connections and stream settings (same flags
@@ -96,7 +98,11 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
             (false, false) => Selection::Ids(args.ids.clone()),
             (false, true) => bail!("replay --dead-letter needs --id ID… or --all"),
         };
-        let report = requeue(&mut redis, &subscription.stream, &selection).await?;
+        let progress = output::bar(0, "dead letters", args.json);
+        progress.set_message(format!("moving dead letters of {}", args.topic));
+        let report = requeue_shown(&mut redis, &subscription.stream, &selection, &progress).await;
+        progress.finish_and_clear();
+        let report = report?;
         print_report(args.json, &report, || render_requeue(&report))?;
         if !report.missing.is_empty() {
             bail!(
@@ -128,7 +134,25 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         max_entry_bytes: args.max_entry_bytes,
         page_size: range::PAGE_SIZE,
     };
-    let report = replay_range(&mut redis, &mut pg, &request, args.dry_run).await?;
+    let progress = output::bar(0, "entries", args.json);
+    if !progress.is_hidden() {
+        // Counted only for a person watching: it is one more pass over the range, in Redis.
+        progress.set_message("counting the entries of the range");
+        let below = to.next().unwrap_or(StreamId::MAX);
+        let start = from.to_string();
+        let total = count_range(&mut redis, request.stream, &start, below, &progress).await?;
+        progress.set_length(total);
+        progress.set_position(0);
+        let verb = if args.dry_run {
+            "dry run of"
+        } else {
+            "replaying"
+        };
+        progress.set_message(format!("{verb} {}", request.stream));
+    }
+    let report = replay_range_shown(&mut redis, &mut pg, &request, args.dry_run, &progress).await;
+    progress.finish_and_clear();
+    let report = report?;
     print_report(args.json, &report, || render_range(&report))?;
     Ok(())
 }

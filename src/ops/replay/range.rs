@@ -9,6 +9,7 @@
 use crate::stream::RedisConnection;
 use anyhow::Context;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use indicatif::ProgressBar;
 use serde::Serialize;
 use tracing::{Instrument, Span};
 
@@ -198,15 +199,28 @@ pub async fn replay_range(
     request: &RangeRequest<'_>,
     dry_run: bool,
 ) -> anyhow::Result<ReplayReport> {
+    replay_range_shown(redis, pg, request, dry_run, &ProgressBar::hidden()).await
+}
+
+/// [`replay_range`], each page read counted on `progress`.
+pub async fn replay_range_shown(
+    redis: &mut RedisConnection,
+    pg: &mut AsyncPgConnection,
+    request: &RangeRequest<'_>,
+    dry_run: bool,
+    progress: &ProgressBar,
+) -> anyhow::Result<ReplayReport> {
     super::super::require_stream(redis, request.stream).await?;
     if !dry_run {
-        return walk(redis, pg, request, false).await;
+        return walk(redis, pg, request, false, progress).await;
     }
     let ended = pg
-        .transaction(async |pg| match walk(redis, pg, request, true).await {
-            Ok(report) => Err(DryRunEnd::RollBack(Box::new(report))),
-            Err(error) => Err(DryRunEnd::Failed(error)),
-        })
+        .transaction(
+            async |pg| match walk(redis, pg, request, true, progress).await {
+                Ok(report) => Err(DryRunEnd::RollBack(Box::new(report))),
+                Err(error) => Err(DryRunEnd::Failed(error)),
+            },
+        )
         .await;
     match ended {
         Err(DryRunEnd::RollBack(report)) => Ok(*report),
@@ -237,6 +251,7 @@ async fn walk(
     pg: &mut AsyncPgConnection,
     request: &RangeRequest<'_>,
     dry_run: bool,
+    progress: &ProgressBar,
 ) -> anyhow::Result<ReplayReport> {
     let mut report = ReplayReport::new(request, dry_run);
     let end = request.to.to_string();
@@ -248,6 +263,7 @@ async fn walk(
         };
         report.read += page.len() as u64;
         apply_page(pg, &page, request, &mut report).await?;
+        progress.inc(page.len() as u64);
         if page.len() < request.page_size {
             break;
         }

@@ -8,6 +8,7 @@
 
 use crate::stream::RedisConnection;
 use anyhow::Context;
+use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::config::StreamConfig;
@@ -60,6 +61,17 @@ pub async fn requeue(
     config: &StreamConfig,
     selection: &Selection,
 ) -> anyhow::Result<RequeueReport> {
+    requeue_shown(redis, config, selection, &ProgressBar::hidden()).await
+}
+
+/// [`requeue`], each dead letter handled counted on `progress` (its length set here: the ids
+/// asked for, or the dead letters there are).
+pub async fn requeue_shown(
+    redis: &mut RedisConnection,
+    config: &StreamConfig,
+    selection: &Selection,
+    progress: &ProgressBar,
+) -> anyhow::Result<RequeueReport> {
     let dead_letter_stream = config.dead_letter_stream();
     let mut report = RequeueReport {
         dead_letter_stream: dead_letter_stream.clone(),
@@ -70,6 +82,7 @@ pub async fn requeue(
     };
     match selection {
         Selection::Ids(ids) => {
+            progress.set_length(ids.len() as u64);
             for id in ids {
                 let raw = id.to_string();
                 match xrange(redis, &dead_letter_stream, &raw, &raw, 1)
@@ -79,6 +92,7 @@ pub async fn requeue(
                     Some(entry) => move_one(redis, &mut report, &entry).await?,
                     None => report.missing.push(raw),
                 }
+                progress.inc(1);
             }
         }
         Selection::All => {
@@ -87,11 +101,19 @@ pub async fn requeue(
                 return Ok(report);
             };
             let end = last.id.clone();
+            if !progress.is_hidden() {
+                let length: u64 = redis::cmd("XLEN")
+                    .arg(&dead_letter_stream)
+                    .query_async(redis)
+                    .await?;
+                progress.set_length(length);
+            }
             let mut start = "-".to_owned();
             loop {
                 let page = xrange(redis, &dead_letter_stream, &start, &end, PAGE_SIZE).await?;
                 for entry in &page {
                     move_one(redis, &mut report, entry).await?;
+                    progress.inc(1);
                 }
                 match page.last() {
                     Some(last) if page.len() == PAGE_SIZE => start = format!("({}", last.id),
