@@ -5,7 +5,7 @@
 use std::io::{self, IsTerminal, Write};
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 /// The reader of stdout went away (`order-worker pending | head -3`): what it wanted was
 /// printed, so `main` ends the command quietly with status 0, as `grep` and `ls` do. Its own
@@ -36,11 +36,17 @@ pub fn bar(total: u64, unit: &str, quiet: bool) -> ProgressBar {
     if quiet || !io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let template = format!(
-        "{{msg}} [{{bar:30}}] {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, ETA {{eta}})"
-    );
+    let template =
+        format!("{{msg}} [{{bar:30}}] {{human_pos}}/{{human_len}} {unit} ({{rate}}, ETA {{eta}})");
     let style = ProgressStyle::with_template(&template)
         .expect("a valid template")
+        // Whole items per second: indicatif's own `per_sec` shows four decimals.
+        .with_key(
+            "rate",
+            |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                let _ = write!(out, "{:.0}/s", state.per_sec());
+            },
+        )
         .progress_chars("=> ");
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     bar.set_style(style);
