@@ -18,6 +18,9 @@ use order_worker::StreamConfig;
 /// How long a drain may take before the benchmark gives up.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(600);
 
+/// How often a drain's progress bar reads how far the groups are.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
 /// XADDs sent to Redis in one pipeline.
 const PIPELINE: usize = 2_000;
 
@@ -172,6 +175,9 @@ impl Workload {
         // In the order they happen; entries of two streams within one millisecond go by the
         // topics' stages, which is that order too.
         let mut redis = self.redis.clone();
+        let total = groups.iter().map(|(_, entries)| entries.len() as u64).sum();
+        let progress = order_worker::ops::output::bar(total, "entries", false);
+        progress.set_message("publishing the backlog");
         for (stream, entries) in groups.iter().filter(|(_, entries)| !entries.is_empty()) {
             for chunk in entries.chunks(PIPELINE) {
                 let mut pipe = redis::pipe();
@@ -179,8 +185,10 @@ impl Workload {
                     pipe.cmd("XADD").arg(stream).arg("*").arg(fields).ignore();
                 }
                 let _: () = pipe.query_async(&mut redis).await?;
+                progress.inc(chunk.len() as u64);
             }
         }
+        progress.finish_and_clear();
         Ok(())
     }
 
@@ -286,6 +294,10 @@ impl Workload {
     pub async fn wait_drained(&mut self) -> anyhow::Result<Instant> {
         let deadline = Instant::now() + DRAIN_DEADLINE;
         let streams: Vec<StreamConfig> = self.streams().into_iter().cloned().collect();
+        // Shown on a terminal only, so the drain measured elsewhere polls exactly as before.
+        let progress = order_worker::ops::output::bar(self.events(), "events", false);
+        progress.set_message("draining");
+        let mut shown = Instant::now();
         let mut next = 0;
         loop {
             // Streams found drained stay drained: nothing is published during a drain.
@@ -299,13 +311,32 @@ impl Workload {
                 next += 1;
             }
             if next == streams.len() {
+                progress.finish_and_clear();
                 return Ok(Instant::now());
+            }
+            if !progress.is_hidden() && shown.elapsed() >= PROGRESS_EVERY {
+                let left = self.unacked(&streams).await?;
+                progress.set_position(self.events().saturating_sub(left));
+                shown = Instant::now();
             }
             if Instant::now() > deadline {
                 bail!("the streams were not drained within {DRAIN_DEADLINE:?}");
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+    }
+
+    /// Entries of `streams` their groups have not acknowledged yet (lag and pending).
+    async fn unacked(&mut self, streams: &[StreamConfig]) -> anyhow::Result<u64> {
+        let mut left = 0;
+        for stream in streams {
+            let group =
+                order_worker::group_info(&mut self.redis, &stream.stream, &stream.group).await?;
+            if let Some(group) = group {
+                left += (group.lag.unwrap_or(0) + group.pending) as u64;
+            }
+        }
+        Ok(left)
     }
 
     /// Checks the end state: every order delivered, each order's history rows as its events
