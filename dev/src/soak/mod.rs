@@ -192,11 +192,13 @@ pub async fn run(config: SoakConfig, order_worker: &Path) -> anyhow::Result<()> 
         fleet: &fleet,
         running: Default::default(),
         fed: &fed,
+        redis: redis.clone(),
+        db: Mutex::new(order_worker::connect_postgres(database_url.clone()).await?),
     };
-    let sampling = sampler.until(run, &database_url);
+    let sampling = sampler.until(run);
     let worked = tokio::try_join!(feeding, stepping, sampling);
     let drained = match worked {
-        Ok(((), (), samples)) => sampler.drain(samples, &database_url).await,
+        Ok(((), (), samples)) => sampler.drain(samples).await,
         Err(error) => Err(error),
     };
     let stopped = fleet.lock().await.stop_all(&mut redis.clone()).await;
@@ -296,30 +298,29 @@ struct Sampler<'a> {
     /// The replicas running at the last look: name, process id, start.
     running: std::sync::Mutex<Vec<(String, u32, std::time::Instant)>>,
     fed: &'a feed::Fed,
+    /// Straight to the servers, never through the proxies, opened once for the whole run.
+    redis: RedisConnection,
+    db: Mutex<diesel_async::AsyncPgConnection>,
 }
 
 impl Sampler<'_> {
     /// Samples until `run` has passed.
-    async fn until(&self, run: Duration, database_url: &str) -> anyhow::Result<Vec<Sample>> {
+    async fn until(&self, run: Duration) -> anyhow::Result<Vec<Sample>> {
         let mut samples = Vec::new();
         let mut ticker = tokio::time::interval(Duration::from_secs(self.config.sample_seconds));
         ticker.tick().await;
         while self.clock.elapsed() < run {
             ticker.tick().await;
-            samples.push(self.sample(database_url).await?);
+            samples.push(self.sample().await?);
         }
         Ok(samples)
     }
 
     /// Samples until every entry is delivered and acked, for at most two minutes.
-    async fn drain(
-        &self,
-        mut samples: Vec<Sample>,
-        database_url: &str,
-    ) -> anyhow::Result<Vec<Sample>> {
+    async fn drain(&self, mut samples: Vec<Sample>) -> anyhow::Result<Vec<Sample>> {
         let deadline = self.clock.elapsed() + Duration::from_secs(120);
         loop {
-            let sample = self.sample(database_url).await?;
+            let sample = self.sample().await?;
             let done = sample.lag() == 0 && sample.pending() == 0;
             samples.push(sample);
             if done {
@@ -332,7 +333,7 @@ impl Sampler<'_> {
         }
     }
 
-    async fn sample(&self, database_url: &str) -> anyhow::Result<Sample> {
+    async fn sample(&self) -> anyhow::Result<Sample> {
         let running = {
             let mut known = self.running.lock().unwrap_or_else(|e| e.into_inner());
             // A rolling restart holds the fleet: the replicas known last are read meanwhile (a
@@ -346,16 +347,13 @@ impl Sampler<'_> {
             }
             known.clone()
         };
-        let mut redis =
-            local_servers::connect_redis(&self.connections.redis_tls, &self.connections.redis_url)
-                .await?;
-        let topics = sample::topics(&mut redis, self.connections, self.streams).await?;
+        let topics =
+            sample::topics(&mut self.redis.clone(), self.connections, self.streams).await?;
         let at = self.clock.elapsed();
         let width = Duration::from_secs(self.config.sample_seconds);
-        let mut db = order_worker::connect_postgres(database_url.to_owned()).await?;
         let (from, to) = (at.saturating_sub(width * 2), at.saturating_sub(width));
         let latency = sample::latency(
-            &mut db,
+            &mut *self.db.lock().await,
             self.clock.unix_ms_at(from),
             self.clock.unix_ms_at(to),
         )
