@@ -48,7 +48,7 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
 
 /// `order-worker migrate`: applies the embedded migrations that are not applied yet.
 pub async fn migrate(config: MigrateConfig) -> anyhow::Result<()> {
-    let applied = migrate::run_pending(&config.database_url).await?;
+    let applied = migrate::run_pending(&config.database_url, &config.orders_table).await?;
     if applied.is_empty() {
         tracing::info!("schema is up to date");
     } else {

@@ -81,6 +81,31 @@ pub enum DecodeError {
     },
     #[error("`{0}` contains a NUL character, which PostgreSQL cannot store")]
     NulCharacter(&'static str),
+    #[error("`order_id` {0:?} is not a UUID, and the orders table's `id` column is a UUID")]
+    NotAUuid(String),
+}
+
+/// What an order id must be to name a row of the orders table: what its `id` column holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OrderIds {
+    /// Any non-empty string (a `TEXT` or `VARCHAR` column).
+    #[default]
+    Text,
+    /// A UUID in any usual spelling, kept in PostgreSQL's own (lower case, hyphenated), so that
+    /// two spellings of one id are one order everywhere the worker compares ids.
+    Uuid,
+}
+
+impl OrderIds {
+    fn accept(self, id: String) -> Result<String, DecodeError> {
+        match self {
+            Self::Text => Ok(id),
+            Self::Uuid => match uuid::Uuid::try_parse(&id) {
+                Ok(parsed) => Ok(parsed.hyphenated().to_string()),
+                Err(_) => Err(DecodeError::NotAUuid(id)),
+            },
+        }
+    }
 }
 
 /// A field that should be a string. Anything else is kept rather than failing the whole
@@ -128,7 +153,7 @@ pub fn open(fields: &[(String, Vec<u8>)], max_bytes: usize) -> Result<Opened, De
         return Ok(Opened {
             id: None,
             trace: TraceContext::default(),
-            payload: Payload(body),
+            payload: Payload::new(body),
         });
     }
     let envelope: CloudEvent = deserialize(ENTRY_DATA, body)?;
@@ -163,18 +188,38 @@ pub fn open(fields: &[(String, Vec<u8>)], max_bytes: usize) -> Result<Opened, De
             traceparent: trace(envelope.traceparent).or(trace(envelope.traceid)),
             tracestate: trace(envelope.tracestate),
         },
-        payload: Payload(payload),
+        payload: Payload::new(payload),
     })
 }
 
 /// The publisher's event object, read field by field with errors that name the field.
 #[derive(Debug)]
-pub struct Payload(Map<String, Value>);
+pub struct Payload {
+    fields: Map<String, Value>,
+    order_ids: OrderIds,
+}
 
 impl Payload {
+    fn new(fields: Map<String, Value>) -> Self {
+        Self {
+            fields,
+            order_ids: OrderIds::default(),
+        }
+    }
+
     /// An event as the worker recorded it (`processed_events.said`), to be decoded again.
     pub fn recorded(said: Map<String, Value>) -> Self {
-        Self(said)
+        Self::new(said)
+    }
+
+    /// Reads `order_id` as `order_ids` says (by default any non-empty string).
+    pub fn expecting(self, order_ids: OrderIds) -> Self {
+        Self { order_ids, ..self }
+    }
+
+    /// The required `order_id`, as the orders table holds such ids.
+    pub fn order_id(&self) -> Result<String, DecodeError> {
+        self.order_ids.accept(self.required("order_id")?)
     }
 
     /// Checks `event_type`, when present: an event of another type was published to the wrong
@@ -191,7 +236,7 @@ impl Payload {
 
     /// An optional string: `None` when absent or null; another type is an error naming it.
     pub fn text(&self, name: &'static str) -> Result<Option<String>, DecodeError> {
-        match self.0.get(name) {
+        match self.fields.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(text)) => Ok(Some(text.clone())),
             Some(_) => Err(DecodeError::NotAString(name)),
@@ -208,7 +253,7 @@ impl Payload {
 
     /// An optional field as it stands in the JSON, for values that may be a number or a string.
     pub fn value(&self, name: &str) -> Option<&Value> {
-        self.0.get(name).filter(|value| !value.is_null())
+        self.fields.get(name).filter(|value| !value.is_null())
     }
 }
 

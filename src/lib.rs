@@ -31,8 +31,8 @@ mod worker;
 // The commands: `run`, `migrate`, and the operator commands in `ops`.
 pub use app::{migrate, run};
 pub use config::{
-    redact_url, Connections, Keyspace, MigrateConfig, RedisTls, StreamConfig, Topics, WorkerConfig,
-    DEFAULT_BATCH_SIZE, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL,
+    redact_url, Connections, Keyspace, MigrateConfig, RedisTls, StreamConfig, TableName, Topics,
+    WorkerConfig, DEFAULT_BATCH_SIZE, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL,
 };
 pub use telemetry::{
     init as init_telemetry, LogFormat, Telemetry, EXPORT_FAILING, PROCESSING_EVENT, SUBSCRIBING,
@@ -52,7 +52,7 @@ pub use topics::{FulfillmentStatus, OrderStatus, PaymentStatus};
 // The pipeline's parts, for the benchmark's per-event baseline and the tests that play a
 // consumer which dies half-way (read, decode and apply, but never ack).
 pub use envelope::DEFAULT_MAX_ENTRY_BYTES;
-pub use store::{apply_batch, Incoming};
+pub use store::{apply_batch, Incoming, OrdersTable};
 pub use stream::target::{ClusterUrl, RedisConnection, RedisTarget, SentinelUrl, Timeouts};
 pub use stream::{
     ensure_group, group_info, settle, DeadLetter, ReadBatch, Reader, Settlement, StreamEntry,

@@ -35,7 +35,7 @@ async fn two_replicas_drain_three_masters_across_a_slot_migration() {
     let admin_url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
     let mut env = TestEnv::on(url.clone(), RedisTls::default(), admin_url, None).await;
-    order_worker::run_migrations(&env.database_url)
+    order_worker::run_migrations(&env.database_url, &order_worker::TableName::default())
         .await
         .expect("migrations apply");
     spread_streams(&set, &mut env).await;

@@ -229,6 +229,15 @@ fn migrations_run_as_the_owner_role_from_a_secret_the_workers_never_read() {
         .find(|(name, _)| name == "DATABASE_URL")
         .expect("the Job sets DATABASE_URL");
     let reference = &database_url["valueFrom"]["secretKeyRef"];
+    let (_, orders_table) = env_entries(&containers[0])
+        .into_iter()
+        .find(|(name, _)| name == "ORDERS_TABLE")
+        .expect("the Job sets ORDERS_TABLE");
+    assert_eq!(
+        str_of(&orders_table["value"], "Job ORDERS_TABLE"),
+        config_value("ORDERS_TABLE"),
+        "migrate adopts the table the workers write"
+    );
     let migrate_secret = manifest("order-worker-migrate-example-secret.yaml");
     assert_eq!(
         str_of(&reference["name"], "Job secret"),

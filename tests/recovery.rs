@@ -5,7 +5,7 @@ mod support;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use order_worker::FulfillmentStatus::*;
-use order_worker::{apply_batch, Incoming};
+use order_worker::{apply_batch, Incoming, OrdersTable, TableName};
 use order_worker::{decode, DEFAULT_MAX_ENTRY_BYTES};
 use order_worker_dev::publisher::Format;
 use redis::streams::StreamReadReply;
@@ -52,6 +52,7 @@ async fn a_crash_between_commit_and_xack_writes_no_second_history_row() {
                 order_worker::topic("fulfillment.status_changed").expect("topic"),
                 &fields,
                 DEFAULT_MAX_ENTRY_BYTES,
+                Default::default(),
             )
             .expect("decodes")
         })
@@ -67,7 +68,12 @@ async fn a_crash_between_commit_and_xack_writes_no_second_history_row() {
     let mut conn = AsyncPgConnection::establish(&env.database_url)
         .await
         .expect("db");
-    apply_batch(&mut conn, &incoming).await.expect("committed");
+    let orders = OrdersTable::inspect(&mut conn, &TableName::default())
+        .await
+        .expect("the orders table");
+    apply_batch(&mut conn, &orders, &incoming)
+        .await
+        .expect("committed");
     assert_eq!(env.history("o1").await.len(), 3);
     assert_eq!(env.pending().await, 3, "committed but never acked");
 

@@ -10,6 +10,7 @@ use order_worker::ops::replay::{self, Counts, RangeRequest, ReplayReport};
 use order_worker::ops::stream_id::StreamId;
 use order_worker::schema::{order_fulfillments, order_status_history, orders, processed_events};
 use order_worker::FulfillmentStatus::{self, *};
+use order_worker::{OrdersTable, TableName};
 use order_worker_dev::publisher::{self, Format};
 use support::ops::{stderr, stdout};
 use support::TestEnv;
@@ -72,6 +73,12 @@ async fn replay_lib(
     page_size: usize,
     dry_run: bool,
 ) -> ReplayReport {
+    let mut pg = order_worker::connect_postgres(env.database_url.clone())
+        .await
+        .expect("connect");
+    let orders = OrdersTable::inspect(&mut pg, &TableName::default())
+        .await
+        .expect("the orders table");
     let request = RangeRequest {
         topic: order_worker::topic("fulfillment.status_changed").expect("topic"),
         stream: &env.stream.stream,
@@ -80,10 +87,8 @@ async fn replay_lib(
         order_id,
         max_entry_bytes: order_worker::DEFAULT_MAX_ENTRY_BYTES,
         page_size,
+        orders: &orders,
     };
-    let mut pg = order_worker::connect_postgres(env.database_url.clone())
-        .await
-        .expect("connect");
     replay::replay_range(&mut env.redis.clone(), &mut pg, &request, dry_run)
         .await
         .expect("replay")

@@ -12,7 +12,7 @@ async fn concurrent_migrations_apply_each_migration_once() {
     let env = TestEnv::unmigrated().await;
     let runs = (0..4).map(|_| {
         let url = env.database_url.clone();
-        async move { run_migrations(&url).await }
+        async move { run_migrations(&url, &order_worker::TableName::default()).await }
     });
     let results = futures_join_all(runs).await;
     let applied: Vec<Vec<String>> = results
@@ -27,10 +27,12 @@ async fn concurrent_migrations_apply_each_migration_once() {
         total, migrations,
         "each migration applied exactly once: {applied:?}"
     );
-    assert!(run_migrations(&env.database_url)
-        .await
-        .expect("rerun")
-        .is_empty());
+    assert!(
+        run_migrations(&env.database_url, &order_worker::TableName::default())
+            .await
+            .expect("rerun")
+            .is_empty()
+    );
     env.cleanup().await;
 }
 

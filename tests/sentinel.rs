@@ -59,7 +59,7 @@ async fn the_worker_follows_a_sentinel_failover_and_a_killed_master() {
     let admin_url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
     let mut env = TestEnv::on(url.clone(), RedisTls::default(), admin_url, None).await;
-    order_worker::run_migrations(&env.database_url)
+    order_worker::run_migrations(&env.database_url, &order_worker::TableName::default())
         .await
         .expect("migrations apply");
     let mut worker = env.spawn_process("sentinel", &url, &env.database_url, &[]);

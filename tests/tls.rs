@@ -13,7 +13,7 @@ use support::tls::{make_pki, TlsServers};
 async fn the_worker_drains_over_tls_with_both_servers_fully_verified() {
     let servers = TlsServers::start().await;
     let env = servers.env(None).await;
-    order_worker::run_migrations(&env.database_url)
+    order_worker::run_migrations(&env.database_url, &order_worker::TableName::default())
         .await
         .expect("migrations apply over TLS");
     let (orders, published) = env.seed_lifecycles(5).await;
@@ -105,7 +105,7 @@ async fn redis_without_tls_or_without_the_ca_fails_clearly() {
         "{}",
         stderr(&output)
     );
-    order_worker::run_migrations(&env.database_url)
+    order_worker::run_migrations(&env.database_url, &order_worker::TableName::default())
         .await
         .expect("migrations apply");
     let mut config = env.config("plain");

@@ -1,7 +1,7 @@
 -- One row per order status change, written in the transaction that made it.
 CREATE TABLE order_status_history (
     id              BIGSERIAL PRIMARY KEY,
-    order_id        TEXT NOT NULL REFERENCES orders (id),
+    order_id        TEXT NOT NULL,
     from_status     TEXT NOT NULL,
     to_status       TEXT NOT NULL,
     reason          TEXT NOT NULL,

@@ -1,4 +1,3 @@
-ALTER TABLE orders RESET (fillfactor);
 ALTER TABLE order_fulfillments RESET (fillfactor);
 ALTER TABLE order_payments RESET (fillfactor);
 DROP INDEX processed_events_order_position_idx;

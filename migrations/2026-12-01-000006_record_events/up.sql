@@ -16,7 +16,7 @@ CREATE INDEX processed_events_order_position_idx ON processed_events (order_id, 
 -- Room on each page for the new version of a row the worker updates (every event moves a
 -- fulfillment or a payment, and most move the order): the update is then HOT, touching no index.
 -- This pays for the record above (BENCHMARKS.md, "The record of each event"). It applies to pages
--- written from now on; `VACUUM FULL` the tables to apply it to the existing ones.
-ALTER TABLE orders SET (fillfactor = 70);
+-- written from now on; `VACUUM FULL` the tables to apply it to the existing ones. The orders
+-- table gets it where the worker creates it; an order service's own is left as its owner set it.
 ALTER TABLE order_fulfillments SET (fillfactor = 70);
 ALTER TABLE order_payments SET (fillfactor = 70);

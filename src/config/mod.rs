@@ -10,8 +10,10 @@ use redis::{Client, IntoConnectionInfo, TlsCertificates};
 use std::time::Duration;
 
 mod streams;
+mod table_name;
 pub(crate) use streams::parse_topic;
 pub use streams::{Keyspace, StreamConfig, Subscription, Topics};
+pub use table_name::TableName;
 
 /// The local servers' default ports: what a laptop has.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -57,6 +59,12 @@ pub struct Connections {
     /// names the CA to verify the server against (else the system's roots).
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
+    /// The order service's orders table: `table` or `schema.table` (plain identifiers, folded
+    /// to lower case). The worker reads and writes its `id` (TEXT, VARCHAR or UUID), `status`
+    /// (TEXT, VARCHAR or an enum of the statuses) and `updated_at`; `order-worker migrate` adds
+    /// its one column, `fulfillment_status`, or creates the table when there is none.
+    #[arg(long, env = "ORDERS_TABLE", default_value = "orders")]
+    pub orders_table: TableName,
 }
 
 impl Connections {
@@ -66,6 +74,7 @@ impl Connections {
             redis_url: redis_url.into(),
             redis_tls: RedisTls::default(),
             database_url: database_url.into(),
+            orders_table: TableName::default(),
         }
     }
 
@@ -178,6 +187,7 @@ impl fmt::Debug for Connections {
             .field("redis_url", &redact_url(&self.redis_url))
             .field("redis_tls", &self.redis_tls)
             .field("database_url", &redact_url(&self.database_url))
+            .field("orders_table", &self.orders_table.to_string())
             .finish()
     }
 }
@@ -188,6 +198,12 @@ pub struct MigrateConfig {
     /// PostgreSQL URL of the orders database (a role allowed to run DDL).
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
+    /// The order service's orders table: `table` or `schema.table` (plain identifiers, folded
+    /// to lower case). The worker reads and writes its `id` (TEXT, VARCHAR or UUID), `status`
+    /// (TEXT, VARCHAR or an enum of the statuses) and `updated_at`; `order-worker migrate` adds
+    /// its one column, `fulfillment_status`, or creates the table when there is none.
+    #[arg(long, env = "ORDERS_TABLE", default_value = "orders")]
+    pub orders_table: TableName,
 }
 
 /// Replaces the password in a URL with `***`, for logs and error messages.

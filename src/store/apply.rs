@@ -10,6 +10,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 
 use super::late::{late_orders, plan_batch};
 use super::load::{load, load_records, RECORD_STATEMENTS};
+use super::orders::OrdersTable;
 use super::plan::{plan, Incoming, Plan};
 use super::write::write;
 use super::StoreError;
@@ -18,14 +19,17 @@ use super::StoreError;
 /// Nothing is written unless everything is: the caller acks only after this returns `Ok`.
 pub async fn apply_batch(
     conn: &mut AsyncPgConnection,
+    orders: &OrdersTable,
     batch: &[Incoming<'_>],
 ) -> Result<Plan, StoreError> {
     if batch.is_empty() {
         return Ok(Plan::default());
     }
     conn.transaction(async |conn| {
-        let (state, inbox, loads) = load(conn, batch).await?;
-        let late = late_orders(batch, &inbox);
+        let (state, inbox, loads) = load(conn, orders, batch).await?;
+        let mut late = late_orders(batch, &inbox);
+        // An order in a status the rules do not know is not recomputed: its events are refused.
+        late.retain(|order_id| !state.foreign.contains_key(order_id));
         let (mut plan, reads) = if late.is_empty() {
             (plan(batch, state), loads)
         } else {
@@ -35,7 +39,7 @@ pub async fn apply_batch(
                 loads + RECORD_STATEMENTS,
             )
         };
-        let writes = write(conn, &plan).await?;
+        let writes = write(conn, orders, &plan).await?;
         // BEGIN and COMMIT, around the reads and the writes.
         plan.statements = 2 + reads + writes;
         Ok(plan)

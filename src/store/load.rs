@@ -9,8 +9,9 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::try_join;
 
 use super::late::{Inbox, OrderRecord, Recorded};
+use super::orders::OrdersTable;
 use super::plan::{Incoming, Transition};
-use super::schema::{order_fulfillments, order_status_history, orders, processed_events};
+use super::schema::{order_fulfillments, order_status_history, processed_events};
 use super::unnest::TextColumns;
 use super::StoreError;
 use crate::position::Position;
@@ -21,6 +22,7 @@ use crate::topics::{self, Payment, Row, State};
 /// it started). Returns what they read and how many statements that took.
 pub async fn load(
     conn: &AsyncPgConnection,
+    orders: &OrdersTable,
     batch: &[Incoming<'_>],
 ) -> Result<(State, Inbox, usize), StoreError> {
     let order_ids: Vec<&str> = batch
@@ -39,11 +41,9 @@ pub async fn load(
     let event_ids: Vec<&str> = batch.iter().map(|i| i.event.event_id.as_str()).collect();
 
     let (mut c1, mut c2, mut c3, mut c4) = (conn, conn, conn, conn);
-    let locked = orders::table
-        .filter(orders::id.eq_any(&order_ids))
-        .order(orders::id)
-        .select((orders::id, orders::status))
-        .for_update()
+    let locked = TextColumns::new(orders.lock_sql())
+        .column(&order_ids, |id| id)
+        .returning::<(Text, Text)>()
         .load::<(String, String)>(&mut c1);
     let fulfillments = order_fulfillments::table
         .filter(
@@ -92,8 +92,15 @@ pub async fn load(
 
     let mut state = State::default();
     for (id, status) in locked {
-        let status = status.parse().map_err(StoreError::CorruptRow)?;
-        state.orders.insert(id, status);
+        match status.parse() {
+            Ok(known) => {
+                state.orders.insert(id, known);
+            }
+            // Only an adopted table can hold one: the worker's own CHECKs its statuses.
+            Err(_) => {
+                state.foreign.insert(id, status);
+            }
+        }
     }
     for (fulfillment_id, order_id, status) in fulfillments {
         let status = status.parse().map_err(StoreError::CorruptRow)?;

@@ -1,15 +1,18 @@
-//! The embedded migrations: `order-worker migrate` applies them, `order-worker run` refuses to
-//! start while any is pending, so a worker never runs against a schema it does not expect.
+//! The embedded migrations: `order-worker migrate` applies them (after creating or adopting the
+//! orders table, which they do not touch: its name and shape are the order service's), and
+//! `order-worker run` refuses to start while any is pending, so a worker never runs against a
+//! schema it does not expect.
 
-use diesel::connection::SimpleConnection;
 use diesel::migration::MigrationSource;
 use diesel::pg::Pg;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::AsyncPgConnection;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use anyhow::Context;
+
+use super::orders::{adopt, OrdersTable};
+use crate::config::TableName;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
@@ -19,26 +22,40 @@ const MIGRATION_LOCK_KEY: i64 = 0x6f72_6477;
 
 type SyncPg = AsyncConnectionWrapper<AsyncPgConnection>;
 
-/// Applies the pending migrations under a PostgreSQL advisory lock and returns their names.
-/// Several replicas may run this at once: the others wait, then find nothing pending.
-pub async fn run_pending(database_url: &str) -> anyhow::Result<Vec<String>> {
+/// Creates or adopts the orders table `orders`, then applies the pending migrations, under a
+/// PostgreSQL advisory lock; returns the migrations' names. Several replicas may run this at
+/// once: the others wait, then find nothing to do.
+pub async fn run_pending(database_url: &str, orders: &TableName) -> anyhow::Result<Vec<String>> {
+    // The lock belongs to a session of its own, held while the harness migrates on another.
+    let mut lock = super::connect::connect_or_unreachable(database_url.to_owned()).await?;
+    lock.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+        .await
+        .context("taking the migration lock")?;
+    let migrated = async {
+        let adopted = adopt(&mut lock, orders).await?;
+        tracing::info!(table = %orders, "orders table: {adopted}");
+        apply_embedded(database_url).await
+    }
+    .await;
+    // Closing the session would release the lock too; unlocking says so explicitly.
+    let unlocked = lock
+        .batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+        .await
+        .context("releasing the migration lock");
+    let applied = migrated?;
+    unlocked?;
+    Ok(applied)
+}
+
+/// Applies the embedded migrations that are not applied yet.
+async fn apply_embedded(database_url: &str) -> anyhow::Result<Vec<String>> {
     let url = database_url.to_owned();
     // The sync harness blocks on the async connection, so it must not run on a runtime thread.
     tokio::task::spawn_blocking(move || {
-        let mut conn = connect(&url)?;
-        conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
-            .context("taking the migration lock")?;
-        let applied = conn
+        connect(&url)?
             .run_pending_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
-            .map_err(|error| anyhow::anyhow!("applying migrations: {error}"));
-        // Closing the session would release the lock too; unlocking says so explicitly.
-        let unlocked = conn
-            .batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
-            .context("releasing the migration lock");
-        let applied = applied?;
-        unlocked?;
-        Ok(applied)
+            .map_err(|error| anyhow::anyhow!("applying migrations: {error}"))
     })
     .await
     .context("migration task panicked")?
@@ -47,7 +64,8 @@ pub async fn run_pending(database_url: &str) -> anyhow::Result<Vec<String>> {
 /// Fails with a message naming the pending migrations when the schema is behind this build.
 /// Reads diesel's bookkeeping table itself: diesel's harness would first run `CREATE TABLE IF
 /// NOT EXISTS` on it, which the worker's runtime role, allowed no DDL, may not.
-pub async fn ensure_current(database_url: &str) -> anyhow::Result<()> {
+/// Then reads the orders table's shape (`orders`), which the worker's statements follow.
+pub async fn ensure_current(database_url: &str, orders: &TableName) -> anyhow::Result<OrdersTable> {
     let mut conn = super::connect::connect_or_unreachable(database_url.to_owned()).await?;
     let applied: Vec<String> = if migrations_table_exists(&mut conn).await? {
         diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
@@ -68,7 +86,7 @@ pub async fn ensure_current(database_url: &str) -> anyhow::Result<()> {
         .collect();
     pending.sort();
     if pending.is_empty() {
-        Ok(())
+        OrdersTable::inspect(&mut conn, orders).await
     } else {
         anyhow::bail!(
             "the database schema is behind this worker: {} migration(s) pending ({}); \

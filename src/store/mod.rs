@@ -8,6 +8,7 @@ pub mod history;
 mod late;
 mod load;
 pub mod migrate;
+pub mod orders;
 pub mod plan;
 pub mod schema;
 mod unnest;
@@ -20,6 +21,7 @@ use futures_util::FutureExt;
 
 pub use apply::apply_batch;
 pub use connect::connect;
+pub use orders::OrdersTable;
 pub use plan::{Incoming, Plan, Transition};
 
 /// The worker's PostgreSQL pool: one connection per lane of each batch in flight, plus a spare

@@ -150,6 +150,13 @@ fn decide(
         return Outcome::Duplicate;
     }
     let order_id = event.change.order_id();
+    if let Some(status) = state.foreign.get(order_id) {
+        return Outcome::Rejected(format!(
+            "order {order_id:?} has the status {status:?}, which the order service set and the \
+             worker's rules do not know: nothing was changed (replay it once the order is in a \
+             status the rules know)"
+        ));
+    }
     let Some(&from) = state.orders.get(order_id) else {
         return Outcome::UnknownOrder;
     };

@@ -12,13 +12,13 @@ use diesel::QueryResult;
 
 /// A statement such as `INSERT … SELECT * FROM unnest($::text[], $::text[])` with its columns.
 pub struct TextColumns<'a> {
-    sql: &'static str,
+    sql: &'a str,
     columns: Vec<Vec<&'a str>>,
 }
 
 impl<'a> TextColumns<'a> {
     /// `sql` with one `$` per column, in order (and no other `$`).
-    pub fn new(sql: &'static str) -> Self {
+    pub fn new(sql: &'a str) -> Self {
         Self {
             sql,
             columns: Vec::new(),

@@ -4,6 +4,7 @@
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::try_join;
 
+use super::orders::OrdersTable;
 use super::plan::{InboxRow, Plan};
 use super::unnest::TextColumns;
 use super::StoreError;
@@ -27,7 +28,11 @@ macro_rules! insert_inbox_rows {
 /// its retry reports a duplicate. Events of a recomputed order (`rerecorded`) are upserted, and
 /// the history rows it no longer has are deleted before its new ones are inserted (statements
 /// on one connection run in the order sent). Returns how many statements were sent.
-pub async fn write(conn: &AsyncPgConnection, plan: &Plan) -> Result<usize, StoreError> {
+pub async fn write(
+    conn: &AsyncPgConnection,
+    orders: &OrdersTable,
+    plan: &Plan,
+) -> Result<usize, StoreError> {
     let (mut c1, mut c2, mut c3, mut c4, mut c5) = (conn, conn, conn, conn, conn);
     let inbox = record(conn, insert_inbox_rows!(), &plan.processed);
     let rerecorded = record(
@@ -55,24 +60,17 @@ pub async fn write(conn: &AsyncPgConnection, plan: &Plan) -> Result<usize, Store
         .execute(&mut c2)
         .await
     };
-    let orders = async {
+    let order_rows = async {
         if plan.orders.is_empty() {
             return Ok(0);
         }
         let rows = &plan.orders;
-        // '' for an order whose events reported no fulfillment status: it keeps its own.
-        TextColumns::new(
-            "UPDATE orders SET status = u.status, \
-             fulfillment_status = COALESCE(NULLIF(u.fulfillment_status, ''), orders.fulfillment_status), \
-             updated_at = now() \
-             FROM unnest($::text[], $::text[], $::text[]) AS u(id, status, fulfillment_status) \
-             WHERE orders.id = u.id",
-        )
-        .column(rows, |o| &o.order_id)
-        .column(rows, |o| o.status.as_str())
-        .column(rows, |o| o.fulfillment_status.map_or("", |s| s.as_str()))
-        .execute(&mut c3)
-        .await
+        TextColumns::new(orders.update_sql())
+            .column(rows, |o| &o.order_id)
+            .column(rows, |o| o.status.as_str())
+            .column(rows, |o| o.fulfillment_status.map_or("", |s| s.as_str()))
+            .execute(&mut c3)
+            .await
     };
     let history_dropped = async {
         if plan.history_dropped.is_empty() {
@@ -136,7 +134,7 @@ pub async fn write(conn: &AsyncPgConnection, plan: &Plan) -> Result<usize, Store
         rerecorded,
         fulfillments,
         payments,
-        orders,
+        order_rows,
         history_dropped,
         history
     )?;

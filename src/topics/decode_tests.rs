@@ -29,7 +29,15 @@ struct Flat {
 
 /// Decodes an entry of the fulfillment stream, flattened.
 fn decode(fields: &[(String, Vec<u8>)], limit: usize) -> Result<Flat, DecodeError> {
-    let event = super::decode(&fulfillment::STATUS_CHANGED, fields, limit)?;
+    decode_ids(fields, limit, OrderIds::Text)
+}
+
+fn decode_ids(
+    fields: &[(String, Vec<u8>)],
+    limit: usize,
+    order_ids: OrderIds,
+) -> Result<Flat, DecodeError> {
+    let event = super::decode(&fulfillment::STATUS_CHANGED, fields, limit, order_ids)?;
     let f = event
         .change
         .as_any()
@@ -353,3 +361,38 @@ fn the_raw_payload_key_is_stable_and_covers_its_three_inputs() {
 // Undecodable entries, in their own file.
 #[path = "decode_error_tests.rs"]
 mod errors;
+
+/// With a UUID `orders.id`, every usual spelling of a UUID names one order, written as
+/// PostgreSQL writes it; anything else is not an order that can exist.
+#[test]
+fn a_uuid_order_id_is_checked_and_written_as_postgresql_writes_it() {
+    const CANONICAL: &str = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
+    let accepted = [
+        CANONICAL,
+        "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11",
+        "a0eebc999c0b4ef8bb6d6bb9bd380a11",
+        "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}",
+        "urn:uuid:a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+    ];
+    for spelling in accepted {
+        let fields = cloud_event("data", event_with("order_id", json!(spelling)));
+        let flat = decode_ids(&fields, LIMIT, OrderIds::Uuid).expect(spelling);
+        assert_eq!(flat.order_id, CANONICAL, "{spelling}");
+        // A TEXT id is taken as it is.
+        let flat = decode_ids(&fields, LIMIT, OrderIds::Text).expect(spelling);
+        assert_eq!(flat.order_id, spelling);
+    }
+    for refused in [
+        "o1",
+        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1",
+        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1g",
+    ] {
+        let fields = cloud_event("data", event_with("order_id", json!(refused)));
+        let error = decode_ids(&fields, LIMIT, OrderIds::Uuid).expect_err(refused);
+        assert_eq!(error, DecodeError::NotAUuid(refused.to_owned()));
+        assert_eq!(
+            error.to_string(),
+            format!("`order_id` {refused:?} is not a UUID, and the orders table's `id` column is a UUID")
+        );
+    }
+}

@@ -15,7 +15,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::envelope::{self, DecodeError, Payload, TraceContext};
+use crate::envelope::{self, DecodeError, OrderIds, Payload, TraceContext};
 pub use fulfillment::{FulfillmentEvent, FulfillmentStatus};
 pub use order::{OrderStatus, UnknownStatus};
 pub use payment::{Payment, PaymentStatus};
@@ -33,14 +33,15 @@ pub fn by_name(name: &str) -> Option<&'static dyn Topic> {
 }
 
 /// One entry of `topic`'s stream, decoded: the envelope (Dapr's format) opened, then its payload
-/// read by the topic.
+/// read by the topic, its order id as the orders table holds them (`order_ids`).
 pub fn decode(
     topic: &'static dyn Topic,
     fields: &[(String, Vec<u8>)],
     max_bytes: usize,
+    order_ids: OrderIds,
 ) -> Result<Event, DecodeError> {
     let opened = envelope::open(fields, max_bytes)?;
-    let change = topic.decode(opened.payload)?;
+    let change = topic.decode(opened.payload.expecting(order_ids))?;
     let event_id = opened
         .id
         .unwrap_or_else(|| raw_event_id(&change.identity()));
@@ -192,6 +193,9 @@ impl Outcome {
 #[derive(Debug, Default)]
 pub struct State {
     pub orders: HashMap<String, OrderStatus>,
+    /// The batch's orders in a status of the order service's own that the rules do not know
+    /// (an adopted table holds what its owner writes): their events are refused, not applied.
+    pub foreign: HashMap<String, String>,
     /// fulfillment_id → (order_id, status): every fulfillment of the batch's orders and every
     /// fulfillment the batch names.
     pub fulfillments: HashMap<String, (String, FulfillmentStatus)>,

@@ -84,7 +84,7 @@ impl Topic for PaymentTopic {
         payload.expect_event_type(self.name())?;
         Ok(Box::new(PaymentEvent {
             payment_id: payload.required("payment_id")?,
-            order_id: payload.required("order_id")?,
+            order_id: payload.order_id()?,
             status: self.0,
             amount: amount(payload.value("amount"))?,
             currency: payload.text("currency")?,

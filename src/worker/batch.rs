@@ -135,13 +135,14 @@ impl Worker {
             }
         }
         let max = u64::from(self.config.max_deliveries);
+        let (max_bytes, order_ids) = (self.config.max_entry_bytes, self.orders.order_ids());
         let decoded = batch
             .entries
             .iter()
             .map(|entry| {
                 let deliveries = counts.of(entry);
                 let topic = self.subscriptions[entry.source].topic;
-                let event = topics::decode(topic, &entry.fields, self.config.max_entry_bytes);
+                let event = topics::decode(topic, &entry.fields, max_bytes, order_ids);
                 match verdict(Known::Decoded(event.as_ref().map(drop)), deliveries, max) {
                     Verdict::DeadLetter(refusal) => Err(refusal),
                     // Only a decoded event is let through.
@@ -355,7 +356,7 @@ impl Worker {
                 let started = Instant::now();
                 let mut conn = self.db.get().await.map_err(StoreError::from)?;
                 let checked_out = started.elapsed();
-                let plan = apply_batch(&mut conn, incoming).await;
+                let plan = apply_batch(&mut conn, &self.orders, incoming).await;
                 tracing::debug!(events = incoming.len(), ?checked_out, took = ?started.elapsed(), "applied");
                 plan
             };

@@ -42,8 +42,9 @@ impl Worker {
         let redis_health = Dependency::new("Redis", "redis");
         let db_health = Dependency::new("PostgreSQL", "postgres");
         let database_url = &config.connections.database_url;
-        wait_out("checking the database schema", &db_health, starting, || {
-            migrate::ensure_current(database_url)
+        let orders_table = &config.connections.orders_table;
+        let orders = wait_out("checking the database schema", &db_health, starting, || {
+            migrate::ensure_current(database_url, orders_table)
         })
         .await?;
         wait_out(
@@ -82,6 +83,7 @@ impl Worker {
             subscriptions,
             consumer,
             db,
+            orders,
             reader: Some(reader),
             read_ahead: Mutex::new(Vec::new()),
             recorder: Recorder::default(),

@@ -70,7 +70,7 @@ impl TestEnv {
     /// A fresh, migrated database and unique stream and dead-letter names.
     pub async fn new() -> Self {
         let env = Self::unmigrated().await;
-        order_worker::run_migrations(&env.database_url)
+        order_worker::run_migrations(&env.database_url, &order_worker::TableName::default())
             .await
             .expect("migrations apply");
         env

@@ -85,7 +85,7 @@ pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Rep
     let servers = urls.find(false).await?;
     let database_url =
         local_servers::recreate_database(&servers.admin_url, &config.database).await?;
-    order_worker::run_migrations(&database_url).await?;
+    order_worker::run_migrations(&database_url, &order_worker::TableName::default()).await?;
     let connections = servers.connections(&database_url);
     let redis =
         local_servers::connect_redis(&connections.redis_tls, &connections.redis_url).await?;

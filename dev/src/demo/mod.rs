@@ -174,7 +174,7 @@ impl Stage {
         );
         let database_url = local_servers::recreate_database(&servers.admin_url, database).await?;
         println!("PostgreSQL: {}", redact_url(&database_url));
-        order_worker::run_migrations(&database_url).await?;
+        order_worker::run_migrations(&database_url, &order_worker::TableName::default()).await?;
 
         let connections = servers.connections(&database_url);
         let mut redis =

@@ -19,7 +19,7 @@ use order_worker::{RedisConnection, StreamConfig};
 /// `pending`, as the order service would have them. Returns its URL.
 pub async fn fresh_database(servers: &Servers, name: &str, orders: u64) -> anyhow::Result<String> {
     let url = local_servers::recreate_database(&servers.admin_url, name).await?;
-    order_worker::run_migrations(&url).await?;
+    order_worker::run_migrations(&url, &order_worker::TableName::default()).await?;
     let mut conn = order_worker::connect_postgres(url.clone()).await?;
     diesel::sql_query(
         "INSERT INTO orders (id, status) \

@@ -191,7 +191,8 @@ mod tests {
                 .map(|(k, v)| (k, v.into_bytes()))
                 .collect();
             let topic = order_worker::topic(publication.topic).expect("a topic");
-            let event = order_worker::decode(topic, &fields, 1 << 20).expect("decodes");
+            let event =
+                order_worker::decode(topic, &fields, 1 << 20, Default::default()).expect("decodes");
             let order = event
                 .change
                 .order_id()

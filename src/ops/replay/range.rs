@@ -15,7 +15,7 @@ use tracing::{Instrument, Span};
 
 use crate::ops::stream_id::StreamId;
 use crate::ops::xrange;
-use crate::store::{apply_batch, Incoming, Plan};
+use crate::store::{apply_batch, Incoming, OrdersTable, Plan};
 use crate::stream::StreamEntry;
 use crate::telemetry::spans::{self, Entry, Step};
 use crate::topics::{self, Event, Outcome, Topic};
@@ -41,6 +41,8 @@ pub struct RangeRequest<'a> {
     pub order_id: Option<&'a str>,
     pub max_entry_bytes: usize,
     pub page_size: usize,
+    /// The orders table the events apply to.
+    pub orders: &'a OrdersTable,
 }
 
 /// Events per outcome, plus the entries that could not be decoded.
@@ -282,7 +284,12 @@ async fn apply_page(
     let mut events: Vec<(&str, Event)> = Vec::with_capacity(page.len());
     let mut problems = Vec::new();
     for entry in page {
-        match topics::decode(request.topic, &entry.fields, request.max_entry_bytes) {
+        match topics::decode(
+            request.topic,
+            &entry.fields,
+            request.max_entry_bytes,
+            request.orders.order_ids(),
+        ) {
             Ok(event)
                 if request
                     .order_id
@@ -318,8 +325,11 @@ async fn apply_page(
         })
         .collect();
     let attributes = [("order_worker.events", batch.len() as i64)];
-    let applying =
-        apply_batch(pg, &batch).instrument(spans::for_entries(Step::Apply, &attributes, &traced));
+    let applying = apply_batch(pg, request.orders, &batch).instrument(spans::for_entries(
+        Step::Apply,
+        &attributes,
+        &traced,
+    ));
     let plan = applying.await.with_context(|| {
         let first = page.first().map_or("", |entry| entry.id.as_str());
         let last = page.last().map_or("", |entry| entry.id.as_str());

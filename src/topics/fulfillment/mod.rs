@@ -29,7 +29,7 @@ impl Topic for StatusChanged {
     fn decode(&self, payload: Payload) -> Result<Box<dyn Change>, DecodeError> {
         payload.expect_event_type(self.name())?;
         let fulfillment_id = payload.required("fulfillment_id")?;
-        let order_id = payload.required("order_id")?;
+        let order_id = payload.order_id()?;
         let new_status = payload.required("new_status")?;
         let new_status = new_status
             .parse()

@@ -1,0 +1,106 @@
+//! The orders table: the order service's own, adopted as it is, or on a fresh database the
+//! worker's. `migrate` creates or adopts it ([`adopt`]); every command that applies events reads
+//! its shape first ([`OrdersTable::inspect`]) and runs the two statements built from it: the
+//! lock of a batch's orders and the update of their status.
+
+mod adopt;
+mod catalog;
+mod shape;
+
+use anyhow::Context;
+use diesel_async::AsyncPgConnection;
+
+pub use adopt::adopt;
+
+use crate::config::TableName;
+use crate::envelope::OrderIds;
+use shape::{Shape, StatusType};
+
+/// The orders table as the worker uses it: its name, what its ids are, and its statements.
+#[derive(Debug, Clone)]
+pub struct OrdersTable {
+    name: TableName,
+    order_ids: OrderIds,
+    lock: String,
+    update: String,
+}
+
+impl OrdersTable {
+    /// Reads the table's shape from the catalog. Fails, saying what to do, when the table is
+    /// missing, does not fit, or lacks the worker's column (`order-worker migrate` adds it).
+    pub async fn inspect(conn: &mut AsyncPgConnection, name: &TableName) -> anyhow::Result<Self> {
+        let columns = catalog::columns(conn, name)
+            .await?
+            .with_context(|| missing(name))?;
+        let shape = shape::check(&columns).map_err(|misfits| adopt::refusal(name, &misfits))?;
+        if !shape.has_fulfillment_status {
+            anyhow::bail!(
+                "the orders table `{name}` has no `fulfillment_status` column yet: run `order-worker migrate` first"
+            );
+        }
+        Ok(Self::new(name.clone(), &shape))
+    }
+
+    fn new(name: TableName, shape: &Shape) -> Self {
+        let table = name.quoted();
+        // Ids travel as text; a UUID column compares with them cast, so its index is used.
+        let ids = match shape.id {
+            OrderIds::Text => "$::text[]",
+            OrderIds::Uuid => "$::text[]::uuid[]",
+        };
+        let id = match shape.id {
+            OrderIds::Text => "u.id",
+            OrderIds::Uuid => "u.id::uuid",
+        };
+        let status = match &shape.status {
+            StatusType::Text => "u.status".to_owned(),
+            StatusType::Enum(cast) => format!("u.status::{cast}"),
+        };
+        Self {
+            // In id order, so that two transactions locking common orders never deadlock.
+            lock: format!(
+                "SELECT id::text, status::text FROM {table} WHERE id = ANY({ids}) \
+                 ORDER BY id FOR UPDATE"
+            ),
+            // '' for an order whose events reported no fulfillment status: it keeps its own.
+            update: format!(
+                "UPDATE {table} AS o SET status = {status}, \
+                 fulfillment_status = COALESCE(NULLIF(u.fulfillment_status, ''), o.fulfillment_status), \
+                 updated_at = now() \
+                 FROM unnest($::text[], $::text[], $::text[]) AS u(id, status, fulfillment_status) \
+                 WHERE o.id = {id}"
+            ),
+            name,
+            order_ids: shape.id,
+        }
+    }
+
+    pub fn name(&self) -> &TableName {
+        &self.name
+    }
+
+    /// What an event's `order_id` must be to name one of its rows.
+    pub fn order_ids(&self) -> OrderIds {
+        self.order_ids
+    }
+
+    /// Locks the orders whose ids (text) bind its one `$`; returns `(id, status)` rows.
+    pub(super) fn lock_sql(&self) -> &str {
+        &self.lock
+    }
+
+    /// Sets `status` and `fulfillment_status` of the orders whose `(id, status,
+    /// fulfillment_status)` bind its three `$`.
+    pub(super) fn update_sql(&self) -> &str {
+        &self.update
+    }
+}
+
+fn missing(name: &TableName) -> String {
+    let hint = if name.is_unqualified() {
+        " (looked up through the role's search_path; ORDERS_TABLE may name its schema)"
+    } else {
+        ""
+    };
+    format!("the orders table `{name}` does not exist{hint}: run `order-worker migrate` first")
+}
