@@ -52,6 +52,13 @@ pub const OLDEST_PENDING_IDLE: &str = "fulfillment_stream_oldest_pending_idle_se
 /// CLAIM_MIN_IDLE_MS as configured, so alerts compare against it rather than a copy.
 pub const CLAIM_MIN_IDLE: &str = "fulfillment_claim_min_idle_seconds";
 
+/// The inbox (`processed_events`): its rows (PostgreSQL's estimate), the age of its oldest row,
+/// INBOX_RETENTION as configured (alerts compare against it), and the rows its retention dropped.
+pub const INBOX_ROWS: &str = "order_inbox_rows";
+pub const INBOX_OLDEST_AGE: &str = "order_inbox_oldest_event_age_seconds";
+pub const INBOX_RETENTION: &str = "order_inbox_retention_seconds";
+pub const INBOX_PRUNED: &str = "order_inbox_pruned_total";
+
 /// Spans that never reached the OpenTelemetry collector (unreachable, too slow, queue full).
 pub const SPANS_DROPPED: &str = "otel_spans_dropped_total";
 
@@ -106,6 +113,19 @@ fn describe() {
         "Events that contradict their order's state (a payment for a closed order), by topic."
     );
     describe_counter!(RECOMPUTES, "Orders recomputed for a late event.");
+    describe_gauge!(
+        INBOX_ROWS,
+        "Rows of the inbox, as PostgreSQL estimates them."
+    );
+    describe_gauge!(
+        INBOX_OLDEST_AGE,
+        "Age of the inbox's oldest row, in seconds; past INBOX_RETENTION, its retention is not running."
+    );
+    describe_gauge!(
+        INBOX_RETENTION,
+        "INBOX_RETENTION as configured, in seconds."
+    );
+    describe_counter!(INBOX_PRUNED, "Inbox rows dropped by its retention.");
     describe_counter!(
         CLAIMED,
         "Entries taken over from the pending list, by topic."
@@ -269,4 +289,21 @@ pub fn backlog(topic: &'static str, seen: &Backlog, claim_min_idle: Duration) {
     gauge!(OLDEST_PENDING_IDLE, "topic" => topic).set(seen.oldest_idle.as_secs_f64());
     gauge!(DEAD_LETTER_LENGTH, "topic" => topic).set(seen.dead_letters as f64);
     gauge!(CLAIM_MIN_IDLE).set(claim_min_idle.as_secs_f64());
+}
+
+/// INBOX_RETENTION, for the alerts to compare the inbox's oldest row against.
+pub fn inbox_retention(keep: Duration) {
+    gauge!(INBOX_RETENTION).set(keep.as_secs_f64());
+}
+
+/// The inbox as last seen.
+pub fn inbox(extent: &crate::store::retention::Extent) {
+    gauge!(INBOX_ROWS).set(extent.rows_estimate);
+    let oldest = extent.oldest.unwrap_or_default();
+    gauge!(INBOX_OLDEST_AGE).set(oldest.as_secs_f64());
+}
+
+/// Rows the inbox's retention dropped.
+pub fn inbox_pruned(rows: u64) {
+    counter!(INBOX_PRUNED).increment(rows);
 }

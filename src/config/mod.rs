@@ -38,6 +38,9 @@ pub const DEFAULT_MAX_DELIVERIES: u32 = 10;
 pub const DEFAULT_CONSUMER_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Below Kubernetes' default 30 s grace period.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
+pub const DEFAULT_INBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+pub const DEFAULT_INBOX_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
+const MIN_INBOX_RETENTION: Duration = Duration::from_secs(3600);
 /// Dapr's `XGROUP CREATE … 0`: a new group reads the retained stream from the start.
 pub const DEFAULT_GROUP_START_ID: &str = "0";
 
@@ -279,9 +282,28 @@ pub struct WorkerConfig {
     /// long gone); one with pending entries never is (`1h`, `30m`, or plain seconds).
     #[arg(long, env = "CONSUMER_IDLE_TIMEOUT", default_value = "1h", value_parser = parse_duration)]
     pub consumer_idle_timeout: Duration,
+    /// How long the inbox remembers an event, so that its redelivery, a publisher's retry of it
+    /// or a replay of its entry is a `duplicate` (`7d`, `36h`; at least 1h). Keep it at least
+    /// the stream's retention (`trim --keep`): an entry older than this replayed applies again.
+    /// An order's record goes whole, once it has had no event for this long.
+    #[arg(long, env = "INBOX_RETENTION", default_value = "7d", value_parser = parse_inbox_retention)]
+    pub inbox_retention: Duration,
+    /// How often a replica drops what is older than INBOX_RETENTION (one replica at a time)
+    /// and refreshes the inbox gauges.
+    #[arg(long, env = "INBOX_PRUNE_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub inbox_prune_interval: Duration,
     /// Where `/healthz`, `/readyz` and `/metrics` are served (`127.0.0.1:0`: any free port).
     #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:9090")]
     pub http_addr: std::net::SocketAddr,
+}
+
+/// INBOX_RETENTION: a duration of an hour or more (the database refuses less).
+fn parse_inbox_retention(raw: &str) -> Result<Duration, String> {
+    let keep = parse_duration(raw)?;
+    if keep < MIN_INBOX_RETENTION {
+        return Err("the inbox keeps at least an hour of events (write e.g. 7d or 36h)".to_owned());
+    }
+    Ok(keep)
 }
 
 /// A duration as operators write it: `20s`, `500ms`, `1m`, or plain seconds.
@@ -309,6 +331,8 @@ impl WorkerConfig {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             concurrency: 1,
             consumer_idle_timeout: DEFAULT_CONSUMER_IDLE_TIMEOUT,
+            inbox_retention: DEFAULT_INBOX_RETENTION,
+            inbox_prune_interval: DEFAULT_INBOX_PRUNE_INTERVAL,
             http_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }

@@ -10,6 +10,7 @@ mod load;
 pub mod migrate;
 pub mod orders;
 pub mod plan;
+pub mod retention;
 pub mod schema;
 mod unnest;
 mod write;

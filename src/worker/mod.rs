@@ -14,6 +14,7 @@
 mod batch;
 mod claim;
 mod in_flight;
+mod retention;
 mod settle;
 mod start;
 mod traced;
@@ -113,6 +114,7 @@ impl Worker {
         let count = self.config.batch_size as usize;
         let mut next_claim = Instant::now();
         let mut in_flight = InFlight::new(IN_FLIGHT);
+        let retention = tokio::spawn(self.retention().run(shutdown.clone()));
         while !shutdown.is_triggered() {
             if Instant::now() >= next_claim {
                 // Claimed entries may belong to orders in flight: let those finish first.
@@ -148,6 +150,8 @@ impl Worker {
             in_flight.push(orders, self.finish(prepared, &shutdown).instrument(span));
         }
         in_flight.drain().await;
+        // It stops between steps; a step takes milliseconds.
+        let _ = retention.await;
         tracing::info!(consumer = %self.consumer, "worker stopped");
         Ok(())
     }
@@ -171,6 +175,14 @@ impl Worker {
                 Err(error) if retry.failed(&error).await => {}
                 Err(_) => return None,
             }
+        }
+    }
+
+    fn retention(&self) -> retention::Retention {
+        retention::Retention {
+            database_url: self.config.connections.database_url.clone(),
+            keep: self.config.inbox_retention,
+            every: self.config.inbox_prune_interval,
         }
     }
 
