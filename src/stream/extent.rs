@@ -1,5 +1,5 @@
-//! How much of a stream Redis still holds: its length and its oldest entry, from one
-//! `XINFO STREAM` (so the two agree). The retention gauges show it, and `replay` tells a range
+//! How much of a stream Redis still holds: its length, its oldest entry, and how many entries
+//! were deleted from it, from one `XINFO STREAM` (so they agree). The retention gauges show it, and `replay` tells a range
 //! that was trimmed away from one in which nothing was written.
 
 use std::time::Duration;
@@ -16,6 +16,12 @@ pub struct Extent {
     pub length: u64,
     /// The oldest entry's id; `None` when the stream is empty.
     pub oldest: Option<StreamId>,
+    /// Entries ever deleted: `entries-added` less the length (Redis 7; `None` before, which
+    /// cannot tell). `XTRIM` deletes from the start, so these were older than `oldest`
+    /// (Redis 7.0's `max-deleted-entry-id` counts only `XDEL`s, so it cannot say this).
+    pub deleted: Option<u64>,
+    /// The newest id the stream ever gave (`last-generated-id`), deleted or not.
+    pub last_generated: StreamId,
 }
 
 impl Extent {
@@ -43,10 +49,15 @@ pub async fn extent<C: ConnectionLike + Send>(
 
 /// The `length` and `first-entry` of an `XINFO STREAM` reply (RESP2 pairs or a RESP3 map).
 fn parse(reply: &Value) -> Option<Extent> {
-    let (mut length, mut oldest) = (None, None);
+    let (mut length, mut oldest, mut added, mut last_generated) = (None, None, None, None);
     for (key, value) in reply.as_map_iter()? {
         match redis::from_redis_value_ref::<String>(key).ok()?.as_str() {
             "length" => length = Some(redis::from_redis_value_ref::<u64>(value).ok()?),
+            "entries-added" => added = Some(redis::from_redis_value_ref::<u64>(value).ok()?),
+            "last-generated-id" => {
+                let id: String = redis::from_redis_value_ref(value).ok()?;
+                last_generated = Some(id.parse().ok()?);
+            }
             "first-entry" => {
                 oldest = match value {
                     Value::Nil => None,
@@ -60,9 +71,12 @@ fn parse(reply: &Value) -> Option<Extent> {
             _ => {}
         }
     }
+    let length = length?;
     Some(Extent {
-        length: length?,
+        length,
         oldest,
+        deleted: added.map(|added: u64| added.saturating_sub(length)),
+        last_generated: last_generated?,
     })
 }
 
@@ -82,6 +96,8 @@ mod tests {
         ]);
         let pairs = vec![
             (bulk("length"), Value::Int(7)),
+            (bulk("last-generated-id"), bulk("1700000000009-0")),
+            (bulk("entries-added"), Value::Int(10)),
             (bulk("groups"), Value::Int(1)),
             (bulk("first-entry"), entry),
         ];
@@ -89,6 +105,7 @@ mod tests {
             ms: 1_700_000_000_000,
             seq: 3,
         });
+        let last_generated = StreamId::at_millis(1_700_000_000_009);
         let resp2 = Value::Array(
             pairs
                 .iter()
@@ -97,26 +114,43 @@ mod tests {
         );
         let resp3 = Value::Map(pairs);
         for reply in [resp2, resp3] {
-            assert_eq!(
-                parse(&reply),
-                Some(Extent { length: 7, oldest }),
-                "{reply:?}"
-            );
+            let expected = Extent {
+                length: 7,
+                oldest,
+                deleted: Some(3),
+                last_generated,
+            };
+            assert_eq!(parse(&reply), Some(expected), "{reply:?}");
         }
+        // A new stream, and the same before Redis 7 (no entries-added: cannot tell).
         let empty = Value::Array(vec![
             bulk("length"),
+            Value::Int(0),
+            bulk("last-generated-id"),
+            bulk("0-0"),
+            bulk("entries-added"),
             Value::Int(0),
             bulk("first-entry"),
             Value::Nil,
         ]);
-        let empty = parse(&empty).expect("an empty stream");
-        assert_eq!(
-            empty,
-            Extent {
-                length: 0,
-                oldest: None
-            }
-        );
+        let nothing = Extent {
+            length: 0,
+            oldest: None,
+            deleted: Some(0),
+            last_generated: StreamId::MIN,
+        };
+        assert_eq!(parse(&empty), Some(nothing));
+        let redis_6 = Value::Array(vec![
+            bulk("length"),
+            Value::Int(0),
+            bulk("last-generated-id"),
+            bulk("0-0"),
+        ]);
+        let unknown = Extent {
+            deleted: None,
+            ..nothing
+        };
+        assert_eq!(parse(&redis_6), Some(unknown));
         assert_eq!(
             parse(&Value::Array(vec![bulk("groups"), Value::Int(0)])),
             None
@@ -128,6 +162,8 @@ mod tests {
         let at = |ms| Extent {
             length: 1,
             oldest: Some(StreamId::at_millis(ms)),
+            deleted: Some(0),
+            last_generated: StreamId::at_millis(ms),
         };
         assert_eq!(at(1_000).oldest_age(61_000), Duration::from_secs(60));
         assert_eq!(
@@ -138,6 +174,8 @@ mod tests {
         let empty = Extent {
             length: 0,
             oldest: None,
+            deleted: Some(0),
+            last_generated: StreamId::MIN,
         };
         assert_eq!(empty.oldest_age(61_000), Duration::ZERO);
     }
