@@ -49,6 +49,11 @@ pub const DEAD_LETTER_LENGTH: &str = "fulfillment_dead_letter_length";
 /// Per `topic`: how long the oldest pending entry has waited since its last delivery. Past a
 /// few CLAIM_MIN_IDLE_MS, no replica is claiming it.
 pub const OLDEST_PENDING_IDLE: &str = "fulfillment_stream_oldest_pending_idle_seconds";
+/// Per `topic`: entries the stream holds (acknowledged ones until `trim` deletes them) and how
+/// long ago its oldest one was written, as last seen by this replica's claim round. An age past
+/// trim's keep window says retention is not running (or a group holds the cut).
+pub const STREAM_LENGTH: &str = "fulfillment_stream_length";
+pub const OLDEST_ENTRY_AGE: &str = "fulfillment_stream_oldest_entry_age_seconds";
 /// CLAIM_MIN_IDLE_MS as configured, so alerts compare against it rather than a copy.
 pub const CLAIM_MIN_IDLE: &str = "fulfillment_claim_min_idle_seconds";
 
@@ -150,6 +155,14 @@ fn describe() {
     describe_gauge!(
         DEAD_LETTER_LENGTH,
         "The dead-letter stream's length, by topic."
+    );
+    describe_gauge!(
+        STREAM_LENGTH,
+        "Entries the stream holds (acknowledged ones until trimmed), by topic."
+    );
+    describe_gauge!(
+        OLDEST_ENTRY_AGE,
+        "Seconds since the stream's oldest entry was written (0 when empty), by topic."
     );
     describe_gauge!(
         CLAIM_MIN_IDLE,
@@ -280,7 +293,7 @@ pub fn transient_error(server: &'static str) {
     counter!(CONSUMER_ERRORS, "kind" => server).increment(1);
 }
 
-/// The gauges of one stream's backlog, and the claim idle they are judged against.
+/// The gauges of one stream's backlog and extent, and the claim idle they are judged against.
 pub fn backlog(topic: &'static str, seen: &Backlog, claim_min_idle: Duration) {
     if let Some(lag) = seen.lag {
         gauge!(LAG, "topic" => topic).set(lag as f64);
@@ -288,6 +301,8 @@ pub fn backlog(topic: &'static str, seen: &Backlog, claim_min_idle: Duration) {
     gauge!(PENDING, "topic" => topic).set(seen.pending as f64);
     gauge!(OLDEST_PENDING_IDLE, "topic" => topic).set(seen.oldest_idle.as_secs_f64());
     gauge!(DEAD_LETTER_LENGTH, "topic" => topic).set(seen.dead_letters as f64);
+    gauge!(STREAM_LENGTH, "topic" => topic).set(seen.length as f64);
+    gauge!(OLDEST_ENTRY_AGE, "topic" => topic).set(seen.oldest_entry_age.as_secs_f64());
     gauge!(CLAIM_MIN_IDLE).set(claim_min_idle.as_secs_f64());
 }
 

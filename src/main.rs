@@ -42,7 +42,8 @@ enum Command {
     /// Look at the dead-letter stream (list, show) and delete old dead letters (purge).
     DeadLetter(ops::dead_letter::DeadLetterArgs),
     /// Delete the stream entries every consumer group is done with (XTRIM MINID below the
-    /// oldest entry any group has pending or not yet delivered); never an unacked one.
+    /// oldest entry any group has pending or not yet delivered), but keep --keep (default 7
+    /// days) of history for replay; never an unacked one.
     Trim(ops::trim::TrimArgs),
     /// Run a range of the stream through decode → apply again (idempotent; --dry-run writes
     /// nothing), or move dead letters back to the stream after a fix (--dead-letter).

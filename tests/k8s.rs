@@ -1,8 +1,10 @@
 //! What the Kubernetes manifests (k8s/) must agree on with the binary, which schema validation
 //! (kubernetes-validate in .ci/run) cannot see: every environment variable they set is one the
 //! binary reads, each replica gets its own consumer name, the grace period outlasts
-//! SHUTDOWN_TIMEOUT, the probes hit paths the binary serves on the port it binds, and the
-//! migrations' owner role comes from a Secret the workers never read.
+//! SHUTDOWN_TIMEOUT, the probes hit paths the binary serves on the port it binds, the
+//! migrations' owner role comes from a Secret the workers never read, and the trim CronJob runs
+//! flags the binary has, with the workers' image and a Redis user of its own, under the keep
+//! window the retention alert allows for.
 
 mod support;
 
@@ -75,7 +77,7 @@ fn env_names_read_by(command: &str) -> BTreeSet<String> {
                 .collect()
         })
         .collect();
-    assert!(names.contains("DATABASE_URL"), "{help}");
+    assert!(names.contains("LOG_FORMAT"), "{help}");
     names
 }
 
@@ -259,4 +261,107 @@ fn migrations_run_as_the_owner_role_from_a_secret_the_workers_never_read() {
             "the worker reads {name} from the migrate Secret"
         );
     }
+}
+
+/// The trim CronJob and its one container.
+fn trim_cronjob() -> (Yaml, Yaml) {
+    let cronjob = manifest("base/trim-cronjob.yaml");
+    let pod = &cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let containers = list(&pod["containers"], "CronJob containers");
+    assert_eq!(containers.len(), 1, "one container: trim");
+    let container = containers[0].clone();
+    (cronjob, container)
+}
+
+#[test]
+fn the_trim_cronjob_runs_hourly_alone_with_arguments_the_binary_accepts() {
+    let (cronjob, container) = trim_cronjob();
+    let spec = &cronjob["spec"];
+    assert_eq!(str_of(&spec["schedule"], "schedule"), "17 * * * *");
+    assert_eq!(
+        str_of(&spec["concurrencyPolicy"], "concurrencyPolicy"),
+        "Forbid"
+    );
+    let args: Vec<&str> = list(&container["args"], "args")
+        .iter()
+        .map(|arg| str_of(arg, "arg"))
+        .collect();
+    assert_eq!(args[..2], ["trim", "--all-topics"], "{args:?}");
+    // clap parses every flag and value before it prints help: a flag the binary lacks, or a
+    // --keep it cannot read, fails here.
+    let parsed = order_worker_output(&[&args[..], &["--help"]].concat(), &[]);
+    assert!(
+        parsed.status.success(),
+        "order-worker {args:?}: {}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    let kustomization = manifest("base/kustomization.yaml");
+    assert!(
+        list(&kustomization["resources"], "resources")
+            .iter()
+            .any(|resource| resource.as_str() == Some("trim-cronjob.yaml")),
+        "k8s/base/kustomization.yaml lists trim-cronjob.yaml"
+    );
+}
+
+#[test]
+fn the_trim_cronjob_runs_the_workers_image_and_settings_with_a_redis_user_of_its_own() {
+    let (cronjob, container) = trim_cronjob();
+    let worker = worker_container();
+    assert_eq!(container["image"], worker["image"]);
+    assert_eq!(
+        container["envFrom"], worker["envFrom"],
+        "the workers' ConfigMap"
+    );
+    assert_eq!(container["securityContext"], worker["securityContext"]);
+    let deployment = manifest("base/deployment.yaml");
+    assert_eq!(
+        cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["securityContext"],
+        deployment["spec"]["template"]["spec"]["securityContext"]
+    );
+
+    let trim = env_names_read_by("trim");
+    let trim_secret = manifest("order-worker-trim-example-secret.yaml");
+    let worker_secret = manifest("order-worker-example-secret.yaml");
+    for (name, entry) in env_entries(&container) {
+        assert!(trim.contains(&name), "`trim` does not read {name}");
+        let reference = &entry["valueFrom"]["secretKeyRef"];
+        if reference.is_badvalue() {
+            continue;
+        }
+        assert_eq!(reference["name"], trim_secret["metadata"]["name"], "{name}");
+        assert_ne!(
+            reference["name"], worker_secret["metadata"]["name"],
+            "{name}"
+        );
+        assert!(keys(&trim_secret["stringData"], "trim Secret")
+            .contains(str_of(&reference["key"], &name)));
+    }
+    assert!(keys(&trim_secret["stringData"], "trim Secret").contains("REDIS_URL"));
+}
+
+#[test]
+fn the_retention_alert_allows_the_cronjobs_keep_window_plus_two_hours() {
+    let (_, container) = trim_cronjob();
+    let args = list(&container["args"], "args");
+    let keep = args
+        .iter()
+        .position(|arg| arg.as_str() == Some("--keep"))
+        .map(|at| str_of(&args[at + 1], "--keep value"))
+        .expect("the CronJob sets --keep");
+    let hours = humantime::parse_duration(keep)
+        .expect("--keep parses")
+        .as_secs()
+        / 3_600;
+    let rule = manifest("monitoring/prometheus-rule.yaml");
+    let rules = list(&rule["spec"]["groups"][0]["rules"], "rules");
+    let alert = rules
+        .iter()
+        .find(|rule| rule["alert"].as_str() == Some("OrderWorkerRetentionNotRunning"))
+        .expect("the retention alert");
+    let expr = str_of(&alert["expr"], "expr");
+    assert!(
+        expr.ends_with(&format!("> ({hours} + 2) * 3600")),
+        "{expr} against --keep {keep}"
+    );
 }

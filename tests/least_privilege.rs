@@ -2,7 +2,8 @@
 //! README's `ACL SETUSER` rule and a PostgreSQL role with exactly its grants (both read from
 //! README.md, so the README cannot drift from what is tested), through a drain with a dead
 //! letter, a claim and a consumer removal. Nothing it did was denied; what it was not granted
-//! is. On private TLS servers, so roles and users never touch a shared server.
+//! is. Then the trim CronJob's command as the README's trim user, which may trim where the
+//! worker's user may not. On private TLS servers, so roles and users never touch a shared server.
 
 mod support;
 
@@ -11,18 +12,19 @@ use std::time::Duration;
 use diesel_async::SimpleAsyncConnection;
 use order_worker::StreamConfig;
 use support::ops::stderr;
+use support::payments::ALL_TOPICS;
 use support::tls::TlsServers;
 use support::{eventually, TestEnv};
 
 const README: &str = include_str!("../README.md");
 const PASSWORD: &str = "not-so-secret";
 
-/// The arguments of the README's `ACL SETUSER order-worker …` line, with a real password.
-fn acl_rule() -> Vec<String> {
+/// The arguments of the README's `ACL SETUSER <user> …` line, with a real password.
+fn acl_rule(user: &str) -> Vec<String> {
     let line = README
         .lines()
-        .find(|line| line.starts_with("ACL SETUSER order-worker "))
-        .expect("README states the ACL rule");
+        .find(|line| line.starts_with(&format!("ACL SETUSER {user} ")))
+        .unwrap_or_else(|| panic!("README states the ACL rule of {user}"));
     line.split_whitespace()
         .skip(2)
         .map(|arg| match arg {
@@ -80,12 +82,14 @@ async fn set_up_as_the_readme_says(servers: &TlsServers) -> TestEnv {
     assert!(migrated.status.success(), "{}", stderr(&migrated));
     run_as(owner_url, &as_owner).await;
 
-    let _: () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg(acl_rule())
-        .query_async(&mut env.redis.clone())
-        .await
-        .expect("ACL SETUSER as the README says");
+    for user in ["order-worker", "order-worker-trim"] {
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(acl_rule(user))
+            .query_async(&mut env.redis.clone())
+            .await
+            .expect("ACL SETUSER as the README says");
+    }
     env
 }
 
@@ -124,15 +128,47 @@ async fn the_worker_drains_with_only_the_readme_acl_rule_and_grants() {
     assert_eq!(progress.dead_lettered, 1, "{progress:?}");
     env.assert_all_delivered(&orders).await;
     assert_eq!(env.dead_letters().await.len(), 1);
+    assert_acl_log_empty(&env, "the worker").await;
+
+    trim_as_the_readme_trim_user(&servers, &env).await;
+    assert_redis_user_is_confined(&servers, &env).await;
+    assert_runtime_role_has_no_ddl(&servers).await;
+}
+
+async fn assert_acl_log_empty(env: &TestEnv, who: &str) {
     let denied: Vec<redis::Value> = redis::cmd("ACL")
         .arg("LOG")
         .query_async(&mut env.redis.clone())
         .await
         .expect("ACL LOG");
-    assert!(denied.is_empty(), "the worker was denied: {denied:?}");
+    assert!(denied.is_empty(), "{who} was denied: {denied:?}");
+}
 
-    assert_redis_user_is_confined(&servers, &env).await;
-    assert_runtime_role_has_no_ddl(&servers).await;
+/// The CronJob's command as the README's trim user trims what every group is done with, on
+/// every stream of the README's ACL (the payment streams do not exist here: skipped); the
+/// worker's user may not run it.
+async fn trim_as_the_readme_trim_user(servers: &TlsServers, env: &TestEnv) {
+    let streams = [
+        ("TOPICS", ALL_TOPICS),
+        ("PAYMENT_CONFIRMED_STREAM", "payment.confirmed"),
+        ("PAYMENT_FAILED_STREAM", "payment.failed"),
+    ];
+    let trim = ["trim", "--all-topics", "--keep", "0", "--json"];
+    let [trim_user, worker_user] =
+        ["order-worker-trim", "order-worker"].map(|user| servers.redis_url(Some((user, PASSWORD))));
+    let as_user = |url| [&streams[..], &[("REDIS_URL", url)]].concat();
+    assert!(!env.stream_ids().await.is_empty());
+    let trimmed = env.order_worker_with(&trim, &as_user(&trim_user)).await;
+    assert!(trimmed.status.success(), "{}", stderr(&trimmed));
+    let report: serde_json::Value = serde_json::from_slice(&trimmed.stdout).expect("JSON");
+    assert_eq!(report["stream"], "fulfillment.status_changed", "{report}");
+    assert!(env.stream_ids().await.is_empty(), "{report}");
+    assert_acl_log_empty(env, "the trim user").await;
+
+    let refused = env.order_worker_with(&trim, &as_user(&worker_user)).await;
+    assert_eq!(refused.status.code(), Some(1));
+    let denied = "no permissions to run the 'type' command";
+    assert!(stderr(&refused).contains(denied), "{}", stderr(&refused));
 }
 
 async fn assert_redis_user_is_confined(servers: &TlsServers, env: &TestEnv) {

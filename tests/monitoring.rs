@@ -339,3 +339,45 @@ async fn the_oldest_pending_idle_gauge_follows_an_entry_no_replica_claims() {
     terminate(&mut worker).await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stream_length_and_oldest_entry_age_gauges_follow_a_trim() {
+    let env = TestEnv::new().await;
+    let stream = stream_key(&env, FULFILLMENT);
+    const TWO_DAYS: f64 = 2.0 * 86_400.0;
+    let written = env.redis_now_ms().await - 2 * 86_400_000;
+    env.fill_at(&stream, &[written]).await;
+    env.fill(2).await;
+    let mut worker = env.spawn_process("monitoring-3", &env.redis_url, &env.database_url, &[]);
+    let port = http_port(&env, "monitoring-3").await;
+    let length = "fulfillment_stream_length{topic=\"fulfillment.status_changed\"}";
+    let age = "fulfillment_stream_oldest_entry_age_seconds{topic=\"fulfillment.status_changed\"}";
+    let mut metrics = String::new();
+    eventually("the length and age of the three entries", async || {
+        metrics = get(port, "/metrics").await.1;
+        sample(&metrics, length) == Some(3.0)
+    })
+    .await;
+    let seconds = sample(&metrics, age).expect("the age");
+    assert!(
+        (TWO_DAYS..TWO_DAYS + 60.0).contains(&seconds),
+        "{seconds} s: {metrics}"
+    );
+
+    // The two-day-old entry trimmed: the next claim round sees two recent ones.
+    let _: u64 = redis::cmd("XTRIM")
+        .arg(&stream)
+        .arg("MINID")
+        .arg(written + 1)
+        .query_async(&mut env.redis.clone())
+        .await
+        .expect("XTRIM");
+    eventually("the gauges after the trim", async || {
+        metrics = get(port, "/metrics").await.1;
+        sample(&metrics, length) == Some(2.0) && sample(&metrics, age).is_some_and(|s| s < 60.0)
+    })
+    .await;
+
+    terminate(&mut worker).await;
+    env.cleanup().await;
+}

@@ -306,8 +306,8 @@ fn parse_inbox_retention(raw: &str) -> Result<Duration, String> {
     Ok(keep)
 }
 
-/// A duration as operators write it: `20s`, `500ms`, `1m`, or plain seconds.
-fn parse_duration(raw: &str) -> Result<Duration, String> {
+/// A duration as operators write it: `20s`, `500ms`, `1m`, `7d`, or plain seconds.
+pub(crate) fn parse_duration(raw: &str) -> Result<Duration, String> {
     if let Ok(seconds) = raw.parse::<u64>() {
         return Ok(Duration::from_secs(seconds));
     }

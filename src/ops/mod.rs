@@ -51,7 +51,7 @@ pub struct OpsConfig {
     #[command(flatten)]
     pub topics: Topics,
     /// The topic whose stream to look at [default: for `pending` and `subscriptions` every one
-    /// of TOPICS; for the others `fulfillment.status_changed`].
+    /// of TOPICS (`trim` with --all-topics too); for the others `fulfillment.status_changed`].
     #[arg(long, value_parser = crate::config::parse_topic)]
     pub topic: Option<String>,
 }
@@ -140,15 +140,19 @@ impl OpsConfig {
     }
 }
 
-/// Fails with a clear message unless `key` holds a stream: `XINFO` on a missing key only says
-/// "no such key", and on another type "WRONGTYPE".
-async fn require_stream(conn: &mut RedisConnection, key: &str) -> anyhow::Result<()> {
-    let kind: String = redis::cmd("TYPE")
+/// What `key` holds (`TYPE`): `stream`, or `none` when it does not exist.
+async fn key_type(conn: &mut RedisConnection, key: &str) -> anyhow::Result<String> {
+    redis::cmd("TYPE")
         .arg(key)
         .query_async(conn)
         .await
-        .with_context(|| format!("looking up stream {key}"))?;
-    match kind.as_str() {
+        .with_context(|| format!("looking up stream {key}"))
+}
+
+/// Fails with a clear message unless `key` holds a stream: `XINFO` on a missing key only says
+/// "no such key", and on another type "WRONGTYPE".
+async fn require_stream(conn: &mut RedisConnection, key: &str) -> anyhow::Result<()> {
+    match key_type(conn, key).await?.as_str() {
         "stream" => Ok(()),
         "none" => bail!("stream {key} does not exist (check STREAM / --stream)"),
         other => bail!("key {key} holds a {other}, not a stream"),

@@ -3,20 +3,26 @@
 //! entry that any group still needs: one pending in that group (delivered, not acked) or not
 //! delivered to it yet (after its last-delivered id).
 //!
+//! `--keep` (default 7 days) keeps that much history for `replay` whatever the groups: the cut
+//! is the lower of the groups' one and the start of the keep window, so a window never lets a
+//! trim delete more, only less.
+//!
 //! The cut is computed here from each group's position ([`cut`], pure), then applied by a Lua
 //! script that checks the same condition again and trims in one atomic step, so a group created
 //! or moved back in between makes it refuse rather than delete what that group needs.
 
 use std::fmt::Write;
+use std::time::Duration;
 
 use crate::stream::RedisConnection;
 use anyhow::Context;
 use redis::streams::{StreamInfoGroup, StreamPendingReply};
 use serde::Serialize;
 
+use super::dead_letter::rfc3339;
 use super::stream_id::StreamId;
 use super::table::Table;
-use super::{count_range, groups, output, print_report, OpsConfig};
+use super::{count_range, groups, key_type, output, print_report, redis_now_ms, OpsConfig};
 
 /// `order-worker trim` settings.
 #[derive(Clone, Debug, clap::Args)]
@@ -29,6 +35,16 @@ pub struct TrimArgs {
     /// Print JSON, for scripts (cron jobs), instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Keep at least this much history (`7d`, `36h`, plain seconds) for `replay`, even what
+    /// every group is done with; never less than the groups need. `0`: keep only what a group
+    /// still needs.
+    #[arg(long, default_value = "7d", value_parser = crate::config::parse_duration)]
+    pub keep: Duration,
+    /// Trim the stream of every topic of TOPICS in turn (one report each; with --json one JSON
+    /// document per stream), not just --topic's. A stream not created yet is skipped; one that
+    /// refuses does not stop the others, and the command then exits 1.
+    #[arg(long, conflicts_with = "topic")]
+    pub all_topics: bool,
 }
 
 /// Where one group is, as far as trimming is concerned.
@@ -55,8 +71,19 @@ impl GroupPosition {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Cut {
     pub min_id: StreamId,
-    /// The group that needs `min_id` (the first such, when several do).
-    pub set_by: String,
+    /// What holds the cut there.
+    pub set_by: SetBy,
+}
+
+/// The lower bound that set a [`Cut`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SetBy {
+    /// This group needs `min_id` (the first such, when several do).
+    Group(String),
+    /// The keep window starts at `min_id`; the groups need only what is from
+    /// `groups_need_from` on.
+    Keep { groups_need_from: StreamId },
 }
 
 /// Why there is no safe cut.
@@ -71,10 +98,21 @@ pub enum Refusal {
     MissingGroup(String),
 }
 
-/// The cut for `groups`: the lowest id any group still needs. `required` is the worker's own
-/// group, which must be among them (were it missing, it would be created at `0` and want
-/// every entry).
-pub fn cut(groups: &[GroupPosition], required: &str) -> Result<Cut, Refusal> {
+/// The first id the keep window holds `keep` before `now_ms` (Redis's clock): `<ms>-0`, the
+/// first id Redis may have given an entry written then. `None` for a zero `keep`.
+pub fn keep_from(now_ms: u64, keep: Duration) -> Option<StreamId> {
+    let keep_ms = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX);
+    (!keep.is_zero()).then(|| StreamId::at_millis(now_ms.saturating_sub(keep_ms)))
+}
+
+/// The cut for `groups`: the lowest id any group still needs, or the start of the keep window
+/// (`keep_from`) when that is lower. `required` is the worker's own group, which must be among
+/// them (were it missing, it would be created at `0` and want every entry).
+pub fn cut(
+    groups: &[GroupPosition],
+    required: &str,
+    keep_from: Option<StreamId>,
+) -> Result<Cut, Refusal> {
     if groups.is_empty() {
         return Err(Refusal::NoGroups);
     }
@@ -85,9 +123,18 @@ pub fn cut(groups: &[GroupPosition], required: &str) -> Result<Cut, Refusal> {
         .iter()
         .min_by_key(|group| group.needs_from())
         .ok_or(Refusal::NoGroups)?;
-    Ok(Cut {
-        min_id: lowest.needs_from(),
-        set_by: lowest.name.clone(),
+    let needed = lowest.needs_from();
+    Ok(match keep_from {
+        Some(window) if window < needed => Cut {
+            min_id: window,
+            set_by: SetBy::Keep {
+                groups_need_from: needed,
+            },
+        },
+        _ => Cut {
+            min_id: needed,
+            set_by: SetBy::Group(lowest.name.clone()),
+        },
     })
 }
 
@@ -98,6 +145,10 @@ pub struct TrimReport {
     /// Entries before trimming.
     pub length: u64,
     pub groups: Vec<GroupPosition>,
+    /// `--keep`, in seconds.
+    pub keep_seconds: u64,
+    /// The first id the keep window holds (`None` with `--keep 0`).
+    pub keep_from: Option<StreamId>,
     pub cut: Cut,
     /// Entries below the cut when counted (what a dry run would delete).
     pub below_cut: u64,
@@ -106,35 +157,63 @@ pub struct TrimReport {
     pub dry_run: bool,
 }
 
-/// `order-worker trim`: prints what was (or, with `--dry-run`, would be) deleted.
+/// `order-worker trim`: prints what was (or, with `--dry-run`, would be) deleted, for
+/// `--topic`'s stream or, with `--all-topics`, for each subscribed one.
 pub async fn run(args: TrimArgs) -> anyhow::Result<()> {
-    let config = args.config.narrowed()?;
-    let mut conn = config.connect().await?;
-    let report = trim_shown(&mut conn, &config, args.dry_run, args.json).await?;
-    print_report(args.json, &report, || render(&report))?;
+    if !args.all_topics {
+        let config = args.config.narrowed()?;
+        let mut conn = config.connect().await?;
+        let report = trim_shown(&mut conn, &config, args.keep, args.dry_run, args.json).await?;
+        return print_report(args.json, &report, || render(&report));
+    }
+    let mut conn = args.config.connect().await?;
+    let mut failed = Vec::new();
+    for subscription in args.config.subscriptions()? {
+        let config = args.config.on(subscription);
+        let stream = &config.stream.stream;
+        // Nothing published yet and no worker started on it: nothing to keep or delete.
+        if key_type(&mut conn, stream).await? == "none" {
+            tracing::warn!("stream {stream} does not exist yet: nothing to trim");
+            continue;
+        }
+        match trim_shown(&mut conn, &config, args.keep, args.dry_run, args.json).await {
+            Ok(report) => print_report(args.json, &report, || render(&report))?,
+            Err(error) => {
+                tracing::error!("{stream}: {error:#}");
+                failed.push(stream.clone());
+            }
+        }
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("not trimmed: {} (the others were)", failed.join(", "));
+    }
     Ok(())
 }
 
-/// Reads every group's position, computes the cut and, unless `dry_run`, trims. Refuses (an
-/// error, nothing deleted) when any group's position cannot be read or parsed.
+/// Reads every group's position and Redis's clock, computes the cut (keeping `keep` of
+/// history) and, unless `dry_run`, trims. Refuses (an error, nothing deleted) when any group's
+/// position cannot be read or parsed.
 pub async fn trim(
     conn: &mut RedisConnection,
     config: &OpsConfig,
+    keep: Duration,
     dry_run: bool,
 ) -> anyhow::Result<TrimReport> {
-    trim_shown(conn, config, dry_run, true).await
+    trim_shown(conn, config, keep, dry_run, true).await
 }
 
 /// [`trim`], its counting and deleting shown on a terminal unless `quiet`.
 async fn trim_shown(
     conn: &mut RedisConnection,
     config: &OpsConfig,
+    keep: Duration,
     dry_run: bool,
     quiet: bool,
 ) -> anyhow::Result<TrimReport> {
     let stream = &config.stream.stream;
     let positions = positions(conn, stream).await?;
-    let cut = cut(&positions, &config.stream.group).context("refusing to trim")?;
+    let keep_from = keep_from(redis_now_ms(conn).await?, keep);
+    let cut = cut(&positions, &config.stream.group, keep_from).context("refusing to trim")?;
     let length: u64 = redis::cmd("XLEN").arg(stream).query_async(conn).await?;
     // Out of the stream's length: the count stops at the cut, the bar is cleared then.
     let counting = output::bar(length, "entries", quiet);
@@ -145,6 +224,8 @@ async fn trim_shown(
         stream: stream.clone(),
         length,
         groups: positions,
+        keep_seconds: keep.as_secs(),
+        keep_from,
         cut,
         below_cut,
         deleted: None,
@@ -168,7 +249,8 @@ async fn trim_shown(
 
 /// Trims `stream` to `cut` with `XTRIM MINID`, inside a script that first checks, atomically,
 /// that no group on the stream still needs an entry below the cut (it may have moved back, or a
-/// group been created, since the positions were read) and that `required` exists. Returns how
+/// group been created, since the positions were read) and that `required` exists. A cut set by
+/// the keep window is below what the groups need, so it passes the same check. Returns how
 /// many entries went; refuses, deleting nothing, when the check fails.
 pub async fn apply_cut(
     conn: &mut RedisConnection,
@@ -257,11 +339,30 @@ pub fn render(report: &TrimReport) -> String {
     }
     let mut out = groups.render(0);
     let cut = &report.cut;
-    let _ = writeln!(
-        out,
-        "\ncut: XTRIM {} MINID {} (the oldest entry group {} still needs)",
-        report.stream, cut.min_id, cut.set_by
-    );
+    let _ = match report.keep_from {
+        Some(from) => writeln!(
+            out,
+            "\nkeep: {} of history, every entry from {from} ({}) on",
+            humantime::format_duration(Duration::from_secs(report.keep_seconds)),
+            rfc3339(from.ms)
+        ),
+        None => writeln!(
+            out,
+            "\nkeep: no window (--keep 0), only what a group still needs"
+        ),
+    };
+    let _ = match &cut.set_by {
+        SetBy::Group(group) => writeln!(
+            out,
+            "cut: XTRIM {} MINID {} (the oldest entry group {group} still needs)",
+            report.stream, cut.min_id
+        ),
+        SetBy::Keep { groups_need_from } => writeln!(
+            out,
+            "cut: XTRIM {} MINID {} (the keep window's start; the groups need only from {groups_need_from} on)",
+            report.stream, cut.min_id
+        ),
+    };
     let stay = report.length.saturating_sub(report.below_cut);
     let _ = match report.deleted {
         _ if report.below_cut == 0 => writeln!(

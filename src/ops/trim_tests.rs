@@ -1,5 +1,6 @@
 //! The trim point from group positions, without Redis: the lowest id any group still needs,
-//! whether pending or not yet delivered, and refusals when nothing says what is safe.
+//! whether pending or not yet delivered, lowered to the keep window's start when that is
+//! older, and refusals when nothing says what is safe.
 
 use super::*;
 
@@ -93,17 +94,92 @@ fn the_cut_is_the_lowest_id_any_group_still_needs() {
     for (what, groups, min_id, set_by) in cases {
         let expected = Cut {
             min_id: id(min_id),
-            set_by: set_by.to_owned(),
+            set_by: SetBy::Group(set_by.to_owned()),
         };
-        assert_eq!(cut(&groups, "order-service"), Ok(expected), "{what}");
+        assert_eq!(cut(&groups, "order-service", None), Ok(expected), "{what}");
+    }
+}
+
+#[test]
+fn the_keep_window_starts_keep_before_now_at_sequence_0_and_zero_means_none() {
+    const DAY_MS: u64 = 86_400_000;
+    let now = 1_700_000_000_000;
+    let cases = [
+        (Duration::ZERO, None),
+        (Duration::from_secs(7 * 86_400), Some(now - 7 * DAY_MS)),
+        (Duration::from_secs(36 * 3_600), Some(now - 36 * 3_600_000)),
+        (Duration::from_millis(1), Some(now - 1)),
+        // Longer than the epoch: the window holds every entry there can be.
+        (Duration::from_secs(100 * 365 * 86_400), Some(0)),
+        (Duration::MAX, Some(0)),
+    ];
+    for (keep, expected) in cases {
+        assert_eq!(
+            keep_from(now, keep),
+            expected.map(StreamId::at_millis),
+            "{keep:?}"
+        );
+    }
+}
+
+#[test]
+fn the_cut_is_the_lower_of_what_the_groups_need_and_the_keep_windows_start() {
+    let groups = vec![
+        group("order-service", "200-0", Some("150-3")),
+        group("analytics", "180-0", None),
+    ];
+    let by_group = |min_id| Cut {
+        min_id: id(min_id),
+        set_by: SetBy::Group("order-service".to_owned()),
+    };
+    let by_keep = |min_id| Cut {
+        min_id: id(min_id),
+        set_by: SetBy::Keep {
+            groups_need_from: id("150-3"),
+        },
+    };
+    let cases = [
+        ("no window (--keep 0)", None, by_group("150-3")),
+        (
+            "the window starts before the pending entry",
+            Some("100-0"),
+            by_keep("100-0"),
+        ),
+        (
+            "the window starts after it: the group holds the cut",
+            Some("170-0"),
+            by_group("150-3"),
+        ),
+        (
+            "both at the same id: the group's",
+            Some("150-3"),
+            by_group("150-3"),
+        ),
+        ("one sequence lower", Some("150-2"), by_keep("150-2")),
+        (
+            "a window that keeps everything",
+            Some("0-0"),
+            by_keep("0-0"),
+        ),
+    ];
+    for (what, window, expected) in cases {
+        assert_eq!(
+            cut(&groups, "order-service", window.map(id)),
+            Ok(expected),
+            "{what}"
+        );
     }
 }
 
 #[test]
 fn no_cut_without_groups_or_without_the_workers_group() {
-    assert_eq!(cut(&[], "order-service"), Err(Refusal::NoGroups));
+    assert_eq!(cut(&[], "order-service", None), Err(Refusal::NoGroups));
     assert_eq!(
-        cut(&[group("analytics", "200-0", None)], "order-service"),
+        cut(
+            &[group("analytics", "200-0", None)],
+            "order-service",
+            Some(id("1-0"))
+        ),
         Err(Refusal::MissingGroup("order-service".to_owned()))
     );
 }
@@ -114,9 +190,11 @@ fn the_report_says_what_went_what_would_go_or_that_nothing_is_below_the_cut() {
         stream: "s".to_owned(),
         length: 10,
         groups: vec![group("order-service", "7-0", Some("5-0"))],
+        keep_seconds: 0,
+        keep_from: None,
         cut: Cut {
             min_id: id("5-0"),
-            set_by: "order-service".to_owned(),
+            set_by: SetBy::Group("order-service".to_owned()),
         },
         below_cut,
         deleted,
@@ -128,6 +206,7 @@ fn the_report_says_what_went_what_would_go_or_that_nothing_is_below_the_cut() {
         dry.contains("order-service  7-0             5-0             5-0\n"),
         "{dry}"
     );
+    assert!(dry.contains("keep: no window (--keep 0), only what a group still needs\n"));
     assert!(
         dry.contains("cut: XTRIM s MINID 5-0 (the oldest entry group order-service still needs)")
     );
@@ -141,5 +220,41 @@ fn the_report_says_what_went_what_would_go_or_that_nothing_is_below_the_cut() {
     assert!(
         nothing.contains("nothing to trim: none of the 10 entries is below the cut"),
         "{nothing}"
+    );
+}
+
+#[test]
+fn the_report_shows_the_keep_window_and_when_it_set_the_cut() {
+    let report = TrimReport {
+        stream: "s".to_owned(),
+        length: 10,
+        groups: vec![group("order-service", "1700000000500-0", None)],
+        keep_seconds: 36 * 3_600,
+        keep_from: Some(id("1700000000000-0")),
+        cut: Cut {
+            min_id: id("1700000000000-0"),
+            set_by: SetBy::Keep {
+                groups_need_from: id("1700000000500-1"),
+            },
+        },
+        below_cut: 2,
+        deleted: None,
+        dry_run: true,
+    };
+    let text = render(&report);
+    assert!(
+        text.contains("keep: 1day 12h of history, every entry from 1700000000000-0 (2023-11-14T22:13:20.000Z) on\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cut: XTRIM s MINID 1700000000000-0 (the keep window's start; the groups need only from 1700000000500-1 on)"),
+        "{text}"
+    );
+    let json = serde_json::to_value(&report).expect("JSON");
+    assert_eq!(json["keep_seconds"], 129_600);
+    assert_eq!(json["keep_from"], "1700000000000-0");
+    assert_eq!(
+        json["cut"]["set_by"],
+        serde_json::json!({"keep": {"groups_need_from": "1700000000500-1"}})
     );
 }

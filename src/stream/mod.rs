@@ -1,6 +1,7 @@
 //! Redis Streams: the consumer group, reading entries, and settling them (ack or dead-letter).
 
 pub mod client;
+pub mod extent;
 pub mod group;
 pub mod pending;
 pub mod read;
@@ -9,6 +10,7 @@ pub mod settle;
 pub mod target;
 
 use crate::position::Position;
+pub use extent::extent;
 pub use group::{ensure_group, group_info, groups};
 pub use pending::{autoclaim, claim_held, delivery_counts, keep_alive};
 pub use read::Reader;

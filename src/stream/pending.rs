@@ -169,14 +169,20 @@ pub struct Backlog {
     pub oldest_idle: Duration,
     /// The dead-letter stream's length.
     pub dead_letters: u64,
+    /// Entries the stream holds, acknowledged ones included until trimmed.
+    pub length: u64,
+    /// How long ago its oldest entry was written (by this machine's clock; zero when empty):
+    /// past trim's keep window, retention is not running or a group holds the cut.
+    pub oldest_entry_age: Duration,
 }
 
-/// The stream's [`Backlog`], from XINFO GROUPS, XLEN and XPENDING's extended form.
+/// The stream's [`Backlog`], from XINFO GROUPS, XINFO STREAM, XLEN and XPENDING's extended form.
 pub async fn backlog<C: ConnectionLike + Send>(
     conn: &mut C,
     config: &StreamConfig,
 ) -> redis::RedisResult<Backlog> {
     let group = group_info(conn, &config.stream, &config.group).await?;
+    let extent = super::extent(conn, &config.stream).await?;
     let dead_letters: u64 = redis::cmd("XLEN")
         .arg(config.dead_letter_stream())
         .query_async(conn)
@@ -200,7 +206,18 @@ pub async fn backlog<C: ConnectionLike + Send>(
         pending,
         oldest_idle,
         dead_letters,
+        length: extent.length,
+        oldest_entry_age: extent.oldest_age(unix_now_ms()),
     })
+}
+
+/// This machine's clock in milliseconds since the epoch (Redis's gives entry ids theirs; the
+/// difference is noise next to a retention window).
+fn unix_now_ms() -> u64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Removes `consumer` from the group only if it holds nothing, checked and done in one Lua

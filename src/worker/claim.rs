@@ -43,7 +43,8 @@ impl Worker {
         }
     }
 
-    /// Updates the lag, pending and dead-letter gauges; a failure only leaves them stale.
+    /// Updates the lag, pending, dead-letter, length and oldest-entry gauges; a failure only
+    /// leaves them stale.
     async fn observe_backlog(&self, subscription: &Subscription) {
         let stream = &subscription.stream;
         let observed = self.on_redis(async |conn| backlog(conn, stream).await);

@@ -21,11 +21,43 @@ impl TestEnv {
         ids
     }
 
+    /// Appends an entry at each of `millis` (ids `<ms>-0`, in the past as a stream that has
+    /// existed that long holds them) to the stream `key`; returns their ids.
+    pub async fn fill_at(&self, key: &str, millis: &[u64]) -> Vec<String> {
+        let mut ids = Vec::new();
+        for ms in millis {
+            let id: String = redis::cmd("XADD")
+                .arg(key)
+                .arg(format!("{ms}-0"))
+                .arg("data")
+                .arg(format!("{{\"at\":{ms}}}"))
+                .query_async(&mut self.redis.clone())
+                .await
+                .expect("XADD with an id");
+            ids.push(id);
+        }
+        ids
+    }
+
+    /// Redis's clock in milliseconds, which gives `*` ids theirs.
+    pub async fn redis_now_ms(&self) -> u64 {
+        let (seconds, micros): (u64, u64) = redis::cmd("TIME")
+            .query_async(&mut self.redis.clone())
+            .await
+            .expect("TIME");
+        seconds * 1_000 + micros / 1_000
+    }
+
     /// `XGROUP CREATE <stream> <group> 0`.
     pub async fn create_group(&self, group: &str) {
+        self.create_group_on(&self.stream.stream, group).await;
+    }
+
+    /// [`TestEnv::create_group`] on the stream `key`.
+    pub async fn create_group_on(&self, key: &str, group: &str) {
         let _: () = redis::cmd("XGROUP")
             .arg("CREATE")
-            .arg(&self.stream.stream)
+            .arg(key)
             .arg(group)
             .arg("0")
             .query_async(&mut self.redis.clone())
@@ -68,8 +100,13 @@ impl TestEnv {
     }
 
     pub async fn ack(&self, group: &str, ids: &[String]) {
+        self.ack_on(&self.stream.stream, group, ids).await;
+    }
+
+    /// [`TestEnv::ack`] on the stream `key`.
+    pub async fn ack_on(&self, key: &str, group: &str, ids: &[String]) {
         let _: u64 = redis::cmd("XACK")
-            .arg(&self.stream.stream)
+            .arg(key)
             .arg(group)
             .arg(ids)
             .query_async(&mut self.redis.clone())
@@ -79,8 +116,13 @@ impl TestEnv {
 
     /// The ids left in the test's stream, oldest first.
     pub async fn stream_ids(&self) -> Vec<String> {
+        self.ids_on(&self.stream.stream).await
+    }
+
+    /// The ids left in the stream `key`, oldest first.
+    pub async fn ids_on(&self, key: &str) -> Vec<String> {
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(&self.stream.stream)
+            .arg(key)
             .arg("-")
             .arg("+")
             .query_async(&mut self.redis.clone())

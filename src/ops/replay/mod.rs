@@ -2,6 +2,9 @@
 //! apply path again (idempotent: what was applied is reported `duplicate`), or put dead letters
 //! back on the main stream after the cause was fixed (`--dead-letter`).
 //!
+//! A range that `trim` deleted, wholly or in part, is said so ([`retained`]) rather than
+//! replayed as if nothing had been written then.
+//!
 //! Unlike the other operator commands, replay writes: to PostgreSQL (a range) or to Redis (dead
 //! letters). It still never reads as a consumer nor acks: the group's position and pending list
 //! are the workers', and a replay must not make a worker skip or redo anything.
@@ -9,6 +12,7 @@
 mod range;
 mod render;
 mod requeue;
+mod retained;
 
 use anyhow::{bail, Context};
 

@@ -213,6 +213,7 @@ pub async fn replay_range_shown(
     progress: &ProgressBar,
 ) -> anyhow::Result<ReplayReport> {
     super::super::require_stream(redis, request.stream).await?;
+    super::retained::check(redis, request.stream, request.from, request.to).await?;
     if !dry_run {
         return walk(redis, pg, request, false, progress).await;
     }
