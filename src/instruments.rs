@@ -58,11 +58,14 @@ pub const OLDEST_ENTRY_AGE: &str = "fulfillment_stream_oldest_entry_age_seconds"
 pub const CLAIM_MIN_IDLE: &str = "fulfillment_claim_min_idle_seconds";
 
 /// The inbox (`processed_events`): its rows (PostgreSQL's estimate), the age of its oldest row,
-/// INBOX_RETENTION as configured (alerts compare against it), and the rows its retention dropped.
+/// INBOX_RETENTION as configured, the rows its retention dropped, and when this replica last
+/// walked it to the end (the alert's signal: an active order's record may be older than the
+/// retention, so the oldest row's age alone cannot say whether retention runs).
 pub const INBOX_ROWS: &str = "order_inbox_rows";
 pub const INBOX_OLDEST_AGE: &str = "order_inbox_oldest_event_age_seconds";
 pub const INBOX_RETENTION: &str = "order_inbox_retention_seconds";
 pub const INBOX_PRUNED: &str = "order_inbox_pruned_total";
+pub const INBOX_LAST_PRUNE: &str = "order_inbox_last_prune_timestamp_seconds";
 
 /// Spans that never reached the OpenTelemetry collector (unreachable, too slow, queue full).
 pub const SPANS_DROPPED: &str = "otel_spans_dropped_total";
@@ -131,6 +134,10 @@ fn describe() {
         "INBOX_RETENTION as configured, in seconds."
     );
     describe_counter!(INBOX_PRUNED, "Inbox rows dropped by its retention.");
+    describe_gauge!(
+        INBOX_LAST_PRUNE,
+        "When this replica last walked the inbox's retention to its end (Unix time)."
+    );
     describe_counter!(
         CLAIMED,
         "Entries taken over from the pending list, by topic."
@@ -318,7 +325,11 @@ pub fn inbox(extent: &crate::store::retention::Extent) {
     gauge!(INBOX_OLDEST_AGE).set(oldest.as_secs_f64());
 }
 
-/// Rows the inbox's retention dropped.
-pub fn inbox_pruned(rows: u64) {
+/// Rows the inbox's retention dropped; `finished`: it walked to the end (not cut by shutdown).
+pub fn inbox_pruned(rows: u64, finished: bool) {
     counter!(INBOX_PRUNED).increment(rows);
+    if finished {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        gauge!(INBOX_LAST_PRUNE).set(now.unwrap_or_default().as_secs_f64());
+    }
 }

@@ -341,7 +341,7 @@ fn the_trim_cronjob_runs_the_workers_image_and_settings_with_a_redis_user_of_its
 }
 
 #[test]
-fn the_retention_alert_allows_the_cronjobs_keep_window_plus_two_hours() {
+fn the_retention_alert_and_the_inbox_allow_the_cronjobs_keep_window() {
     let (_, container) = trim_cronjob();
     let args = list(&container["args"], "args");
     let keep = args
@@ -349,10 +349,13 @@ fn the_retention_alert_allows_the_cronjobs_keep_window_plus_two_hours() {
         .position(|arg| arg.as_str() == Some("--keep"))
         .map(|at| str_of(&args[at + 1], "--keep value"))
         .expect("the CronJob sets --keep");
-    let hours = humantime::parse_duration(keep)
-        .expect("--keep parses")
-        .as_secs()
-        / 3_600;
+    let keep_for = humantime::parse_duration(keep).expect("--keep parses");
+    let inbox = humantime::parse_duration(&config_value("INBOX_RETENTION")).expect("parses");
+    assert!(
+        inbox >= keep_for,
+        "the inbox forgets events ({inbox:?}) a replay of the stream ({keep}) can bring back"
+    );
+    let hours = keep_for.as_secs() / 3_600;
     let rule = manifest("monitoring/prometheus-rule.yaml");
     let rules = list(&rule["spec"]["groups"][0]["rules"], "rules");
     let alert = rules

@@ -235,10 +235,19 @@ async fn assert_runtime_role_has_no_ddl(servers: &TlsServers) {
             "CREATE TEMP TABLE scratch (id int)",
             "permission denied to create temporary tables",
         ),
+        // The inbox's retention, granted, drops nothing younger than an hour.
+        (
+            "SELECT prune_processed_events(interval '1 minute', 5000, 'epoch', '')",
+            "the inbox keeps at least an hour of events",
+        ),
     ] {
         match runtime.batch_execute(statement).await {
             Ok(()) => panic!("the runtime role may run {statement}"),
             Err(error) => assert!(error.to_string().contains(refusal), "{statement}: {error}"),
         }
     }
+    runtime
+        .batch_execute("SELECT prune_processed_events(interval '7 days', 5000, 'epoch', '')")
+        .await
+        .expect("the runtime role runs the inbox's retention");
 }

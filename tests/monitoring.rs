@@ -216,13 +216,14 @@ async fn the_live_metrics_lint_clean_and_hold_every_name_the_alerts_and_dashboar
     for (topic, order) in [(CONFIRMED, "o2"), (CONFIRMED, "o3"), (FAILED, "o4")] {
         publish_payment(&env, topic, order, order, Some("9.90"), None, Format::Raw).await;
     }
-    let settings = [("TOPICS", ALL_TOPICS)];
+    // A round of the inbox's retention soon, so its gauges are there too.
+    let settings = [("TOPICS", ALL_TOPICS), ("INBOX_PRUNE_INTERVAL", "200ms")];
     let mut worker =
         env.spawn_process("monitoring-1", &env.redis_url, &env.database_url, &settings);
     let port = http_port(&env, "monitoring-1").await;
     let mut metrics = String::new();
     eventually(
-        "all five settled and a claim round's gauges on every topic",
+        "all five settled, a claim round's gauges on every topic, a retention round's",
         async || {
             metrics = get(port, "/metrics").await.1;
             let settled = [
@@ -239,7 +240,8 @@ async fn the_live_metrics_lint_clean_and_hold_every_name_the_alerts_and_dashboar
                     "fulfillment_stream_oldest_pending_idle_seconds{{topic=\"{topic}\"}}"
                 ))
             });
-            count == 5.0 && gauges
+            let pruned = metrics.contains("order_inbox_last_prune_timestamp_seconds ");
+            count == 5.0 && gauges && pruned
         },
     )
     .await;

@@ -29,6 +29,8 @@ pub struct Pruned {
     pub steps: u32,
     /// The slowest step: as long as any worker's write may have waited on the pruning.
     pub longest_step: Duration,
+    /// It walked to the end (shutdown did not cut it short).
+    pub finished: bool,
 }
 
 /// The inbox as the gauges show it.
@@ -103,7 +105,10 @@ async fn steps(
         pruned.longest_step = pruned.longest_step.max(started.elapsed());
         match (step.next_at, step.next_id) {
             (Some(at), Some(id)) => cursor = (at, id),
-            _ => break,
+            _ => {
+                pruned.finished = true;
+                break;
+            }
         }
     }
     Ok(pruned)

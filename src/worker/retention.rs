@@ -38,7 +38,7 @@ impl Retention {
     async fn round(&self, shutdown: &Shutdown) -> anyhow::Result<()> {
         let mut conn = store::connect(self.database_url.clone()).await?;
         if let Some(pruned) = retention::prune(&mut conn, self.keep, shutdown).await? {
-            instruments::inbox_pruned(pruned.rows);
+            instruments::inbox_pruned(pruned.rows, pruned.finished);
             if pruned.rows > 0 {
                 tracing::info!(
                     rows = pruned.rows,
