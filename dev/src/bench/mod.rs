@@ -5,6 +5,7 @@
 //! state and must end in the exact expected one.
 
 mod drain;
+mod grown;
 mod late;
 mod latency;
 mod per_event;
@@ -49,6 +50,11 @@ pub struct BenchConfig {
     /// Only the fulfillment drain (for sweeps over batch size, orders and replicas).
     #[arg(long)]
     pub drain_only: bool,
+    /// Also drain the backlog into an inbox and a history pre-filled with this many rows each
+    /// (e.g. 10000000, a week at ~17 events/s; the load takes minutes), against empty tables
+    /// in the same run. 0: skip.
+    #[arg(long, default_value_t = 0)]
+    pub grown_rows: u64,
     #[command(flatten)]
     pub topology: crate::topology::Topology,
     /// Also write the results as JSON to this file, for comparing commits.
@@ -68,6 +74,8 @@ pub struct Report {
     pub late: Option<late::LateDrain>,
     /// The fulfillment drain with spans exported (100 % and 1 % sampled) and not, one replica.
     pub traced: Option<traced::TracedDrain>,
+    /// The fulfillment drain into empty tables and into grown ones, one replica.
+    pub grown: Option<grown::GrownDrain>,
     pub per_event_events_per_second: Option<f64>,
     /// Order transitions the per-event pattern never recorded: its concurrent handlers applied
     /// some orders' events out of order, skipping statuses (Dapr issue #2204).
@@ -124,6 +132,7 @@ pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Rep
         mixed: None,
         late: None,
         traced: None,
+        grown: None,
         per_event_events_per_second: None,
         per_event_transitions_lost: None,
         speedup: None,
@@ -163,6 +172,15 @@ pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Rep
         );
         report.late = Some(late::phase(&mut workload, order_worker, config.batch_size).await?);
         report.traced = Some(traced::phase(&mut workload, order_worker, config.batch_size).await?);
+    }
+    if config.grown_rows > 0 {
+        let grown = grown::phase(
+            &mut workload,
+            order_worker,
+            config.batch_size,
+            config.grown_rows,
+        );
+        report.grown = Some(grown.await?);
     }
     print!("{}", render(&report));
     if let Some(path) = &config.json {
@@ -214,6 +232,22 @@ pub fn render(report: &Report) -> String {
                 traced.sampled_all_events_per_second,
                 traced.sampled_1_percent_events_per_second,
                 traced.off_events_per_second
+            ),
+        ));
+    }
+    if let Some(grown) = &report.grown {
+        rows.push((
+            format!(
+                "inbox and history empty / holding {} rows each, 1 replica (medians of {})",
+                grown.rows,
+                grown.empty_events_per_second.len()
+            ),
+            format!(
+                "{:>6.0} / {:.0} events/s  ({:+.1} %; loaded in {:.0} s)",
+                grown::median(&grown.empty_events_per_second),
+                grown::median(&grown.grown_events_per_second),
+                grown.change_percent,
+                grown.load_seconds
             ),
         ));
     }
