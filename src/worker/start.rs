@@ -55,14 +55,23 @@ impl Worker {
         )
         .await?;
         let consumer = config.stream.consumer_name();
-        let reader = Reader::connect(
-            redis.clone(),
-            subscriptions.iter().map(|s| s.stream.clone()).collect(),
-            consumer.clone(),
-            config.block(),
+        let streams: Vec<_> = subscriptions.iter().map(|s| s.stream.clone()).collect();
+        let reader = wait_out(
+            "connecting the stream reader",
+            &redis_health,
+            starting,
+            || async {
+                Reader::connect(
+                    redis.clone(),
+                    streams.clone(),
+                    consumer.clone(),
+                    config.block(),
+                )
+                .await
+                .map_err(lost)
+            },
         )
-        .await
-        .context("connecting the stream reader")?;
+        .await?;
         // One connection per lane of each batch in flight, and one spare for reconnects.
         let db = store::pool(
             database_url,
@@ -115,6 +124,16 @@ async fn join_groups(
     Ok(())
 }
 
+/// A Redis error once joining the groups worked: the server has talked to us, so a connection
+/// lost or closed now is an outage to wait out, not a misconfiguration.
+fn lost(error: redis::RedisError) -> anyhow::Error {
+    if error.is_io_error() || error.is_connection_dropped() {
+        anyhow::Error::new(Unreachable(error.to_string()))
+    } else {
+        anyhow::Error::new(error)
+    }
+}
+
 /// Runs `step` until it succeeds, waiting with backoff while its server does not answer.
 async fn wait_out<T, F: Future<Output = anyhow::Result<T>>>(
     what: &'static str,
@@ -142,8 +161,8 @@ async fn wait_out<T, F: Future<Output = anyhow::Result<T>>>(
 }
 
 /// Whether the error is a server that did not answer (down, restarting), not one that
-/// refused us. A Redis that drops a new connection at once is not counted: that is what a
-/// TLS-only server does to a plain `redis://` one.
+/// refused us. A Redis that drops a new connection at once is [`Unreachable`] only when it is
+/// not a TLS-only server doing so to a plain `redis://` one (see `stream::client`).
 fn unreachable(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         cause.downcast_ref::<Unreachable>().is_some()
