@@ -14,7 +14,7 @@ use std::process::{Command, Output, Stdio};
 use names::{exported, metric_names, readme_anchors};
 use order_worker::FulfillmentStatus::Planning;
 use order_worker_dev::publisher::Format;
-use support::http::{get, http_port};
+use support::http::{get, http_port, Metrics};
 use support::payments::{publish_payment, stream_key, ALL_TOPICS, CONFIRMED, FAILED, FULFILLMENT};
 use support::process::terminate;
 use support::{eventually, TestEnv};
@@ -271,13 +271,6 @@ async fn the_live_metrics_lint_clean_and_hold_every_name_the_alerts_and_dashboar
     env.cleanup().await;
 }
 
-/// The value of one series in Prometheus text.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_oldest_pending_idle_gauge_follows_an_entry_no_replica_claims() {
     let env = TestEnv::new().await;
@@ -299,28 +292,23 @@ async fn the_oldest_pending_idle_gauge_follows_an_entry_no_replica_claims() {
     let mut worker =
         env.spawn_process("monitoring-2", &env.redis_url, &env.database_url, &settings);
     let port = http_port(&env, "monitoring-2").await;
-    let idle =
-        "fulfillment_stream_oldest_pending_idle_seconds{topic=\"fulfillment.status_changed\"}";
-    let mut metrics = String::new();
+    let idle = "fulfillment_stream_oldest_pending_idle_seconds";
+    let topic = [("topic", "fulfillment.status_changed")];
+    let mut seconds = 0.0;
     eventually("the entry idle for a second", async || {
-        metrics = get(port, "/metrics").await.1;
-        sample(&metrics, idle).is_some_and(|seconds| seconds >= 1.0)
+        let metrics = Metrics::scrape(port).await;
+        seconds = metrics.value(idle, &topic).unwrap_or(0.0);
+        seconds >= 1.0
     })
     .await;
-    let seconds = sample(&metrics, idle).expect("idle");
-    assert!(
-        seconds <= held_at.elapsed().as_secs_f64(),
-        "{seconds} s: {metrics}"
-    );
+    assert!(seconds <= held_at.elapsed().as_secs_f64(), "{seconds} s");
+    let metrics = Metrics::scrape(port).await;
     assert_eq!(
-        sample(&metrics, "fulfillment_claim_min_idle_seconds"),
+        metrics.value("fulfillment_claim_min_idle_seconds", &[]),
         Some(600.0)
     );
     assert_eq!(
-        sample(
-            &metrics,
-            "fulfillment_stream_pending{topic=\"fulfillment.status_changed\"}"
-        ),
+        metrics.value("fulfillment_stream_pending", &topic),
         Some(1.0)
     );
 
@@ -332,7 +320,7 @@ async fn the_oldest_pending_idle_gauge_follows_an_entry_no_replica_claims() {
         .await
         .expect("XACK");
     eventually("nothing pending, nothing idle", async || {
-        sample(&get(port, "/metrics").await.1, idle) == Some(0.0)
+        Metrics::scrape(port).await.value(idle, &topic) == Some(0.0)
     })
     .await;
 
