@@ -171,6 +171,9 @@ pub struct Progress {
     pub deleted: u64,
     /// Order status changes written (history rows).
     pub transitions: u64,
+    /// Failed attempts to read or to apply a batch, each retried (an outage, a stalled or
+    /// reset connection, a deadlock).
+    pub retried: u64,
 }
 
 /// A settled batch, as recorded; topics by name.
@@ -205,6 +208,11 @@ impl Recorder {
         counter!(CLAIMED, "topic" => topic).increment(count as u64);
         self.progress
             .send_modify(|progress| progress.claimed += count as u64);
+    }
+
+    /// An attempt to read or to apply failed and will be retried.
+    pub fn retried(&self) {
+        self.progress.send_modify(|progress| progress.retried += 1);
     }
 
     pub fn settled(&self, batch: &Settled<'_>) {

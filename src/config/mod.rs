@@ -38,6 +38,8 @@ pub const DEFAULT_MAX_DELIVERIES: u32 = 10;
 pub const DEFAULT_CONSUMER_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Below Kubernetes' default 30 s grace period.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
+/// The longest one attempt to apply a batch may take (it normally commits in milliseconds).
+pub const DEFAULT_APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Dapr's `XGROUP CREATE … 0`: a new group reads the retained stream from the start.
 pub const DEFAULT_GROUP_START_ID: &str = "0";
 
@@ -282,6 +284,11 @@ pub struct WorkerConfig {
     /// Where `/healthz`, `/readyz` and `/metrics` are served (`127.0.0.1:0`: any free port).
     #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:9090")]
     pub http_addr: std::net::SocketAddr,
+    /// The longest one attempt to apply a lane may take before its connection is taken for
+    /// stalled (a network partition), dropped and the attempt retried. Not a setting: tests
+    /// shorten it to see a stall handled within seconds.
+    #[arg(skip = DEFAULT_APPLY_TIMEOUT)]
+    pub apply_timeout: Duration,
 }
 
 /// A duration as operators write it: `20s`, `500ms`, `1m`, or plain seconds.
@@ -310,6 +317,7 @@ impl WorkerConfig {
             concurrency: 1,
             consumer_idle_timeout: DEFAULT_CONSUMER_IDLE_TIMEOUT,
             http_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            apply_timeout: DEFAULT_APPLY_TIMEOUT,
         }
     }
 
