@@ -107,7 +107,7 @@ pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Rep
         servers.origin
     );
 
-    // One replica applies each order's events in stream order; several may interleave them.
+    // One replica or several, the end state must be what in-order processing writes.
     let drain = drain::phase(
         &mut workload,
         Backlog::Fulfillment,

@@ -341,8 +341,9 @@ impl Workload {
 
     /// Checks the end state: every order delivered, each order's history rows as its events
     /// applied in stream order leave them when `ordered` (see [`Backlog`]), and one payment row
-    /// per payment published. Consumers that reorder events (several replicas, or Dapr's
-    /// concurrent handlers) may skip a status on the way and record fewer rows, never more.
+    /// per payment published. Unless `ordered`: a consumer that reorders events (Dapr's
+    /// concurrent handlers, the per-event pattern) may skip a status on the way and record
+    /// fewer rows, never more.
     /// Returns the number of history rows.
     pub async fn verify(&self, phase: &str, ordered: bool) -> anyhow::Result<i64> {
         let mut conn = self.db().await?;
