@@ -19,16 +19,23 @@ pub async fn recreate_database(admin_url: &str, name: &str) -> anyhow::Result<St
     if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         bail!("--database must be letters, digits and underscores, not {name:?}");
     }
+    drop_database(admin_url, name).await?;
     let mut admin = order_worker::connect_postgres(admin_url.to_owned()).await?;
-    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
     diesel::sql_query(format!("CREATE DATABASE {name}"))
         .execute(&mut admin)
         .await?;
     let mut url = url::Url::parse(admin_url).context("DATABASE_URL is not a URL")?;
     url.set_path(name);
     Ok(url.to_string())
+}
+
+/// Drops the database `name` on the server of `admin_url`, if it exists.
+pub async fn drop_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
+    let mut admin = order_worker::connect_postgres(admin_url.to_owned()).await?;
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    Ok(())
 }
 
 /// How long a private server may take to accept connections.

@@ -152,11 +152,23 @@ impl Workload {
         .await?;
         // Its own statement: VACUUM cannot run inside the implicit transaction of a batch.
         db.batch_execute("VACUUM ANALYZE orders").await?;
-        let mut del = redis::cmd("DEL");
+        self.delete_streams().await
+    }
+
+    /// Deletes every stream the phases write, their groups and dead letters with them.
+    pub async fn delete_streams(&mut self) -> anyhow::Result<()> {
+        let late = format!("{}.late", self.stream.stream);
+        let mut keys = vec![late.clone(), format!("{late}.deadletter")];
         for stream in [&self.stream, &self.payment_confirmed, &self.payment_failed] {
-            del.arg(&stream.stream).arg(stream.dead_letter_stream());
+            keys.extend([stream.stream.clone(), stream.dead_letter_stream()]);
         }
-        let _: () = del.query_async(&mut self.redis).await?;
+        // One key at a time: in a cluster they may live on different masters.
+        for key in keys {
+            let _: () = redis::cmd("DEL")
+                .arg(key)
+                .query_async(&mut self.redis)
+                .await?;
+        }
         Ok(())
     }
 
