@@ -119,13 +119,14 @@ async fn join_groups(
     for Subscription { stream, .. } in subscriptions {
         ensure_group(&mut conn, stream)
             .await
+            .map_err(lost)
             .with_context(|| format!("creating the consumer group on {}", stream.stream))?;
     }
     Ok(())
 }
 
-/// A Redis error once joining the groups worked: the server has talked to us, so a connection
-/// lost or closed now is an outage to wait out, not a misconfiguration.
+/// A Redis error once connecting worked (it answered PING): the server has talked to us, so
+/// a connection lost or closed now is an outage to wait out, not a misconfiguration.
 fn lost(error: redis::RedisError) -> anyhow::Error {
     if error.is_io_error() || error.is_connection_dropped() {
         anyhow::Error::new(Unreachable(error.to_string()))
@@ -164,10 +165,50 @@ async fn wait_out<T, F: Future<Output = anyhow::Result<T>>>(
 /// refused us. A Redis that drops a new connection at once is [`Unreachable`] only when it is
 /// not a TLS-only server doing so to a plain `redis://` one (see `stream::client`).
 fn unreachable(error: &anyhow::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind::*, Error::DatabaseError};
     error.chain().any(|cause| {
         cause.downcast_ref::<Unreachable>().is_some()
+            // A connection PostgreSQL accepted, lost before a query's answer.
+            || matches!(
+                cause.downcast_ref::<diesel::result::Error>(),
+                Some(DatabaseError(UnableToSendCommand | ClosedConnection, _))
+            )
             || cause
                 .downcast_ref::<redis::RedisError>()
                 .is_some_and(|e| e.is_connection_refusal() || e.is_timeout())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error as IoError, ErrorKind};
+
+    use anyhow::Context;
+    use diesel::result::{DatabaseErrorKind, Error::DatabaseError};
+
+    use super::{lost, unreachable};
+
+    #[test]
+    fn a_connection_lost_after_connecting_is_waited_out_and_a_refusal_is_not() {
+        // A chaos cut between the PING and XGROUP CREATE, or mid-query at the schema check.
+        let redis = Err::<(), _>(lost(IoError::new(ErrorKind::BrokenPipe, "cut").into()))
+            .context("creating the consumer group on s");
+        assert!(unreachable(&redis.unwrap_err()));
+        let lost_query = DatabaseError(
+            DatabaseErrorKind::UnableToSendCommand,
+            Box::new("connection closed".to_owned()),
+        );
+        let postgres = Err::<(), _>(lost_query).context("reading the applied migrations");
+        assert!(unreachable(&postgres.unwrap_err()));
+
+        let refused = DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("permission denied for table orders".to_owned()),
+        );
+        let refused = Err::<(), _>(refused).context("reading the applied migrations");
+        assert!(!unreachable(&refused.unwrap_err()));
+        let redis_refused =
+            redis::RedisError::from((redis::ErrorKind::AuthenticationFailed, "WRONGPASS"));
+        assert!(!unreachable(&lost(redis_refused)));
+    }
 }
