@@ -171,7 +171,7 @@ pub struct Progress {
     pub deleted: u64,
     /// Order status changes written (history rows).
     pub transitions: u64,
-    /// Failed attempts to read or to apply a batch, each retried (an outage, a stalled or
+    /// Failed attempts, each retried: reads, applies, acks, claims (an outage, a stalled or
     /// reset connection, a deadlock).
     pub retried: u64,
 }
@@ -191,10 +191,10 @@ pub struct Settled<'a> {
     pub seconds: f64,
 }
 
-/// Where the worker records what it did.
-#[derive(Debug, Default)]
+/// Where the worker records what it did; clones share the totals.
+#[derive(Debug, Default, Clone)]
 pub struct Recorder {
-    progress: watch::Sender<Progress>,
+    progress: std::sync::Arc<watch::Sender<Progress>>,
 }
 
 impl Recorder {
@@ -210,7 +210,7 @@ impl Recorder {
             .send_modify(|progress| progress.claimed += count as u64);
     }
 
-    /// An attempt to read or to apply failed and will be retried.
+    /// An attempt failed and will be retried (any operation, on either server).
     pub fn retried(&self) {
         self.progress.send_modify(|progress| progress.retried += 1);
     }

@@ -36,6 +36,8 @@ pub struct Dependency {
     /// Its `kind` in `fulfillment_consumer_errors_total`.
     kind: &'static str,
     outage: Mutex<Option<Outage>>,
+    /// Where the worker's totals count each failed attempt too.
+    recorder: Option<crate::instruments::Recorder>,
 }
 
 #[derive(Debug)]
@@ -50,11 +52,23 @@ impl Dependency {
             name,
             kind,
             outage: Mutex::new(None),
+            recorder: None,
+        }
+    }
+
+    /// Counts each failed attempt in `recorder`'s totals as well.
+    pub fn recording(self, recorder: crate::instruments::Recorder) -> Self {
+        Self {
+            recorder: Some(recorder),
+            ..self
         }
     }
 
     fn failed(&self, what: &str, error: &dyn Display) {
         crate::instruments::transient_error(self.kind);
+        if let Some(recorder) = &self.recorder {
+            recorder.retried();
+        }
         let mut outage = self
             .outage
             .lock()

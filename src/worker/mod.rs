@@ -178,12 +178,8 @@ impl Worker {
                     batch.sort_by_position(|source| self.subscriptions[source].topic.stage());
                     return Some(batch);
                 }
-                Err(error) => {
-                    self.recorder.retried();
-                    if !retry.failed(&error).await {
-                        return None;
-                    }
-                }
+                Err(error) if retry.failed(&error).await => {}
+                Err(_) => return None,
             }
         }
     }

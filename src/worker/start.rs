@@ -39,8 +39,9 @@ impl Worker {
             );
         }
         let redis = config.connections.redis_target()?;
-        let redis_health = Dependency::new("Redis", "redis");
-        let db_health = Dependency::new("PostgreSQL", "postgres");
+        let recorder = Recorder::default();
+        let redis_health = Dependency::new("Redis", "redis").recording(recorder.clone());
+        let db_health = Dependency::new("PostgreSQL", "postgres").recording(recorder.clone());
         let database_url = &config.connections.database_url;
         let orders_table = &config.connections.orders_table;
         let orders = wait_out("checking the database schema", &db_health, starting, || {
@@ -95,7 +96,7 @@ impl Worker {
             orders,
             reader: Some(reader),
             read_ahead: Mutex::new(Vec::new()),
-            recorder: Recorder::default(),
+            recorder,
             redis_health,
             db_health,
             commits: None,

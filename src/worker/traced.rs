@@ -122,7 +122,6 @@ impl<'a> Failing<'a> {
     }
 
     pub(super) fn failed(&self, error: &StoreError) {
-        self.worker.recorder.retried();
         if !self.logged.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 "failed to update order status: error applying {} events (will retry): {error:#}",
