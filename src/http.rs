@@ -102,14 +102,25 @@ impl Readiness {
                 .await
                 .map_err(|error| format!("PostgreSQL: {error}"))
         };
-        let checks = async {
-            let (redis, postgres) = tokio::join!(redis, postgres);
-            redis.and(postgres)
-        };
-        tokio::time::timeout(CHECK_TIMEOUT, checks)
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer within {CHECK_TIMEOUT:?}")))
+        // Each within its own deadline, so a server that does not answer is named (a pool
+        // waits for a connection longer than a probe would).
+        let (redis, postgres) = tokio::join!(
+            within(CHECK_TIMEOUT, "Redis", redis),
+            within(CHECK_TIMEOUT, "PostgreSQL", postgres)
+        );
+        redis.and(postgres)
     }
+}
+
+/// `check`'s result, or that `server` did not answer within `timeout`.
+async fn within(
+    timeout: Duration,
+    server: &str,
+    check: impl std::future::Future<Output = Result<(), String>>,
+) -> Result<(), String> {
+    tokio::time::timeout(timeout, check)
+        .await
+        .unwrap_or_else(|_| Err(format!("{server}: no answer within {timeout:?}")))
 }
 
 #[derive(Clone)]

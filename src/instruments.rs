@@ -211,6 +211,9 @@ pub struct Progress {
     pub deleted: u64,
     /// Order status changes written (history rows).
     pub transitions: u64,
+    /// Failed attempts, each retried: reads, applies, acks, claims (an outage, a stalled or
+    /// reset connection, a deadlock).
+    pub retried: u64,
 }
 
 /// A settled batch, as recorded; topics by name.
@@ -228,10 +231,10 @@ pub struct Settled<'a> {
     pub seconds: f64,
 }
 
-/// Where the worker records what it did.
-#[derive(Debug, Default)]
+/// Where the worker records what it did; clones share the totals.
+#[derive(Debug, Default, Clone)]
 pub struct Recorder {
-    progress: watch::Sender<Progress>,
+    progress: std::sync::Arc<watch::Sender<Progress>>,
 }
 
 impl Recorder {
@@ -245,6 +248,11 @@ impl Recorder {
         counter!(CLAIMED, "topic" => topic).increment(count as u64);
         self.progress
             .send_modify(|progress| progress.claimed += count as u64);
+    }
+
+    /// An attempt failed and will be retried (any operation, on either server).
+    pub fn retried(&self) {
+        self.progress.send_modify(|progress| progress.retried += 1);
     }
 
     pub fn settled(&self, batch: &Settled<'_>) {

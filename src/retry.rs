@@ -17,6 +17,18 @@ use crate::shutdown::Shutdown;
 /// The longest wait between two attempts.
 const MAX_DELAY: Duration = Duration::from_secs(5);
 
+/// The waits between attempts: doubling from 50 ms, each plus a random jitter of up to as much
+/// again. backon adds the jitter after its cap, so the cap it is given is half of
+/// [`MAX_DELAY`]: the waits then stay below it, and still spread out once they reach it.
+fn delays() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_jitter()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(MAX_DELAY / 2)
+        .without_max_times()
+        .build()
+}
+
 /// A server the worker depends on, and whether it is currently failing.
 #[derive(Debug)]
 pub struct Dependency {
@@ -24,6 +36,8 @@ pub struct Dependency {
     /// Its `kind` in `fulfillment_consumer_errors_total`.
     kind: &'static str,
     outage: Mutex<Option<Outage>>,
+    /// Where the worker's totals count each failed attempt too.
+    recorder: Option<crate::instruments::Recorder>,
 }
 
 #[derive(Debug)]
@@ -38,11 +52,23 @@ impl Dependency {
             name,
             kind,
             outage: Mutex::new(None),
+            recorder: None,
+        }
+    }
+
+    /// Counts each failed attempt in `recorder`'s totals as well.
+    pub fn recording(self, recorder: crate::instruments::Recorder) -> Self {
+        Self {
+            recorder: Some(recorder),
+            ..self
         }
     }
 
     fn failed(&self, what: &str, error: &dyn Display) {
         crate::instruments::transient_error(self.kind);
+        if let Some(recorder) = &self.recorder {
+            recorder.retried();
+        }
         let mut outage = self
             .outage
             .lock()
@@ -92,17 +118,11 @@ pub struct Retry<'a> {
 impl<'a> Retry<'a> {
     /// `what` names the operation in logs ("applying the batch").
     pub fn new(what: &'static str, dependency: &'a Dependency, shutdown: &'a Shutdown) -> Self {
-        let delays = ExponentialBuilder::default()
-            .with_jitter()
-            .with_min_delay(Duration::from_millis(50))
-            .with_max_delay(MAX_DELAY)
-            .without_max_times()
-            .build();
         Self {
             what,
             dependency,
             shutdown,
-            delays,
+            delays: delays(),
         }
     }
 
@@ -148,6 +168,38 @@ pub async fn until_ok<T, E: Display, Fut: Future<Output = Result<T, E>>>(
             }
             Err(error) if retry.failed(&error).await => {}
             Err(_) => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn waits_double_from_50_ms_with_jitter_and_never_exceed_5_s() {
+        for _ in 0..20 {
+            let waits: Vec<Duration> = delays().take(200).collect();
+            assert_eq!(waits.len(), 200, "retried for as long as it takes");
+            let first = waits[0];
+            assert!(
+                first >= Duration::from_millis(50) && first < Duration::from_millis(100),
+                "{first:?}"
+            );
+            // Base 50 ms · 2^n reaches the cap's half (2.5 s) by the seventh attempt.
+            for (attempt, wait) in waits.iter().enumerate() {
+                let base = Duration::from_millis(50)
+                    .saturating_mul(1 << attempt.min(20))
+                    .min(MAX_DELAY / 2);
+                assert!(
+                    *wait >= base && *wait < base * 2 && *wait <= MAX_DELAY,
+                    "attempt {attempt}: {wait:?}"
+                );
+            }
+            let capped: BTreeSet<Duration> = waits[10..].iter().copied().collect();
+            assert!(capped.len() > 100, "jittered at the cap: {capped:?}");
         }
     }
 }

@@ -15,6 +15,7 @@
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
+use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use order_worker::FulfillmentStatus::{self, Cancelled, Planning, Shipped};
@@ -22,7 +23,7 @@ use order_worker_dev::fault_proxy::FaultProxy;
 use order_worker_dev::in_order::Tables;
 use order_worker_dev::publisher::{self, Format};
 use support::payments::{pending_for_on, ALL_TOPICS, CONFIRMED, FAILED, FULFILLMENT};
-use support::process::signal;
+use support::process::{signal, terminate};
 use support::TestEnv;
 use tokio::process::Child;
 
@@ -32,6 +33,8 @@ const RUN_DEADLINE: Duration = Duration::from_secs(600);
 const CYCLE: Duration = Duration::from_secs(12);
 const CUT_FOR: Duration = Duration::from_secs(3);
 const TIMESTAMP: &str = "2025-12-22T10:54:00Z";
+/// What a worker logs for each order it recomputes for a late event.
+const RECOMPUTED: &str = "recomputed the order from its recorded events";
 
 /// How a run publishes and kills.
 struct Shape {
@@ -114,10 +117,10 @@ async fn run(shape: Shape) {
         ("CONSUMER_GONE_MS", "1000"),
         ("CONCURRENCY", "2"),
     ];
-    let mut generation = 0;
+    let mut spawned = Vec::new();
     let mut spawn = |env: &TestEnv| {
-        generation += 1;
-        let name = format!("chaos-{generation}");
+        let name = format!("chaos-{}", spawned.len() + 1);
+        spawned.push(name.clone());
         let child = env.spawn_process(&name, &redis_url, &database_url, &settings);
         (name, child)
     };
@@ -178,10 +181,18 @@ async fn run(shape: Shape) {
             }
         }
         held = still_held;
+        assert_running(&env, &mut workers);
         if now >= next_kill {
             let victim = kills % workers.len();
             signal(&workers[victim].1, "-KILL");
-            workers[victim].1.wait().await.expect("reaped");
+            let status = workers[victim].1.wait().await.expect("reaped");
+            // Killed by this SIGKILL, not exited before it.
+            assert_eq!(
+                status.signal(),
+                Some(9),
+                "{} ended {status}",
+                workers[victim].0
+            );
             let name = workers[victim].0.clone();
             if holds(&env, &streams, &name).await {
                 held.push((name, Instant::now()));
@@ -211,10 +222,15 @@ async fn run(shape: Shape) {
     let elapsed = started.elapsed();
     pg_proxy.restore();
     redis_proxy.restore();
-    for (_, worker) in &mut workers {
-        signal(worker, "-TERM");
-        worker.wait().await.expect("worker exits");
+    for (name, worker) in &mut workers {
+        let status = terminate(worker).await;
+        assert_eq!(status.code(), Some(0), "{name} after SIGTERM: {status}");
     }
+    // Late events: without them, the comparison with in-order processing proves nothing.
+    let recomputed: usize = spawned
+        .iter()
+        .map(|name| env.process_log(name).matches(RECOMPUTED).count())
+        .sum();
 
     let poison_ids = publisher.await.expect("publisher");
     let dead: BTreeSet<String> = env
@@ -239,7 +255,8 @@ async fn run(shape: Shape) {
     println!(
         "chaos ({shape}): {} entries ({} orders, {poison} poison) drained in {:.1} s; {kills} \
          workers SIGKILLed, {cuts} cut cycles; dead letters {}; rows {:?}; takeover of a killed \
-         replica's entries: {} measured, median {:?}, max {:?}",
+         replica's entries: {} measured, median {:?}, max {:?}; {recomputed} orders recomputed \
+         for a late event",
         applied + poison,
         orders.len(),
         elapsed.as_secs_f64(),
@@ -255,6 +272,7 @@ async fn run(shape: Shape) {
         dead, poison_ids,
         "the dead-letter stream holds exactly the poison entries"
     );
+    assert!(recomputed > 0, "no late event: nothing was reordered");
     if let Some(difference) = chaos_tables.first_difference(&expected) {
         panic!("the tables differ from in-order processing of the same streams: {difference}");
     }
@@ -272,6 +290,19 @@ async fn run(shape: Shape) {
     );
     in_order.cleanup().await;
     env.cleanup().await;
+}
+
+/// Fails with its log if a worker exited before the test killed or stopped it: a replacement
+/// started during a cut must wait for the server, not exit.
+fn assert_running(env: &TestEnv, workers: &mut [(String, Child)]) {
+    for (name, worker) in workers {
+        if let Some(status) = worker.try_wait().expect("try_wait") {
+            panic!(
+                "{name} exited on its own ({status}):\n{}",
+                env.process_log(name)
+            );
+        }
+    }
 }
 
 /// Every stream delivered to the group and acked.

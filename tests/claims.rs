@@ -7,12 +7,13 @@ use order_worker::FulfillmentStatus::*;
 use order_worker_dev::publisher::Format;
 use support::TestEnv;
 
-/// Reads every new entry as `consumer` without acking, as a consumer that then dies does.
-async fn read_and_abandon(env: &TestEnv, consumer: &str) -> usize {
+/// Reads every new entry as `consumer` without acking, as a consumer that then dies does;
+/// returns their ids.
+async fn read_and_abandon(env: &TestEnv, consumer: &str) -> Vec<String> {
     order_worker::ensure_group(&mut env.redis.clone(), &env.stream)
         .await
         .expect("group");
-    env.read_as(&env.stream.group, consumer, 10_000).await.len()
+    env.read_as(&env.stream.group, consumer, 10_000).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -22,7 +23,7 @@ async fn entries_left_pending_by_dapr_are_claimed_and_applied() {
     env.publish_lifecycle("o1", "f1", &[Planning, Shipped])
         .await;
     // Dapr reads every replica as the consumer named after the app-id.
-    assert_eq!(read_and_abandon(&env, "order-service").await, 2);
+    assert_eq!(read_and_abandon(&env, "order-service").await.len(), 2);
     assert_eq!(env.pending_for("order-service").await, 2);
 
     let mut worker = env.spawn_worker("order-worker-7d9c").await;
@@ -176,5 +177,71 @@ async fn idle_consumers_are_removed_only_when_they_hold_nothing() {
         env.has_consumer("alive").await,
         "a replica never removes itself"
     );
+    env.cleanup().await;
+}
+
+/// Deletes entries from the test's stream, as trimming or an operator's XDEL does.
+async fn xdel(env: &TestEnv, ids: &[String]) {
+    let deleted: usize = redis::cmd("XDEL")
+        .arg(&env.stream.stream)
+        .arg(ids)
+        .query_async(&mut env.redis.clone())
+        .await
+        .expect("XDEL");
+    assert_eq!(deleted, ids.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claimed_ids_whose_entries_were_deleted_are_counted_and_leave_the_pending_list() {
+    let env = TestEnv::new().await;
+    env.seed_orders(&["o1", "o2", "o3"], "confirmed").await;
+    for order in ["o1", "o2", "o3"] {
+        env.publish_lifecycle(order, &format!("f-{order}"), &[Planning])
+            .await;
+    }
+    let held = read_and_abandon(&env, "order-service").await;
+    assert_eq!(held.len(), 3);
+    xdel(&env, &held[..2]).await;
+
+    let mut worker = env.spawn_worker("w-deleted").await;
+    let progress = worker.wait_for(|p| p.deleted == 2 && p.applied == 1).await;
+    worker.stop().await;
+    assert_eq!((progress.deleted, progress.applied), (2, 1), "{progress:?}");
+    assert_eq!(env.pending().await, 0, "acked");
+    assert_eq!(env.order_status("o3").await, "processing");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn own_pending_ids_whose_entries_were_deleted_are_logged_each_and_leave_the_pending_list() {
+    let env = TestEnv::new().await;
+    env.seed_orders(&["o1", "o2"], "confirmed").await;
+    for order in ["o1", "o2"] {
+        env.publish_lifecycle(order, &format!("f-{order}"), &[Planning])
+            .await;
+    }
+    // A previous run of the same consumer read both and died; one entry is deleted since.
+    // (Redis 7's XAUTOCLAIM, which the worker's first claim round runs, drops such ids from
+    // the pending list itself: the worker's XACK of them is for older servers.)
+    let held = read_and_abandon(&env, "w-restarted").await;
+    assert_eq!(held.len(), 2);
+    xdel(&env, &held[..1]).await;
+
+    let mut worker = env.spawn_process("w-restarted", &env.redis_url, &env.database_url, &[]);
+    support::eventually("both settled", async || {
+        env.pending().await == 0 && env.order_status("o2").await == "processing"
+    })
+    .await;
+    assert_eq!(
+        support::process::terminate(&mut worker).await.code(),
+        Some(0)
+    );
+    let log = env.process_log("w-restarted");
+    let logged = log.lines().find(|line| {
+        line.contains("pending entry was deleted from the stream: acking it")
+            && line.contains(&held[0])
+    });
+    assert!(logged.is_some(), "{log}");
+    assert_eq!(env.order_status("o1").await, "confirmed");
     env.cleanup().await;
 }

@@ -221,3 +221,33 @@ async fn an_event_for_an_unknown_order_stays_pending_and_others_apply() {
     );
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_created_at_dollar_skips_the_entries_already_in_the_stream() {
+    let env = TestEnv::new().await;
+    env.seed_orders(&["old", "new"], "confirmed").await;
+    env.publish("old", "f-old", Planning, Format::CloudEvent)
+        .await;
+    let mut config = env.config("w1");
+    config.stream.group_start_id = "$".to_owned();
+    // Started: the group exists, at the stream's last entry.
+    let mut worker = env.spawn_worker_with(config).await;
+    env.publish("new", "f-new", Planning, Format::CloudEvent)
+        .await;
+    // Entries are read in stream order: once the new one is applied, an old one would be too.
+    worker.wait_for(|p| p.applied >= 1).await;
+    let progress = worker.stop().await;
+    assert_eq!(
+        (progress.consumed, progress.applied),
+        (1, 1),
+        "{progress:?}"
+    );
+    assert_eq!(env.order_status("new").await, "processing");
+    assert_eq!(
+        env.order_status("old").await,
+        "confirmed",
+        "never delivered"
+    );
+    assert_eq!(env.pending().await, 0);
+    env.cleanup().await;
+}

@@ -12,6 +12,12 @@ use support::TestEnv;
 
 /// How long each fault lasts. Not a wait for a result: the fault itself.
 const OUTAGE: Duration = Duration::from_secs(2);
+/// A Redis stall must outlast the reading connection's response timeout (BLOCK_MS, 100 ms
+/// here, + 5 s) to be noticed; a shorter one is only a slow reply.
+const REDIS_STALL: Duration = Duration::from_secs(6);
+/// Well within [`OUTAGE`], so that an attempt stalled by it is cut short and retried on another
+/// connection, as the default 30 s does with a partition that lasts.
+const APPLY_TIMEOUT: Duration = Duration::from_millis(500);
 
 #[derive(Clone, Copy, Debug)]
 enum Server {
@@ -26,12 +32,13 @@ enum Fault {
 }
 
 /// Runs a worker through `server`'s proxy over a backlog, applies `fault` once it is under
-/// way, restores, and checks the end state is exact.
+/// way, restores, and checks that the worker noticed (it retried) and the end state is exact.
 async fn ride_through(server: Server, fault: Fault) {
     let env = TestEnv::new().await;
     let (orders, total) = env.seed_lifecycles(200).await;
     let mut config = env.config("w1");
     config.batch_size = 5;
+    config.apply_timeout = APPLY_TIMEOUT;
     let proxy = match server {
         Server::Redis => {
             let proxy = FaultProxy::start(&env.redis_addr())
@@ -60,11 +67,19 @@ async fn ride_through(server: Server, fault: Fault) {
         at_fault < total,
         "the fault hit mid-stream ({at_fault} of {total} consumed)"
     );
-    tokio::time::sleep(OUTAGE).await;
+    tokio::time::sleep(match (server, fault) {
+        (Server::Redis, Fault::Stall) => REDIS_STALL,
+        _ => OUTAGE,
+    })
+    .await;
     proxy.restore();
     let progress = worker.wait_consumed(total).await;
     worker.stop().await;
 
+    assert!(
+        progress.retried > 0,
+        "{server:?} {fault:?} unnoticed: {progress:?}"
+    );
     assert_eq!(
         progress.applied + progress.duplicate,
         total,

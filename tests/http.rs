@@ -7,33 +7,19 @@ mod support;
 use order_worker::FulfillmentStatus::Planning;
 use order_worker_dev::fault_proxy::FaultProxy;
 use order_worker_dev::publisher::Format;
-use support::http::{get, http_port};
+use support::http::{get, http_port, Metrics};
 use support::payments::{publish_payment, ALL_TOPICS, CONFIRMED, FAILED};
 use support::process::signal;
 use support::{eventually, TestEnv};
 
-/// The value of an unlabelled sample in Prometheus text.
+const FULFILLMENT_TOPIC: (&str, &str) = ("topic", "fulfillment.status_changed");
+
 /// Entries whose verdict is counted: consumed counts at read, outcomes and dead letters only after
 /// the settle, so a test waits on this before reading the outcomes.
-fn settled(metrics: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("fulfillment_event_outcomes_total{")
-                || l.starts_with("fulfillment_entries_dead_lettered_total{")
-        })
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
-}
-
-fn sample(metrics: &str, name: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        line.strip_prefix(name)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
+async fn settled(port: u16) -> f64 {
+    let metrics = Metrics::scrape(port).await;
+    metrics.total("fulfillment_event_outcomes_total")
+        + metrics.total("fulfillment_entries_dead_lettered_total")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -76,8 +62,7 @@ async fn metrics_parse_as_prometheus_text_and_count_exactly_the_events_processed
     let mut worker = env.spawn_process("http-2", &env.redis_url, &env.database_url, &[]);
     let port = http_port(&env, "http-2").await;
     eventually("everything processed", async || {
-        let (_, metrics) = get(port, "/metrics").await;
-        settled(&metrics) == (total + 1) as f64
+        settled(port).await == (total + 1) as f64
     })
     .await;
     let (status, metrics) = get(port, "/metrics").await;
@@ -99,33 +84,39 @@ async fn metrics_parse_as_prometheus_text_and_count_exactly_the_events_processed
             "metric name of {line}"
         );
     }
-    assert_eq!(
-        sample(&metrics, "fulfillment_status_events_consumed_total"),
-        Some((total + 1) as f64),
-        "{metrics}"
-    );
-    let applied = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("fulfillment_event_outcomes_total{topic=\"fulfillment.status_changed\",outcome=\"applied\"} "))
-        .and_then(|v| v.parse::<f64>().ok());
-    assert_eq!(applied, Some(total as f64), "{metrics}");
-    let shipped = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("order_status_updates_total{reason=\"FulfillmentShipped\"} "))
-        .and_then(|v| v.parse::<f64>().ok());
-    assert_eq!(shipped, Some(orders.len() as f64), "{metrics}");
-    assert_eq!(
-        sample(
-            &metrics,
-            "fulfillment_entries_dead_lettered_total{topic=\"fulfillment.status_changed\"}"
+    let parsed = Metrics::scrape(port).await;
+    let applied = [FULFILLMENT_TOPIC, ("outcome", "applied")];
+    let expected = [
+        (
+            "fulfillment_status_events_consumed_total",
+            &[][..],
+            total + 1,
         ),
-        Some(1.0),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("fulfillment_event_processing_duration_seconds_bucket"),
-        "{metrics}"
-    );
+        ("fulfillment_event_outcomes_total", &applied, total),
+        (
+            "order_status_updates_total",
+            &[("reason", "FulfillmentShipped")],
+            orders.len() as u64,
+        ),
+        (
+            "fulfillment_entries_dead_lettered_total",
+            &[FULFILLMENT_TOPIC],
+            1,
+        ),
+        // One per fulfillment event.
+        (
+            "fulfillment_event_processing_duration_seconds_count",
+            &[],
+            total,
+        ),
+    ];
+    for (name, labels, value) in expected {
+        assert_eq!(
+            parsed.value(name, labels),
+            Some(value as f64),
+            "{name}{labels:?} in {metrics}"
+        );
+    }
 
     signal(&worker, "-TERM");
     worker.wait().await.expect("exits");
@@ -159,28 +150,37 @@ async fn metrics_count_claimed_entries_and_each_refusal_by_its_kind() {
     let mut worker = env.spawn_process("http-3", &env.redis_url, &env.database_url, &settings);
     let port = http_port(&env, "http-3").await;
     eventually("the three claimed entries settled", async || {
-        let (_, metrics) = get(port, "/metrics").await;
-        settled(&metrics) == 3.0
+        settled(port).await == 3.0
     })
     .await;
-    let (_, metrics) = get(port, "/metrics").await;
+    let metrics = Metrics::scrape(port).await;
+    let applied = [FULFILLMENT_TOPIC, ("outcome", "applied")];
     let expected = [
-        ("fulfillment_status_events_consumed_total", 3.0),
-        ("fulfillment_entries_claimed_total{topic=\"fulfillment.status_changed\"}", 3.0),
-        ("fulfillment_entries_dead_lettered_total{topic=\"fulfillment.status_changed\"}", 2.0),
-        ("fulfillment_consumer_errors_total{kind=\"decode\"}", 1.0),
+        ("fulfillment_status_events_consumed_total", &[][..], 3.0),
         (
-            "fulfillment_consumer_errors_total{kind=\"max_deliveries\"}",
+            "fulfillment_entries_claimed_total",
+            &[FULFILLMENT_TOPIC],
+            3.0,
+        ),
+        (
+            "fulfillment_entries_dead_lettered_total",
+            &[FULFILLMENT_TOPIC],
+            2.0,
+        ),
+        (
+            "fulfillment_consumer_errors_total",
+            &[("kind", "decode")],
             1.0,
         ),
-        ("fulfillment_event_outcomes_total{topic=\"fulfillment.status_changed\",outcome=\"applied\"}", 1.0),
+        (
+            "fulfillment_consumer_errors_total",
+            &[("kind", "max_deliveries")],
+            1.0,
+        ),
+        ("fulfillment_event_outcomes_total", &applied, 1.0),
     ];
-    for (series, value) in expected {
-        assert_eq!(
-            sample(&metrics, series),
-            Some(value),
-            "{series} in {metrics}"
-        );
+    for (name, labels, value) in expected {
+        assert_eq!(metrics.value(name, labels), Some(value), "{name}{labels:?}");
     }
     assert_eq!(env.order_status("o1").await, "processing");
     assert_eq!(env.order_status("o2").await, "confirmed");
@@ -253,70 +253,6 @@ async fn subscriptions_are_listed_by_the_endpoint_and_the_command_alike() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_worker_started_during_a_postgres_outage_waits_then_drains() {
-    let env = TestEnv::new().await;
-    let proxy = FaultProxy::start(&env.postgres_addr())
-        .await
-        .expect("proxy starts");
-    proxy.cut();
-    let db = proxy.url_for(&env.database_url).expect("proxied URL");
-    let mut worker = env.spawn_process("http-5", &env.redis_url, &db, &[]);
-    let port = http_port(&env, "http-5").await;
-    eventually("not ready, waiting for PostgreSQL", async || {
-        let (status, body) = get(port, "/readyz").await;
-        status == 503 && body.contains("starting, waiting") && body.contains("PostgreSQL")
-    })
-    .await;
-    env.seed_orders(&["o1"], "confirmed").await;
-    env.publish_lifecycle("o1", "f1", &[Planning]).await;
-
-    proxy.restore();
-    eventually("drained once PostgreSQL is back", async || {
-        env.order_status("o1").await == "processing" && env.pending().await == 0
-    })
-    .await;
-    assert_eq!(get(port, "/readyz").await.0, 200);
-    signal(&worker, "-TERM");
-    assert_eq!(worker.wait().await.expect("exits").code(), Some(0));
-    env.cleanup().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_worker_started_during_a_redis_outage_waits_and_a_sigterm_meanwhile_exits_zero() {
-    let env = TestEnv::new().await;
-    // A port where nothing listens: Redis is down, connections are refused.
-    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    let down = free.local_addr().expect("address").to_string();
-    drop(free);
-    let redis_url = format!("redis://{down}");
-    let mut quitter = env.spawn_process("http-6", &redis_url, &env.database_url, &[]);
-    let mut waiter = env.spawn_process("http-7", &redis_url, &env.database_url, &[]);
-    for name in ["http-6", "http-7"] {
-        let port = http_port(&env, name).await;
-        eventually("not ready, waiting for Redis", async || {
-            let (status, body) = get(port, "/readyz").await;
-            status == 503 && body.contains("starting, waiting") && body.contains("Redis")
-        })
-        .await;
-    }
-    signal(&quitter, "-TERM");
-    assert_eq!(quitter.wait().await.expect("exits").code(), Some(0));
-
-    env.seed_orders(&["o1"], "confirmed").await;
-    env.publish_lifecycle("o1", "f1", &[Planning]).await;
-    let _redis = FaultProxy::start_at(&down, &env.redis_addr())
-        .await
-        .expect("proxy starts");
-    eventually("drained once Redis is back", async || {
-        env.order_status("o1").await == "processing" && env.pending().await == 0
-    })
-    .await;
-    signal(&waiter, "-TERM");
-    assert_eq!(waiter.wait().await.expect("exits").code(), Some(0));
-    env.cleanup().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn payment_events_are_counted_by_topic_and_conflicts_apart() {
     let env = TestEnv::new().await;
     env.seed_orders(&["o1", "o3"], "pending").await;
@@ -328,41 +264,36 @@ async fn payment_events_are_counted_by_topic_and_conflicts_apart() {
     let mut worker = env.spawn_process("http-8", &env.redis_url, &env.database_url, &settings);
     let port = http_port(&env, "http-8").await;
     eventually("the three payments settled", async || {
-        let (_, metrics) = get(port, "/metrics").await;
-        settled(&metrics) == 3.0
+        settled(port).await == 3.0
     })
     .await;
-    let (_, metrics) = get(port, "/metrics").await;
+    let metrics = Metrics::scrape(port).await;
+    let confirmed = ("topic", "payment.confirmed");
+    let conflict = [confirmed, ("outcome", "conflict")];
     let expected = [
+        ("payment_events_consumed_total", &[confirmed][..], Some(2.0)),
         (
-            "payment_events_consumed_total{topic=\"payment.confirmed\"}",
-            Some(2.0),
-        ),
-        (
-            "payment_events_consumed_total{topic=\"payment.failed\"}",
+            "payment_events_consumed_total",
+            &[("topic", "payment.failed")],
             Some(1.0),
         ),
         (
-            "order_status_updates_total{reason=\"PaymentConfirmed\"}",
+            "order_status_updates_total",
+            &[("reason", "PaymentConfirmed")],
             Some(1.0),
         ),
         (
-            "order_status_updates_total{reason=\"PaymentFailed\"}",
+            "order_status_updates_total",
+            &[("reason", "PaymentFailed")],
             Some(1.0),
         ),
-        (
-            "order_event_conflicts_total{topic=\"payment.confirmed\"}",
-            Some(1.0),
-        ),
-        (
-            "fulfillment_event_outcomes_total{topic=\"payment.confirmed\",outcome=\"conflict\"}",
-            Some(1.0),
-        ),
+        ("order_event_conflicts_total", &[confirmed], Some(1.0)),
+        ("fulfillment_event_outcomes_total", &conflict, Some(1.0)),
         // The seed's name counts the fulfillment topic alone.
-        ("fulfillment_status_events_consumed_total", None),
+        ("fulfillment_status_events_consumed_total", &[], None),
     ];
-    for (series, value) in expected {
-        assert_eq!(sample(&metrics, series), value, "{series} in {metrics}");
+    for (name, labels, value) in expected {
+        assert_eq!(metrics.value(name, labels), value, "{name}{labels:?}");
     }
 
     signal(&worker, "-TERM");

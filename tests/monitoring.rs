@@ -14,7 +14,7 @@ use std::process::{Command, Output, Stdio};
 use names::{exported, metric_names, readme_anchors};
 use order_worker::FulfillmentStatus::Planning;
 use order_worker_dev::publisher::Format;
-use support::http::{get, http_port};
+use support::http::{get, http_port, Metrics};
 use support::payments::{publish_payment, stream_key, ALL_TOPICS, CONFIRMED, FAILED, FULFILLMENT};
 use support::process::terminate;
 use support::{eventually, TestEnv};
@@ -273,13 +273,6 @@ async fn the_live_metrics_lint_clean_and_hold_every_name_the_alerts_and_dashboar
     env.cleanup().await;
 }
 
-/// The value of one series in Prometheus text.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_oldest_pending_idle_gauge_follows_an_entry_no_replica_claims() {
     let env = TestEnv::new().await;
@@ -301,28 +294,23 @@ async fn the_oldest_pending_idle_gauge_follows_an_entry_no_replica_claims() {
     let mut worker =
         env.spawn_process("monitoring-2", &env.redis_url, &env.database_url, &settings);
     let port = http_port(&env, "monitoring-2").await;
-    let idle =
-        "fulfillment_stream_oldest_pending_idle_seconds{topic=\"fulfillment.status_changed\"}";
-    let mut metrics = String::new();
+    let idle = "fulfillment_stream_oldest_pending_idle_seconds";
+    let topic = [("topic", "fulfillment.status_changed")];
+    let mut seconds = 0.0;
     eventually("the entry idle for a second", async || {
-        metrics = get(port, "/metrics").await.1;
-        sample(&metrics, idle).is_some_and(|seconds| seconds >= 1.0)
+        let metrics = Metrics::scrape(port).await;
+        seconds = metrics.value(idle, &topic).unwrap_or(0.0);
+        seconds >= 1.0
     })
     .await;
-    let seconds = sample(&metrics, idle).expect("idle");
-    assert!(
-        seconds <= held_at.elapsed().as_secs_f64(),
-        "{seconds} s: {metrics}"
-    );
+    assert!(seconds <= held_at.elapsed().as_secs_f64(), "{seconds} s");
+    let metrics = Metrics::scrape(port).await;
     assert_eq!(
-        sample(&metrics, "fulfillment_claim_min_idle_seconds"),
+        metrics.value("fulfillment_claim_min_idle_seconds", &[]),
         Some(600.0)
     );
     assert_eq!(
-        sample(
-            &metrics,
-            "fulfillment_stream_pending{topic=\"fulfillment.status_changed\"}"
-        ),
+        metrics.value("fulfillment_stream_pending", &topic),
         Some(1.0)
     );
 
@@ -334,7 +322,7 @@ async fn the_oldest_pending_idle_gauge_follows_an_entry_no_replica_claims() {
         .await
         .expect("XACK");
     eventually("nothing pending, nothing idle", async || {
-        sample(&get(port, "/metrics").await.1, idle) == Some(0.0)
+        Metrics::scrape(port).await.value(idle, &topic) == Some(0.0)
     })
     .await;
 
@@ -352,18 +340,21 @@ async fn the_stream_length_and_oldest_entry_age_gauges_follow_a_trim() {
     env.fill(2).await;
     let mut worker = env.spawn_process("monitoring-3", &env.redis_url, &env.database_url, &[]);
     let port = http_port(&env, "monitoring-3").await;
-    let length = "fulfillment_stream_length{topic=\"fulfillment.status_changed\"}";
-    let age = "fulfillment_stream_oldest_entry_age_seconds{topic=\"fulfillment.status_changed\"}";
-    let mut metrics = String::new();
+    let (length, age) = (
+        "fulfillment_stream_length",
+        "fulfillment_stream_oldest_entry_age_seconds",
+    );
+    let topic = [("topic", "fulfillment.status_changed")];
+    let mut metrics = Metrics::scrape(port).await;
     eventually("the length and age of the three entries", async || {
-        metrics = get(port, "/metrics").await.1;
-        sample(&metrics, length) == Some(3.0)
+        metrics = Metrics::scrape(port).await;
+        metrics.value(length, &topic) == Some(3.0)
     })
     .await;
-    let seconds = sample(&metrics, age).expect("the age");
+    let seconds = metrics.value(age, &topic).expect("the age");
     assert!(
         (TWO_DAYS..TWO_DAYS + 60.0).contains(&seconds),
-        "{seconds} s: {metrics}"
+        "{seconds} s"
     );
 
     // The two-day-old entry trimmed: the next claim round sees two recent ones.
@@ -375,8 +366,9 @@ async fn the_stream_length_and_oldest_entry_age_gauges_follow_a_trim() {
         .await
         .expect("XTRIM");
     eventually("the gauges after the trim", async || {
-        metrics = get(port, "/metrics").await.1;
-        sample(&metrics, length) == Some(2.0) && sample(&metrics, age).is_some_and(|s| s < 60.0)
+        let metrics = Metrics::scrape(port).await;
+        metrics.value(length, &topic) == Some(2.0)
+            && metrics.value(age, &topic).is_some_and(|s| s < 60.0)
     })
     .await;
 

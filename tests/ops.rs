@@ -5,7 +5,8 @@
 mod support;
 
 use order_worker::ops::inspect::{self, PendingArgs};
-use support::ops::stderr;
+use order_worker_dev::fault_proxy::FaultProxy;
+use support::ops::{stderr, stdout};
 use support::process::order_worker_output;
 use support::TestEnv;
 
@@ -197,5 +198,42 @@ async fn pending_shows_every_subscribed_stream_and_dead_letter_takes_the_topic()
     };
     assert_eq!(listed(Some("payment.confirmed")).await, 1);
     assert_eq!(listed(None).await, 0, "the fulfillment topic's by default");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_inspecting_commands_work_while_postgresql_is_down() {
+    let env = TestEnv::new().await;
+    env.fill(3).await;
+    env.create_group(&env.stream.group).await;
+    env.read_as(&env.stream.group, "pod-a", 2).await;
+    let dead_letter = [("data".to_owned(), "{not json".to_owned())];
+    order_worker_dev::publisher::publish(
+        &mut env.redis.clone(),
+        &env.stream.dead_letter_stream(),
+        &dead_letter,
+    )
+    .await
+    .expect("XADD");
+    let postgres = FaultProxy::start(&env.postgres_addr())
+        .await
+        .expect("proxy starts");
+    postgres.cut();
+    let down = postgres.url_for(&env.database_url).expect("proxied URL");
+    for args in [
+        &["pending"][..],
+        &["subscriptions"],
+        &["dead-letter", "list"],
+        &["trim", "--dry-run"],
+    ] {
+        let output = env
+            .order_worker_with(args, &[("DATABASE_URL", &down)])
+            .await;
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+    }
+    let pending = env
+        .order_worker_with(&["pending"], &[("DATABASE_URL", &down)])
+        .await;
+    assert!(stdout(&pending).contains("pod-a"), "{}", stdout(&pending));
     env.cleanup().await;
 }

@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use order_worker_dev::fault_proxy::FaultProxy;
-use support::process::signal;
+use support::process::{signal, terminate};
 use support::{eventually, TestEnv, DEADLINE};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -196,10 +196,11 @@ async fn a_stuck_batch_holds_shutdown_only_until_the_timeout_and_a_second_signal
     })
     .await;
     proxy.stall();
-    env.publish_until_held(async |env| {
-        env.pending_for("patient").await > 0 && env.pending_for("impatient").await > 0
-    })
-    .await;
+    let published = env
+        .publish_until_held(async |env| {
+            env.pending_for("patient").await > 0 && env.pending_for("impatient").await > 0
+        })
+        .await;
 
     // Measured from before the signal: the worker's clock starts a moment after ours.
     let stopping = Instant::now();
@@ -235,6 +236,22 @@ async fn a_stuck_batch_holds_shutdown_only_until_the_timeout_and_a_second_signal
         env.pending_for("patient").await > 0,
         "its unapplied batch stays pending, for another replica"
     );
+
+    // Another replica claims what both left and applies it.
     proxy.restore();
+    let mut successor = env.spawn_process("successor", &env.redis_url, &env.database_url, &[]);
+    eventually("the successor claimed and applied everything", async || {
+        env.pending().await == 0 && env.lag().await == 0
+    })
+    .await;
+    assert_eq!(terminate(&mut successor).await.code(), Some(0));
+    assert!(
+        env.process_log("successor")
+            .contains("claimed entries idle"),
+        "{}",
+        env.process_log("successor")
+    );
+    let orders: Vec<String> = (0..published).map(|i| format!("order-{i:03}")).collect();
+    env.assert_all_delivered(&orders).await;
     env.cleanup().await;
 }

@@ -60,14 +60,17 @@ async fn run_refuses_to_start_when_the_schema_is_behind() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_orders_table_rejects_unknown_statuses() {
     let env = TestEnv::new().await;
+    use diesel::result::{DatabaseErrorKind, Error};
     use diesel_async::RunQueryDsl;
     let inserted = diesel::sql_query("INSERT INTO orders (id, status) VALUES ('o1', 'teleported')")
         .execute(&mut env.db().await)
         .await;
-    assert!(
-        inserted.is_err(),
-        "CHECK constraint rejects an unknown status"
-    );
+    match inserted {
+        Err(Error::DatabaseError(DatabaseErrorKind::CheckViolation, info)) => {
+            assert_eq!(info.constraint_name(), Some("orders_status_check"));
+        }
+        other => panic!("not the status CHECK's violation: {other:?}"),
+    }
     for status in order_worker::OrderStatus::ALL {
         env.seed_orders(&[&format!("o-{status}")], status.as_str())
             .await;

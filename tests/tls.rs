@@ -138,3 +138,32 @@ async fn redis_without_tls_or_without_the_ca_fails_clearly() {
         stderr(&output)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ssl_cert_file_stands_in_for_the_system_roots_on_both_servers() {
+    let servers = TlsServers::start().await;
+    let env = servers.env(None).await;
+    env.fill(1).await;
+    env.create_group(&env.stream.group).await;
+    // verify-full without sslrootcert, Redis without REDIS_CA_CERT: the system's roots.
+    let mut database_url = url::Url::parse(&env.database_url).expect("URL");
+    database_url.set_query(Some("sslmode=verify-full"));
+    let database_url = database_url.to_string();
+    let ca = servers.pki.ca.display().to_string();
+    for (args, server) in [(&["pending"][..], "Redis"), (&["migrate"], "PostgreSQL")] {
+        let without = [("REDIS_CA_CERT", ""), ("DATABASE_URL", &database_url)];
+        let output = env.order_worker_with(args, &without).await;
+        assert!(
+            !output.status.success() && stderr(&output).contains("UnknownIssuer"),
+            "{server}, the test CA not among the system's roots: {}",
+            stderr(&output)
+        );
+        let with = [without[0], without[1], ("SSL_CERT_FILE", &ca)];
+        let output = env.order_worker_with(args, &with).await;
+        assert!(
+            output.status.success(),
+            "{server} with SSL_CERT_FILE: {}",
+            stderr(&output)
+        );
+    }
+}

@@ -41,6 +41,8 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DEFAULT_INBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_INBOX_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 const MIN_INBOX_RETENTION: Duration = Duration::from_secs(3600);
+/// The longest one attempt to apply a batch may take (it normally commits in milliseconds).
+pub const DEFAULT_APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Dapr's `XGROUP CREATE … 0`: a new group reads the retained stream from the start.
 pub const DEFAULT_GROUP_START_ID: &str = "0";
 
@@ -295,6 +297,11 @@ pub struct WorkerConfig {
     /// Where `/healthz`, `/readyz` and `/metrics` are served (`127.0.0.1:0`: any free port).
     #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:9090")]
     pub http_addr: std::net::SocketAddr,
+    /// The longest one attempt to apply a lane may take before its connection is taken for
+    /// stalled (a network partition), dropped and the attempt retried. Not a setting: tests
+    /// shorten it to see a stall handled within seconds.
+    #[arg(skip = DEFAULT_APPLY_TIMEOUT)]
+    pub apply_timeout: Duration,
 }
 
 /// INBOX_RETENTION: a duration of an hour or more (the database refuses less).
@@ -334,6 +341,7 @@ impl WorkerConfig {
             inbox_retention: DEFAULT_INBOX_RETENTION,
             inbox_prune_interval: DEFAULT_INBOX_PRUNE_INTERVAL,
             http_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            apply_timeout: DEFAULT_APPLY_TIMEOUT,
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::future::join_all;
 use tracing::{Instrument, Span};
@@ -19,10 +19,6 @@ use crate::stream::{by_source, delivery_counts, keep_alive, ReadBatch, StreamEnt
 use crate::telemetry::spans::{self, Step};
 use crate::topics::{self, Event, Outcome};
 use crate::verdict::{verdict, Known, Refusal, Verdict};
-
-/// The longest one attempt to apply a lane may take (a batch normally commits in
-/// milliseconds). The connection of an attempt cut short is dropped, not reused.
-const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What applying a batch's events did: one outcome per event, in order, the history rows
 /// written and withdrawn, and the orders recomputed for a late event (or, changed by someone
@@ -360,9 +356,11 @@ impl Worker {
                 tracing::debug!(events = incoming.len(), ?checked_out, took = ?started.elapsed(), "applied");
                 plan
             };
-            let applied = tokio::time::timeout(APPLY_TIMEOUT, attempt)
+            // The connection of an attempt cut short is dropped, not reused.
+            let timeout = self.config.apply_timeout;
+            let applied = tokio::time::timeout(timeout, attempt)
                 .await
-                .unwrap_or(Err(StoreError::TimedOut(APPLY_TIMEOUT)));
+                .unwrap_or(Err(StoreError::TimedOut(timeout)));
             applied.inspect_err(|error| failing.failed(error))
         })
         .await

@@ -43,6 +43,19 @@ impl Worker {
         }
     }
 
+    /// Updates every stream's backlog gauges every CLAIM_INTERVAL_MS,
+    /// forever (the caller drops it).
+    pub(super) async fn observe_backlogs(&self) {
+        let mut every = tokio::time::interval(self.config.claim_interval());
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            for subscription in &self.subscriptions {
+                self.observe_backlog(subscription).await;
+            }
+        }
+    }
+
     /// Updates the lag, pending, dead-letter, length and oldest-entry gauges; a failure only
     /// leaves them stale.
     async fn observe_backlog(&self, subscription: &Subscription) {
@@ -58,7 +71,7 @@ impl Worker {
     }
 
     /// Walks each stream's whole pending list once with XAUTOCLAIM, processing each page as
-    /// it comes; then the housekeeping of each stream.
+    /// it comes; then the housekeeping of each stream (the gauges are on their own timer).
     pub(super) async fn claim_stuck(&self, shutdown: &Shutdown) {
         for (source, subscription) in self.subscriptions.iter().enumerate() {
             self.claim_from_gone(source, &subscription.stream, shutdown)
@@ -68,7 +81,6 @@ impl Worker {
             if shutdown.is_triggered() {
                 return;
             }
-            self.observe_backlog(subscription).await;
             self.remove_idle_consumers(&subscription.stream).await;
         }
     }

@@ -110,16 +110,30 @@ impl Worker {
     /// claim interval. The next batch is read and decoded while another applies, so PostgreSQL
     /// never waits on Redis.
     pub async fn run(mut self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let mut reader = self.reader.take().context("the worker runs only once")?;
+        let reader = self.reader.take().context("the worker runs only once")?;
+        // The gauges on a timer of their own: claim rounds wait for the batches in flight,
+        // which wait for PostgreSQL, so in an outage the lag would freeze just when it grows.
+        let retention = tokio::spawn(self.retention().run(shutdown.clone()));
+        tokio::select! {
+            () = self.consume(reader, &shutdown) => {}
+            () = self.observe_backlogs() => {}
+        }
+        // It stops between steps; a step takes milliseconds.
+        let _ = retention.await;
+        tracing::info!(consumer = %self.consumer, "worker stopped");
+        Ok(())
+    }
+
+    /// The read loop of [`Worker::run`].
+    async fn consume(&self, mut reader: Reader, shutdown: &Shutdown) {
         let count = self.config.batch_size as usize;
         let mut next_claim = Instant::now();
         let mut in_flight = InFlight::new(IN_FLIGHT);
-        let retention = tokio::spawn(self.retention().run(shutdown.clone()));
         while !shutdown.is_triggered() {
             if Instant::now() >= next_claim {
                 // Claimed entries may belong to orders in flight: let those finish first.
                 in_flight.drain().await;
-                self.claim_stuck(&shutdown).await;
+                self.claim_stuck(shutdown).await;
                 next_claim = Instant::now() + self.config.claim_interval();
                 continue;
             }
@@ -128,7 +142,7 @@ impl Worker {
             // (by then its order may have moved on: it would apply as stale).
             in_flight.wait_for_slot().await;
             let block = next_claim.saturating_duration_since(Instant::now());
-            let read = self.read(&mut reader, count, block, &shutdown);
+            let read = self.read(&mut reader, count, block, shutdown);
             let Some(batch) = in_flight.alongside(read).await else {
                 break;
             };
@@ -139,7 +153,7 @@ impl Worker {
             // rather than left pending under our name.
             self.set_read_ahead(batch.ids().map(|(s, id)| (s, id.to_owned())).collect());
             let size = batch.entries.len() + batch.deleted.len();
-            let prepare = self.prepare(batch, &shutdown);
+            let prepare = self.prepare(batch, shutdown);
             let Some(prepared) = in_flight.alongside(prepare).await else {
                 break;
             };
@@ -147,13 +161,9 @@ impl Worker {
             in_flight.make_room(&orders).await;
             self.set_read_ahead(Vec::new());
             let span = tracing::info_span!("batch", size);
-            in_flight.push(orders, self.finish(prepared, &shutdown).instrument(span));
+            in_flight.push(orders, self.finish(prepared, shutdown).instrument(span));
         }
         in_flight.drain().await;
-        // It stops between steps; a step takes milliseconds.
-        let _ = retention.await;
-        tracing::info!(consumer = %self.consumer, "worker stopped");
-        Ok(())
     }
 
     /// One read, retried until it succeeds or shutdown stops it.

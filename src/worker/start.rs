@@ -39,8 +39,9 @@ impl Worker {
             );
         }
         let redis = config.connections.redis_target()?;
-        let redis_health = Dependency::new("Redis", "redis");
-        let db_health = Dependency::new("PostgreSQL", "postgres");
+        let recorder = Recorder::default();
+        let redis_health = Dependency::new("Redis", "redis").recording(recorder.clone());
+        let db_health = Dependency::new("PostgreSQL", "postgres").recording(recorder.clone());
         let database_url = &config.connections.database_url;
         let orders_table = &config.connections.orders_table;
         let orders = wait_out("checking the database schema", &db_health, starting, || {
@@ -55,14 +56,23 @@ impl Worker {
         )
         .await?;
         let consumer = config.stream.consumer_name();
-        let reader = Reader::connect(
-            redis.clone(),
-            subscriptions.iter().map(|s| s.stream.clone()).collect(),
-            consumer.clone(),
-            config.block(),
+        let streams: Vec<_> = subscriptions.iter().map(|s| s.stream.clone()).collect();
+        let reader = wait_out(
+            "connecting the stream reader",
+            &redis_health,
+            starting,
+            || async {
+                Reader::connect(
+                    redis.clone(),
+                    streams.clone(),
+                    consumer.clone(),
+                    config.block(),
+                )
+                .await
+                .map_err(lost)
+            },
         )
-        .await
-        .context("connecting the stream reader")?;
+        .await?;
         // One connection per lane of each batch in flight, and one spare for reconnects.
         let db = store::pool(
             database_url,
@@ -86,7 +96,7 @@ impl Worker {
             orders,
             reader: Some(reader),
             read_ahead: Mutex::new(Vec::new()),
-            recorder: Recorder::default(),
+            recorder,
             redis_health,
             db_health,
             commits: None,
@@ -110,9 +120,20 @@ async fn join_groups(
     for Subscription { stream, .. } in subscriptions {
         ensure_group(&mut conn, stream)
             .await
+            .map_err(lost)
             .with_context(|| format!("creating the consumer group on {}", stream.stream))?;
     }
     Ok(())
+}
+
+/// A Redis error once connecting worked (it answered PING): the server has talked to us, so
+/// a connection lost or closed now is an outage to wait out, not a misconfiguration.
+fn lost(error: redis::RedisError) -> anyhow::Error {
+    if error.is_io_error() || error.is_connection_dropped() {
+        anyhow::Error::new(Unreachable(error.to_string()))
+    } else {
+        anyhow::Error::new(error)
+    }
 }
 
 /// Runs `step` until it succeeds, waiting with backoff while its server does not answer.
@@ -142,13 +163,53 @@ async fn wait_out<T, F: Future<Output = anyhow::Result<T>>>(
 }
 
 /// Whether the error is a server that did not answer (down, restarting), not one that
-/// refused us. A Redis that drops a new connection at once is not counted: that is what a
-/// TLS-only server does to a plain `redis://` one.
+/// refused us. A Redis that drops a new connection at once is [`Unreachable`] only when it is
+/// not a TLS-only server doing so to a plain `redis://` one (see `stream::client`).
 fn unreachable(error: &anyhow::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind::*, Error::DatabaseError};
     error.chain().any(|cause| {
         cause.downcast_ref::<Unreachable>().is_some()
+            // A connection PostgreSQL accepted, lost before a query's answer.
+            || matches!(
+                cause.downcast_ref::<diesel::result::Error>(),
+                Some(DatabaseError(UnableToSendCommand | ClosedConnection, _))
+            )
             || cause
                 .downcast_ref::<redis::RedisError>()
                 .is_some_and(|e| e.is_connection_refusal() || e.is_timeout())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error as IoError, ErrorKind};
+
+    use anyhow::Context;
+    use diesel::result::{DatabaseErrorKind, Error::DatabaseError};
+
+    use super::{lost, unreachable};
+
+    #[test]
+    fn a_connection_lost_after_connecting_is_waited_out_and_a_refusal_is_not() {
+        // A chaos cut between the PING and XGROUP CREATE, or mid-query at the schema check.
+        let redis = Err::<(), _>(lost(IoError::new(ErrorKind::BrokenPipe, "cut").into()))
+            .context("creating the consumer group on s");
+        assert!(unreachable(&redis.unwrap_err()));
+        let lost_query = DatabaseError(
+            DatabaseErrorKind::UnableToSendCommand,
+            Box::new("connection closed".to_owned()),
+        );
+        let postgres = Err::<(), _>(lost_query).context("reading the applied migrations");
+        assert!(unreachable(&postgres.unwrap_err()));
+
+        let refused = DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("permission denied for table orders".to_owned()),
+        );
+        let refused = Err::<(), _>(refused).context("reading the applied migrations");
+        assert!(!unreachable(&refused.unwrap_err()));
+        let redis_refused =
+            redis::RedisError::from((redis::ErrorKind::AuthenticationFailed, "WRONGPASS"));
+        assert!(!unreachable(&lost(redis_refused)));
+    }
 }

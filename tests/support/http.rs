@@ -49,3 +49,62 @@ pub async fn http_port(env: &TestEnv, name: &str) -> u16 {
     .await;
     port
 }
+
+/// A worker's `/metrics`, parsed as Prometheus text.
+pub struct Metrics(prometheus_parse::Scrape);
+
+impl Metrics {
+    /// `GET /metrics` on `port`, parsed; fails unless it answers 200.
+    pub async fn scrape(port: u16) -> Self {
+        let (status, body) = get(port, "/metrics").await;
+        assert_eq!(status, 200, "GET /metrics: {body}");
+        let lines = body.lines().map(|line| Ok(line.to_owned()));
+        Self(prometheus_parse::Scrape::parse(lines).expect("Prometheus text"))
+    }
+
+    /// The value of the counter or gauge (or a histogram's `_sum` / `_count`) `name` whose
+    /// labels are exactly `labels`.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.series(name)
+            .find(|sample| {
+                sample.labels.len() == labels.len()
+                    && labels.iter().all(|(k, v)| sample.labels.get(k) == Some(*v))
+            })
+            .and_then(|sample| scalar(&sample.value))
+    }
+
+    /// The sum of every series of `name`, whatever its labels.
+    pub fn total(&self, name: &str) -> f64 {
+        self.series(name)
+            .filter_map(|sample| scalar(&sample.value))
+            .sum()
+    }
+
+    /// The unlabelled histogram `name`'s buckets: (upper bound, cumulative count).
+    pub fn buckets(&self, name: &str) -> Vec<(f64, f64)> {
+        let buckets = self.series(name).find_map(|sample| match &sample.value {
+            prometheus_parse::Value::Histogram(buckets) => Some(buckets),
+            _ => None,
+        });
+        let mut buckets: Vec<(f64, f64)> = buckets
+            .map(|b| b.iter().map(|b| (b.less_than, b.count)).collect())
+            .unwrap_or_default();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        buckets
+    }
+
+    fn series<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a prometheus_parse::Sample> {
+        self.0
+            .samples
+            .iter()
+            .filter(move |sample| sample.metric == name)
+    }
+}
+
+fn scalar(value: &prometheus_parse::Value) -> Option<f64> {
+    use prometheus_parse::Value::*;
+    match value {
+        Counter(v) | Gauge(v) | Untyped(v) => Some(*v),
+        Histogram(_) | Summary(_) => None,
+    }
+}

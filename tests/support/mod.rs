@@ -3,6 +3,7 @@
 //! tests run in parallel and never touch data they did not create.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+mod cleanup;
 pub mod db;
 pub mod dev;
 pub mod http;
@@ -64,6 +65,9 @@ pub struct TestEnv {
     db_name: String,
     pub stream: StreamConfig,
     pub redis: RedisConnection,
+    /// Set by [`TestEnv::cleanup`]; until then, dropping the environment (a test that panicked)
+    /// removes its database and streams (see `cleanup.rs`).
+    cleaned: bool,
 }
 
 impl TestEnv {
@@ -115,6 +119,7 @@ impl TestEnv {
             stream: StreamConfig::for_stream(unique("test.fulfillment.status_changed")),
             db_name,
             redis,
+            cleaned: false,
         }
     }
 
@@ -324,37 +329,6 @@ impl TestEnv {
             .into_iter()
             .map(|(id, flat)| (id, flat.chunks(2).map(field).collect()))
             .collect()
-    }
-
-    /// Drops another database this test created on the same server.
-    pub async fn drop_database(&self, name: &str) {
-        let mut admin = admin(&self.admin_url).await;
-        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut admin)
-            .await
-            .expect("drop database");
-    }
-
-    /// Drops the database and deletes the streams this test created.
-    pub async fn cleanup(self) {
-        let mut redis = self.redis.clone();
-        let payments = ["payment.confirmed", "payment.failed"].map(|t| self.payment_stream(t));
-        let _: () = redis::cmd("DEL")
-            .arg(&self.stream.stream)
-            .arg(self.stream.dead_letter_stream())
-            .arg(&payments)
-            .arg(payments.map(|key| format!("{key}.deadletter")).to_vec())
-            .query_async(&mut redis)
-            .await
-            .expect("DEL streams");
-        let mut admin = admin(&self.admin_url).await;
-        diesel::sql_query(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.db_name
-        ))
-        .execute(&mut admin)
-        .await
-        .expect("drop test database");
     }
 }
 

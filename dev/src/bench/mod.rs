@@ -25,13 +25,17 @@ use workload::{Backlog, Workload};
 pub struct BenchConfig {
     #[command(flatten)]
     pub servers: local_servers::ServerUrls,
-    /// The database the benchmark (re)creates.
-    #[arg(long, default_value = "order_worker_bench")]
-    pub database: String,
+    /// The database the benchmark (re)creates and keeps. Without it, one of the run's own
+    /// (`order_worker_bench_<pid>_<time>`), dropped at the end: two runs on one server never
+    /// share one.
+    #[arg(long)]
+    pub database: Option<String>,
     /// The stream it publishes fulfillment events to (deleted before each phase); the mixed
     /// phase's payments go to `<stream>.payment.confirmed` and `<stream>.payment.failed`.
-    #[arg(long, default_value = "bench.fulfillment.status_changed")]
-    pub stream: String,
+    /// Without it, streams of the run's own (`bench.<pid>_<time>.fulfillment.status_changed`,
+    /// …), deleted at the end.
+    #[arg(long)]
+    pub stream: Option<String>,
     /// Orders; each publishes its whole lifecycle (9 events).
     #[arg(long, default_value_t = 3_000)]
     pub orders: usize,
@@ -91,8 +95,11 @@ pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Rep
     let mut urls = config.servers.clone();
     let _topology = config.topology.start(&mut urls).await?;
     let servers = urls.find(false).await?;
-    let database_url =
-        local_servers::recreate_database(&servers.admin_url, &config.database).await?;
+    let run = run_id();
+    let database = (config.database.clone()).unwrap_or_else(|| format!("order_worker_bench_{run}"));
+    let stream = (config.stream.clone())
+        .unwrap_or_else(|| format!("bench.{run}.fulfillment.status_changed"));
+    let database_url = local_servers::recreate_database(&servers.admin_url, &database).await?;
     order_worker::run_migrations(&database_url, &order_worker::TableName::default()).await?;
     let connections = servers.connections(&database_url);
     let redis =
@@ -102,10 +109,9 @@ pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Rep
             .map(|i| format!("bench-order-{i:06}"))
             .collect(),
         connections,
-        StreamConfig::for_stream(&config.stream),
+        StreamConfig::for_stream(&stream),
         redis,
     );
-    workload.seed().await?;
     eprintln!(
         "order-worker-dev bench: {} orders, {} events; Redis {}, PostgreSQL {} ({})",
         config.orders,
@@ -114,10 +120,42 @@ pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Rep
         redact_url(&workload.connections.database_url),
         servers.origin
     );
+    let measured = measure(&config, &mut workload, order_worker).await;
+    // The run's own names go, whatever happened; names given are kept for inspection.
+    if config.stream.is_none() {
+        workload.delete_streams().await?;
+    }
+    if config.database.is_none() {
+        local_servers::drop_database(&servers.admin_url, &database).await?;
+    }
+    let report = measured?;
+    print!("{}", render(&report));
+    if let Some(path) = &config.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(report)
+}
 
-    // One replica applies each order's events in stream order; several may interleave them.
+/// This run among others on the same servers: its process id and start second.
+fn run_id() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("{}_{secs}", std::process::id())
+}
+
+/// Every phase on `workload`, in turn.
+async fn measure(
+    config: &BenchConfig,
+    workload: &mut Workload,
+    order_worker: &Path,
+) -> anyhow::Result<Report> {
+    workload.seed().await?;
+
+    // One replica or several, the end state must be what in-order processing writes.
     let drain = drain::phase(
-        &mut workload,
+        workload,
         Backlog::Fulfillment,
         "drain",
         order_worker,
@@ -142,7 +180,7 @@ pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Rep
     if !config.drain_only {
         workload.reset(Backlog::Fulfillment).await?;
         workload.publish_backlog().await?;
-        let per_event = per_event::dapr_shape(&workload).await?;
+        let per_event = per_event::dapr_shape(workload).await?;
         let rows = workload.verify("per-event pattern", false).await?;
         report.per_event_transitions_lost = Some(3 * config.orders as i64 - rows);
         report.per_event_events_per_second = Some(per_event);
@@ -150,18 +188,18 @@ pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Rep
 
         workload.reset(Backlog::Fulfillment).await?;
         report.postgres_ceiling_events_per_second =
-            Some(per_event::postgres_ceiling(&workload).await?);
+            Some(per_event::postgres_ceiling(workload).await?);
         workload.verify("PostgreSQL ceiling", true).await?;
 
         workload.reset(Backlog::Fulfillment).await?;
         report.latency =
-            Some(latency::measure(&mut workload, config.rate, config.latency_seconds).await?);
+            Some(latency::measure(workload, config.rate, config.latency_seconds).await?);
 
         // Last, so every phase before it runs as it did before there was one. One replica: its
         // exact end state needs each order's payments applied before its fulfillment events.
         report.mixed = Some(
             drain::phase(
-                &mut workload,
+                workload,
                 Backlog::Mixed,
                 "mixed drain",
                 order_worker,
@@ -170,22 +208,12 @@ pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Rep
             )
             .await?,
         );
-        report.late = Some(late::phase(&mut workload, order_worker, config.batch_size).await?);
-        report.traced = Some(traced::phase(&mut workload, order_worker, config.batch_size).await?);
+        report.late = Some(late::phase(workload, order_worker, config.batch_size).await?);
+        report.traced = Some(traced::phase(workload, order_worker, config.batch_size).await?);
     }
     if config.grown_rows > 0 {
-        let grown = grown::phase(
-            &mut workload,
-            order_worker,
-            config.batch_size,
-            config.grown_rows,
-        );
+        let grown = grown::phase(workload, order_worker, config.batch_size, config.grown_rows);
         report.grown = Some(grown.await?);
-    }
-    print!("{}", render(&report));
-    if let Some(path) = &config.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(report)
 }

@@ -99,6 +99,18 @@ impl RedisTarget {
         Ok(Self(Arc::new(Target::Cluster(client))))
     }
 
+    /// The `host:port` of a single server reached without TLS: the only case whose dropped
+    /// connections can be told apart (see `stream::client`).
+    pub fn plain_server(&self) -> Option<(String, u16)> {
+        match &*self.0 {
+            Target::Server(client) => match client.get_connection_info().addr() {
+                ConnectionAddr::Tcp(host, port) => Some((host.clone(), *port)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// Whether this is a cluster, where keys of different slots live on different masters.
     pub fn is_cluster(&self) -> bool {
         matches!(&*self.0, Target::Cluster(_))

@@ -2,10 +2,10 @@
 //! default ports, else private servers started from the installed binaries in a temporary
 //! directory (and stopped when the run ends, whatever happens); and a database of their own.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -13,22 +13,35 @@ use diesel_async::RunQueryDsl;
 
 use order_worker::{Connections, RedisTls, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL};
 
+mod ports;
+mod private_server;
+
+pub use ports::free_port;
+pub use private_server::PrivateServer;
+
 /// Drops and creates the database `name` on the server of `admin_url`, so every run starts the
 /// same and nothing else on the server is touched; returns its URL.
 pub async fn recreate_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
     if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         bail!("--database must be letters, digits and underscores, not {name:?}");
     }
+    drop_database(admin_url, name).await?;
     let mut admin = order_worker::connect_postgres(admin_url.to_owned()).await?;
-    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
     diesel::sql_query(format!("CREATE DATABASE {name}"))
         .execute(&mut admin)
         .await?;
     let mut url = url::Url::parse(admin_url).context("DATABASE_URL is not a URL")?;
     url.set_path(name);
     Ok(url.to_string())
+}
+
+/// Drops the database `name` on the server of `admin_url`, if it exists.
+pub async fn drop_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
+    let mut admin = order_worker::connect_postgres(admin_url.to_owned()).await?;
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    Ok(())
 }
 
 /// How long a private server may take to accept connections.
@@ -209,8 +222,8 @@ pub fn start_redis(dir: &Path, port: u16, tls: &[&str]) -> anyhow::Result<Privat
         .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .arg("--dir")
         .arg(dir);
-    let server = PrivateServer::spawn("redis-server", command)?;
-    wait_for_port(port)?;
+    let mut server = PrivateServer::spawn("redis-server", command)?;
+    server.wait_for_port(port)?;
     Ok(server)
 }
 
@@ -224,8 +237,8 @@ pub fn start_redis_with(dir: &Path, port: u16, options: &[&str]) -> anyhow::Resu
         .arg("--dir")
         .arg(dir)
         .args(options);
-    let server = PrivateServer::spawn("redis-server", command)?;
-    wait_for_port(port)?;
+    let mut server = PrivateServer::spawn("redis-server", command)?;
+    server.wait_for_port(port)?;
     Ok(server)
 }
 
@@ -233,8 +246,8 @@ pub fn start_redis_with(dir: &Path, port: u16, options: &[&str]) -> anyhow::Resu
 pub fn start_sentinel(config: &Path, port: u16) -> anyhow::Result<PrivateServer> {
     let mut command = redis_server()?;
     command.arg(config).arg("--sentinel");
-    let server = PrivateServer::spawn("redis-sentinel", command)?;
-    wait_for_port(port)?;
+    let mut server = PrivateServer::spawn("redis-sentinel", command)?;
+    server.wait_for_port(port)?;
     Ok(server)
 }
 
@@ -336,54 +349,6 @@ pub fn start_postgres(
     PrivateServer::spawn("postgres", command)
 }
 
-/// A server process we started; interrupted (PostgreSQL's fast shutdown, Redis's clean exit)
-/// and reaped on drop, so a failing test or demo never leaves one behind.
-pub struct PrivateServer {
-    name: &'static str,
-    child: Child,
-    /// Killed and reaped already ([`PrivateServer::kill`]).
-    gone: bool,
-}
-
-impl PrivateServer {
-    /// SIGKILL, as a crash: nothing is flushed or handed over.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.gone = true;
-    }
-
-    fn spawn(name: &'static str, mut command: Command) -> anyhow::Result<Self> {
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {name}"))?;
-        Ok(Self {
-            name,
-            child,
-            gone: false,
-        })
-    }
-}
-
-impl Drop for PrivateServer {
-    fn drop(&mut self) {
-        if self.gone {
-            return;
-        }
-        let pid = self.child.id().to_string();
-        let interrupted = Command::new("kill").args(["-INT", &pid]).status();
-        if !interrupted.is_ok_and(|status| status.success()) {
-            let _ = self.child.kill();
-        }
-        if let Err(error) = self.child.wait() {
-            eprintln!("could not stop the private {}: {error}", self.name);
-        }
-    }
-}
-
 /// `name` on PATH, else under one of `roots` (searched one level of versions deep, newest
 /// first, as in /usr/lib/postgresql/15/bin).
 fn find_binary(name: &str, roots: &[&str]) -> anyhow::Result<PathBuf> {
@@ -410,23 +375,6 @@ fn find_binary(name: &str, roots: &[&str]) -> anyhow::Result<PathBuf> {
         .chain(versioned)
         .find(|candidate| candidate.is_file())
         .ok_or_else(|| anyhow::anyhow!("{name} is not installed"))
-}
-
-/// A port nothing listens on now, for a private server.
-pub fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-fn wait_for_port(port: u16) -> anyhow::Result<()> {
-    let deadline = Instant::now() + STARTUP_DEADLINE;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("nothing listens on port {port} after {STARTUP_DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
 }
 
 async fn wait_for_postgres(url: &str) -> anyhow::Result<()> {

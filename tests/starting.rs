@@ -1,0 +1,116 @@
+//! Starting during an outage: a worker whose Redis or PostgreSQL does not answer waits with
+//! backoff, says so on `/readyz`, and starts once the server is back (SIGTERM meanwhile exits 0),
+//! whether the server refuses connections or something in between (a proxy, a mesh sidecar)
+//! accepts them and hangs up at once.
+
+mod support;
+
+use order_worker::FulfillmentStatus::Planning;
+use order_worker_dev::fault_proxy::FaultProxy;
+use support::http::{get, http_port};
+use support::process::signal;
+use support::{eventually, TestEnv};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_started_during_a_postgres_outage_waits_then_drains() {
+    let env = TestEnv::new().await;
+    let proxy = FaultProxy::start(&env.postgres_addr())
+        .await
+        .expect("proxy starts");
+    proxy.cut();
+    let db = proxy.url_for(&env.database_url).expect("proxied URL");
+    let mut worker = env.spawn_process("http-5", &env.redis_url, &db, &[]);
+    let port = http_port(&env, "http-5").await;
+    eventually("not ready, waiting for PostgreSQL", async || {
+        let (status, body) = get(port, "/readyz").await;
+        status == 503 && body.contains("starting, waiting") && body.contains("PostgreSQL")
+    })
+    .await;
+    env.seed_orders(&["o1"], "confirmed").await;
+    env.publish_lifecycle("o1", "f1", &[Planning]).await;
+
+    proxy.restore();
+    eventually("drained once PostgreSQL is back", async || {
+        env.order_status("o1").await == "processing" && env.pending().await == 0
+    })
+    .await;
+    assert_eq!(get(port, "/readyz").await.0, 200);
+    signal(&worker, "-TERM");
+    assert_eq!(worker.wait().await.expect("exits").code(), Some(0));
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_started_during_a_redis_outage_waits_and_a_sigterm_meanwhile_exits_zero() {
+    let env = TestEnv::new().await;
+    // A port where nothing listens: Redis is down, connections are refused.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let down = free.local_addr().expect("address").to_string();
+    drop(free);
+    let redis_url = format!("redis://{down}");
+    let mut quitter = env.spawn_process("http-6", &redis_url, &env.database_url, &[]);
+    let mut waiter = env.spawn_process("http-7", &redis_url, &env.database_url, &[]);
+    for name in ["http-6", "http-7"] {
+        let port = http_port(&env, name).await;
+        eventually("not ready, waiting for Redis", async || {
+            let (status, body) = get(port, "/readyz").await;
+            status == 503 && body.contains("starting, waiting") && body.contains("Redis")
+        })
+        .await;
+    }
+    signal(&quitter, "-TERM");
+    assert_eq!(quitter.wait().await.expect("exits").code(), Some(0));
+
+    env.seed_orders(&["o1"], "confirmed").await;
+    env.publish_lifecycle("o1", "f1", &[Planning]).await;
+    let _redis = FaultProxy::start_at(&down, &env.redis_addr())
+        .await
+        .expect("proxy starts");
+    eventually("drained once Redis is back", async || {
+        env.order_status("o1").await == "processing" && env.pending().await == 0
+    })
+    .await;
+    signal(&waiter, "-TERM");
+    assert_eq!(waiter.wait().await.expect("exits").code(), Some(0));
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_started_while_proxies_hang_up_on_both_servers_waits_then_drains() {
+    let env = TestEnv::new().await;
+    let redis = FaultProxy::start(&env.redis_addr())
+        .await
+        .expect("proxy starts");
+    let postgres = FaultProxy::start(&env.postgres_addr())
+        .await
+        .expect("proxy starts");
+    // Accepted, then closed at once: what a replica started during a chaos cut meets.
+    redis.cut();
+    postgres.cut();
+    let redis_url = redis.url_for(&env.redis_url).expect("proxied URL");
+    let database_url = postgres.url_for(&env.database_url).expect("proxied URL");
+    let mut worker = env.spawn_process("start-cut", &redis_url, &database_url, &[]);
+    let port = http_port(&env, "start-cut").await;
+    for (server, proxy) in [("PostgreSQL", &postgres), ("Redis", &redis)] {
+        eventually(&format!("not ready, waiting for {server}"), async || {
+            let (status, body) = get(port, "/readyz").await;
+            status == 503 && body.contains("starting, waiting") && body.contains(server)
+        })
+        .await;
+        assert!(
+            worker.try_wait().expect("try_wait").is_none(),
+            "the worker exited while {server} hung up on it: {}",
+            env.process_log("start-cut")
+        );
+        proxy.restore();
+    }
+    env.seed_orders(&["o1"], "confirmed").await;
+    env.publish_lifecycle("o1", "f1", &[Planning]).await;
+    eventually("drained once both are back", async || {
+        env.order_status("o1").await == "processing" && env.pending().await == 0
+    })
+    .await;
+    signal(&worker, "-TERM");
+    assert_eq!(worker.wait().await.expect("exits").code(), Some(0));
+    env.cleanup().await;
+}
