@@ -28,7 +28,7 @@ type SyncPg = AsyncConnectionWrapper<AsyncPgConnection>;
 pub async fn run_pending(database_url: &str, orders: &TableName) -> anyhow::Result<Vec<String>> {
     // The lock belongs to a session of its own, held while the harness migrates on another.
     let mut lock = super::connect::connect_or_unreachable(database_url.to_owned()).await?;
-    lock.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+    take_lock(&mut lock)
         .await
         .context("taking the migration lock")?;
     let migrated = async {
@@ -45,6 +45,27 @@ pub async fn run_pending(database_url: &str, orders: &TableName) -> anyhow::Resu
     let applied = migrated?;
     unlocked?;
     Ok(applied)
+}
+
+/// Waits for the migration lock by trying, not by blocking in `pg_advisory_lock`: a session
+/// blocked there holds a snapshot, which a `CREATE INDEX CONCURRENTLY` of the holder waits for
+/// while that session waits for the holder, a cycle PostgreSQL cannot see (the lock is held by
+/// another session than the one building the index).
+async fn take_lock(lock: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+    #[derive(diesel::QueryableByName)]
+    struct Locked {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        locked: bool,
+    }
+    let sql = format!("SELECT pg_try_advisory_lock({MIGRATION_LOCK_KEY}) AS locked");
+    while !diesel::sql_query(&sql)
+        .get_result::<Locked>(lock)
+        .await?
+        .locked
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Ok(())
 }
 
 /// Applies the embedded migrations that are not applied yet.
