@@ -240,7 +240,9 @@ async fn the_live_metrics_lint_clean_and_hold_every_name_the_alerts_and_dashboar
                     "fulfillment_stream_oldest_pending_idle_seconds{{topic=\"{topic}\"}}"
                 ))
             });
-            let pruned = metrics.contains("order_inbox_last_prune_timestamp_seconds ");
+            // A retention round sets the prune time, then the inbox's extent: wait for both.
+            let pruned = metrics.contains("order_inbox_last_prune_timestamp_seconds ")
+                && metrics.contains("order_inbox_rows ");
             count == 5.0 && gauges && pruned
         },
     )
