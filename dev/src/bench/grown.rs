@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use diesel_async::SimpleAsyncConnection;
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 
 use super::drain::{self, Drain};
 use super::workload::{Backlog, Workload};
@@ -108,14 +108,20 @@ async fn rewind(workload: &mut Workload) -> anyhow::Result<()> {
 }
 
 /// `rows` inbox rows and `rows` history rows of other orders (three events each, the last week),
-/// then VACUUM ANALYZE, as autovacuum
-/// would have by then (left to run during the drain, it competes with it for the two cores).
+/// then VACUUM ANALYZE, as autovacuum would have by then (left to run during the drain, it
+/// competes with it for the two cores). The two tables' indexes are dropped for the load and
+/// built again after, as a bulk load does: minutes for 10 million rows, where inserting them
+/// through the indexes takes most of an hour. A built index is packed where a grown one has
+/// room from its splits: the drain's first inserts split more pages.
 async fn prefill(workload: &Workload, rows: u64) -> anyhow::Result<()> {
     let mut db = workload.db().await?;
+    let indexes: Vec<Index> = diesel::sql_query(INDEXES).load(&mut db).await?;
+    for index in &indexes {
+        db.batch_execute(&index.drop_sql).await?;
+    }
     let progress = order_worker::ops::output::bar(rows, "rows", false);
     progress.set_message("filling the inbox and the history");
-    // At least one, so a workload of no orders still loads.
-    let orders = workload.orders.len().max(1);
+    let order_id = grown_order_id(workload.orders.len());
     let mut from = 1;
     while from <= rows {
         let to = (from + CHUNK - 1).min(rows);
@@ -123,12 +129,12 @@ async fn prefill(workload: &Workload, rows: u64) -> anyhow::Result<()> {
             "INSERT INTO processed_events \
                  (event_id, stream_entry_id, outcome, processed_at, order_id, topic, position, said) \
              SELECT md5(n::text)::uuid::text, (1764000000000 + n) || '-0', 'applied', \
-                 now() - interval '7 days' * (1 - n::float8 / {rows}), 'bench-order-' || lpad(((n / 3) % {orders})::text, 6, '0') || '-grown-' || (n / 3), \
+                 now() - interval '7 days' * (1 - n::float8 / {rows}), {order_id}, \
                  'fulfillment.status_changed', n, '{{\"fulfillment_id\":\"f\",\"status\":\"PACKING\"}}' \
              FROM generate_series({from}, {to}) AS n; \
              INSERT INTO order_status_history \
                  (order_id, from_status, to_status, reason, event_id, stream_entry_id, created_at) \
-             SELECT 'bench-order-' || lpad(((n / 3) % {orders})::text, 6, '0') || '-grown-' || (n / 3), 'confirmed', 'processing', 'FulfillmentPacking', \
+             SELECT {order_id}, 'confirmed', 'processing', 'FulfillmentPacking', \
                  md5(n::text)::uuid::text, (1764000000000 + n) || '-0', \
                  now() - interval '7 days' * (1 - n::float8 / {rows}) \
              FROM generate_series({from}, {to}) AS n;"
@@ -137,12 +143,46 @@ async fn prefill(workload: &Workload, rows: u64) -> anyhow::Result<()> {
         progress.inc(to + 1 - from);
         from = to + 1;
     }
+    progress.set_message("building the indexes again");
+    for index in &indexes {
+        db.batch_execute(&index.create_sql).await?;
+    }
     progress.finish_and_clear();
     // Each its own statement: VACUUM cannot run inside the implicit transaction of a batch.
     for table in ["processed_events", "order_status_history"] {
         db.batch_execute(&format!("VACUUM ANALYZE {table}")).await?;
     }
     Ok(())
+}
+
+/// The grown rows' order ids (of row `n`): three rows each, each sorting right after one of the
+/// workload's `orders` (`bench-order-000123-grown-41` after `bench-order-000123`), so they
+/// scatter among its keys as other orders' do in production.
+fn grown_order_id(orders: usize) -> String {
+    let orders = orders.max(1);
+    format!("'bench-order-' || lpad(((n / 3) % {orders})::text, 6, '0') || '-grown-' || (n / 3)")
+}
+
+/// The indexes of the two grown tables, as statements that drop them and build them again
+/// (through their constraint, for a primary key or a unique constraint).
+const INDEXES: &str = "\
+    SELECT CASE WHEN c.conname IS NULL THEN format('DROP INDEX %s', i.indexrelid::regclass) \
+                ELSE format('ALTER TABLE %s DROP CONSTRAINT %I', i.indrelid::regclass, c.conname) \
+           END AS drop_sql, \
+           CASE WHEN c.conname IS NULL THEN pg_get_indexdef(i.indexrelid) \
+                ELSE format('ALTER TABLE %s ADD CONSTRAINT %I %s', i.indrelid::regclass, c.conname, \
+                            pg_get_constraintdef(c.oid)) \
+           END AS create_sql \
+    FROM pg_index i \
+    LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.contype IN ('p', 'u') \
+    WHERE i.indrelid IN ('processed_events'::regclass, 'order_status_history'::regclass)";
+
+#[derive(diesel::QueryableByName)]
+struct Index {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    drop_sql: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    create_sql: String,
 }
 
 /// Writes out what the load dirtied, so the drain does not run alongside the checkpoint the
