@@ -23,9 +23,9 @@ test:
 run *ARGS:
     cargo run --release --quiet -- run {{ARGS}}
 
-# Apply the database migrations to DATABASE_URL.
-migrate:
-    cargo run --release --quiet -- migrate
+# Apply the database migrations to DATABASE_URL (`just migrate --contract`: the contract ones too).
+migrate *ARGS:
+    cargo run --release --quiet -- migrate {{ARGS}}
 
 # What CI runs: services up, formatting, lints, tests.
 ci:

@@ -46,13 +46,24 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     shutdown::within(timeout, stop.clone(), worker.run(stop)).await
 }
 
-/// `order-worker migrate`: applies the embedded migrations that are not applied yet.
+/// `order-worker migrate`: applies the embedded migrations that are not applied yet, the
+/// contract ones only with `--contract`.
 pub async fn migrate(config: MigrateConfig) -> anyhow::Result<()> {
-    let applied = migrate::run_pending(&config.database_url, &config.orders_table).await?;
+    let migrated =
+        migrate::run_pending(&config.database_url, &config.orders_table, config.contract).await?;
+    let applied = &migrated.applied;
     if applied.is_empty() {
         tracing::info!("schema is up to date");
     } else {
         tracing::info!(migrations = ?applied, "applied {} migration(s)", applied.len());
+    }
+    if !migrated.held.is_empty() {
+        tracing::info!(
+            migrations = ?migrated.held,
+            "held back {} contract migration(s): they drop what builds before them need; \
+             run `order-worker migrate --contract` once no rollback to such a build is wanted",
+            migrated.held.len()
+        );
     }
     Ok(())
 }

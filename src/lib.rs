@@ -45,14 +45,14 @@ pub use worker::{Committed, Progress, Worker};
 
 // The data: statuses, PostgreSQL (connect, migrate, the tables, an order's history).
 pub use store::history::{order_history, HistoryRow};
-pub use store::migrate::run_pending as run_migrations;
+pub use store::migrate::run_all as run_migrations;
 pub use store::{connect as connect_postgres, schema};
 pub use topics::{FulfillmentStatus, OrderStatus, PaymentStatus};
 
 // The pipeline's parts, for the benchmark's per-event baseline and the tests that play a
 // consumer which dies half-way (read, decode and apply, but never ack).
 pub use envelope::DEFAULT_MAX_ENTRY_BYTES;
-pub use store::{apply_batch, Incoming, OrdersTable};
+pub use store::{apply_batch, Incoming, Tables};
 pub use stream::target::{ClusterUrl, RedisConnection, RedisTarget, SentinelUrl, Timeouts};
 pub use stream::{
     ensure_group, group_info, settle, DeadLetter, ReadBatch, Reader, Settlement, StreamEntry,

@@ -5,7 +5,7 @@ mod support;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use order_worker::FulfillmentStatus::*;
-use order_worker::{apply_batch, Incoming, OrdersTable, TableName};
+use order_worker::{apply_batch, Incoming, TableName, Tables};
 use order_worker::{decode, DEFAULT_MAX_ENTRY_BYTES};
 use order_worker_dev::publisher::Format;
 use redis::streams::StreamReadReply;
@@ -68,10 +68,10 @@ async fn a_crash_between_commit_and_xack_writes_no_second_history_row() {
     let mut conn = AsyncPgConnection::establish(&env.database_url)
         .await
         .expect("db");
-    let orders = OrdersTable::inspect(&mut conn, &TableName::default())
+    let tables = Tables::inspect(&mut conn, &TableName::default())
         .await
-        .expect("the orders table");
-    apply_batch(&mut conn, &orders, &incoming)
+        .expect("the tables");
+    apply_batch(&mut conn, &tables, &incoming)
         .await
         .expect("committed");
     assert_eq!(env.history("o1").await.len(), 3);

@@ -10,7 +10,7 @@ use order_worker::ops::replay::{self, Counts, RangeRequest, ReplayReport};
 use order_worker::ops::stream_id::StreamId;
 use order_worker::schema::{order_fulfillments, order_status_history, orders, processed_events};
 use order_worker::FulfillmentStatus::{self, *};
-use order_worker::{OrdersTable, TableName};
+use order_worker::{TableName, Tables};
 use order_worker_dev::publisher::{self, Format};
 use support::ops::{stderr, stdout};
 use support::TestEnv;
@@ -76,9 +76,9 @@ async fn replay_lib(
     let mut pg = order_worker::connect_postgres(env.database_url.clone())
         .await
         .expect("connect");
-    let orders = OrdersTable::inspect(&mut pg, &TableName::default())
+    let tables = Tables::inspect(&mut pg, &TableName::default())
         .await
-        .expect("the orders table");
+        .expect("the tables");
     let request = RangeRequest {
         topic: order_worker::topic("fulfillment.status_changed").expect("topic"),
         stream: &env.stream.stream,
@@ -87,7 +87,7 @@ async fn replay_lib(
         order_id,
         max_entry_bytes: order_worker::DEFAULT_MAX_ENTRY_BYTES,
         page_size,
-        orders: &orders,
+        tables: &tables,
     };
     replay::replay_range(&mut env.redis.clone(), &mut pg, &request, dry_run)
         .await

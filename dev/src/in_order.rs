@@ -8,7 +8,7 @@ use anyhow::Context;
 use diesel::sql_types::Text;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use order_worker::{
-    apply_batch, decode, topic, Event, Incoming, OrdersTable, TableName, DEFAULT_MAX_ENTRY_BYTES,
+    apply_batch, decode, topic, Event, Incoming, TableName, DEFAULT_MAX_ENTRY_BYTES,
 };
 
 /// Entries of each stream read and applied at a time: a slice of this many milliseconds of
@@ -107,7 +107,7 @@ pub async fn apply_in_order(
     redis: &mut order_worker::RedisConnection,
     streams: &[(&str, String)],
 ) -> anyhow::Result<usize> {
-    let orders = OrdersTable::inspect(conn, &TableName::default()).await?;
+    let tables = order_worker::Tables::inspect(conn, &TableName::default()).await?;
     let mut cursors = Vec::new();
     for (name, key) in streams {
         let topic =
@@ -135,9 +135,14 @@ pub async fn apply_in_order(
         for (index, (topic, key, _)) in cursors.iter().enumerate() {
             let (slice, more) = read_slice(redis, key, from, to).await?;
             events.extend(slice.into_iter().filter_map(|(id, fields)| {
-                decode(*topic, &fields, DEFAULT_MAX_ENTRY_BYTES, orders.order_ids())
-                    .ok()
-                    .map(|event| (id, event))
+                decode(
+                    *topic,
+                    &fields,
+                    DEFAULT_MAX_ENTRY_BYTES,
+                    tables.orders.order_ids(),
+                )
+                .ok()
+                .map(|event| (id, event))
             }));
             if !more {
                 exhausted.push(index);
@@ -152,7 +157,7 @@ pub async fn apply_in_order(
             .collect();
         batch.sort_by_key(Incoming::position);
         for chunk in batch.chunks(200) {
-            apply_batch(conn, &orders, chunk).await?;
+            apply_batch(conn, &tables, chunk).await?;
         }
         applied += batch.len();
         from = to;

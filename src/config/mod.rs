@@ -209,6 +209,11 @@ pub struct MigrateConfig {
     /// its one column, `fulfillment_status`, or creates the table when there is none.
     #[arg(long, env = "ORDERS_TABLE", default_value = "orders")]
     pub orders_table: TableName,
+    /// Also apply the contract migrations, which drop what earlier builds need (an index their
+    /// queries use): without it they are held back, so a rollback to the previous build keeps
+    /// working. This build runs either side of them; set it once the release is settled.
+    #[arg(long, env = "MIGRATE_CONTRACT")]
+    pub contract: bool,
 }
 
 /// Replaces the password in a URL with `***`, for logs and error messages.

@@ -10,8 +10,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 
 use super::late::{late_orders, plan_batch};
 use super::load::{load, load_records, RECORD_STATEMENTS};
-use super::orders::OrdersTable;
 use super::plan::{plan, Incoming, Plan};
+use super::tables::Tables;
 use super::write::write;
 use super::StoreError;
 
@@ -19,14 +19,14 @@ use super::StoreError;
 /// Nothing is written unless everything is: the caller acks only after this returns `Ok`.
 pub async fn apply_batch(
     conn: &mut AsyncPgConnection,
-    orders: &OrdersTable,
+    tables: &Tables,
     batch: &[Incoming<'_>],
 ) -> Result<Plan, StoreError> {
     if batch.is_empty() {
         return Ok(Plan::default());
     }
     conn.transaction(async |conn| {
-        let (state, inbox, loads) = load(conn, orders, batch).await?;
+        let (state, inbox, loads) = load(conn, tables, batch).await?;
         let mut late = late_orders(batch, &inbox);
         // An order in a status the rules do not know is not recomputed: its events are refused.
         late.retain(|order_id| !state.foreign.contains_key(order_id));
@@ -39,7 +39,7 @@ pub async fn apply_batch(
                 loads + RECORD_STATEMENTS,
             )
         };
-        let writes = write(conn, orders, &plan).await?;
+        let writes = write(conn, &tables.orders, &plan).await?;
         // BEGIN and COMMIT, around the reads and the writes.
         plan.statements = 2 + reads + writes;
         Ok(plan)

@@ -28,11 +28,12 @@ pub fn late_orders(batch: &[Incoming<'_>], inbox: &Inbox) -> BTreeSet<String> {
         let order_id = incoming.event.change.order_id();
         let position = incoming.position();
         let is_late = match inbox.recorded.get(&incoming.event.event_id) {
-            Some(Some((recorded_for, recorded_at))) => {
-                recorded_for == order_id && position < *recorded_at
+            Some(Some((recorded_for, recorded_at))) if recorded_for == order_id => {
+                position < *recorded_at
             }
             Some(None) => false,
-            None => inbox
+            // Not recorded, or (the same id) for another order.
+            _ => inbox
                 .newest
                 .get(order_id)
                 .is_some_and(|newest| position < *newest),

@@ -55,7 +55,7 @@ impl Db {
         let mut inbox = Inbox::default();
         for incoming in batch {
             if let Some(row) = self.inbox.get(&incoming.event.event_id) {
-                state.processed.insert(row.event_id.clone());
+                state.processed.insert(&row.order_id, &row.event_id);
                 let recorded = (row.order_id.clone(), row.position);
                 inbox.recorded.insert(row.event_id.clone(), Some(recorded));
             }

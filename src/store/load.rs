@@ -1,7 +1,7 @@
 //! The reads of a batch's transaction: its orders locked with their rows and what the inbox holds
 //! of them (one round trip), and, only when an event is late, its orders' records (a second).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Nullable, Text};
@@ -9,20 +9,36 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::try_join;
 
 use super::late::{Inbox, OrderRecord, Recorded};
-use super::orders::OrdersTable;
 use super::plan::{Incoming, Transition};
 use super::schema::{order_fulfillments, order_status_history, processed_events};
+use super::tables::{InboxKey, Tables};
 use super::unnest::TextColumns;
 use super::StoreError;
 use crate::position::Position;
-use crate::topics::{self, Payment, Row, State};
+use crate::topics::{self, Payment, Processed, Row, State};
+
+/// The inbox's rows of the batch's orders (the first `$`, their ids), then those of its event
+/// ids (the second) that also meet `$also` (a condition and `AND`, or nothing).
+macro_rules! inbox_sql {
+    ($also:literal) => {
+        concat!(
+            "SELECT p.event_id, o.id COLLATE \"C\", p.position FROM unnest($::text[]) AS o(id) \
+         CROSS JOIN LATERAL (SELECT event_id, position FROM processed_events \
+         WHERE order_id = o.id COLLATE \"C\") AS p \
+         UNION ALL \
+         SELECT event_id, NULL, NULL FROM processed_events WHERE ",
+            $also,
+            "event_id = ANY($::text[])"
+        )
+    };
+}
 
 /// The four reads go out pipelined, in one round trip: PostgreSQL still runs them in order, so
 /// the row locks are taken before the others read (each statement sees what committed before
 /// it started). Returns what they read and how many statements that took.
 pub async fn load(
     conn: &AsyncPgConnection,
-    orders: &OrdersTable,
+    tables: &Tables,
     batch: &[Incoming<'_>],
 ) -> Result<(State, Inbox, usize), StoreError> {
     let order_ids: Vec<&str> = batch
@@ -41,7 +57,7 @@ pub async fn load(
     let event_ids: Vec<&str> = batch.iter().map(|i| i.event.event_id.as_str()).collect();
 
     let (mut c1, mut c2, mut c3, mut c4) = (conn, conn, conn, conn);
-    let locked = TextColumns::new(orders.lock_sql())
+    let locked = TextColumns::new(tables.orders.lock_sql())
         .column(&order_ids, |id| id)
         .returning::<(Text, Text)>()
         .load::<(String, String)>(&mut c1);
@@ -71,22 +87,17 @@ pub async fn load(
         .load::<PaymentRow>(&mut c4)
         .await
     };
-    // The inbox in one statement: the batch's events already recorded (with their event id),
-    // then each order's newest recorded position (without: one index probe per order, where a
-    // GROUP BY would read all its rows).
-    let inbox = TextColumns::new(
-        "SELECT event_id, order_id, position FROM processed_events \
-         WHERE event_id = ANY($::text[]) \
-         UNION ALL \
-         SELECT NULL::text, o.id COLLATE \"C\", p.position FROM unnest($::text[]) AS o(id) \
-         CROSS JOIN LATERAL (SELECT position FROM processed_events \
-         WHERE order_id = o.id COLLATE \"C\" AND position IS NOT NULL \
-         ORDER BY position DESC LIMIT 1) AS p",
-    )
-    .column(&event_ids, |id| id)
+    // The inbox in one statement: every event recorded for the batch's orders (their ids and
+    // positions come from the index by order alone), then the batch's event ids recorded with
+    // no order (before events carried it) or, while the inbox is keyed by event id, any order.
+    let inbox = TextColumns::new(match tables.inbox {
+        InboxKey::OrderAndEventId => inbox_sql!("order_id IS NULL AND "),
+        InboxKey::EventId => inbox_sql!(""),
+    })
     .column(&order_ids, |id| id)
-    .returning::<(Nullable<Text>, Nullable<Text>, Nullable<BigInt>)>()
-    .load::<(Option<String>, Option<String>, Option<i64>)>(&mut c3);
+    .column(&event_ids, |id| id)
+    .returning::<(Text, Nullable<Text>, Nullable<BigInt>)>()
+    .load::<(String, Option<String>, Option<i64>)>(&mut c3);
     let (locked, fulfillments, payments, inbox_rows) =
         try_join!(locked, fulfillments, payments, inbox)?;
 
@@ -118,19 +129,37 @@ pub async fn load(
         };
         state.payments.insert(row.payment_id, payment);
     }
+    if tables.inbox == InboxKey::EventId {
+        state.processed = Processed::by_event_id();
+    }
+    let incoming: HashSet<(&str, &str)> = batch
+        .iter()
+        .map(|i| (i.event.change.order_id(), i.event.event_id.as_str()))
+        .collect();
     let mut inbox = Inbox::default();
+    let mut by_event_id = HashSet::new();
     for (event_id, order_id, position) in inbox_rows {
+        let Some(order_id) = order_id else {
+            by_event_id.insert(event_id);
+            continue;
+        };
         let position = position.map(Position::from_key);
-        match event_id {
-            Some(event_id) => {
-                state.processed.insert(event_id.clone());
-                inbox.recorded.insert(event_id, order_id.zip(position));
-            }
-            None => {
-                if let Some((order_id, position)) = order_id.zip(position) {
-                    inbox.newest.insert(order_id, position);
-                }
-            }
+        if let Some(position) = position {
+            let newest = inbox.newest.entry(order_id.clone()).or_insert(position);
+            *newest = (*newest).max(position);
+        }
+        if incoming.contains(&(order_id.as_str(), event_id.as_str())) {
+            state.processed.insert(&order_id, &event_id);
+            inbox
+                .recorded
+                .insert(event_id, position.map(|p| (order_id, p)));
+        }
+    }
+    // Found by event id alone: recorded for every order of the batch that names it.
+    for (order_id, event_id) in incoming {
+        if by_event_id.contains(event_id) {
+            state.processed.insert(order_id, event_id);
+            inbox.recorded.entry(event_id.to_owned()).or_insert(None);
         }
     }
     let statements = if payment_ids.is_empty() { 3 } else { 4 };

@@ -2,6 +2,10 @@
 //! orders table, which they do not touch: its name and shape are the order service's), and
 //! `order-worker run` refuses to start while any is pending, so a worker never runs against a
 //! schema it does not expect.
+//!
+//! A contract migration (`_contract_` in its name) drops what builds before it need. `migrate`
+//! holds it back, so that a rollback keeps working, and `migrate --contract` applies it; this
+//! build runs on the schema either side of it (README, "Contract migrations").
 
 use diesel::migration::MigrationSource;
 use diesel::pg::Pg;
@@ -11,7 +15,8 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use anyhow::Context;
 
-use super::orders::{adopt, OrdersTable};
+use super::orders::adopt;
+use super::tables::Tables;
 use crate::config::TableName;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -22,10 +27,26 @@ const MIGRATION_LOCK_KEY: i64 = 0x6f72_6477;
 
 type SyncPg = AsyncConnectionWrapper<AsyncPgConnection>;
 
-/// Creates or adopts the orders table `orders`, then applies the pending migrations, under a
-/// PostgreSQL advisory lock; returns the migrations' names. Several replicas may run this at
-/// once: the others wait, then find nothing to do.
-pub async fn run_pending(database_url: &str, orders: &TableName) -> anyhow::Result<Vec<String>> {
+/// What `migrate` did: the migrations applied, and the contract ones it held back.
+#[derive(Debug, Default)]
+pub struct Migrated {
+    pub applied: Vec<String>,
+    pub held: Vec<String>,
+}
+
+/// Whether the migration named `name` is a contract step, applied only when asked.
+fn is_contract(name: &str) -> bool {
+    name.contains("_contract_")
+}
+
+/// Creates or adopts the orders table `orders`, then applies the pending migrations (the
+/// contract ones only when `contract`), under a PostgreSQL advisory lock. Several replicas may
+/// run this at once: the others wait, then find nothing to do.
+pub async fn run_pending(
+    database_url: &str,
+    orders: &TableName,
+    contract: bool,
+) -> anyhow::Result<Migrated> {
     // The lock belongs to a session of its own, held while the harness migrates on another.
     let mut lock = super::connect::connect_or_unreachable(database_url.to_owned()).await?;
     take_lock(&mut lock)
@@ -34,7 +55,7 @@ pub async fn run_pending(database_url: &str, orders: &TableName) -> anyhow::Resu
     let migrated = async {
         let adopted = adopt(&mut lock, orders).await?;
         tracing::info!(table = %orders, "orders table: {adopted}");
-        apply_embedded(database_url).await
+        apply_embedded(database_url, contract).await
     }
     .await;
     // Closing the session would release the lock too; unlocking says so explicitly.
@@ -68,25 +89,44 @@ async fn take_lock(lock: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
     Ok(())
 }
 
-/// Applies the embedded migrations that are not applied yet.
-async fn apply_embedded(database_url: &str) -> anyhow::Result<Vec<String>> {
+/// Every migration, the contract ones included: the schema `migrate --contract` leaves, which
+/// tests and benchmarks run on. Returns the migrations applied.
+pub async fn run_all(database_url: &str, orders: &TableName) -> anyhow::Result<Vec<String>> {
+    Ok(run_pending(database_url, orders, true).await?.applied)
+}
+
+/// Applies the embedded migrations that are not applied yet, in order, holding back the
+/// contract ones unless `contract`.
+async fn apply_embedded(database_url: &str, contract: bool) -> anyhow::Result<Migrated> {
     let url = database_url.to_owned();
     // The sync harness blocks on the async connection, so it must not run on a runtime thread.
     tokio::task::spawn_blocking(move || {
-        connect(&url)?
-            .run_pending_migrations(MIGRATIONS)
-            .map(|versions| versions.iter().map(ToString::to_string).collect())
-            .map_err(|error| anyhow::anyhow!("applying migrations: {error}"))
+        let mut conn = connect(&url)?;
+        let failed = |error| anyhow::anyhow!("applying migrations: {error}");
+        let mut migrated = Migrated::default();
+        for migration in conn.pending_migrations(MIGRATIONS).map_err(failed)? {
+            let name = migration.name().to_string();
+            if is_contract(&name) && !contract {
+                migrated.held.push(name);
+            } else {
+                conn.run_migration(&*migration).map_err(failed)?;
+                migrated
+                    .applied
+                    .push(migration.name().version().to_string());
+            }
+        }
+        Ok(migrated)
     })
     .await
     .context("migration task panicked")?
 }
 
-/// Fails with a message naming the pending migrations when the schema is behind this build.
-/// Reads diesel's bookkeeping table itself: diesel's harness would first run `CREATE TABLE IF
-/// NOT EXISTS` on it, which the worker's runtime role, allowed no DDL, may not.
-/// Then reads the orders table's shape (`orders`), which the worker's statements follow.
-pub async fn ensure_current(database_url: &str, orders: &TableName) -> anyhow::Result<OrdersTable> {
+/// Fails with a message naming the pending migrations when the schema is behind this build
+/// (contract ones aside: this build runs either side of them). Reads diesel's bookkeeping table
+/// itself: diesel's harness would first run `CREATE TABLE IF NOT EXISTS` on it, which the
+/// worker's runtime role, allowed no DDL, may not. Then reads what the worker's statements
+/// follow of the tables (`orders` names the orders table).
+pub async fn ensure_current(database_url: &str, orders: &TableName) -> anyhow::Result<Tables> {
     let mut conn = super::connect::connect_or_unreachable(database_url.to_owned()).await?;
     let applied: Vec<String> = if migrations_table_exists(&mut conn).await? {
         diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
@@ -104,10 +144,11 @@ pub async fn ensure_current(database_url: &str, orders: &TableName) -> anyhow::R
         .iter()
         .filter(|migration| !applied.contains(&migration.name().version().to_string()))
         .map(|migration| migration.name().to_string())
+        .filter(|name| !is_contract(name))
         .collect();
     pending.sort();
     if pending.is_empty() {
-        OrdersTable::inspect(&mut conn, orders).await
+        Tables::inspect(&mut conn, orders).await
     } else {
         anyhow::bail!(
             "the database schema is behind this worker: {} migration(s) pending ({}); \

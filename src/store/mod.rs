@@ -12,6 +12,7 @@ pub mod orders;
 pub mod plan;
 pub mod retention;
 pub mod schema;
+mod tables;
 mod unnest;
 mod write;
 
@@ -22,8 +23,8 @@ use futures_util::FutureExt;
 
 pub use apply::apply_batch;
 pub use connect::connect;
-pub use orders::OrdersTable;
 pub use plan::{Incoming, Plan, Transition};
+pub use tables::Tables;
 
 /// The worker's PostgreSQL pool: one connection per lane of each batch in flight, plus a spare
 /// for reconnects (sized by the worker).

@@ -104,7 +104,9 @@ pub fn plan(batch: &[Incoming<'_>], mut state: State) -> Plan {
         let event = incoming.event;
         let outcome = decide(incoming, &mut state, &mut plan.transitions);
         if outcome.is_recorded() {
-            state.processed.insert(event.event_id.clone());
+            state
+                .processed
+                .insert(event.change.order_id(), &event.event_id);
             plan.processed.push(InboxRow::new(incoming, &outcome));
         }
         if outcome == Outcome::Applied {
@@ -146,7 +148,10 @@ fn decide(
     transitions: &mut Vec<Transition>,
 ) -> Outcome {
     let event = incoming.event;
-    if state.processed.contains(&event.event_id) {
+    if state
+        .processed
+        .contains(event.change.order_id(), &event.event_id)
+    {
         return Outcome::Duplicate;
     }
     let order_id = event.change.order_id();

@@ -2,7 +2,7 @@
 //! batch and against the inbox, one history row per real transition.
 
 use super::*;
-use crate::topics::{FulfillmentEvent, FulfillmentStatus::*};
+use crate::topics::{FulfillmentEvent, FulfillmentStatus::*, Processed};
 
 fn event(id: &str, order: &str, fulfillment: &str, status: FulfillmentStatus) -> Event {
     Event {
@@ -105,11 +105,33 @@ fn outcomes_for_each_kind_of_event() {
 #[test]
 fn an_event_already_in_the_inbox_is_a_duplicate_and_writes_nothing() {
     let mut state = loaded(&[("o1", OrderStatus::Confirmed)], &[]);
-    state.processed.insert("e1".to_owned());
+    state.processed.insert("o1", "e1");
     let plan = run(&[event("e1", "o1", "f1", Planning)], state);
     assert_eq!(names(&plan), ["duplicate"]);
     assert!(plan.processed.is_empty() && plan.fulfillments.is_empty());
     assert!(plan.orders.is_empty() && plan.transitions.is_empty());
+}
+
+#[test]
+fn an_event_id_under_another_order_is_another_event_unless_the_inbox_is_keyed_by_event_id() {
+    let orders = [
+        ("o1", OrderStatus::Confirmed),
+        ("o2", OrderStatus::Confirmed),
+    ];
+    // e1 recorded for o1; then e1 for o2, twice in the batch.
+    let batch = [
+        event("e1", "o2", "f2", Planning),
+        event("e1", "o2", "f2", Planning),
+    ];
+    for (processed, expected) in [
+        (Processed::default(), ["applied", "duplicate"]),
+        (Processed::by_event_id(), ["duplicate", "duplicate"]),
+    ] {
+        let mut state = loaded(&orders, &[]);
+        state.processed = processed;
+        state.processed.insert("o1", "e1");
+        assert_eq!(names(&run(&batch, state)), expected);
+    }
 }
 
 #[test]

@@ -4,9 +4,9 @@
 //! than a step), by one replica at a time under an advisory lock.
 //!
 //! Deleting in steps rather than dropping daily partitions: a partitioned inbox could not keep
-//! `event_id` unique (PostgreSQL's unique indexes on a partitioned table must include the
-//! partition key), which is what makes a redelivery a `duplicate`; and a day's partition would
-//! drop part of an order's record, from which a late event recomputes the whole order.
+//! `(order_id, event_id)` unique (PostgreSQL's unique indexes on a partitioned table must include
+//! the partition key), which is what makes a redelivery a `duplicate`; and a day's partition
+//! would drop part of an order's record, from which a late event recomputes the whole order.
 
 use std::time::{Duration, Instant};
 

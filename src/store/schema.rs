@@ -44,6 +44,8 @@ diesel::table! {
     }
 }
 
+// Unique by (order_id, event_id) (migration 000010), by event_id alone until the contract step
+// 000013; diesel wants a key column here.
 diesel::table! {
     processed_events (event_id) {
         event_id -> Text,

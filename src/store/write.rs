@@ -38,8 +38,9 @@ pub async fn write(
     let rerecorded = record(
         conn,
         insert_inbox_rows!(
-            "ON CONFLICT (event_id) DO UPDATE SET stream_entry_id = EXCLUDED.stream_entry_id, \
-             outcome = EXCLUDED.outcome, position = EXCLUDED.position, said = EXCLUDED.said"
+            "ON CONFLICT (order_id, event_id) DO UPDATE \
+             SET stream_entry_id = EXCLUDED.stream_entry_id, outcome = EXCLUDED.outcome, \
+             position = EXCLUDED.position, said = EXCLUDED.said"
         ),
         &plan.rerecorded,
     );
@@ -77,10 +78,15 @@ pub async fn write(
             return Ok(0);
         }
         let rows = &plan.history_dropped;
-        TextColumns::new("DELETE FROM order_status_history WHERE event_id = ANY($::text[])")
-            .column(rows, |t| &t.event_id)
-            .execute(&mut c1)
-            .await
+        // By order and event id, the history's key (an event id alone may name rows of others).
+        TextColumns::new(
+            "DELETE FROM order_status_history h USING unnest($::text[], $::text[]) AS u(o, e) \
+             WHERE h.order_id = u.o AND h.event_id = u.e",
+        )
+        .column(rows, |t| &t.order_id)
+        .column(rows, |t| &t.event_id)
+        .execute(&mut c1)
+        .await
     };
     let history = async {
         if plan.transitions.is_empty() {

@@ -201,10 +201,41 @@ pub struct State {
     pub fulfillments: HashMap<String, (String, FulfillmentStatus)>,
     /// payment_id → the payment: every payment of the batch's orders and every one it names.
     pub payments: HashMap<String, Payment>,
-    /// The batch's event ids already in the inbox.
-    pub processed: HashSet<String>,
+    /// The batch's events already in the inbox.
+    pub processed: Processed,
     /// Rows to write, in the order they first changed.
     pub changed: Changed,
+}
+
+/// Events already recorded, by the inbox's key: an event id within its order, or (until
+/// `migrate --contract`, as earlier builds keyed it) the event id alone.
+#[derive(Debug, Default)]
+pub struct Processed {
+    by_event_id: bool,
+    keys: HashSet<(String, String)>,
+}
+
+impl Processed {
+    /// Keyed by the event id alone: the same id under another order is the same event.
+    pub fn by_event_id() -> Self {
+        Self {
+            by_event_id: true,
+            ..Self::default()
+        }
+    }
+
+    pub fn insert(&mut self, order_id: &str, event_id: &str) {
+        self.keys.insert(self.key(order_id, event_id));
+    }
+
+    pub fn contains(&self, order_id: &str, event_id: &str) -> bool {
+        self.keys.contains(&self.key(order_id, event_id))
+    }
+
+    fn key(&self, order_id: &str, event_id: &str) -> (String, String) {
+        let order_id = if self.by_event_id { "" } else { order_id };
+        (order_id.to_owned(), event_id.to_owned())
+    }
 }
 
 /// What the events changed besides the orders' status.

@@ -131,7 +131,7 @@ impl Worker {
             }
         }
         let max = u64::from(self.config.max_deliveries);
-        let (max_bytes, order_ids) = (self.config.max_entry_bytes, self.orders.order_ids());
+        let (max_bytes, order_ids) = (self.config.max_entry_bytes, self.tables.orders.order_ids());
         let decoded = batch
             .entries
             .iter()
@@ -352,7 +352,7 @@ impl Worker {
                 let started = Instant::now();
                 let mut conn = self.db.get().await.map_err(StoreError::from)?;
                 let checked_out = started.elapsed();
-                let plan = apply_batch(&mut conn, &self.orders, incoming).await;
+                let plan = apply_batch(&mut conn, &self.tables, incoming).await;
                 tracing::debug!(events = incoming.len(), ?checked_out, took = ?started.elapsed(), "applied");
                 plan
             };

@@ -32,7 +32,7 @@ pub use crate::instruments::Progress;
 use crate::instruments::Recorder;
 use crate::retry::{Dependency, Retry};
 use crate::shutdown::Shutdown;
-use crate::store::{DbPool, OrdersTable};
+use crate::store::{DbPool, Tables};
 use crate::stream::{ReadBatch, Reader, RedisPool};
 
 /// Batches applied at once when they write disjoint orders: two keep PostgreSQL busy while the
@@ -54,8 +54,8 @@ pub struct Worker {
     subscriptions: Vec<Subscription>,
     consumer: String,
     db: DbPool,
-    /// The orders table's name and shape, which the statements of each batch follow.
-    orders: OrdersTable,
+    /// The orders table's shape and the inbox's key, which the statements of each batch follow.
+    tables: Tables,
     redis: RedisPool,
     /// Taken by [`Worker::run`], which owns the reading side.
     reader: Option<Reader>,

@@ -44,7 +44,7 @@ impl Worker {
         let db_health = Dependency::new("PostgreSQL", "postgres").recording(recorder.clone());
         let database_url = &config.connections.database_url;
         let orders_table = &config.connections.orders_table;
-        let orders = wait_out("checking the database schema", &db_health, starting, || {
+        let tables = wait_out("checking the database schema", &db_health, starting, || {
             migrate::ensure_current(database_url, orders_table)
         })
         .await?;
@@ -93,7 +93,7 @@ impl Worker {
             subscriptions,
             consumer,
             db,
-            orders,
+            tables,
             reader: Some(reader),
             read_ahead: Mutex::new(Vec::new()),
             recorder,

@@ -9,7 +9,7 @@ use futures_util::future::try_join_all;
 
 use super::workload::Workload;
 use order_worker::FulfillmentStatus;
-use order_worker::{apply_batch, Incoming, OrdersTable, TableName};
+use order_worker::{apply_batch, Incoming, TableName, Tables};
 use order_worker::{decode, Event, Topic, DEFAULT_MAX_ENTRY_BYTES};
 use order_worker::{ReadBatch, Reader};
 
@@ -48,7 +48,7 @@ async fn handler(
     .await?;
     let mut redis = workload.redis.clone();
     let mut db = workload.db().await?;
-    let orders = OrdersTable::inspect(&mut db, &TableName::default()).await?;
+    let tables = Tables::inspect(&mut db, &TableName::default()).await?;
     let topic = fulfillment()?;
     while consumed.load(Ordering::Relaxed) < total {
         let batch: ReadBatch = reader.next_batch(1, block).await?;
@@ -57,11 +57,11 @@ async fn handler(
                 topic,
                 &entry.fields,
                 DEFAULT_MAX_ENTRY_BYTES,
-                orders.order_ids(),
+                tables.orders.order_ids(),
             )?;
             apply_batch(
                 &mut db,
-                &orders,
+                &tables,
                 &[Incoming {
                     entry_id: &entry.id,
                     event: &event,
@@ -113,12 +113,12 @@ pub async fn postgres_ceiling(workload: &Workload) -> anyhow::Result<f64> {
     try_join_all(lanes.iter().map(|events| async move {
         let mut db =
             order_worker::connect_postgres(workload.connections.database_url.clone()).await?;
-        let orders = OrdersTable::inspect(&mut db, &TableName::default()).await?;
+        let tables = Tables::inspect(&mut db, &TableName::default()).await?;
         for (n, event) in events.iter().enumerate() {
             let entry_id = format!("0-{n}");
             apply_batch(
                 &mut db,
-                &orders,
+                &tables,
                 &[Incoming {
                     entry_id: &entry_id,
                     event,

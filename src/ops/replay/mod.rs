@@ -25,7 +25,7 @@ pub use requeue::{requeue, requeue_shown, Moved, RequeueReport, Selection};
 use super::stream_id::{parse_boundary, StreamId};
 use super::{count_range, output, print_report, OpsConfig};
 use crate::config::{redact_url, Connections, Keyspace, StreamConfig, Topics, DEFAULT_STREAM};
-use crate::store::OrdersTable;
+use crate::store::Tables;
 
 /// `order-worker replay` settings: the worker's connections and stream settings (same flags
 /// and variables as `run`), then what to replay. The consumer name, group and group start id
@@ -130,7 +130,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let mut pg = crate::store::connect(url.clone())
         .await
         .with_context(|| format!("connecting to PostgreSQL at {}", redact_url(url)))?;
-    let orders = OrdersTable::inspect(&mut pg, &args.connections.orders_table).await?;
+    let tables = Tables::inspect(&mut pg, &args.connections.orders_table).await?;
     let request = RangeRequest {
         topic: subscription.topic,
         stream: &subscription.stream.stream,
@@ -139,7 +139,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         order_id: args.order_id.as_deref(),
         max_entry_bytes: args.max_entry_bytes,
         page_size: range::PAGE_SIZE,
-        orders: &orders,
+        tables: &tables,
     };
     let progress = output::bar(0, "entries", args.json);
     if !progress.is_hidden() {

@@ -15,7 +15,7 @@ use tracing::{Instrument, Span};
 
 use crate::ops::stream_id::StreamId;
 use crate::ops::xrange;
-use crate::store::{apply_batch, Incoming, OrdersTable, Plan};
+use crate::store::{apply_batch, Incoming, Plan, Tables};
 use crate::stream::StreamEntry;
 use crate::telemetry::spans::{self, Entry, Step};
 use crate::topics::{self, Event, Outcome, Topic};
@@ -41,8 +41,8 @@ pub struct RangeRequest<'a> {
     pub order_id: Option<&'a str>,
     pub max_entry_bytes: usize,
     pub page_size: usize,
-    /// The orders table the events apply to.
-    pub orders: &'a OrdersTable,
+    /// The tables the events apply to.
+    pub tables: &'a Tables,
 }
 
 /// Events per outcome, plus the entries that could not be decoded.
@@ -289,7 +289,7 @@ async fn apply_page(
             request.topic,
             &entry.fields,
             request.max_entry_bytes,
-            request.orders.order_ids(),
+            request.tables.orders.order_ids(),
         ) {
             Ok(event)
                 if request
@@ -326,7 +326,7 @@ async fn apply_page(
         })
         .collect();
     let attributes = [("order_worker.events", batch.len() as i64)];
-    let applying = apply_batch(pg, request.orders, &batch).instrument(spans::for_entries(
+    let applying = apply_batch(pg, request.tables, &batch).instrument(spans::for_entries(
         Step::Apply,
         &attributes,
         &traced,

@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS processed_events_order_event_idx;

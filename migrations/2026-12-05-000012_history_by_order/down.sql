@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS order_status_history_order_event_idx;
