@@ -146,3 +146,34 @@ async fn a_row_recorded_before_events_carried_their_order_still_makes_a_duplicat
     assert_eq!(env.history("o1").await.len(), 1);
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_running_when_the_contract_step_runs_takes_the_key_by_order() {
+    let env = TestEnv::unmigrated().await;
+    assert!(env.order_worker(&["migrate"]).await.status.success());
+    env.seed_orders(&["o1"], "confirmed").await;
+    let mut worker = env.spawn_worker("w1").await;
+    env.xadd(&planning(&env, "o1", "ce-1")).await;
+    worker.wait_consumed(1).await;
+
+    let output = env.order_worker(&["migrate", "--contract"]).await;
+    assert!(output.status.success(), "{output:?}");
+    // The worker reads the key every claim interval (200 ms here): until it has, `ce-1` under
+    // another order is a duplicate; from then on, another order's event. One order per try.
+    let deadline = tokio::time::Instant::now() + support::DEADLINE;
+    for consumed in 2.. {
+        let order = format!("o{consumed}");
+        env.seed_orders(&[&order], "confirmed").await;
+        env.xadd(&planning(&env, &order, "ce-1")).await;
+        if worker.wait_consumed(consumed).await.applied == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker still reads the inbox by event id alone"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    worker.stop().await;
+    env.cleanup().await;
+}

@@ -24,7 +24,7 @@ use futures_util::FutureExt;
 pub use apply::apply_batch;
 pub use connect::connect;
 pub use plan::{Incoming, Plan, Transition};
-pub use tables::Tables;
+pub use tables::{InboxKey, Tables};
 
 /// The worker's PostgreSQL pool: one connection per lane of each batch in flight, plus a spare
 /// for reconnects (sized by the worker).

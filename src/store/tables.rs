@@ -1,6 +1,9 @@
 //! What the worker's statements follow of the tables it shares with others, read from the
 //! catalog before it applies anything: the orders table's shape and the inbox's key.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use anyhow::Context;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -11,7 +14,9 @@ use crate::config::TableName;
 #[derive(Debug, Clone)]
 pub struct Tables {
     pub orders: OrdersTable,
-    pub inbox: InboxKey,
+    /// Whether the inbox is keyed by order ([`InboxKey::OrderAndEventId`]); shared by the
+    /// clones, so that [`Tables::reinspect_inbox`] switches every batch at once.
+    keyed_by_order: Arc<AtomicBool>,
 }
 
 /// The inbox's key, which decides what an event id recorded for another order means. Migration
@@ -31,7 +36,27 @@ impl Tables {
     pub async fn inspect(conn: &mut AsyncPgConnection, orders: &TableName) -> anyhow::Result<Self> {
         let orders = OrdersTable::inspect(conn, orders).await?;
         let inbox = InboxKey::inspect(conn).await?;
-        Ok(Self { orders, inbox })
+        let keyed_by_order = Arc::new(AtomicBool::new(inbox == InboxKey::OrderAndEventId));
+        Ok(Self {
+            orders,
+            keyed_by_order,
+        })
+    }
+
+    /// The inbox's key as last read.
+    pub fn inbox(&self) -> InboxKey {
+        if AtomicBool::load(&self.keyed_by_order, Ordering::Relaxed) {
+            InboxKey::OrderAndEventId
+        } else {
+            InboxKey::EventId
+        }
+    }
+
+    /// Reads the inbox's key again and follows it; true if it has just become the key by order
+    /// (`migrate --contract` ran while this worker was running).
+    pub async fn reinspect_inbox(&self, conn: &mut AsyncPgConnection) -> anyhow::Result<bool> {
+        let by_order = InboxKey::inspect(conn).await? == InboxKey::OrderAndEventId;
+        Ok(by_order && !self.keyed_by_order.swap(by_order, Ordering::Relaxed))
     }
 }
 

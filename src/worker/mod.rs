@@ -32,7 +32,7 @@ pub use crate::instruments::Progress;
 use crate::instruments::Recorder;
 use crate::retry::{Dependency, Retry};
 use crate::shutdown::Shutdown;
-use crate::store::{DbPool, Tables};
+use crate::store::{DbPool, InboxKey, Tables};
 use crate::stream::{ReadBatch, Reader, RedisPool};
 
 /// Batches applied at once when they write disjoint orders: two keep PostgreSQL busy while the
@@ -117,6 +117,7 @@ impl Worker {
         tokio::select! {
             () = self.consume(reader, &shutdown) => {}
             () = self.observe_backlogs() => {}
+            () = self.follow_the_inbox_key() => {}
         }
         // It stops between steps; a step takes milliseconds.
         let _ = retention.await;
@@ -186,6 +187,29 @@ impl Worker {
                 Err(_) => return None,
             }
         }
+    }
+
+    /// Until `migrate --contract` has run, reads the inbox's key every claim interval, so that
+    /// replicas running when it does take the key by order at once: reading by event id alone,
+    /// which that step no longer indexes, would scan the inbox on every batch. Never returns.
+    async fn follow_the_inbox_key(&self) {
+        let mut every = tokio::time::interval(self.config.claim_interval());
+        while self.tables.inbox() == InboxKey::EventId {
+            every.tick().await;
+            let reinspected = async {
+                let mut conn = self.db.get().await?;
+                self.tables.reinspect_inbox(&mut conn).await
+            };
+            match reinspected.await {
+                Ok(true) => tracing::info!(
+                    "the inbox is keyed by order now (`migrate --contract` ran): an event id \
+                     under another order is another event from here on"
+                ),
+                Ok(false) => {}
+                Err(error) => tracing::debug!("could not read the inbox's key: {error:#}"),
+            }
+        }
+        std::future::pending().await
     }
 
     fn retention(&self) -> retention::Retention {
