@@ -73,7 +73,7 @@ async fn every_row_of_the_payment_table_for_both_verdicts_and_every_order_status
             .collect();
         let want = (outcome.to_owned(), after.to_owned(), history);
         let actual = (
-            inbox_outcome(&env, entry, *format).await,
+            inbox_outcome(&env, order, entry, *format).await,
             env.order_status(order).await,
             env.history(order).await,
         );

@@ -183,17 +183,24 @@ pub struct Outcome {
     pub outcome: String,
 }
 
-/// The inbox outcome of the event published as (entry id, CloudEvent id) in `format`. A raw
-/// payload has no CloudEvent id: its inbox key is derived (`raw-…`), so it is found by entry id.
-pub async fn inbox_outcome(env: &TestEnv, published: &(String, String), format: Format) -> String {
+/// The inbox outcome of `order`'s event published as (entry id, CloudEvent id) in `format`. A raw
+/// payload has no CloudEvent id: its inbox key is derived (`raw-…`), so it is found by entry id
+/// and order (two streams' entries written in the same millisecond share an id).
+pub async fn inbox_outcome(
+    env: &TestEnv,
+    order: &str,
+    published: &(String, String),
+    format: Format,
+) -> String {
     let (entry_id, event_id) = published;
     let query = match format {
         Format::Raw => diesel::sql_query(
             "SELECT outcome FROM processed_events \
-             WHERE stream_entry_id = $1 AND event_id LIKE 'raw-%'",
+             WHERE stream_entry_id = $1 AND order_id = $2 AND event_id LIKE 'raw-%'",
         )
         .into_boxed::<diesel::pg::Pg>()
-        .bind::<Text, _>(entry_id.clone()),
+        .bind::<Text, _>(entry_id.clone())
+        .bind::<Text, _>(order.to_owned()),
         _ => diesel::sql_query(
             "SELECT outcome FROM processed_events WHERE event_id = $1 AND stream_entry_id = $2",
         )
