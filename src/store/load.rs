@@ -90,7 +90,9 @@ pub async fn load(
     // The inbox in one statement: every event recorded for the batch's orders (their ids and
     // positions come from the index by order alone), then the batch's event ids recorded with
     // no order (before events carried it) or, while the inbox is keyed by event id, any order.
-    let inbox = TextColumns::new(match tables.inbox() {
+    // Read once: the key may change under a running worker (`migrate --contract`).
+    let key = tables.inbox();
+    let inbox = TextColumns::new(match key {
         InboxKey::OrderAndEventId => inbox_sql!("order_id IS NULL AND "),
         InboxKey::EventId => inbox_sql!(""),
     })
@@ -129,7 +131,7 @@ pub async fn load(
         };
         state.payments.insert(row.payment_id, payment);
     }
-    if tables.inbox() == InboxKey::EventId {
+    if key == InboxKey::EventId {
         state.processed = Processed::by_event_id();
     }
     let incoming: HashSet<(&str, &str)> = batch
