@@ -212,7 +212,11 @@ async fn open(url: String) -> Result<AsyncPgConnection, Failure> {
                 .map_err(refused)?
         }
     };
-    conn.batch_execute("SET plan_cache_mode = force_custom_plan")
+    // Every statement is planned for its own arguments (a batch's arrays vary in size), and
+    // never compiled: JIT pays off for long analytic queries, and a batch's statement whose
+    // estimate crosses `jit_above_cost` (an inbox without statistics yet, after a restore)
+    // spent 40 ms compiling to run in 3 (BENCHMARKS.md, "A regression the 3,000-order rows hide").
+    conn.batch_execute("SET plan_cache_mode = force_custom_plan; SET jit = off")
         .await
         .map_err(|error| Failure::Refused(ConnectionError::CouldntSetupConfiguration(error)))?;
     Ok(conn)
