@@ -67,6 +67,13 @@ async fn the_benchmark_completes_and_counts_correctly() {
     assert_eq!(report["drain"]["replicas"], 2);
     let grown = &report["grown"];
     assert_eq!(grown["rows"], 3000);
+    // The server's shared_buffers, beside the figure that depends on it most.
+    assert!(
+        grown["shared_buffers"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("B")),
+        "no shared_buffers in {grown}"
+    );
     assert_eq!(
         grown["empty_events_per_second"].as_array().map(Vec::len),
         Some(3)

@@ -22,6 +22,8 @@ use super::workload::{Backlog, Workload};
 pub struct GrownDrain {
     /// Rows in the inbox, and as many in the history, before the grown drains.
     pub rows: u64,
+    /// The server's, as `SHOW` writes it: what the gap depends on most (BENCHMARKS.md).
+    pub shared_buffers: String,
     pub load_seconds: f64,
     /// Events/s of each drain into empty tables, then of each into the grown ones.
     pub empty_events_per_second: Vec<f64>,
@@ -47,6 +49,10 @@ pub async fn phase(
     prefill(workload, rows).await?;
     let load_seconds = started.elapsed().as_secs_f64();
     let mut db = workload.db().await?;
+    let shared_buffers = diesel::sql_query("SELECT current_setting('shared_buffers') AS value")
+        .get_result::<Setting>(&mut db)
+        .await?
+        .value;
     for table in TWINNED {
         db.batch_execute(&format!(
             "CREATE TABLE {table}_twin (LIKE {table} INCLUDING ALL)"
@@ -69,6 +75,7 @@ pub async fn phase(
     }
     Ok(GrownDrain {
         rows,
+        shared_buffers,
         load_seconds,
         change_percent: (median(&grown) / median(&empty) - 1.0) * 100.0,
         empty_events_per_second: empty,
@@ -206,6 +213,12 @@ const INDEXES: &str = "\
     FROM pg_index i \
     LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.contype IN ('p', 'u') \
     WHERE i.indrelid IN ('processed_events'::regclass, 'order_status_history'::regclass)";
+
+#[derive(diesel::QueryableByName)]
+struct Setting {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    value: String,
+}
 
 #[derive(diesel::QueryableByName)]
 struct Index {

@@ -266,8 +266,10 @@ pub fn render(report: &Report) -> String {
     if let Some(grown) = &report.grown {
         rows.push((
             format!(
-                "inbox and history empty / holding {} rows each, 1 replica (medians of {})",
+                "inbox and history empty / holding {} rows each, 1 replica, shared_buffers {} \
+                 (medians of {})",
                 grown.rows,
+                grown.shared_buffers,
                 grown.empty_events_per_second.len()
             ),
             format!(
