@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use super::plan::{plan, Incoming, OrderUpdate, Plan, Transition};
+use super::plan::{plan, Incoming, OrderUpdate, Plan, StatusChange, Transition};
 use crate::position::Position;
 use crate::topics::{Event, OrderStatus, Outcome, State};
 
@@ -126,6 +126,7 @@ pub fn plan_batch(batch: &[Incoming<'_>], state: State, records: &[OrderRecord])
             .extend(plan.orders.iter().map(|o| o.order_id.clone()));
         merged.orders.extend(plan.orders);
         merged.transitions.extend(plan.transitions);
+        merged.changes.extend(order.change);
         merged.history_dropped.extend(order.dropped);
     }
     merged.outcomes = outcomes;
@@ -133,13 +134,15 @@ pub fn plan_batch(batch: &[Incoming<'_>], state: State, records: &[OrderRecord])
     merged
 }
 
-/// One order recomputed: the plan of its whole record, the outcomes of the batch's events, and
-/// the history rows to delete before the plan's new ones are written.
+/// One order recomputed: the plan of its whole record, the outcomes of the batch's events, the
+/// history rows to delete before the plan's new ones are written, and the one step its current
+/// status takes, if it moves (subscribers saw where it stood, not the history rewritten).
 #[derive(Debug)]
 struct Refolded {
     plan: Plan,
     outcomes: Vec<Outcome>,
     dropped: Vec<Transition>,
+    change: Option<StatusChange>,
 }
 
 /// Recomputes `record`'s order with `batch` (its events in this batch, in position order):
@@ -226,12 +229,33 @@ fn refold(record: &OrderRecord, batch: &[Incoming<'_>], others: &State) -> Optio
         .take_while(|(was, is)| was == is)
         .count();
     let dropped = record.history[kept..].to_vec();
+    let change = step_taken(record, batch, &plan);
     plan.transitions.drain(..kept);
     Some(Refolded {
         plan,
         outcomes,
         dropped,
+        change,
     })
+}
+
+/// The step a recomputed order's current status takes: from where it stood to where the
+/// recompute leaves it, caused by the batch's first event of it (the late one or its company),
+/// with the reason of the move that leads there ("Recomputed" when the order is back where the
+/// worker found it).
+fn step_taken(record: &OrderRecord, batch: &[Incoming<'_>], plan: &Plan) -> Option<StatusChange> {
+    let now = plan.orders.first()?.status;
+    let cause = batch.first()?;
+    if now == record.status {
+        return None;
+    }
+    let reason = plan
+        .transitions
+        .iter()
+        .rev()
+        .find(|t| t.to == now)
+        .map_or("Recomputed", |t| t.reason.as_str());
+    Some(StatusChange::new(cause, record.status, now, reason))
 }
 
 #[cfg(test)]

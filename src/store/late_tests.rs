@@ -21,6 +21,8 @@ struct Db {
     /// In id order.
     history: Vec<Transition>,
     inbox: BTreeMap<String, InboxRow>,
+    /// The outbox, in id order.
+    published: Vec<StatusChange>,
 }
 
 impl Db {
@@ -133,6 +135,26 @@ impl Db {
             "history event_id unique"
         );
         self.history.extend(plan.transitions.iter().cloned());
+        self.published.extend(plan.changes.iter().cloned());
+    }
+
+    /// Whether each order's published steps chain from the status it started in to the one it
+    /// has (each step's `from` the previous one's `to`, no step that goes nowhere), as a
+    /// subscriber that saw only them would have to believe.
+    fn published_chains(&self, started: &Db) -> Result<(), String> {
+        for (order_id, (now, _)) in &self.orders {
+            let mut at = started.orders[order_id].0;
+            for step in self.published.iter().filter(|c| &c.order_id == order_id) {
+                if step.from != at || step.to == step.from {
+                    return Err(format!("{order_id}: {step:?} after {at:?}: {:#?}", self.published));
+                }
+                at = step.to;
+            }
+            if at != *now {
+                return Err(format!("{order_id}: published up to {at:?}, is {now:?}: {:#?}", self.published));
+            }
+        }
+        Ok(())
     }
 
     /// One transaction, as `apply::apply_batch` runs it, over entries as a read sorts them.
@@ -220,6 +242,22 @@ fn a_cancelled_fulfillment_applied_after_the_shipped_one_it_preceded_ends_the_or
     assert_eq!(
         db.inbox["e3"].outcome, "stale",
         "the recompute rewrites the outcomes"
+    );
+    // Subscribers saw it shipped: the recompute publishes the one step from there, caused by
+    // the late entry, and nothing for the history it rewrote.
+    let steps: Vec<_> = db
+        .published
+        .iter()
+        .map(|c| (c.from, c.to, c.reason.as_str(), c.entry_id.as_str()))
+        .collect();
+    use OrderStatus::{Cancelled as OrderCancelled, Confirmed, Processing, Shipped as OrderShipped};
+    assert_eq!(
+        steps,
+        [
+            (Confirmed, Processing, "FulfillmentPicking", "1-0"),
+            (Processing, OrderShipped, "FulfillmentShipped", "3-0"),
+            (OrderShipped, OrderCancelled, "FulfillmentCancelled", "2-0"),
+        ]
     );
 }
 
@@ -393,5 +431,8 @@ proptest! {
             db.apply(&[&entries[rest]]);
         }
         prop_assert!(db.tables() == in_order.tables(), "{:#?}\nin order:\n{:#?}", db.tables(), in_order.tables());
+        let started = Db::with_orders(&ORDERS);
+        prop_assert!(db.published_chains(&started).is_ok(), "{}", db.published_chains(&started).unwrap_err());
+        prop_assert!(in_order.published_chains(&started).is_ok(), "{}", in_order.published_chains(&started).unwrap_err());
     }
 }

@@ -4,6 +4,7 @@
 //! Pure, so the batch semantics (stream order, duplicates inside one batch, several events of one
 //! order, one history row per real transition) are tested without a database.
 
+use crate::envelope::TraceContext;
 use crate::position::Position;
 use crate::topics::{Event, FulfillmentStatus, OrderStatus, Ordered, Outcome, Payment, State};
 
@@ -61,6 +62,39 @@ pub struct Transition {
     pub stream_entry_id: String,
 }
 
+/// A step of an order's current status, published as `orders.order.status_changed` through
+/// the outbox: what changed, and the entry that caused it (its trace continues in the event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    pub order_id: String,
+    pub from: OrderStatus,
+    pub to: OrderStatus,
+    pub reason: String,
+    pub topic: &'static str,
+    pub entry_id: String,
+    pub trace: TraceContext,
+}
+
+impl StatusChange {
+    /// `from → to`, caused by `incoming`.
+    pub(super) fn new(
+        incoming: &Incoming<'_>,
+        from: OrderStatus,
+        to: OrderStatus,
+        reason: &str,
+    ) -> Self {
+        Self {
+            order_id: incoming.event.change.order_id().to_owned(),
+            from,
+            to,
+            reason: reason.to_owned(),
+            topic: incoming.event.topic.name(),
+            entry_id: incoming.entry_id.to_owned(),
+            trace: incoming.event.trace.clone(),
+        }
+    }
+}
+
 /// An order row to update: its final status and, if its events reported one, its latest
 /// fulfillment status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +117,10 @@ pub struct Plan {
     pub orders: Vec<OrderUpdate>,
     /// The history rows to insert.
     pub transitions: Vec<Transition>,
+    /// The steps each order's current status takes, in order: one outbox row each. The same
+    /// as `transitions` but for a recomputed order, which publishes one step (where it stood
+    /// → where it stands now) and none for the history it rewrites.
+    pub changes: Vec<StatusChange>,
     /// Orders recomputed for a late event: their events' inbox rows, rewritten…
     pub rerecorded: Vec<InboxRow>,
     /// …and their history rows that in-order processing would not have written (deleted).
@@ -102,7 +140,12 @@ pub fn plan(batch: &[Incoming<'_>], mut state: State) -> Plan {
     let mut touched = Ordered::default();
     for incoming in batch {
         let event = incoming.event;
+        let moved_before = plan.transitions.len();
         let outcome = decide(incoming, &mut state, &mut plan.transitions);
+        if let Some(t) = plan.transitions.get(moved_before) {
+            let change = StatusChange::new(incoming, t.from, t.to, &t.reason);
+            plan.changes.push(change);
+        }
         if outcome.is_recorded() {
             state
                 .processed

@@ -1,5 +1,5 @@
-//! The writes of a batch's transaction: one statement per table, pipelined in one round trip,
-//! whatever the batch size.
+//! The writes of a batch's transaction: one statement per table (the outbox of published
+//! events among them), pipelined in one round trip, whatever the batch size.
 
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::try_join;
@@ -33,7 +33,7 @@ pub async fn write(
     orders: &OrdersTable,
     plan: &Plan,
 ) -> Result<usize, StoreError> {
-    let (mut c1, mut c2, mut c3, mut c4, mut c5) = (conn, conn, conn, conn, conn);
+    let (mut c1, mut c2, mut c3, mut c4, mut c5, mut c6) = (conn, conn, conn, conn, conn, conn);
     let inbox = record(conn, insert_inbox_rows!(), &plan.processed);
     let rerecorded = record(
         conn,
@@ -112,9 +112,6 @@ pub async fn write(
             return Ok(0);
         }
         let rows = &plan.payments;
-        fn text(field: &Option<String>) -> &str {
-            field.as_deref().unwrap_or("")
-        }
         // '' stands for NULL: TextColumns binds text, and no id, status or amount is ''. The
         // rules keep a recorded amount or currency a verdict leaves out.
         TextColumns::new(
@@ -135,6 +132,26 @@ pub async fn write(
         .execute(&mut c5)
         .await
     };
+    // The outbox: one row per step, in the same transaction, so a change is never published
+    // without being committed nor committed without being published. After the history, whose
+    // statements it follows on the connection.
+    let announced = async {
+        if plan.changes.is_empty() {
+            return Ok(0);
+        }
+        let rows = &plan.changes;
+        TextColumns::new(orders.announce_sql())
+            .column(rows, |c| &c.order_id)
+            .column(rows, |c| c.from.as_str())
+            .column(rows, |c| c.to.as_str())
+            .column(rows, |c| &c.reason)
+            .column(rows, |c| text(&c.trace.traceparent))
+            .column(rows, |c| text(&c.trace.tracestate))
+            .column(rows, |c| c.topic)
+            .column(rows, |c| &c.entry_id)
+            .execute(&mut c6)
+            .await
+    };
     try_join!(
         inbox,
         rerecorded,
@@ -142,7 +159,8 @@ pub async fn write(
         payments,
         order_rows,
         history_dropped,
-        history
+        history,
+        announced
     )?;
     // Each set above is sent only when it has rows.
     let sets = [
@@ -153,6 +171,7 @@ pub async fn write(
         plan.orders.is_empty(),
         plan.history_dropped.is_empty(),
         plan.transitions.is_empty(),
+        plan.changes.is_empty(),
     ];
     Ok(sets.iter().filter(|empty| !**empty).count())
 }
@@ -177,4 +196,9 @@ async fn record(
         .column(rows, |r| &r.said)
         .execute(&mut conn)
         .await
+}
+
+/// '' for `None`: [`TextColumns`] binds text, and the statements read '' as NULL.
+fn text(field: &Option<String>) -> &str {
+    field.as_deref().unwrap_or("")
 }

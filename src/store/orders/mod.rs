@@ -23,6 +23,7 @@ pub struct OrdersTable {
     order_ids: OrderIds,
     lock: String,
     update: String,
+    announce: String,
 }
 
 impl OrdersTable {
@@ -52,6 +53,18 @@ impl OrdersTable {
             OrderIds::Text => "u.id",
             OrderIds::Uuid => "u.id::uuid",
         };
+        // The published event carries the order's describing columns when the table has them.
+        let (describing, joined) = if shape.describing.is_empty() {
+            (String::new(), String::new())
+        } else {
+            let fields: Vec<String> = shape
+                .describing
+                .iter()
+                .map(|column| format!("'{column}', o.{column}::text, "))
+                .collect();
+            let join = format!(" LEFT JOIN {table} AS o ON o.id = {id}");
+            (fields.concat(), join)
+        };
         let status = match &shape.status {
             StatusType::Text => "u.status".to_owned(),
             StatusType::Enum(cast) => format!("u.status::{cast}"),
@@ -69,6 +82,21 @@ impl OrdersTable {
                  updated_at = now() \
                  FROM unnest($::text[], $::text[], $::text[]) AS u(id, status, fulfillment_status) \
                  WHERE o.id = {id}"
+            ),
+            // In the plan's order (`ORDER BY n`), so an order's steps get ascending ids: the
+            // relay publishes them in that order. A NULL describing column is left out.
+            announce: format!(
+                "INSERT INTO order_events_outbox \
+                 (order_id, data, traceparent, tracestate, cause_topic, cause_entry_id) \
+                 SELECT u.id, jsonb_strip_nulls(jsonb_build_object(\
+                 'event_type', 'orders.order.status_changed', 'order_id', u.id, {describing}\
+                 'old_status', u.old_status, 'new_status', u.new_status, 'reason', u.reason, \
+                 'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))), \
+                 NULLIF(u.traceparent, ''), NULLIF(u.tracestate, ''), u.topic, u.entry_id \
+                 FROM unnest($::text[], $::text[], $::text[], $::text[], $::text[], $::text[], \
+                 $::text[], $::text[]) WITH ORDINALITY \
+                 AS u(id, old_status, new_status, reason, traceparent, tracestate, topic, entry_id, n)\
+                 {joined} ORDER BY u.n"
             ),
             name,
             order_ids: shape.id,
@@ -93,6 +121,12 @@ impl OrdersTable {
     /// fulfillment_status)` bind its three `$`.
     pub(super) fn update_sql(&self) -> &str {
         &self.update
+    }
+
+    /// Writes the outbox rows of the status changes whose `(id, old_status, new_status,
+    /// reason, traceparent, tracestate, topic, entry_id)` bind its eight `$` ('' for no trace).
+    pub(super) fn announce_sql(&self) -> &str {
+        &self.announce
     }
 }
 

@@ -41,7 +41,13 @@ pub struct Shape {
     pub status: StatusType,
     /// Whether the worker's one column of its own, `fulfillment_status`, is there yet.
     pub has_fulfillment_status: bool,
+    /// Which of [`DESCRIBING`] the table has: the published events carry them.
+    pub describing: Vec<&'static str>,
 }
+
+/// The columns of an order that `orders.order.status_changed` carries when the table has them
+/// (DESIGN §2c); any type, written as text.
+pub const DESCRIBING: [&str; 2] = ["order_number", "customer_id"];
 
 /// One column that does not fit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +172,10 @@ pub fn check(columns: &[Column]) -> Result<Shape, Vec<Misfit>> {
             id,
             status,
             has_fulfillment_status,
+            describing: DESCRIBING
+                .into_iter()
+                .filter(|name| column(name).is_some())
+                .collect(),
         }),
         _ => Err(misfits),
     }

@@ -144,8 +144,31 @@ fn tables_that_fit() {
             id,
             status,
             has_fulfillment_status,
+            // The order service's carries `customer_id`, never `order_number` here.
+            describing: if columns.iter().any(|c| c.name == "customer_id") {
+                vec!["customer_id"]
+            } else {
+                Vec::new()
+            },
         };
         assert_eq!(check(&columns), Ok(want), "{what}");
+    }
+}
+
+#[test]
+fn the_published_event_carries_the_describing_columns_the_table_has() {
+    let cases: [(&str, Vec<Column>, Vec<&str>); 3] = [
+        ("neither", ours(), vec![]),
+        (
+            "both, whatever their types",
+            with(with(ours(), col("order_number", "varchar")), col("customer_id", "uuid")),
+            vec!["order_number", "customer_id"],
+        ),
+        ("customer_id alone", theirs(), vec!["customer_id"]),
+    ];
+    for (what, columns, want) in cases {
+        let shape = check(&columns).expect("fits");
+        assert_eq!(shape.describing, want, "{what}");
     }
 }
 
