@@ -88,6 +88,7 @@ pub fn install() -> PrometheusHandle {
             // Fails only if another recorder was installed first; ours then stays unused.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            crate::outbox::instruments::describe();
             process_collector().describe();
             handle
         })

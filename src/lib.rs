@@ -17,6 +17,7 @@ mod envelope;
 mod http;
 mod instruments;
 pub mod ops;
+mod outbox;
 mod position;
 mod retry;
 mod shutdown;
@@ -31,8 +32,8 @@ mod worker;
 // The commands: `run`, `migrate`, and the operator commands in `ops`.
 pub use app::{migrate, run};
 pub use config::{
-    redact_url, Connections, Keyspace, MigrateConfig, RedisTls, StreamConfig, TableName, Topics,
-    WorkerConfig, DEFAULT_BATCH_SIZE, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL,
+    redact_url, Connections, Keyspace, MigrateConfig, OrderEvents, RedisTls, StreamConfig,
+    TableName, Topics, WorkerConfig, DEFAULT_BATCH_SIZE, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL,
 };
 pub use telemetry::{
     init as init_telemetry, LogFormat, Telemetry, EXPORT_FAILING, PROCESSING_EVENT, SUBSCRIBING,

@@ -20,7 +20,7 @@ const MAX_DELAY: Duration = Duration::from_secs(5);
 /// The waits between attempts: doubling from 50 ms, each plus a random jitter of up to as much
 /// again. backon adds the jitter after its cap, so the cap it is given is half of
 /// [`MAX_DELAY`]: the waits then stay below it, and still spread out once they reach it.
-fn delays() -> ExponentialBackoff {
+pub(crate) fn delays() -> ExponentialBackoff {
     ExponentialBuilder::default()
         .with_jitter()
         .with_min_delay(Duration::from_millis(50))

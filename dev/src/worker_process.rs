@@ -70,6 +70,7 @@ pub fn worker_env(
     stream: &StreamConfig,
     consumer: &str,
 ) -> Vec<(String, String)> {
+    let order_events = order_worker::OrderEvents::beside(&stream.stream).order_events_topic;
     let mut env: Vec<(String, String)> = [
         ("REDIS_URL", connections.redis_url.as_str()),
         ("DATABASE_URL", &connections.database_url),
@@ -80,6 +81,8 @@ pub fn worker_env(
         ("HTTP_ADDR", "127.0.0.1:0"),
         // The tooling publishes fulfillment events only.
         ("TOPICS", "fulfillment.status_changed"),
+        // Published beside the stream, never on the shared default key.
+        ("ORDER_EVENTS_TOPIC", &order_events),
     ]
     .into_iter()
     .map(|(key, value)| (key.to_owned(), value.to_owned()))

@@ -9,8 +9,10 @@ use anyhow::{bail, Context};
 use redis::{Client, IntoConnectionInfo, TlsCertificates};
 use std::time::Duration;
 
+mod order_events;
 mod streams;
 mod table_name;
+pub use order_events::OrderEvents;
 pub(crate) use streams::parse_topic;
 pub use streams::{Keyspace, StreamConfig, Subscription, Topics};
 pub use table_name::TableName;
@@ -249,6 +251,8 @@ pub struct WorkerConfig {
     pub connections: Connections,
     #[command(flatten)]
     pub stream: StreamConfig,
+    #[command(flatten)]
+    pub order_events: OrderEvents,
     /// Entries read (and applied in one transaction) at a time (Dapr component: queueDepth).
     #[arg(long, env = "BATCH_SIZE", default_value_t = DEFAULT_BATCH_SIZE, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub batch_size: u32,
@@ -327,11 +331,13 @@ pub(crate) fn parse_duration(raw: &str) -> Result<Duration, String> {
 }
 
 impl WorkerConfig {
-    /// Defaults for everything but where to connect and which stream: what tests and the demo use.
+    /// Defaults for everything but where to connect and which stream (the payment streams and
+    /// the published events' beside it): what tests and the demo use.
     pub fn new(connections: Connections, stream: StreamConfig) -> Self {
         Self {
             topics: Topics::fulfillment_only(&stream.stream),
             connections,
+            order_events: OrderEvents::beside(&stream.stream),
             stream,
             batch_size: DEFAULT_BATCH_SIZE,
             block_ms: DEFAULT_BLOCK_MS,

@@ -39,6 +39,9 @@ pub async fn apply_batch(
                 loads + RECORD_STATEMENTS,
             )
         };
+        if !tables.announces() {
+            plan.changes.clear();
+        }
         let writes = write(conn, &tables.orders, &plan).await?;
         // BEGIN and COMMIT, around the reads and the writes.
         plan.statements = 2 + reads + writes;

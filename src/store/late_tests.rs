@@ -146,12 +146,18 @@ impl Db {
             let mut at = started.orders[order_id].0;
             for step in self.published.iter().filter(|c| &c.order_id == order_id) {
                 if step.from != at || step.to == step.from {
-                    return Err(format!("{order_id}: {step:?} after {at:?}: {:#?}", self.published));
+                    return Err(format!(
+                        "{order_id}: {step:?} after {at:?}: {:#?}",
+                        self.published
+                    ));
                 }
                 at = step.to;
             }
             if at != *now {
-                return Err(format!("{order_id}: published up to {at:?}, is {now:?}: {:#?}", self.published));
+                return Err(format!(
+                    "{order_id}: published up to {at:?}, is {now:?}: {:#?}",
+                    self.published
+                ));
             }
         }
         Ok(())
@@ -250,7 +256,9 @@ fn a_cancelled_fulfillment_applied_after_the_shipped_one_it_preceded_ends_the_or
         .iter()
         .map(|c| (c.from, c.to, c.reason.as_str(), c.entry_id.as_str()))
         .collect();
-    use OrderStatus::{Cancelled as OrderCancelled, Confirmed, Processing, Shipped as OrderShipped};
+    use OrderStatus::{
+        Cancelled as OrderCancelled, Confirmed, Processing, Shipped as OrderShipped,
+    };
     assert_eq!(
         steps,
         [

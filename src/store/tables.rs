@@ -17,6 +17,8 @@ pub struct Tables {
     /// Whether the inbox is keyed by order ([`InboxKey::OrderAndEventId`]); shared by the
     /// clones, so that [`Tables::reinspect_inbox`] switches every batch at once.
     keyed_by_order: Arc<AtomicBool>,
+    /// Whether status changes are written to the outbox (`ORDER_EVENTS`).
+    announces: bool,
 }
 
 /// The inbox's key, which decides what an event id recorded for another order means. Migration
@@ -40,7 +42,19 @@ impl Tables {
         Ok(Self {
             orders,
             keyed_by_order,
+            announces: true,
         })
+    }
+
+    /// With `ORDER_EVENTS=off`: status changes are not written to the outbox (the order
+    /// service publishes them).
+    pub fn announcing(self, announces: bool) -> Self {
+        Self { announces, ..self }
+    }
+
+    /// Whether status changes go to the outbox.
+    pub fn announces(&self) -> bool {
+        self.announces
     }
 
     /// The inbox's key as last read.

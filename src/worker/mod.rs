@@ -114,13 +114,24 @@ impl Worker {
         // The gauges on a timer of their own: claim rounds wait for the batches in flight,
         // which wait for PostgreSQL, so in an outage the lag would freeze just when it grows.
         let retention = tokio::spawn(self.retention().run(shutdown.clone()));
+        let relay = self.config.order_events.order_events.then(|| {
+            let relay = crate::outbox::Relay::new(
+                self.config.order_events.clone(),
+                self.config.connections.database_url.clone(),
+                self.redis.clone(),
+            );
+            tokio::spawn(relay.run(shutdown.clone()))
+        });
         tokio::select! {
             () = self.consume(reader, &shutdown) => {}
             () = self.observe_backlogs() => {}
             () = self.follow_the_inbox_key() => {}
         }
-        // It stops between steps; a step takes milliseconds.
+        // They stop between steps; a step takes milliseconds.
         let _ = retention.await;
+        if let Some(relay) = relay {
+            let _ = relay.await;
+        }
         tracing::info!(consumer = %self.consumer, "worker stopped");
         Ok(())
     }

@@ -47,7 +47,8 @@ impl Worker {
         let tables = wait_out("checking the database schema", &db_health, starting, || {
             migrate::ensure_current(database_url, orders_table)
         })
-        .await?;
+        .await?
+        .announcing(config.order_events.order_events);
         wait_out(
             "joining the consumer groups",
             &redis_health,
@@ -85,6 +86,18 @@ impl Worker {
                 stream.stream,
                 stream.group,
                 consumer
+            );
+        }
+        let events = &config.order_events;
+        if events.order_events {
+            tracing::info!(
+                "publishing status changes to {} (through the outbox)",
+                events.order_events_topic
+            );
+        } else {
+            tracing::warn!(
+                "ORDER_EVENTS=off: status changes are not published (the order service must \
+                 publish them)"
             );
         }
         Ok(Self {

@@ -29,10 +29,16 @@ impl TestEnv {
     }
 
     /// The streams a test may have written: the fulfillment stream, the payment streams and
-    /// their dead-letter streams.
+    /// their dead-letter streams, and the published status changes with their relay's fence.
     fn keys(&self) -> Vec<String> {
         let payments = ["payment.confirmed", "payment.failed"].map(|t| self.payment_stream(t));
-        let mut keys = vec![self.stream.stream.clone(), self.stream.dead_letter_stream()];
+        let events = self.order_events();
+        let mut keys = vec![
+            self.stream.stream.clone(),
+            self.stream.dead_letter_stream(),
+            events.fence_key(),
+            events.order_events_topic,
+        ];
         for key in payments {
             keys.push(format!("{key}.deadletter"));
             keys.push(key);

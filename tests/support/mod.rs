@@ -9,6 +9,7 @@ pub mod dev;
 pub mod http;
 pub mod in_order;
 pub mod ops;
+pub mod order_events;
 pub mod otlp;
 pub mod payments;
 pub mod process;
@@ -128,6 +129,11 @@ impl TestEnv {
     /// `Topics::fulfillment_only` names it.
     pub fn payment_stream(&self, topic: &str) -> String {
         format!("{}.{topic}", self.stream.stream)
+    }
+
+    /// Where this test's workers publish status changes: its own key, beside its stream.
+    pub fn order_events(&self) -> order_worker::OrderEvents {
+        order_worker::OrderEvents::beside(&self.stream.stream)
     }
 
     pub fn redis_addr(&self) -> String {

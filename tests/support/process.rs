@@ -54,6 +54,7 @@ impl TestEnv {
                 "PAYMENT_FAILED_STREAM",
                 self.payment_stream("payment.failed"),
             )
+            .env("ORDER_EVENTS_TOPIC", self.order_events().order_events_topic)
             .env("LOG_FORMAT", "text")
             .env_remove("CONSUMER_GROUP")
             .env_remove("DEAD_LETTER_STREAM");

@@ -161,7 +161,10 @@ fn the_published_event_carries_the_describing_columns_the_table_has() {
         ("neither", ours(), vec![]),
         (
             "both, whatever their types",
-            with(with(ours(), col("order_number", "varchar")), col("customer_id", "uuid")),
+            with(
+                with(ours(), col("order_number", "varchar")),
+                col("customer_id", "uuid"),
+            ),
             vec!["order_number", "customer_id"],
         ),
         ("customer_id alone", theirs(), vec!["customer_id"]),

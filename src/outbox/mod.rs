@@ -1,0 +1,334 @@
+//! The relay: publishes the outbox (`order_events_outbox`, written by each transaction that
+//! changes a status) to the `orders.order.status_changed` stream, exactly as a Dapr publisher
+//! writes it, and deletes each row once Redis holds it.
+//!
+//! Every replica runs it; one leads at a time, holding a PostgreSQL advisory lock on a session
+//! of its own (freed the moment that session ends: a pod killed is taken over within
+//! `RELAY_TAKEOVER_INTERVAL`). The leader publishes the oldest rows in id order (an order's rows
+//! are in the order of its changes: each was written under the order's row lock), wakes on the
+//! outbox's commit notifications, and on taking over first reads the stream's newest entries
+//! back and deletes the rows already there, so a relay killed between XADD and DELETE publishes
+//! nothing twice. The fence in Redis ([`publish::Stream`]) keeps a leader that lost its session
+//! without noticing from publishing behind the new one's back.
+
+mod cloud_event;
+pub mod instruments;
+mod publish;
+mod rows;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use diesel_async::AsyncPgConnection;
+use futures_util::{FutureExt, StreamExt};
+
+use crate::config::OrderEvents;
+use crate::shutdown::Shutdown;
+use crate::stream::RedisPool;
+use cloud_event::Envelope;
+use publish::{Lease, Stream};
+use rows::Row;
+
+/// Without a notification (none is lost while listening, but a session can die silently), the
+/// leader looks anyway this often; the gauges are refreshed as often.
+const POLL: Duration = Duration::from_secs(1);
+
+/// The relay of one replica.
+pub struct Relay {
+    settings: OrderEvents,
+    database_url: String,
+    redis: RedisPool,
+    stream: Stream,
+}
+
+impl Relay {
+    pub fn new(settings: OrderEvents, database_url: String, redis: RedisPool) -> Self {
+        let stream = Stream::new(&settings);
+        Self {
+            settings,
+            database_url,
+            redis,
+            stream,
+        }
+    }
+
+    /// Relays (or waits to) until shutdown. PostgreSQL failing ends the session, which is
+    /// opened again after a pause; its lock is someone else's meanwhile.
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut outage = Outage::new("PostgreSQL");
+        while !shutdown.is_triggered() {
+            match self.lead(&shutdown, &mut outage).await {
+                Ok(()) => break,
+                Err(error) => {
+                    instruments::leader(false);
+                    if !outage.wait(&error, &shutdown).await {
+                        break;
+                    }
+                }
+            }
+        }
+        instruments::leader(false);
+    }
+
+    /// One session: waits for the lead, then relays until shutdown (`Ok`) or a failure.
+    async fn lead(&self, shutdown: &Shutdown, outage: &mut Outage) -> anyhow::Result<()> {
+        let mut conn = crate::store::connect(self.database_url.clone())
+            .await
+            .context("connecting to PostgreSQL")?;
+        if !self.wait_for_lead(&mut conn, shutdown, outage).await? {
+            return Ok(());
+        }
+        instruments::leader(true);
+        tracing::info!(
+            stream = %self.stream.key,
+            "order events: this replica relays the outbox now"
+        );
+        self.relay(&mut conn, shutdown).await
+    }
+
+    /// Tries for the leader lock every `RELAY_TAKEOVER_INTERVAL`, refreshing the outbox gauges
+    /// meanwhile; false if shutdown came first.
+    async fn wait_for_lead(
+        &self,
+        conn: &mut AsyncPgConnection,
+        shutdown: &Shutdown,
+        outage: &mut Outage,
+    ) -> anyhow::Result<bool> {
+        loop {
+            let led = rows::try_lead(conn)
+                .await
+                .context("taking the relay lock")?;
+            outage.ended();
+            if led {
+                return Ok(true);
+            }
+            instruments::leader(false);
+            instruments::backlog(&rows::backlog(conn).await?);
+            let mut stop = shutdown.clone();
+            tokio::select! {
+                () = tokio::time::sleep(self.settings.relay_takeover_interval) => {}
+                () = stop.triggered() => return Ok(false),
+            }
+        }
+    }
+
+    /// Publishes as leader: a round whenever rows wait, else a wait for a commit's notification.
+    /// Redis failing (down, refusing writes) is waited out holding the lead, taking the stream
+    /// over again before the next round, since a failed one may have reached it in part;
+    /// PostgreSQL failing ends the session (and the lead with it).
+    async fn relay(&self, conn: &mut AsyncPgConnection, shutdown: &Shutdown) -> anyhow::Result<()> {
+        rows::listen(conn).await.context("listening for commits")?;
+        let mut redis_outage = Outage::new("Redis");
+        let mut lease = None;
+        let mut gauges_at = Instant::now();
+        while !shutdown.is_triggered() {
+            let Some(held) = lease else {
+                match self.take_over(conn).await {
+                    Ok(taken) => lease = Some(taken),
+                    Err(Failure::Postgres(error)) => return Err(error),
+                    Err(Failure::Redis(error)) => {
+                        if !redis_outage.wait(&error, shutdown).await {
+                            return Ok(());
+                        }
+                    }
+                }
+                continue;
+            };
+            let waiting = rows::waiting(conn, self.settings.relay_batch)
+                .await
+                .context("reading the outbox")?;
+            if gauges_at.elapsed() >= POLL || waiting.is_empty() {
+                instruments::backlog(&rows::backlog(conn).await?);
+                gauges_at = Instant::now();
+            }
+            if waiting.is_empty() {
+                if !self.wait_for_commit(conn, shutdown).await? {
+                    return Ok(());
+                }
+                continue;
+            }
+            match self.publish_round(conn, held, &waiting).await {
+                Ok(()) => redis_outage.ended(),
+                Err(Failure::Postgres(error)) => return Err(error),
+                Err(Failure::Redis(error)) => {
+                    instruments::publish_failed();
+                    lease = None;
+                    if !redis_outage.wait(&error, shutdown).await {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for a commit that wrote rows (or [`POLL`]); false on shutdown.
+    async fn wait_for_commit(
+        &self,
+        conn: &mut AsyncPgConnection,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<bool> {
+        let mut notifications = std::pin::pin!(conn.notifications_stream());
+        let mut stop = shutdown.clone();
+        let mut next = tokio::select! {
+            woken = tokio::time::timeout(POLL, notifications.next()) => woken.ok(),
+            () = stop.triggered() => return Ok(false),
+        };
+        // Those already queued are answered by the same read.
+        while let Some(notification) = next {
+            match notification {
+                Some(Ok(_)) => {}
+                Some(Err(error)) => return Err(error).context("waiting for commits"),
+                None => anyhow::bail!("the relay's PostgreSQL session ended"),
+            }
+            next = notifications.next().now_or_never();
+        }
+        Ok(true)
+    }
+
+    /// Moves the fence on and deletes the rows whose events the stream already holds.
+    async fn take_over(&self, conn: &mut AsyncPgConnection) -> Result<Lease, Failure> {
+        let readback = self.settings.readback();
+        let mut redis = self.redis.get().await.map_err(Failure::redis)?;
+        let (lease, published) = self
+            .stream
+            .take_over(&mut *redis, readback)
+            .await
+            .map_err(Failure::redis)?;
+        let found = rows::delete_published(conn, &published, readback)
+            .await
+            .map_err(Failure::postgres)?;
+        if found > 0 {
+            tracing::warn!(
+                "order events: {found} row(s) were published by a relay that stopped before \
+                 deleting them: found in the stream, not published again"
+            );
+        }
+        Ok(lease)
+    }
+
+    /// Publishes `waiting` (one script call) and deletes the rows. A round Redis refuses for the
+    /// entries' sake is tried row by row, and a row refused alone is held with the reason.
+    async fn publish_round(
+        &self,
+        conn: &mut AsyncPgConnection,
+        lease: Lease,
+        waiting: &[Row],
+    ) -> Result<(), Failure> {
+        let envelope = Envelope::from(&self.settings);
+        let data: Vec<String> = waiting
+            .iter()
+            .map(|row| cloud_event::entry_data(row, &envelope))
+            .collect();
+        let mut redis = self.redis.get().await.map_err(Failure::redis)?;
+        match self.stream.publish(&mut *redis, lease, &data).await {
+            Ok(_) => {}
+            Err(error) if publish::refused_for_now(&error) => return Err(Failure::redis(error)),
+            Err(error) if waiting.len() == 1 => {
+                return self
+                    .hold(conn, &waiting[0], &error)
+                    .await
+                    .map_err(Failure::postgres)
+            }
+            Err(_) => {
+                drop(redis);
+                for row in waiting {
+                    Box::pin(self.publish_round(conn, lease, std::slice::from_ref(row))).await?;
+                }
+                return Ok(());
+            }
+        }
+        let ids: Vec<i64> = waiting.iter().map(|row| row.id).collect();
+        rows::delete(conn, &ids).await.map_err(Failure::postgres)?;
+        for row in waiting {
+            instruments::published(row.new_status(), row.created_at);
+        }
+        Ok(())
+    }
+
+    /// Holds `row`, which Redis refused alone for its content: its order's later rows wait.
+    async fn hold(
+        &self,
+        conn: &mut AsyncPgConnection,
+        row: &Row,
+        error: &redis::RedisError,
+    ) -> diesel::QueryResult<()> {
+        let reason = format!("Redis refused the entry: {error}");
+        tracing::error!(
+            order_id = %row.order_id,
+            event_id = %row.event_id,
+            "order events: {reason}; the row is held, and the order's later changes wait \
+             behind it (order-worker outbox shows it)"
+        );
+        rows::hold(conn, row.id, &reason).await?;
+        Ok(())
+    }
+}
+
+/// What failed: Redis is waited out holding the lead; PostgreSQL ends the session.
+enum Failure {
+    Redis(anyhow::Error),
+    Postgres(anyhow::Error),
+}
+
+impl Failure {
+    fn redis(error: impl Into<anyhow::Error>) -> Self {
+        Self::Redis(error.into().context("publishing to Redis"))
+    }
+
+    fn postgres(error: diesel::result::Error) -> Self {
+        Self::Postgres(anyhow::Error::new(error).context("writing the outbox"))
+    }
+}
+
+/// An outage as the relay sees it: logged once when it starts and once when it ends.
+struct Outage {
+    server: &'static str,
+    since: Option<Instant>,
+    delays: Option<backon::ExponentialBackoff>,
+}
+
+impl Outage {
+    fn new(server: &'static str) -> Self {
+        Self {
+            server,
+            since: None,
+            delays: None,
+        }
+    }
+
+    /// Records `error` and waits before the next attempt; false if shutdown came first.
+    async fn wait(&mut self, error: &anyhow::Error, shutdown: &Shutdown) -> bool {
+        if self.since.is_none() {
+            tracing::warn!(
+                "order events: {} unavailable to the relay ({error:#}); retrying with backoff, \
+                 the outbox keeps every change meanwhile",
+                self.server
+            );
+            self.since = Some(Instant::now());
+        } else {
+            tracing::debug!("order events: failed again: {error:#}");
+        }
+        let wait = self
+            .delays
+            .get_or_insert_with(crate::retry::delays)
+            .next()
+            .unwrap_or(Duration::from_secs(5));
+        let mut stop = shutdown.clone();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => true,
+            () = stop.triggered() => false,
+        }
+    }
+
+    fn ended(&mut self) {
+        if let Some(since) = self.since.take() {
+            tracing::warn!(
+                "order events: {} is back for the relay after {:.1?}",
+                self.server,
+                since.elapsed()
+            );
+        }
+        self.delays = None;
+    }
+}
