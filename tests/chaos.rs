@@ -2,7 +2,8 @@
 //! poison, one SIGKILLed and replaced every 0.5–1.5 s, PostgreSQL and Redis connections cut for
 //! seconds at a time. The end state must be exactly what one worker applying every event one by
 //! one in stream order writes: a fresh database is fed that way from the same streams and the
-//! tables are compared row by row.
+//! tables are compared row by row. What they published (`orders.order.status_changed`) must
+//! chain, order by order, from `pending` to where the order ends, with no event twice.
 //!
 //! Two shapes: `backlog` publishes everything up front (as after an outage: a crash then
 //! reorders the most), `paced` publishes evenly over `CHAOS_SECONDS` so faults land while work
@@ -22,6 +23,7 @@ use order_worker::FulfillmentStatus::{self, Cancelled, Planning, Shipped};
 use order_worker_dev::fault_proxy::FaultProxy;
 use order_worker_dev::in_order::Tables;
 use order_worker_dev::publisher::{self, Format};
+use support::order_events::chains;
 use support::payments::{pending_for_on, ALL_TOPICS, CONFIRMED, FAILED, FULFILLMENT};
 use support::process::{signal, terminate};
 use support::TestEnv;
@@ -163,7 +165,8 @@ async fn run(shape: Shape) {
     loop {
         let done = publisher.is_finished()
             && drained(&env, &streams).await
-            && env.dead_letters().await.len() == poison;
+            && env.dead_letters().await.len() == poison
+            && env.outbox_rows().await == 0;
         if done {
             break;
         }
@@ -276,6 +279,26 @@ async fn run(shape: Shape) {
     if let Some(difference) = chaos_tables.first_difference(&expected) {
         panic!("the tables differ from in-order processing of the same streams: {difference}");
     }
+    // What subscribers saw: each order's events chain from `pending` to where it ends, every
+    // id once, across the kills (a relay killed mid-round included) and the cuts.
+    let published = env.published().await;
+    let paths = chains(&published, "pending");
+    let mut unfinished = Vec::new();
+    for order in &orders {
+        let ends = env.order_status(order).await;
+        let seen = paths
+            .get(order)
+            .and_then(|path| path.last())
+            .map(String::as_str);
+        if seen != Some(ends.as_str()) {
+            unfinished.push(format!("{order}: published up to {seen:?}, is {ends}"));
+        }
+    }
+    assert!(unfinished.is_empty(), "{}", unfinished.join("\n"));
+    println!(
+        "chaos ({shape}): {} status changes published, each order's chained, no id twice",
+        published.len()
+    );
     let cancelled = in_order.count_orders("cancelled").await;
     let delivered = in_order.count_orders("delivered").await;
     assert_eq!(

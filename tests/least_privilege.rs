@@ -115,8 +115,16 @@ async fn the_worker_drains_with_only_the_readme_acl_rule_and_grants() {
     config.connections.redis_url = servers.redis_url(Some(("order-worker", PASSWORD)));
     config.connections.database_url = servers.postgres_url("order_worker", "orders");
     config.consumer_idle_timeout = Duration::from_millis(500);
+    // The README's stream names, status changes included (this Redis is the test's own).
+    config.order_events = order_worker::OrderEvents::default();
+    let topic = config.order_events.order_events_topic.clone();
     let mut worker = env.spawn_worker_with(config).await;
     let progress = worker.wait_consumed(published + 1).await;
+    // Three steps per order, published with the ACL user's rights alone.
+    eventually("every status change published", async || {
+        env.raw_entries_of(&topic).await.len() == 3 * orders.len()
+    })
+    .await;
     // Dapr's consumer, emptied by the claim, is removed through the Lua script.
     eventually("the emptied consumer is removed", async || {
         !env.has_consumer("order-service").await
@@ -195,10 +203,13 @@ async fn assert_redis_user_is_confined(servers: &TlsServers, env: &TestEnv) {
             .arg("k")
             .arg("v")
             .to_owned(),
+        // The relay's fence is a string it INCRs and its script GETs; nothing may SET it.
         redis::Cmd::new()
-            .arg("GET")
-            .arg("fulfillment.status_changed")
+            .arg("SET")
+            .arg("{orders.order.status_changed}.relay")
+            .arg("0")
             .to_owned(),
+        redis::Cmd::new().arg("GET").arg("another.key").to_owned(),
         redis::Cmd::new()
             .arg("XTRIM")
             .arg("fulfillment.status_changed")

@@ -231,8 +231,11 @@ async fn a_dry_run_writes_nothing_yet_reports_what_a_replay_then_does() {
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     assert!(text.contains("order transitions would write: 3"), "{text}");
+    let publishes = "status changes would publish on orders.order.status_changed: 3";
+    assert!(text.contains(publishes), "{text}");
     assert!(text.contains("nothing was written"), "{text}");
     assert_eq!(row_counts(&env).await, before.0);
+    assert_eq!(env.outbox_rows().await, 0, "a dry run publishes nothing");
 
     // The real replay does what the dry run said, and a second one is all duplicates.
     let done = replay_lib(&env, StreamId::MIN, StreamId::MAX, None, 2, false).await;
@@ -243,7 +246,11 @@ async fn a_dry_run_writes_nothing_yet_reports_what_a_replay_then_does() {
     assert_eq!(env.order_status("o1").await, "shipped");
     assert_eq!(env.order_status("o2").await, "processing");
     assert_eq!(env.history_count().await, 3);
+    // Its status changes wait in the outbox for the workers' relay; a replay of duplicates
+    // adds none.
+    assert_eq!((done.published, env.outbox_rows().await), (3, 3));
     let again = replay_lib(&env, StreamId::MIN, StreamId::MAX, None, 500, false).await;
+    assert_eq!((again.published, env.outbox_rows().await), (0, 3));
     let expected = Counts {
         duplicate: 3,
         unknown_order: 1,

@@ -4,8 +4,10 @@
 //! and prints each order's path. Exits non-zero if any order is not where the rules say it must
 //! be, or anything is left pending.
 
+mod published;
 pub(crate) mod scenario;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -93,9 +95,11 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
 
     let mut worker = WorkerConfig::new(connections, stream.clone());
     worker.topics = topics;
+    let events_key = worker.order_events.order_events_topic.clone();
     let (progress, seconds) = drain(worker, published).await?;
 
-    let mismatches = report(&database_url, &scenario).await?;
+    let announced = published::by_order(&mut redis, &events_key).await?;
+    let mismatches = report(&database_url, &scenario, &announced).await?;
     let mut pending = 0;
     for stream in &streams {
         let reply: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
@@ -122,6 +126,8 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         stream.group,
         names.join(", ")
     );
+    let steps: usize = announced.values().map(Vec::len).sum();
+    println!("Published: {steps} status changes, as the order service does: redis-cli XRANGE {events_key} - +");
     if mismatches > 0 {
         bail!("{mismatches} order(s) did not reach their expected status");
     }
@@ -183,6 +189,9 @@ impl Stage {
         for stream in streams {
             del.arg(&stream.stream).arg(stream.dead_letter_stream());
         }
+        // What the workers publish, beside the fulfillment stream.
+        let events = order_worker::OrderEvents::beside(&streams[0].stream);
+        del.arg(events.fence_key()).arg(events.order_events_topic);
         let _: () = del.query_async(&mut redis).await?;
         seed(&database_url, &scenario).await?;
         Ok(Self {
@@ -270,9 +279,11 @@ async fn publish_payments(
     Ok(payments.len() as u64)
 }
 
-/// Runs the real worker until it consumed `published` entries, then stops it. Returns its
-/// totals and the seconds from its start to the last entry consumed.
+/// Runs the real worker until it consumed `published` entries and its relay published every
+/// status change, then stops it. Returns its totals and the seconds from its start to the last
+/// entry consumed.
 async fn drain(config: WorkerConfig, published: u64) -> anyhow::Result<(Progress, f64)> {
+    let mut db = order_worker::connect_postgres(config.connections.database_url.clone()).await?;
     let started = Instant::now();
     let worker = Worker::start(config).await?;
     let mut progress = worker.progress();
@@ -285,6 +296,7 @@ async fn drain(config: WorkerConfig, published: u64) -> anyhow::Result<(Progress
     .await
     .is_ok_and(|waited| waited.is_ok());
     let seconds = started.elapsed().as_secs_f64();
+    let relayed = published::wait_for_relay(&mut db, DRAIN_DEADLINE).await;
     trigger.trigger();
     task.await.context("worker task panicked")??;
     let last = *progress.borrow();
@@ -294,11 +306,17 @@ async fn drain(config: WorkerConfig, published: u64) -> anyhow::Result<(Progress
             last.consumed
         );
     }
+    relayed?;
     Ok((last, seconds))
 }
 
-/// Prints each order's transitions and whether it ended where expected; returns the misses.
-async fn report(database_url: &str, scenario: &Scenario) -> anyhow::Result<usize> {
+/// Prints each order's transitions and the status changes it published, and whether it ended
+/// where expected, having told subscribers every step; returns the misses.
+async fn report(
+    database_url: &str,
+    scenario: &Scenario,
+    announced: &BTreeMap<String, Vec<(String, String)>>,
+) -> anyhow::Result<usize> {
     let mut conn = order_worker::connect_postgres(database_url.to_owned()).await?;
     let mut mismatches = 0;
     for (order_id, expected) in &scenario.orders {
@@ -314,13 +332,29 @@ async fn report(database_url: &str, scenario: &Scenario) -> anyhow::Result<usize
         for (_, to, reason) in &history {
             line.push_str(&format!(" → {to} ({reason})"));
         }
-        let verdict = if status == expected.as_str() {
-            "ok".to_owned()
-        } else {
+        // What subscribers saw: the same steps, each from where the previous one left it.
+        let steps = announced
+            .get(order_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let told: Vec<(String, String)> = history
+            .iter()
+            .map(|(from, to, _)| (from.clone(), to.clone()))
+            .collect();
+        let verdict = if status != expected.as_str() {
             mismatches += 1;
             format!("EXPECTED {expected}")
+        } else if steps != told.as_slice() {
+            mismatches += 1;
+            format!("PUBLISHED {steps:?}")
+        } else {
+            "ok".to_owned()
         };
         println!("{order_id}: {line}  [{verdict}]");
+        if !steps.is_empty() {
+            let events: Vec<String> = steps.iter().map(|(_, to)| format!("→ {to}")).collect();
+            println!("    published: {}", events.join(", "));
+        }
     }
     Ok(mismatches)
 }

@@ -121,6 +121,9 @@ pub struct ReplayReport {
     /// At most [`LISTED`], in stream order.
     pub transitions: Vec<TransitionLine>,
     pub transitions_not_listed: u64,
+    /// Status changes written to the outbox, which the workers' relay publishes as
+    /// `orders.order.status_changed` (a dry run rolls them back with the rest).
+    pub published: u64,
     /// At most [`LISTED`], in stream order.
     pub problems: Vec<Problem>,
     pub problems_not_listed: u64,
@@ -139,6 +142,7 @@ impl ReplayReport {
             counts: Counts::default(),
             transitions: Vec::new(),
             transitions_not_listed: 0,
+            published: 0,
             problems: Vec::new(),
             problems_not_listed: 0,
         }
@@ -176,6 +180,7 @@ impl ReplayReport {
                 reason,
             });
         }
+        self.published += plan.changes.len() as u64;
         for transition in &plan.transitions {
             if self.transitions.len() < LISTED {
                 self.transitions.push(TransitionLine {

@@ -63,6 +63,17 @@ pub fn render_range(report: &ReplayReport) -> String {
         out.push_str(&table.render(2));
         more(&mut out, report.transitions_not_listed);
     }
+    // The outbox rows: the workers' relay publishes them once this commits.
+    let publish = if report.dry_run {
+        "would publish"
+    } else {
+        "to publish (the workers' relay sends them)"
+    };
+    let _ = writeln!(
+        out,
+        "status changes {publish} on orders.order.status_changed: {}",
+        report.published
+    );
     if !report.problems.is_empty() {
         let total = report.problems.len() as u64 + report.problems_not_listed;
         let _ = writeln!(out, "not applied: {total}");
