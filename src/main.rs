@@ -1,5 +1,5 @@
 //! The `order-worker` command line: `run`, `migrate`, and the operator commands `pending`,
-//! `dead-letter`, `trim` and `replay`. The demo, the benchmark and the replicas run are
+//! `dead-letter`, `trim`, `replay` and `outbox`. The demo, the benchmark and the replicas run are
 //! `order-worker-dev`'s (`dev/`).
 
 use std::path::PathBuf;
@@ -48,6 +48,17 @@ enum Command {
     /// Run a range of the stream through decode → apply again (idempotent; --dry-run writes
     /// nothing), or move dead letters back to the stream after a fix (--dead-letter).
     Replay(ops::replay::ReplayArgs),
+    /// Show the status changes waiting in the outbox to be published (orders.order.status_changed):
+    /// rows waiting and held, the oldest one's age, which replica relays, and the oldest rows.
+    ///
+    /// Look here when subscribers stop seeing status changes, or the outbox gauges grow. Rows
+    /// waiting grow while Redis refuses writes (down, out of memory, read-only replica) or no
+    /// replica relays: the relay is the one session holding its PostgreSQL advisory lock, and
+    /// nobody holds it while no worker runs, none reaches PostgreSQL, or ORDER_EVENTS=off. A held
+    /// row is one Redis refused for good (its reason shown); it stops its order's later events,
+    /// which wait behind it. Reads PostgreSQL only (DATABASE_URL), never Redis, and changes
+    /// nothing; nobody relaying is reported, not an error.
+    Outbox(ops::outbox::OutboxArgs),
     /// Print a shell completion script (`order-worker completions bash >
     /// /etc/bash_completion.d/order-worker`).
     Completions {
@@ -122,6 +133,7 @@ async fn main() -> ExitCode {
         Command::DeadLetter(args) => ops::dead_letter::run(args).await,
         Command::Trim(args) => ops::trim::run(args).await,
         Command::Replay(args) => ops::replay::run(args).await,
+        Command::Outbox(args) => ops::outbox::run(args).await,
         Command::Completions { shell } => completions(shell),
         Command::Man { out_dir } => man(out_dir),
     };

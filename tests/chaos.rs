@@ -37,6 +37,8 @@ const CUT_FOR: Duration = Duration::from_secs(3);
 const TIMESTAMP: &str = "2025-12-22T10:54:00Z";
 /// What a worker logs for each order it recomputes for a late event.
 const RECOMPUTED: &str = "recomputed the order from its recorded events";
+/// What a relay taking over logs when a killed one had published rows it did not delete.
+const FOUND_PUBLISHED: &str = "found in the stream, not published again";
 
 /// How a run publishes and kills.
 struct Shape {
@@ -295,8 +297,13 @@ async fn run(shape: Shape) {
         }
     }
     assert!(unfinished.is_empty(), "{}", unfinished.join("\n"));
+    let found_again: usize = spawned
+        .iter()
+        .map(|name| env.process_log(name).matches(FOUND_PUBLISHED).count())
+        .sum();
     println!(
-        "chaos ({shape}): {} status changes published, each order's chained, no id twice",
+        "chaos ({shape}): {} status changes published, each order's chained, no id twice; \
+         {found_again} takeovers found rows a killed relay had published and not deleted",
         published.len()
     );
     let cancelled = in_order.count_orders("cancelled").await;

@@ -16,6 +16,7 @@ use order_worker_dev::cluster::ClusterSet;
 use order_worker_dev::publisher::{self, Format};
 use serde_json::Value;
 use support::http::{get, http_port};
+use support::order_events::chains_from;
 use support::payments::*;
 use support::process::terminate;
 use support::{eventually, TestEnv};
@@ -47,7 +48,14 @@ async fn two_replicas_drain_three_masters_across_a_slot_migration() {
     let confirmed: Vec<&str> = shipped.iter().map(String::as_str).collect();
     env.seed_orders(&confirmed, "confirmed").await;
 
-    let settings = [("TOPICS", ALL_TOPICS), ("BATCH_SIZE", "20")];
+    // Status changes go to a stream in the fulfillment stream's slot, which moves mid-drain:
+    // the relay's XADDs meet the migration too.
+    let events_key = format!("{{{}}}.orders.order.status_changed", env.stream.stream);
+    let settings = [
+        ("TOPICS", ALL_TOPICS),
+        ("BATCH_SIZE", "20"),
+        ("ORDER_EVENTS_TOPIC", events_key.as_str()),
+    ];
     let mut workers: Vec<_> = ["c1", "c2"]
         .iter()
         .map(|name| env.spawn_process(name, &url, &env.database_url, &settings))
@@ -111,6 +119,28 @@ async fn two_replicas_drain_three_masters_across_a_slot_migration() {
     .await;
 
     assert_three_kinds(&env, (&paid, &declined, &shipped), expected_rows).await;
+    eventually("every status change published", async || {
+        env.outbox_rows().await == 0
+    })
+    .await;
+    let published = env.published_on(&events_key).await;
+    let paths = chains_from(&published, |order| {
+        let seeded = if order.starts_with("shipped") {
+            "confirmed"
+        } else {
+            "pending"
+        };
+        seeded.to_owned()
+    });
+    for order in paid.iter().chain(&declined).chain(&shipped) {
+        let ends = env.order_status(order).await;
+        assert_eq!(
+            paths[order].last(),
+            Some(&ends),
+            "{order}: {:?}",
+            paths[order]
+        );
+    }
     for key in three_streams(&env) {
         let dead: Vec<_> = dead_letters(&env, &key).await;
         let bad = dead

@@ -261,3 +261,83 @@ async fn rows_a_dead_relay_published_without_deleting_them_are_not_published_aga
     }
     env.cleanup().await;
 }
+
+/// An event subscribers would refuse (larger than MAX_ENTRY_BYTES: an order number pasted
+/// with a whole document, say) is held with the reason, never published; its order's later
+/// events wait behind it, in order, and every other order's go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_too_large_to_publish_is_held_and_only_its_order_waits() {
+    let env = TestEnv::unmigrated().await;
+    let huge = "N".repeat(8 * 1024);
+    env.db()
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE orders (id TEXT PRIMARY KEY, order_number TEXT, \
+             status TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now(), \
+             updated_at TIMESTAMPTZ NOT NULL DEFAULT now()); \
+             INSERT INTO orders (id, order_number, status) VALUES \
+             ('o-big', '{huge}', 'pending'), ('o-ok', 'ORD-2', 'pending')"
+        ))
+        .await
+        .expect("the order service's table");
+    order_worker::run_migrations(&env.database_url, &order_worker::TableName::default())
+        .await
+        .expect("migrate adopts it");
+    for order in ["o-big", "o-ok"] {
+        let payment = format!("p-{order}");
+        publish_payment(
+            &env,
+            CONFIRMED,
+            order,
+            &payment,
+            Some("1"),
+            None,
+            Format::CloudEvent,
+        )
+        .await;
+        env.publish(order, &format!("f-{order}"), Planning, Format::CloudEvent)
+            .await;
+    }
+    let mut config = all_topics(env.config("w1"));
+    config.max_entry_bytes = 4 * 1024;
+    let mut worker = env.spawn_worker_with(config).await;
+    worker.wait_consumed(4).await;
+    let published = env.wait_published_all_but(2).await;
+    worker.stop().await;
+
+    let steps: Vec<_> = published
+        .iter()
+        .map(|p| (p.order_id().to_owned(), p.step()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (
+                "o-ok".to_owned(),
+                step("pending", "confirmed", "PaymentConfirmed")
+            ),
+            (
+                "o-ok".to_owned(),
+                step("confirmed", "processing", "FulfillmentPlanning")
+            ),
+        ]
+    );
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Left {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        order_id: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        held_reason: Option<String>,
+    }
+    let left: Vec<Left> =
+        diesel::sql_query("SELECT order_id, held_reason FROM order_events_outbox ORDER BY id")
+            .load(&mut env.db().await)
+            .await
+            .expect("outbox rows");
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.iter().all(|row| row.order_id == "o-big"), "{left:?}");
+    let reason = left[0].held_reason.as_deref().expect("the first is held");
+    assert!(reason.contains("over MAX_ENTRY_BYTES (4096)"), "{reason}");
+    assert_eq!(left[1].held_reason, None, "the next one waits behind it");
+    env.cleanup().await;
+}

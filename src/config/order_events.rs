@@ -71,9 +71,19 @@ impl OrderEvents {
         }
     }
 
-    /// The key of the relay's fence (beside the stream, in its Cluster slot).
+    /// The key of the relay's fence, in the stream's Redis Cluster slot (one script touches
+    /// both): `{<topic>}.relay`, or `<topic>.relay` when the topic has a hash tag of its own.
     pub fn fence_key(&self) -> String {
-        format!("{{{}}}.relay", self.order_events_topic)
+        let topic = &self.order_events_topic;
+        let tagged = topic
+            .find('{')
+            .and_then(|open| topic[open + 1..].find('}'))
+            .is_some_and(|length| length > 0);
+        if tagged {
+            format!("{topic}.relay")
+        } else {
+            format!("{{{topic}}}.relay")
+        }
     }
 
     /// How many of the stream's newest entries a relay taking over reads back: those a dead
@@ -91,5 +101,31 @@ fn parse_on_off(raw: &str) -> Result<bool, String> {
         "on" | "true" | "1" => Ok(true),
         "off" | "false" | "0" => Ok(false),
         other => Err(format!("{other:?}: write on or off")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OrderEvents;
+
+    #[test]
+    fn the_fence_shares_the_stream_s_cluster_slot() {
+        let fence = |topic: &str| {
+            OrderEvents {
+                order_events_topic: topic.to_owned(),
+                ..OrderEvents::default()
+            }
+            .fence_key()
+        };
+        let cases = [
+            (
+                "orders.order.status_changed",
+                "{orders.order.status_changed}.relay",
+            ),
+            ("{orders}.status_changed", "{orders}.status_changed.relay"),
+        ];
+        for (topic, want) in cases {
+            assert_eq!(fence(topic), want, "{topic}");
+        }
     }
 }

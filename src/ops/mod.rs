@@ -1,11 +1,14 @@
 //! Operator commands: `pending` ([`inspect`]: what the group holds and who holds it),
 //! `dead-letter` ([`dead_letter`]: list, show, purge), `trim` ([`trim`]: drop the entries
-//! every group is done with) and `replay` ([`replay`]: apply a range again, requeue dead
-//! letters). None of them ever acks or claims an entry of the main stream: that stays the
-//! workers' job. All but `replay` talk to Redis only.
+//! every group is done with), `replay` ([`replay`]: apply a range again, requeue dead
+//! letters) and `outbox` ([`outbox`]: the status changes waiting to be published, and who
+//! relays them). None of them ever acks or claims an entry of the main stream: that stays the
+//! workers' job. All but `replay` and `outbox` talk to Redis only; `outbox` talks to PostgreSQL
+//! only.
 
 pub mod dead_letter;
 pub mod inspect;
+pub mod outbox;
 pub mod output;
 pub mod replay;
 pub mod stream_id;

@@ -16,6 +16,7 @@ pub mod instruments;
 mod publish;
 mod rows;
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -28,6 +29,7 @@ use crate::stream::RedisPool;
 use cloud_event::Envelope;
 use publish::{Lease, Stream};
 use rows::Row;
+pub use rows::LEADER_LOCK;
 
 /// Without a notification (none is lost while listening, but a session can die silently), the
 /// leader looks anyway this often; the gauges are refreshed as often.
@@ -36,16 +38,29 @@ const POLL: Duration = Duration::from_secs(1);
 /// The relay of one replica.
 pub struct Relay {
     settings: OrderEvents,
+    /// The replica's consumer name, which its session carries as its `application_name`.
+    replica: String,
+    /// `MAX_ENTRY_BYTES`: a larger entry is held, never published (subscribers like this
+    /// worker would dead-letter it).
+    max_entry_bytes: usize,
     database_url: String,
     redis: RedisPool,
     stream: Stream,
 }
 
 impl Relay {
-    pub fn new(settings: OrderEvents, database_url: String, redis: RedisPool) -> Self {
+    pub fn new(
+        settings: OrderEvents,
+        replica: String,
+        max_entry_bytes: usize,
+        database_url: String,
+        redis: RedisPool,
+    ) -> Self {
         let stream = Stream::new(&settings);
         Self {
             settings,
+            replica,
+            max_entry_bytes,
             database_url,
             redis,
             stream,
@@ -75,6 +90,9 @@ impl Relay {
         let mut conn = crate::store::connect(self.database_url.clone())
             .await
             .context("connecting to PostgreSQL")?;
+        rows::name_session(&mut conn, &self.replica)
+            .await
+            .context("naming the relay's session")?;
         if !self.wait_for_lead(&mut conn, shutdown, outage).await? {
             return Ok(());
         }
@@ -207,8 +225,9 @@ impl Relay {
         Ok(lease)
     }
 
-    /// Publishes `waiting` (one script call) and deletes the rows. A round Redis refuses for the
-    /// entries' sake is tried row by row, and a row refused alone is held with the reason.
+    /// Publishes `waiting` (one script call) and deletes the rows. A row Redis would refuse
+    /// for its size, or refuses alone (a round refused for its entries is tried row by row), is
+    /// held with the reason; its order's later rows wait behind it.
     async fn publish_round(
         &self,
         conn: &mut AsyncPgConnection,
@@ -216,51 +235,91 @@ impl Relay {
         waiting: &[Row],
     ) -> Result<(), Failure> {
         let envelope = Envelope::from(&self.settings);
-        let data: Vec<String> = waiting
-            .iter()
-            .map(|row| cloud_event::entry_data(row, &envelope))
-            .collect();
-        let mut redis = self.redis.get().await.map_err(Failure::redis)?;
-        match self.stream.publish(&mut *redis, lease, &data).await {
-            Ok(_) => {}
-            Err(error) if publish::refused_for_now(&error) => return Err(Failure::redis(error)),
-            Err(error) if waiting.len() == 1 => {
-                return self
-                    .hold(conn, &waiting[0], &error)
-                    .await
-                    .map_err(Failure::postgres)
+        let mut held = HashSet::new();
+        let mut round = Vec::with_capacity(waiting.len());
+        for row in waiting {
+            if held.contains(row.order_id.as_str()) {
+                continue;
             }
-            Err(_) => {
-                drop(redis);
-                for row in waiting {
-                    Box::pin(self.publish_round(conn, lease, std::slice::from_ref(row))).await?;
-                }
-                return Ok(());
+            let data = cloud_event::entry_data(row, &envelope);
+            if data.len() > self.max_entry_bytes {
+                let reason = format!(
+                    "the entry is {} bytes, over MAX_ENTRY_BYTES ({}): subscribers would refuse it",
+                    data.len(),
+                    self.max_entry_bytes
+                );
+                self.hold(conn, row, &reason).await?;
+                held.insert(row.order_id.as_str());
+            } else {
+                round.push((row, data));
             }
         }
-        let ids: Vec<i64> = waiting.iter().map(|row| row.id).collect();
+        if round.is_empty() {
+            return Ok(());
+        }
+        let data: Vec<String> = round.iter().map(|(_, data)| data.clone()).collect();
+        let mut redis = self.redis.get().await.map_err(Failure::redis)?;
+        match self.stream.publish(&mut *redis, lease, &data).await {
+            Ok(_) => {
+                return self
+                    .published(conn, round.iter().map(|(row, _)| *row))
+                    .await
+            }
+            Err(error) if publish::refused_for_now(&error) => return Err(Failure::redis(error)),
+            Err(_) => {}
+        }
+        // Refused for an entry's sake: each alone, an order's rows behind a held one waiting.
+        for (row, data) in &round {
+            if held.contains(row.order_id.as_str()) {
+                continue;
+            }
+            let alone = std::slice::from_ref(data);
+            match self.stream.publish(&mut *redis, lease, alone).await {
+                Ok(_) => self.published(conn, [*row]).await?,
+                Err(error) if publish::refused_for_now(&error) => {
+                    return Err(Failure::redis(error))
+                }
+                Err(error) => {
+                    self.hold(conn, row, &format!("Redis refused the entry: {error}"))
+                        .await?;
+                    held.insert(row.order_id.as_str());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the rows Redis now holds, and counts them.
+    async fn published<'a>(
+        &self,
+        conn: &mut AsyncPgConnection,
+        rows: impl IntoIterator<Item = &'a Row>,
+    ) -> Result<(), Failure> {
+        let rows: Vec<&Row> = rows.into_iter().collect();
+        let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
         rows::delete(conn, &ids).await.map_err(Failure::postgres)?;
-        for row in waiting {
+        for row in rows {
             instruments::published(row.new_status(), row.created_at);
         }
         Ok(())
     }
 
-    /// Holds `row`, which Redis refused alone for its content: its order's later rows wait.
+    /// Holds `row`, which cannot be published for its content: its order's later rows wait.
     async fn hold(
         &self,
         conn: &mut AsyncPgConnection,
         row: &Row,
-        error: &redis::RedisError,
-    ) -> diesel::QueryResult<()> {
-        let reason = format!("Redis refused the entry: {error}");
+        reason: &str,
+    ) -> Result<(), Failure> {
         tracing::error!(
             order_id = %row.order_id,
             event_id = %row.event_id,
             "order events: {reason}; the row is held, and the order's later changes wait \
              behind it (order-worker outbox shows it)"
         );
-        rows::hold(conn, row.id, &reason).await?;
+        rows::hold(conn, row.id, reason)
+            .await
+            .map_err(Failure::postgres)?;
         Ok(())
     }
 }

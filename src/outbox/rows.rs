@@ -9,7 +9,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
 /// The relay's leader lock (a session-level advisory lock; "obox" in ASCII): one replica relays
 /// at a time, and PostgreSQL frees it the moment that replica's session ends.
-const LEADER_LOCK: i64 = 0x6f62_6f78;
+pub const LEADER_LOCK: i64 = 0x6f62_6f78;
 
 /// The channel the outbox's trigger notifies on commit.
 const CHANNEL: &str = "order_events_outbox";
@@ -38,6 +38,16 @@ impl Row {
     pub fn new_status(&self) -> &str {
         self.data["new_status"].as_str().unwrap_or("unknown")
     }
+}
+
+/// Names the session after the replica, so `pg_stat_activity` (and `order-worker outbox`) says
+/// which one relays.
+pub async fn name_session(conn: &mut AsyncPgConnection, replica: &str) -> diesel::QueryResult<()> {
+    diesel::sql_query("SELECT set_config('application_name', $1, false)")
+        .bind::<Text, _>(format!("order-worker relay {replica}"))
+        .execute(conn)
+        .await
+        .map(drop)
 }
 
 /// Takes the leader lock if it is free; true if this session holds it now.

@@ -117,6 +117,8 @@ impl Worker {
         let relay = self.config.order_events.order_events.then(|| {
             let relay = crate::outbox::Relay::new(
                 self.config.order_events.clone(),
+                self.consumer.clone(),
+                self.config.max_entry_bytes,
                 self.config.connections.database_url.clone(),
                 self.redis.clone(),
             );

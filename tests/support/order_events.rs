@@ -42,8 +42,13 @@ impl Published {
 impl TestEnv {
     /// Every event published on this test's order events stream, oldest first.
     pub async fn published(&self) -> Vec<Published> {
-        let key = self.order_events().order_events_topic;
-        self.raw_entries_of(&key)
+        self.published_on(&self.order_events().order_events_topic)
+            .await
+    }
+
+    /// Every event published on `key`, oldest first.
+    pub async fn published_on(&self, key: &str) -> Vec<Published> {
+        self.raw_entries_of(key)
             .await
             .into_iter()
             .map(|(entry_id, fields)| {
@@ -89,6 +94,32 @@ impl TestEnv {
             .n
     }
 
+    /// Waits until the outbox holds only `left` rows, a held one among them (the others wait
+    /// behind held ones, which the relay never publishes), and returns what was published.
+    pub async fn wait_published_all_but(&self, left: i64) -> Vec<Published> {
+        eventually(
+            &format!("the outbox down to {left} rows, one held"),
+            async || self.outbox_rows().await == left && self.held_rows().await > 0,
+        )
+        .await;
+        self.published().await
+    }
+
+    /// Rows the relay held (Redis would refuse them).
+    pub async fn held_rows(&self) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let sql = "SELECT count(*) AS n FROM order_events_outbox WHERE held_since IS NOT NULL";
+        diesel::sql_query(sql)
+            .get_result::<Count>(&mut self.db().await)
+            .await
+            .expect("held count")
+            .n
+    }
+
     /// Waits until the outbox is empty and `n` events are published.
     pub async fn wait_published(&self, n: usize) -> Vec<Published> {
         eventually(&format!("{n} events published, outbox empty"), async || {
@@ -102,13 +133,21 @@ impl TestEnv {
 /// Checks that each order's events chain from `from` (each `old_status` the previous
 /// `new_status`) and that no CloudEvent id appears twice; returns each order's path.
 pub fn chains(published: &[Published], from: &str) -> BTreeMap<String, Vec<String>> {
+    chains_from(published, |_| from.to_owned())
+}
+
+/// [`chains`], each order from the status `start` gives it.
+pub fn chains_from(
+    published: &[Published],
+    start: impl Fn(&str) -> String,
+) -> BTreeMap<String, Vec<String>> {
     let mut ids = std::collections::HashSet::new();
     let mut paths: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for event in published {
         assert!(ids.insert(event.id().to_owned()), "id twice: {event:?}");
         let path = paths
             .entry(event.order_id().to_owned())
-            .or_insert_with(|| vec![from.to_owned()]);
+            .or_insert_with(|| vec![start(event.order_id())]);
         let (old, new, _) = event.step();
         assert_eq!(
             path.last(),
