@@ -1,16 +1,19 @@
 //! `orders.order.status_changed`, read as a Dapr subscriber reads it: one event per status step
 //! for the fulfillment and payment topics, nothing for duplicates and dead letters, the trace of
-//! the consumed event continued, the order's describing columns carried, and a relay that died
-//! between XADD and DELETE publishing nothing twice.
+//! the consumed event continued, the order's describing columns carried, a relay that died
+//! between XADD and DELETE publishing nothing twice, an event too large held and only its order
+//! waiting, and Redis refusing the stream waited out with the worker ready.
 
 mod support;
 
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use order_worker::FulfillmentStatus::*;
 use order_worker_dev::publisher::{self, Format};
+use support::http::{get, http_port, Metrics};
 use support::order_events::chains;
 use support::payments::*;
-use support::TestEnv;
+use support::process::terminate;
+use support::{eventually, TestEnv};
 
 fn step(old: &str, new: &str, reason: &str) -> (String, String, String) {
     (old.to_owned(), new.to_owned(), reason.to_owned())
@@ -339,5 +342,67 @@ async fn an_event_too_large_to_publish_is_held_and_only_its_order_waits() {
     let reason = left[0].held_reason.as_deref().expect("the first is held");
     assert!(reason.contains("over MAX_ENTRY_BYTES (4096)"), "{reason}");
     assert_eq!(left[1].held_reason, None, "the next one waits behind it");
+    env.cleanup().await;
+}
+
+/// Redis refusing the order events stream (here a key of the wrong type where it should be;
+/// `OOM`, `NOPERM` and a slot moving are refused the same way): the rows wait, the worker keeps
+/// applying and stays ready, the refusals are counted, and once the stream takes writes again
+/// every status change goes out, in order, none lost and none held.
+#[tokio::test(flavor = "multi_thread")]
+async fn while_redis_refuses_the_events_the_rows_wait_and_the_worker_stays_ready() {
+    let env = TestEnv::new().await;
+    let key = env.order_events().order_events_topic;
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("not a stream")
+        .query_async(&mut env.redis.clone())
+        .await
+        .expect("SET");
+    let (orders, entries) = env.seed_lifecycles(10).await;
+    let mut worker = env.spawn_process("refused", &env.redis_url, &env.database_url, &[]);
+    let port = http_port(&env, "refused").await;
+    eventually(
+        "everything applied while nothing can be published",
+        async || env.history_count().await == 3 * orders.len() as i64 && env.pending().await == 0,
+    )
+    .await;
+    eventually("the refusals counted", async || {
+        Metrics::scrape(port)
+            .await
+            .total("order_events_publish_errors_total")
+            > 0.0
+    })
+    .await;
+    assert_eq!(
+        get(port, "/readyz").await.0,
+        200,
+        "ready: reading and applying go on"
+    );
+    assert_eq!(
+        env.outbox_rows().await,
+        3 * orders.len() as i64,
+        "{entries} entries"
+    );
+    assert_eq!(
+        env.held_rows().await,
+        0,
+        "nothing held: the entries are not at fault"
+    );
+
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut env.redis.clone())
+        .await
+        .expect("DEL");
+    let published = env.wait_published(3 * orders.len()).await;
+    let paths = chains(&published, "confirmed");
+    for order in &orders {
+        assert_eq!(
+            paths[order],
+            ["confirmed", "processing", "shipped", "delivered"]
+        );
+    }
+    assert_eq!(terminate(&mut worker).await.code(), Some(0));
     env.cleanup().await;
 }

@@ -7,6 +7,7 @@ mod support;
 use order_worker::RedisTls;
 use order_worker::Worker;
 use support::ops::stderr;
+use support::order_events::chains;
 use support::tls::{make_pki, TlsServers};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -20,9 +21,12 @@ async fn the_worker_drains_over_tls_with_both_servers_fully_verified() {
 
     let mut worker = env.spawn_worker("tls-worker").await;
     worker.wait_consumed(published).await;
+    // Status changes are published over the same TLS connections.
+    let changes = env.wait_published(3 * orders.len()).await;
     worker.stop().await;
 
     env.assert_all_delivered(&orders).await;
+    assert_eq!(chains(&changes, "confirmed").len(), orders.len());
     // The binary itself, with the CA given as operators do (REDIS_CA_CERT, sslrootcert).
     let output = env.order_worker(&["pending"]).await;
     assert!(output.status.success(), "{}", stderr(&output));

@@ -7,7 +7,7 @@ use super::rows::Backlog;
 
 /// Events published, by `new_status`.
 pub const PUBLISHED: &str = "order_events_published_total";
-/// Rounds Redis refused or failed (each retried after taking the stream over again).
+/// Rounds (and takeovers) Redis refused or failed, each retried after a pause.
 pub const PUBLISH_ERRORS: &str = "order_events_publish_errors_total";
 /// Rows waiting to be published, and how long the oldest has waited.
 pub const WAITING: &str = "order_events_outbox_rows";
@@ -28,7 +28,7 @@ pub fn describe() {
     );
     describe_counter!(
         PUBLISH_ERRORS,
-        "Publishing rounds Redis failed or refused (retried after reading the stream back)."
+        "Publishing rounds and takeovers Redis failed or refused (retried after a pause)."
     );
     describe_gauge!(WAITING, "Outbox rows waiting to be published.");
     describe_gauge!(

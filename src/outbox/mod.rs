@@ -145,6 +145,7 @@ impl Relay {
                     Ok(taken) => lease = Some(taken),
                     Err(Failure::Postgres(error)) => return Err(error),
                     Err(Failure::Redis(error)) => {
+                        instruments::publish_failed();
                         if !redis_outage.wait(&error, shutdown).await {
                             return Ok(());
                         }
@@ -265,7 +266,9 @@ impl Relay {
                     .published(conn, round.iter().map(|(row, _)| *row))
                     .await
             }
-            Err(error) if publish::refused_for_now(&error) => return Err(Failure::redis(error)),
+            Err(error) if !publish::refused_for_the_entry(&error) => {
+                return Err(Failure::redis(error))
+            }
             Err(_) => {}
         }
         // Refused for an entry's sake: each alone, an order's rows behind a held one waiting.
@@ -276,7 +279,7 @@ impl Relay {
             let alone = std::slice::from_ref(data);
             match self.stream.publish(&mut *redis, lease, alone).await {
                 Ok(_) => self.published(conn, [*row]).await?,
-                Err(error) if publish::refused_for_now(&error) => {
+                Err(error) if !publish::refused_for_the_entry(&error) => {
                     return Err(Failure::redis(error))
                 }
                 Err(error) => {

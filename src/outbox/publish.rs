@@ -81,33 +81,63 @@ impl Stream {
     }
 }
 
-/// Whether Redis refused a write for a reason of its own (memory, permissions, a slot moving,
-/// a failover, a lost lead), which waiting out fixes, rather than for the entry's content.
-pub fn refused_for_now(error: &redis::RedisError) -> bool {
-    if error.is_io_error()
-        || error.is_connection_dropped()
-        || error.is_timeout()
-        || error.is_connection_refusal()
-        || error.is_cluster_error()
-    {
-        return true;
+/// Whether Redis refused a write for the entry's own sake (its size: Redis's
+/// `proto-max-bulk-len`), so that waiting never helps. Anything else (memory, permissions, a slot
+/// moving, a failover, a key of the wrong type, a lost lead, the connection) is Redis's or the
+/// set-up's, and waiting it out (with an alert) is right: the rows must not be held for it.
+pub fn refused_for_the_entry(error: &redis::RedisError) -> bool {
+    let text = error.to_string().to_ascii_lowercase();
+    error.code() == Some("ERR")
+        && [
+            "bulk length",
+            "maximum allowed size",
+            "too large",
+            "too big",
+        ]
+        .iter()
+        .any(|what| text.contains(what))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refused_for_the_entry;
+
+    #[test]
+    fn only_a_refusal_of_the_entry_s_size_holds_it() {
+        let parsed = |code: &str, text: &str| {
+            let reply = format!("-{code} {text}\r\n");
+            match redis::parse_redis_value(reply.as_bytes()) {
+                Ok(redis::Value::ServerError(e)) => redis::RedisError::from(e),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(refused_for_the_entry(&parsed(
+            "ERR",
+            "Protocol error: invalid bulk length"
+        )));
+        assert!(refused_for_the_entry(&parsed(
+            "ERR",
+            "string exceeds maximum allowed size (proto-max-bulk-len)"
+        )));
+        for (code, text) in [
+            ("OOM", "command not allowed when used memory > 'maxmemory'."),
+            (
+                "NOPERM",
+                "this user has no permissions to access the 'x' key",
+            ),
+            (
+                "WRONGTYPE",
+                "Operation against a key holding the wrong kind of value",
+            ),
+            ("MOVED", "3999 127.0.0.1:6381"),
+            ("READONLY", "You can't write against a read only replica."),
+            (
+                "FENCED",
+                "another relay took over: this one stops publishing",
+            ),
+            ("ERR", "unknown command"),
+        ] {
+            assert!(!refused_for_the_entry(&parsed(code, text)), "{code} {text}");
+        }
     }
-    matches!(
-        error.code(),
-        Some(
-            "OOM"
-                | "NOPERM"
-                | "MOVED"
-                | "ASK"
-                | "TRYAGAIN"
-                | "CLUSTERDOWN"
-                | "LOADING"
-                | "READONLY"
-                | "MASTERDOWN"
-                | "BUSY"
-                | "MISCONF"
-                | "NOREPLICAS"
-                | "FENCED"
-        )
-    ) || error.code().is_none()
 }
