@@ -82,12 +82,22 @@ impl TestEnv {
 
     /// Rows in the outbox (waiting or held).
     pub async fn outbox_rows(&self) -> i64 {
+        self.count_outbox("TRUE").await
+    }
+
+    /// Rows the relay held (Redis would refuse them).
+    pub async fn held_rows(&self) -> i64 {
+        self.count_outbox("held_since IS NOT NULL").await
+    }
+
+    async fn count_outbox(&self, condition: &str) -> i64 {
         #[derive(diesel::QueryableByName)]
         struct Count {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
             n: i64,
         }
-        diesel::sql_query("SELECT count(*) AS n FROM order_events_outbox")
+        let sql = format!("SELECT count(*) AS n FROM order_events_outbox WHERE {condition}");
+        diesel::sql_query(sql)
             .get_result::<Count>(&mut self.db().await)
             .await
             .expect("outbox count")
@@ -103,21 +113,6 @@ impl TestEnv {
         )
         .await;
         self.published().await
-    }
-
-    /// Rows the relay held (Redis would refuse them).
-    pub async fn held_rows(&self) -> i64 {
-        #[derive(diesel::QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        let sql = "SELECT count(*) AS n FROM order_events_outbox WHERE held_since IS NOT NULL";
-        diesel::sql_query(sql)
-            .get_result::<Count>(&mut self.db().await)
-            .await
-            .expect("held count")
-            .n
     }
 
     /// Waits until the outbox is empty and `n` events are published.
