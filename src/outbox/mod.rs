@@ -363,7 +363,7 @@ impl Outage {
     async fn wait(&mut self, error: &anyhow::Error, shutdown: &Shutdown) -> bool {
         if self.since.is_none() {
             tracing::warn!(
-                "order events: {} unavailable to the relay ({error:#}); retrying with backoff, \
+                "order events: the relay cannot reach {} ({error:#}); retrying with backoff, \
                  the outbox keeps every change meanwhile",
                 self.server
             );
@@ -386,7 +386,7 @@ impl Outage {
     fn ended(&mut self) {
         if let Some(since) = self.since.take() {
             tracing::warn!(
-                "order events: {} is back for the relay after {:.1?}",
+                "order events: the relay reaches {} again after {:.1?}",
                 self.server,
                 since.elapsed()
             );
