@@ -2,7 +2,10 @@
 //! library, its drains starting this package's `order-worker` binary: seconds, asserting that
 //! every phase completes (the mixed drain over three streams included) and counts right (the
 //! benchmark itself fails if any phase ends in a wrong state; two replicas' drain must be as
-//! exact as one's), and that the worker drains faster than the per-event pattern.
+//! exact as one's; with status changes published, every change is on the order events stream,
+//! each order's chained), and that the worker drains faster than the per-event pattern. The
+//! rows of publishing status changes (on against off, COMMIT → published) are printed and in the
+//! JSON; their figures are not asserted (a test must not depend on speed).
 
 mod support;
 
@@ -51,6 +54,9 @@ async fn the_benchmark_completes_and_counts_correctly() {
         "per-event pattern",
         "PostgreSQL ceiling",
         "XADD → COMMIT",
+        "COMMIT → status change on the order events stream (40 changes",
+        "publishing status changes (ORDER_EVENTS), 2 replica(s) (medians of 3)",
+        "% of off; target ≥ 85 %)",
         "peak RSS",
         "ready",
     ] {
@@ -64,6 +70,44 @@ async fn the_benchmark_completes_and_counts_correctly() {
     assert_eq!(report["mixed"]["events"], 360 + 40 + 4);
     assert_eq!(report["mixed"]["replicas"], 1);
     assert_eq!(report["latency"]["events"], 200);
+    // The probe's 200 events: every order's pending, planning, picking, picked and packing;
+    // planning alone moves a status (confirmed → processing), once per order.
+    let published = &report["latency"]["commit_to_published"];
+    assert_eq!(published["changes"], 40, "{published}");
+    for figure in ["changes_per_second", "p50_ms", "p99_ms", "max_ms"] {
+        assert!(published[figure].is_f64(), "no {figure} in {published}");
+    }
+    assert_eq!(published["target_p99_ms"], 20.0);
+    // Every drain before published its status changes (and ended once they were).
+    assert_eq!(report["drain"]["publishing"], true);
+    // One replica publishes one event per history row: 4 per order, 5 for the declined ones.
+    let mixed = &report["mixed"]["published"];
+    assert_eq!(mixed["history_rows"], 40 * 4 + 4, "{mixed}");
+    assert_eq!(mixed["events"], mixed["history_rows"], "{mixed}");
+    assert_eq!(mixed["orders_with_steps_skipped"], 0, "{mixed}");
+    // Two replicas may apply an order's event after a later one of it, and its recompute
+    // publishes one step for the history it rewrites: never more events than history rows.
+    let publishing = &report["publishing"];
+    assert_eq!(publishing["replicas"], 2);
+    let drains = publishing["published"].as_array().expect("published");
+    assert_eq!(drains.len(), 3, "{publishing}");
+    for published in drains.iter().chain([&report["drain"]["published"]]) {
+        assert_eq!(published["history_rows"], 120, "{published}");
+        let events = published["events"].as_u64().expect("events");
+        assert!((40..=120).contains(&events), "{published}");
+    }
+    for side in ["on", "off"] {
+        assert_eq!(
+            publishing[format!("{side}_events_per_second")]
+                .as_array()
+                .map(Vec::len),
+            Some(3),
+            "{publishing}"
+        );
+        assert!(publishing[format!("{side}_median_events_per_second")].is_f64());
+    }
+    assert!(publishing["on_percent_of_off"].is_f64(), "{publishing}");
+    assert_eq!(publishing["target_percent_of_off"], 85.0);
     assert_eq!(report["drain"]["replicas"], 2);
     let grown = &report["grown"];
     assert_eq!(grown["rows"], 3000);

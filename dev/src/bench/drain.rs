@@ -1,10 +1,12 @@
 //! The worker as operators run it: `order-worker run` processes (one or several replicas in one
 //! group) draining the backlog, subscribed to the topics it holds. Measures how soon each is
-//! ready, the drain rate, and peak RSS.
+//! ready, the drain rate, and peak RSS. With publishing on (`ORDER_EVENTS`, the default), a
+//! drain ends once every status change it made is published too.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::publishing::{self, Published};
 use super::workload::{Backlog, Workload};
 use crate::worker_process::{worker_env, WorkerChild};
 
@@ -20,11 +22,17 @@ pub struct Drain {
     pub ready_ms: f64,
     /// Largest peak resident set of the replicas (VmHWM).
     pub peak_rss_mb: f64,
+    /// Whether the workers published status changes (`ORDER_EVENTS`); if so, the drain ended
+    /// once the outbox was empty.
+    pub publishing: bool,
+    /// What the drain published, as [`phase`] checked it.
+    pub published: Option<Published>,
 }
 
 /// One drain phase: resets the workload to `backlog`, publishes it, drains it as [`drain`] does
 /// and checks the end state exactly: whatever the number of replicas, the tables are what
-/// in-order processing writes (README, "Deterministic").
+/// in-order processing writes (README, "Deterministic"), and the order events stream holds each
+/// order's status changes, chained (see [`publishing::verify`]).
 pub async fn phase(
     workload: &mut Workload,
     backlog: Backlog,
@@ -35,8 +43,9 @@ pub async fn phase(
 ) -> anyhow::Result<Drain> {
     workload.reset(backlog).await?;
     workload.publish_backlog().await?;
-    let drain = drain(workload, order_worker, replicas, batch_size, &[]).await?;
+    let mut drain = drain(workload, order_worker, replicas, batch_size, &[]).await?;
     workload.verify(name, true).await?;
+    drain.published = Some(publishing::verify(workload, name, replicas).await?);
     Ok(drain)
 }
 
@@ -64,7 +73,9 @@ fn topics_env(workload: &Workload) -> Vec<(String, String)> {
 }
 
 /// Drains the published backlog with `replicas` worker processes (`order_worker run`) at
-/// `batch_size`, their environment extended by `settings`, then stops them with SIGTERM.
+/// `batch_size`, their environment extended by `settings`, then stops them with SIGTERM. Unless
+/// `settings` turn publishing off (`ORDER_EVENTS=off`), the drain lasts until the outbox is
+/// empty too.
 pub async fn drain(
     workload: &mut Workload,
     order_worker: &Path,
@@ -84,9 +95,12 @@ pub async fn drain(
         ready = ready.max(took);
         workers.push(child);
     }
+    let publishing = !settings.iter().any(|(key, value)| {
+        key == "ORDER_EVENTS" && matches!(value.as_str(), "off" | "false" | "0")
+    });
     // Every replica is reading once the last one subscribed; the clock starts there.
     let started = Instant::now();
-    let drained = workload.wait_drained().await?;
+    let drained = workload.wait_drained(publishing).await?;
     let seconds = drained.duration_since(started).as_secs_f64();
     let mut peak_rss_kb = 0;
     for worker in &mut workers {
@@ -101,5 +115,7 @@ pub async fn drain(
         events_per_second: workload.events() as f64 / seconds,
         ready_ms: ready.as_secs_f64() * 1_000.0,
         peak_rss_mb: peak_rss_kb as f64 / 1024.0,
+        publishing,
+        published: None,
     })
 }

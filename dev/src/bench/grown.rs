@@ -122,7 +122,7 @@ pub fn median(values: &[f64]) -> f64 {
 
 /// Back to the start of the backlog with the grown rows kept (the twins have none): the
 /// workload's own rows deleted (its orders are the only ones in `orders`), its orders reset,
-/// streams emptied.
+/// streams emptied (the order events stream too; the outbox is empty after every drain).
 async fn rewind(workload: &mut Workload) -> anyhow::Result<()> {
     let mut db = workload.db().await?;
     for sql in [
@@ -141,6 +141,13 @@ async fn rewind(workload: &mut Workload) -> anyhow::Result<()> {
         del.arg(&stream.stream).arg(stream.dead_letter_stream());
     }
     let _: () = del.query_async(&mut workload.redis.clone()).await?;
+    // The order events stream and its relay's fence share a slot (the fence's hash tag).
+    let events = workload.order_events();
+    let _: () = redis::cmd("DEL")
+        .arg(&events.order_events_topic)
+        .arg(events.fence_key())
+        .query_async(&mut workload.redis.clone())
+        .await?;
     Ok(())
 }
 

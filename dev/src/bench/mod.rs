@@ -1,7 +1,8 @@
 //! `order-worker-dev bench`: how fast the worker drains a backlog, against the per-event pattern
 //! Dapr's component uses and PostgreSQL's ceiling for one transaction per event, all measured in
 //! the same run on the same servers; plus steady-state latency, peak RSS and start-up time, and
-//! a mixed drain (payments and fulfillments on three streams). Every phase starts from the same
+//! a mixed drain (payments and fulfillments on three streams), and what publishing status changes
+//! costs (ORDER_EVENTS on against off; COMMIT → published). Every phase starts from the same
 //! state and must end in the exact expected one.
 
 mod drain;
@@ -9,6 +10,7 @@ mod grown;
 mod late;
 mod latency;
 mod per_event;
+mod publishing;
 mod traced;
 mod workload;
 
@@ -80,6 +82,8 @@ pub struct Report {
     pub traced: Option<traced::TracedDrain>,
     /// The fulfillment drain into empty tables and into grown ones, one replica.
     pub grown: Option<grown::GrownDrain>,
+    /// The fulfillment drain with status changes published (ORDER_EVENTS on) and not.
+    pub publishing: Option<publishing::PublishingDrain>,
     pub per_event_events_per_second: Option<f64>,
     /// Order transitions the per-event pattern never recorded: its concurrent handlers applied
     /// some orders' events out of order, skipping statuses (Dapr issue #2204).
@@ -171,6 +175,7 @@ async fn measure(
         late: None,
         traced: None,
         grown: None,
+        publishing: None,
         per_event_events_per_second: None,
         per_event_transitions_lost: None,
         speedup: None,
@@ -210,6 +215,9 @@ async fn measure(
         );
         report.late = Some(late::phase(workload, order_worker, config.batch_size).await?);
         report.traced = Some(traced::phase(workload, order_worker, config.batch_size).await?);
+        let replicas = usize::from(config.replicas);
+        report.publishing =
+            Some(publishing::phase(workload, order_worker, replicas, config.batch_size).await?);
     }
     if config.grown_rows > 0 {
         let grown = grown::phase(workload, order_worker, config.batch_size, config.grown_rows);
@@ -260,6 +268,26 @@ pub fn render(report: &Report) -> String {
                 traced.sampled_all_events_per_second,
                 traced.sampled_1_percent_events_per_second,
                 traced.off_events_per_second
+            ),
+        ));
+    }
+    if let Some(publishing) = &report.publishing {
+        rows.push((
+            format!(
+                "publishing status changes (ORDER_EVENTS), {} replica(s) (medians of {})",
+                publishing.replicas,
+                publishing.on_events_per_second.len()
+            ),
+            format!(
+                "on {:.0} events/s vs off {:.0} events/s ({:.1} % of off; target ≥ {:.0} %){}",
+                publishing.on_median_events_per_second,
+                publishing.off_median_events_per_second,
+                publishing.on_percent_of_off,
+                publishing.target_percent_of_off,
+                match publishing.orders_with_steps_skipped() {
+                    0 => String::new(),
+                    n => format!("; {n} order(s) published skipping a status (applied late)"),
+                }
             ),
         ));
     }
@@ -314,6 +342,23 @@ pub fn render(report: &Report) -> String {
                 latency.p50_ms, latency.p99_ms, latency.max_ms
             ),
         ));
+        rows.push(match &latency.commit_to_published {
+            Some(published) => (
+                format!(
+                    "COMMIT → status change on the order events stream ({} changes, at {:.0}/s)",
+                    published.changes, published.changes_per_second
+                ),
+                format!(
+                    "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (target p99 ≤ {:.0} ms)",
+                    published.p50_ms, published.p99_ms, published.max_ms, published.target_p99_ms
+                ),
+            ),
+            None => (
+                "COMMIT → status change on the order events stream".to_owned(),
+                "none measured: no probe event moved a status (fewer events than orders)"
+                    .to_owned(),
+            ),
+        });
     }
     rows.push((
         "peak RSS of a worker process".to_owned(),

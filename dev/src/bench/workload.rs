@@ -13,7 +13,7 @@ use order_worker::RedisConnection;
 use crate::publisher::{self, Format};
 use order_worker::schema::{order_payments, order_status_history, orders};
 use order_worker::FulfillmentStatus;
-use order_worker::StreamConfig;
+use order_worker::{OrderEvents, StreamConfig};
 
 /// How long a drain may take before the benchmark gives up.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(600);
@@ -40,7 +40,7 @@ pub const DECLINED_EVERY: usize = 10;
 
 impl Backlog {
     /// The status the orders are reset to.
-    fn initial_status(self) -> &'static str {
+    pub fn initial_status(self) -> &'static str {
         match self {
             Self::Fulfillment => "confirmed",
             Self::Mixed => "pending",
@@ -123,6 +123,12 @@ impl Workload {
         }
     }
 
+    /// Where the workers publish status changes: beside the fulfillment stream, as
+    /// [`crate::worker_process::worker_env`] and the in-process worker's defaults set it.
+    pub fn order_events(&self) -> OrderEvents {
+        OrderEvents::beside(&self.stream.stream)
+    }
+
     /// Inserts the orders at `confirmed` (once per run).
     pub async fn seed(&self) -> anyhow::Result<()> {
         let mut conn = self.db().await?;
@@ -145,7 +151,8 @@ impl Workload {
         self.backlog = backlog;
         let mut db = self.db().await?;
         db.batch_execute(&format!(
-            "TRUNCATE processed_events, order_status_history, order_fulfillments, order_payments; \
+            "TRUNCATE processed_events, order_status_history, order_fulfillments, order_payments, \
+                 order_events_outbox; \
              UPDATE orders SET status = '{}', fulfillment_status = NULL",
             backlog.initial_status()
         ))
@@ -155,12 +162,17 @@ impl Workload {
         self.delete_streams().await
     }
 
-    /// Deletes every stream the phases write, their groups and dead letters with them.
+    /// Deletes every stream the phases write, their groups and dead letters with them, and the
+    /// order events streams the workers publish to (the late drain's beside its own stream)
+    /// with their relays' fences.
     pub async fn delete_streams(&mut self) -> anyhow::Result<()> {
         let late = format!("{}.late", self.stream.stream);
         let mut keys = vec![late.clone(), format!("{late}.deadletter")];
         for stream in [&self.stream, &self.payment_confirmed, &self.payment_failed] {
             keys.extend([stream.stream.clone(), stream.dead_letter_stream()]);
+        }
+        for events in [self.order_events(), OrderEvents::beside(&late)] {
+            keys.extend([events.fence_key(), events.order_events_topic]);
         }
         // One key at a time: in a cluster they may live on different masters.
         for key in keys {
@@ -302,8 +314,9 @@ impl Workload {
     }
 
     /// Waits until the group has read every entry of every stream of the backlog and none is
-    /// pending; returns when it was.
-    pub async fn wait_drained(&mut self) -> anyhow::Result<Instant> {
+    /// pending, and, when the workers `publish` status changes, until the outbox is empty too
+    /// (every change the drain made is on the order events stream); returns when it was.
+    pub async fn wait_drained(&mut self, publish: bool) -> anyhow::Result<Instant> {
         let deadline = Instant::now() + DRAIN_DEADLINE;
         let streams: Vec<StreamConfig> = self.streams().into_iter().cloned().collect();
         // Shown on a terminal only, so the drain measured elsewhere polls exactly as before.
@@ -311,6 +324,7 @@ impl Workload {
         progress.set_message("draining");
         let mut shown = Instant::now();
         let mut next = 0;
+        let mut outbox = None;
         loop {
             // Streams found drained stay drained: nothing is published during a drain.
             while let Some(stream) = streams.get(next) {
@@ -322,9 +336,23 @@ impl Workload {
                 }
                 next += 1;
             }
+            // Every change is committed once the streams are drained (a batch is acknowledged
+            // after its COMMIT): from then on the outbox only empties.
             if next == streams.len() {
-                progress.finish_and_clear();
-                return Ok(Instant::now());
+                let published = if publish {
+                    if outbox.is_none() {
+                        progress.set_message("publishing the status changes");
+                        outbox = Some(self.db().await?);
+                    }
+                    let db = outbox.as_mut().context("the outbox connection")?;
+                    outbox_rows(db).await? == 0
+                } else {
+                    true
+                };
+                if published {
+                    progress.finish_and_clear();
+                    return Ok(Instant::now());
+                }
             }
             if !progress.is_hidden() && shown.elapsed() >= PROGRESS_EVERY {
                 let left = self.unacked(&streams).await?;
@@ -332,6 +360,9 @@ impl Workload {
                 shown = Instant::now();
             }
             if Instant::now() > deadline {
+                if next == streams.len() {
+                    bail!("the outbox was not published within {DRAIN_DEADLINE:?}");
+                }
                 bail!("the streams were not drained within {DRAIN_DEADLINE:?}");
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -400,10 +431,28 @@ impl Workload {
         Ok(rows)
     }
 
+    /// Rows in the outbox: status changes written and not published yet.
+    pub async fn outbox_rows(&self) -> anyhow::Result<i64> {
+        outbox_rows(&mut self.db().await?).await
+    }
+
     /// A connection set up as the worker's are.
     pub async fn db(&self) -> anyhow::Result<AsyncPgConnection> {
         order_worker::connect_postgres(self.connections.database_url.clone())
             .await
             .context("connecting to the benchmark database")
     }
+}
+
+/// Rows of `order_events_outbox`.
+async fn outbox_rows(db: &mut AsyncPgConnection) -> anyhow::Result<i64> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        rows: i64,
+    }
+    let count = diesel::sql_query("SELECT count(*) AS rows FROM order_events_outbox")
+        .get_result::<Count>(db)
+        .await?;
+    Ok(count.rows)
 }
