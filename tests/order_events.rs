@@ -131,35 +131,16 @@ async fn every_status_step_is_published_once_as_a_dapr_publisher_writes_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_order_service_columns_travel_with_the_event_and_a_null_one_is_left_out() {
-    let env = TestEnv::unmigrated().await;
-    env.db()
-        .await
-        .batch_execute(
-            "CREATE TABLE orders (id TEXT PRIMARY KEY, order_number TEXT, customer_id UUID, \
-             status TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now(), \
-             updated_at TIMESTAMPTZ NOT NULL DEFAULT now()); \
-             INSERT INTO orders (id, order_number, customer_id, status) VALUES \
-             ('o-1', 'ORD-0001', '7d0f3c2e-1111-4a7b-9c1d-2b3c4d5e6f70', 'pending'), \
-             ('o-2', NULL, NULL, 'pending')",
-        )
-        .await
-        .expect("the order service's table");
-    order_worker::run_migrations(&env.database_url, &order_worker::TableName::default())
-        .await
-        .expect("migrate adopts it");
-    for order in ["o-1", "o-2"] {
-        let payment = format!("p-{order}");
-        publish_payment(
-            &env,
-            CONFIRMED,
-            order,
-            &payment,
-            Some("1"),
-            None,
-            Format::CloudEvent,
-        )
-        .await;
-    }
+    let env = adopted_and_paid(
+        "CREATE TABLE orders (id TEXT PRIMARY KEY, order_number TEXT, customer_id UUID, \
+         status TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now(), \
+         updated_at TIMESTAMPTZ NOT NULL DEFAULT now()); \
+         INSERT INTO orders (id, order_number, customer_id, status) VALUES \
+         ('o-1', 'ORD-0001', '7d0f3c2e-1111-4a7b-9c1d-2b3c4d5e6f70', 'pending'), \
+         ('o-2', NULL, NULL, 'pending')",
+        &["o-1", "o-2"],
+    )
+    .await;
     let mut worker = env.spawn_worker_with(all_topics(env.config("w1"))).await;
     worker.wait_consumed(2).await;
     env.wait_published(2).await;
@@ -270,34 +251,19 @@ async fn rows_a_dead_relay_published_without_deleting_them_are_not_published_aga
 /// events wait behind it, in order, and every other order's go on.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_event_too_large_to_publish_is_held_and_only_its_order_waits() {
-    let env = TestEnv::unmigrated().await;
     let huge = "N".repeat(8 * 1024);
-    env.db()
-        .await
-        .batch_execute(&format!(
+    let env = adopted_and_paid(
+        &format!(
             "CREATE TABLE orders (id TEXT PRIMARY KEY, order_number TEXT, \
              status TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now(), \
              updated_at TIMESTAMPTZ NOT NULL DEFAULT now()); \
              INSERT INTO orders (id, order_number, status) VALUES \
              ('o-big', '{huge}', 'pending'), ('o-ok', 'ORD-2', 'pending')"
-        ))
-        .await
-        .expect("the order service's table");
-    order_worker::run_migrations(&env.database_url, &order_worker::TableName::default())
-        .await
-        .expect("migrate adopts it");
+        ),
+        &["o-big", "o-ok"],
+    )
+    .await;
     for order in ["o-big", "o-ok"] {
-        let payment = format!("p-{order}");
-        publish_payment(
-            &env,
-            CONFIRMED,
-            order,
-            &payment,
-            Some("1"),
-            None,
-            Format::CloudEvent,
-        )
-        .await;
         env.publish(order, &format!("f-{order}"), Planning, Format::CloudEvent)
             .await;
     }
@@ -405,4 +371,32 @@ async fn while_redis_refuses_the_events_the_rows_wait_and_the_worker_stays_ready
     }
     assert_eq!(terminate(&mut worker).await.code(), Some(0));
     env.cleanup().await;
+}
+
+/// A fresh database holding the order service's own orders table, made by `sql`, adopted by
+/// `migrate`; and each of `orders` paid (`payment.confirmed`, CloudEvent format).
+async fn adopted_and_paid(sql: &str, orders: &[&str]) -> TestEnv {
+    let env = TestEnv::unmigrated().await;
+    env.db()
+        .await
+        .batch_execute(sql)
+        .await
+        .expect("the order service's table");
+    order_worker::run_migrations(&env.database_url, &order_worker::TableName::default())
+        .await
+        .expect("migrate adopts it");
+    for order in orders {
+        let payment = format!("p-{order}");
+        publish_payment(
+            &env,
+            CONFIRMED,
+            order,
+            &payment,
+            Some("1"),
+            None,
+            Format::CloudEvent,
+        )
+        .await;
+    }
+    env
 }
