@@ -16,10 +16,10 @@ pub const DEFAULT_RELAY_BATCH: u32 = 200;
 #[derive(Clone, Debug, clap::Args)]
 pub struct OrderEvents {
     /// `on`: every status change the worker makes is published as `orders.order.status_changed`
-    /// (through the outbox, in the transaction that makes it). `off`: rows are still written,
-    /// and wait, unpublished (`order-worker outbox` shows them), while the order service's own
-    /// relay publishes: set it for as long as the order service still changes these statuses
-    /// itself, so that no change is published twice (README, "Publishing status changes").
+    /// (through the outbox, in the transaction that makes it). `off`: none is written to the
+    /// outbox nor relayed; only for a deployment whose changes must not be announced (a shadow
+    /// on a copy of the database), never the one serving production: fulfillment would never
+    /// hear that an order was confirmed (README, "Publishing status changes").
     #[arg(long, env = "ORDER_EVENTS", default_value = "on", value_parser = parse_on_off)]
     pub order_events: bool,
     /// The stream key the events go to (Dapr: the topic name).

@@ -237,46 +237,43 @@ impl Relay {
     ) -> Result<(), Failure> {
         let envelope = Envelope::from(&self.settings);
         let mut held = HashSet::new();
-        let mut round = Vec::with_capacity(waiting.len());
+        // The round's rows and their entries, side by side: the entries go to Redis as a slice.
+        let (mut sendable, mut data) = (Vec::with_capacity(waiting.len()), Vec::new());
         for row in waiting {
             if held.contains(row.order_id.as_str()) {
                 continue;
             }
-            let data = cloud_event::entry_data(row, &envelope);
-            if data.len() > self.max_entry_bytes {
+            let entry = cloud_event::entry_data(row, &envelope);
+            if entry.len() > self.max_entry_bytes {
                 let reason = format!(
                     "the entry is {} bytes, over MAX_ENTRY_BYTES ({}): subscribers would refuse it",
-                    data.len(),
+                    entry.len(),
                     self.max_entry_bytes
                 );
                 self.hold(conn, row, &reason).await?;
                 held.insert(row.order_id.as_str());
             } else {
-                round.push((row, data));
+                sendable.push(row);
+                data.push(entry);
             }
         }
-        if round.is_empty() {
+        if sendable.is_empty() {
             return Ok(());
         }
-        let data: Vec<String> = round.iter().map(|(_, data)| data.clone()).collect();
         let mut redis = self.redis.get().await.map_err(Failure::redis)?;
         match self.stream.publish(&mut *redis, lease, &data).await {
-            Ok(_) => {
-                return self
-                    .published(conn, round.iter().map(|(row, _)| *row))
-                    .await
-            }
+            Ok(_) => return self.published(conn, sendable.iter().copied()).await,
             Err(error) if !publish::refused_for_the_entry(&error) => {
                 return Err(Failure::redis(error))
             }
             Err(_) => {}
         }
         // Refused for an entry's sake: each alone, an order's rows behind a held one waiting.
-        for (row, data) in &round {
+        for (row, entry) in sendable.iter().zip(&data) {
             if held.contains(row.order_id.as_str()) {
                 continue;
             }
-            let alone = std::slice::from_ref(data);
+            let alone = std::slice::from_ref(entry);
             match self.stream.publish(&mut *redis, lease, alone).await {
                 Ok(_) => self.published(conn, [*row]).await?,
                 Err(error) if !publish::refused_for_the_entry(&error) => {
