@@ -98,11 +98,15 @@ pub async fn measure(workload: &mut Workload, rate: u32, seconds: u64) -> anyhow
     // The entry each status change should come from: an order's first event that calls for
     // the status (each order's lifecycle is published once, in order).
     let mut causes: HashMap<(String, String), (String, Instant)> = HashMap::new();
+    // As many orders as the events take through their whole lifecycle: spread over every order
+    // of a large workload, the events would all be first ones (`pending`), which move nothing.
+    let orders = (total as usize)
+        .div_ceil(FulfillmentStatus::LIFECYCLE.len())
+        .clamp(1, workload.orders.len());
     let events = FulfillmentStatus::LIFECYCLE
         .iter()
         .flat_map(|status| {
-            workload
-                .orders
+            workload.orders[..orders]
                 .iter()
                 .map(move |order| (order.clone(), *status))
         })

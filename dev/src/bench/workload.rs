@@ -314,9 +314,13 @@ impl Workload {
     }
 
     /// Waits until the group has read every entry of every stream of the backlog and none is
-    /// pending, and, when the workers `publish` status changes, until the outbox is empty too
-    /// (every change the drain made is on the order events stream); returns when it was.
-    pub async fn wait_drained(&mut self, publish: bool) -> anyhow::Result<Instant> {
+    /// pending, and, when the workers publish status changes (`outbox` is then a connection to
+    /// count its rows, opened before the clock started), until the outbox is empty too (every
+    /// change the drain made is on the order events stream); returns when it was.
+    pub async fn wait_drained(
+        &mut self,
+        mut outbox: Option<&mut AsyncPgConnection>,
+    ) -> anyhow::Result<Instant> {
         let deadline = Instant::now() + DRAIN_DEADLINE;
         let streams: Vec<StreamConfig> = self.streams().into_iter().cloned().collect();
         // Shown on a terminal only, so the drain measured elsewhere polls exactly as before.
@@ -324,7 +328,7 @@ impl Workload {
         progress.set_message("draining");
         let mut shown = Instant::now();
         let mut next = 0;
-        let mut outbox = None;
+        let mut publishing_shown = false;
         loop {
             // Streams found drained stay drained: nothing is published during a drain.
             while let Some(stream) = streams.get(next) {
@@ -339,15 +343,15 @@ impl Workload {
             // Every change is committed once the streams are drained (a batch is acknowledged
             // after its COMMIT): from then on the outbox only empties.
             if next == streams.len() {
-                let published = if publish {
-                    if outbox.is_none() {
-                        progress.set_message("publishing the status changes");
-                        outbox = Some(self.db().await?);
+                let published = match outbox.as_deref_mut() {
+                    Some(db) => {
+                        if !publishing_shown {
+                            progress.set_message("publishing the status changes");
+                            publishing_shown = true;
+                        }
+                        outbox_rows(db).await? == 0
                     }
-                    let db = outbox.as_mut().context("the outbox connection")?;
-                    outbox_rows(db).await? == 0
-                } else {
-                    true
+                    None => true,
                 };
                 if published {
                     progress.finish_and_clear();
