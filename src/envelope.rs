@@ -255,6 +255,11 @@ impl Payload {
     pub fn value(&self, name: &str) -> Option<&Value> {
         self.fields.get(name).filter(|value| !value.is_null())
     }
+
+    /// Every field the publisher sent, read or not.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.fields.keys().map(String::as_str)
+    }
 }
 
 /// Trace context only decorates logs: an empty or malformed one is dropped, never fatal.

@@ -1,4 +1,4 @@
-//! The `order-worker` command line: `run`, `migrate`, and the operator commands `pending`,
+//! The `order-worker` command line: `run`, `migrate`, `preflight`, and the operator commands `pending`,
 //! `dead-letter`, `trim`, `replay` and `outbox`. The demo, the benchmark and the replicas run are
 //! `order-worker-dev`'s (`dev/`).
 
@@ -33,6 +33,23 @@ enum Command {
     Run(WorkerConfig),
     /// Apply the embedded database migrations (safe when several replicas run it at once).
     Migrate(MigrateConfig),
+    /// Before the cut-over from Dapr: read the live streams and the database, with the
+    /// worker's own settings, and say whether `run` will understand them.
+    ///
+    /// Per stream: its length and first/last entries, its consumer groups and their consumers,
+    /// which group is Dapr's (a consumer named as its group) and whether CONSUMER_GROUP is that
+    /// group, and what `run` would do with it (if it would create a new group and replay the
+    /// stream while Dapr's pending entries are never taken over: a red line with the setting to
+    /// use). Then a rehearsal: the newest --sample entries and every entry Dapr holds pending go
+    /// through the worker's own decoder and rules in a transaction that is rolled back: how many
+    /// would apply, be duplicate, stale, ignored or dead-lettered (by reason, with an example),
+    /// which orders the database lacks, and which payload fields the worker ignores. Then the
+    /// database: migrations applied, the orders table accepted, the outbox.
+    ///
+    /// Read-only: never creates a group, never reads as a consumer, never acks, commits nothing.
+    /// Exit status 0 when ready, 1 when anything would go wrong (each reason on its own line),
+    /// 2 for a wrong command line.
+    Preflight(ops::preflight::PreflightArgs),
     /// List what is consumed, as Dapr's /dapr/subscribe did: each topic of TOPICS with its
     /// stream, group, dead-letter stream, lag and pending count.
     Subscriptions(ops::subscriptions::SubscriptionsArgs),
@@ -134,6 +151,7 @@ async fn main() -> ExitCode {
         Command::Trim(args) => ops::trim::run(args).await,
         Command::Replay(args) => ops::replay::run(args).await,
         Command::Outbox(args) => ops::outbox::run(args).await,
+        Command::Preflight(args) => ops::preflight::run(args).await,
         Command::Completions { shell } => completions(shell),
         Command::Man { out_dir } => man(out_dir),
     };

@@ -14,7 +14,7 @@ mod streams;
 mod table_name;
 pub use order_events::OrderEvents;
 pub(crate) use streams::parse_topic;
-pub use streams::{Keyspace, StreamConfig, Subscription, Topics};
+pub use streams::{stream_setting, Keyspace, StreamConfig, Subscription, Topics};
 pub use table_name::TableName;
 
 /// The local servers' default ports: what a laptop has.

@@ -162,6 +162,15 @@ impl Topics {
     }
 }
 
+/// The setting that names `topic`'s stream.
+pub fn stream_setting(topic: &dyn crate::topics::Topic) -> &'static str {
+    match topic.name() {
+        "payment.confirmed" => "PAYMENT_CONFIRMED_STREAM",
+        "payment.failed" => "PAYMENT_FAILED_STREAM",
+        _ => "STREAM",
+    }
+}
+
 /// Whether a stream and its dead-letter stream must share a slot. The worker moves an entry to
 /// the dead letters and acks it in one MULTI, and `replay --dead-letter` moves it back in one
 /// script: atomic, so nothing is lost or doubled between the two keys. A Redis Cluster runs

@@ -10,6 +10,7 @@ pub mod dead_letter;
 pub mod inspect;
 pub mod outbox;
 pub mod output;
+pub mod preflight;
 pub mod replay;
 pub mod stream_id;
 pub mod subscriptions;

@@ -105,6 +105,11 @@ pub trait Topic: Send + Sync {
     /// The event in `payload` (the publisher's JSON object). Checks `event_type` against
     /// [`Topic::name`] when present, and every field the rules need.
     fn decode(&self, payload: Payload) -> Result<Box<dyn Change>, DecodeError>;
+    /// Every payload field [`Topic::decode`] reads: `preflight` counts the others as ignored.
+    fn fields(&self) -> &'static [&'static str];
+    /// The names some of the order service's environments give this topic (its stream key):
+    /// `preflight` looks for them when the configured stream is missing.
+    fn other_names(&self) -> &'static [&'static str];
 }
 
 /// What one decoded event does, whatever its topic.
@@ -269,3 +274,39 @@ impl Ordered {
 #[cfg(test)]
 #[path = "decode_tests.rs"]
 mod decode_tests;
+
+#[cfg(test)]
+mod fields_tests {
+    use super::*;
+
+    /// A payload with every field the topic says it reads, each with a value it accepts.
+    fn full(topic: &dyn Topic) -> Map<String, Value> {
+        (topic.fields().iter())
+            .map(|&name| {
+                let value = match name {
+                    "event_type" => topic.name(),
+                    "new_status" => "shipped",
+                    "amount" => "12.50",
+                    _ => "x",
+                };
+                (name.to_owned(), Value::from(value))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn what_a_topic_keeps_of_an_event_is_among_the_fields_it_says_it_reads() {
+        for topic in ALL {
+            let change = topic
+                .decode(Payload::recorded(full(topic)))
+                .unwrap_or_else(|error| panic!("{}: {error}", topic.name()));
+            for kept in change.said().keys() {
+                assert!(
+                    topic.fields().contains(&kept.as_str()),
+                    "{} keeps {kept}, which its fields() leave out: preflight would call it ignored",
+                    topic.name()
+                );
+            }
+        }
+    }
+}

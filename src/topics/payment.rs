@@ -80,6 +80,25 @@ impl Topic for PaymentTopic {
         }
     }
 
+    fn fields(&self) -> &'static [&'static str] {
+        &[
+            "event_type",
+            "payment_id",
+            "order_id",
+            "amount",
+            "currency",
+            "reason",
+            "timestamp",
+        ]
+    }
+
+    fn other_names(&self) -> &'static [&'static str] {
+        match self.0 {
+            PaymentStatus::Failed => &["payments.payment.failed"],
+            _ => &["payments.payment.confirmed"],
+        }
+    }
+
     fn decode(&self, payload: Payload) -> Result<Box<dyn Change>, DecodeError> {
         payload.expect_event_type(self.name())?;
         Ok(Box::new(PaymentEvent {

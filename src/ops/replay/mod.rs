@@ -16,6 +16,7 @@ mod retained;
 
 use anyhow::{bail, Context};
 
+pub(crate) use range::{apply_page, DryRun};
 pub use range::{
     replay_range, replay_range_shown, Counts, Problem, RangeRequest, ReplayReport, TransitionLine,
 };

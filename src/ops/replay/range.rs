@@ -8,7 +8,7 @@
 
 use crate::stream::RedisConnection;
 use anyhow::Context;
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection, TransactionManager};
 use indicatif::ProgressBar;
 use serde::Serialize;
 use tracing::{Instrument, Span};
@@ -130,7 +130,7 @@ pub struct ReplayReport {
 }
 
 impl ReplayReport {
-    fn new(request: &RangeRequest<'_>, dry_run: bool) -> Self {
+    pub(crate) fn new(request: &RangeRequest<'_>, dry_run: bool) -> Self {
         Self {
             stream: request.stream.to_owned(),
             from: request.from,
@@ -222,37 +222,37 @@ pub async fn replay_range_shown(
     if !dry_run {
         return walk(redis, pg, request, false, progress).await;
     }
-    let ended = pg
-        .transaction(
-            async |pg| match walk(redis, pg, request, true, progress).await {
-                Ok(report) => Err(DryRunEnd::RollBack(Box::new(report))),
-                Err(error) => Err(DryRunEnd::Failed(error)),
-            },
-        )
-        .await;
-    match ended {
-        Err(DryRunEnd::RollBack(report)) => Ok(*report),
-        Err(DryRunEnd::Failed(error)) => Err(error),
-        Err(DryRunEnd::Database(error)) => {
-            Err(error).context("rolling back the dry run's transaction")
-        }
-        Ok(()) => anyhow::bail!("the dry run's transaction ended without being rolled back"),
+    let dry_run = DryRun::begin(pg).await?;
+    let walked = walk(redis, pg, request, true, progress).await;
+    dry_run.end(pg, walked).await
+}
+
+/// A transaction that is always rolled back: what runs in it sees its own writes, as a real
+/// run would, and nothing is ever committed. It holds the rows it locks until it ends.
+pub(crate) struct DryRun(());
+
+impl DryRun {
+    pub(crate) async fn begin(pg: &mut AsyncPgConnection) -> anyhow::Result<Self> {
+        Manager::begin_transaction(pg)
+            .await
+            .context("beginning the dry run's transaction")?;
+        Ok(Self(()))
+    }
+
+    /// Rolls back, whatever `outcome` the work in it came to, and returns that outcome.
+    pub(crate) async fn end<T>(
+        self,
+        pg: &mut AsyncPgConnection,
+        outcome: anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        Manager::rollback_transaction(pg)
+            .await
+            .context("rolling back the dry run's transaction")?;
+        outcome
     }
 }
 
-/// How the dry run's outer transaction ends: always with an error, which is what makes
-/// diesel roll it back.
-enum DryRunEnd {
-    RollBack(Box<ReplayReport>),
-    Failed(anyhow::Error),
-    Database(diesel::result::Error),
-}
-
-impl From<diesel::result::Error> for DryRunEnd {
-    fn from(error: diesel::result::Error) -> Self {
-        Self::Database(error)
-    }
-}
+type Manager = <AsyncPgConnection as AsyncConnection>::TransactionManager;
 
 async fn walk(
     redis: &mut RedisConnection,
@@ -281,7 +281,9 @@ async fn walk(
     Ok(report)
 }
 
-async fn apply_page(
+/// Decodes `page` as the worker does and applies its events with [`apply_batch`], counting
+/// every outcome and undecodable entry in `report`.
+pub(crate) async fn apply_page(
     pg: &mut AsyncPgConnection,
     page: &[StreamEntry],
     request: &RangeRequest<'_>,

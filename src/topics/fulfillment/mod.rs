@@ -26,6 +26,21 @@ impl Topic for StatusChanged {
         2
     }
 
+    fn fields(&self) -> &'static [&'static str] {
+        &[
+            "event_type",
+            "fulfillment_id",
+            "order_id",
+            "new_status",
+            "old_status",
+            "timestamp",
+        ]
+    }
+
+    fn other_names(&self) -> &'static [&'static str] {
+        &["fulfillments.fulfillment.status_changed"]
+    }
+
     fn decode(&self, payload: Payload) -> Result<Box<dyn Change>, DecodeError> {
         payload.expect_event_type(self.name())?;
         let fulfillment_id = payload.required("fulfillment_id")?;

@@ -1,0 +1,180 @@
+//! What preflight reads of one subscribed stream, read-only: its extent (`XLEN`, its first and
+//! last entries), its groups and their consumers (`XINFO`), and, when it does not exist, whether
+//! the topic's stream goes by another of the order service's names here.
+
+use anyhow::Context;
+use redis::streams::{StreamInfoConsumersReply, StreamInfoGroupsReply};
+use serde::Serialize;
+
+use super::groups::{joining, Consumer, Group, Joining};
+use crate::config::Subscription;
+use crate::ops::stream_id::StreamId;
+use crate::ops::{count_range, key_type};
+use crate::stream::RedisConnection;
+
+/// One stream as preflight found it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamFacts {
+    pub topic: &'static str,
+    pub stream: String,
+    pub exists: bool,
+    pub length: u64,
+    pub first: Option<EntryAge>,
+    pub last: Option<EntryAge>,
+    pub groups: Vec<Group>,
+    /// CONSUMER_GROUP.
+    pub consumer_group: String,
+    /// What `run` does with it here.
+    pub joining: Joining,
+    /// When the stream does not exist: the topic's other names that hold a stream here.
+    pub found_instead: Vec<String>,
+}
+
+/// An entry's id and how old it is by Redis's clock.
+#[derive(Debug, Clone, Serialize)]
+pub struct EntryAge {
+    pub id: String,
+    pub age_ms: u64,
+}
+
+impl StreamFacts {
+    /// Dapr's group, when there is no doubt which: CONSUMER_GROUP if it is Dapr's, else the
+    /// only group with Dapr's signature.
+    pub fn dapr_group(&self) -> Option<&Group> {
+        let dapr: Vec<&Group> = self.groups.iter().filter(|g| g.dapr_signature).collect();
+        (dapr.iter().find(|group| group.name == self.consumer_group))
+            .or(match dapr.as_slice() {
+                [only] => Some(only),
+                _ => None,
+            })
+            .copied()
+    }
+}
+
+/// Reads `subscription`'s stream; `now_ms` is Redis's clock.
+pub async fn read(
+    redis: &mut RedisConnection,
+    subscription: &Subscription,
+    now_ms: u64,
+) -> anyhow::Result<StreamFacts> {
+    let config = &subscription.stream;
+    let key = config.stream.as_str();
+    let mut facts = StreamFacts {
+        topic: subscription.topic.name(),
+        stream: key.to_owned(),
+        exists: false,
+        length: 0,
+        first: None,
+        last: None,
+        groups: Vec::new(),
+        consumer_group: config.group.clone(),
+        joining: Joining::Creates { replayed: 0 },
+        found_instead: Vec::new(),
+    };
+    match key_type(redis, key).await?.as_str() {
+        "stream" => {}
+        "none" => {
+            for other in subscription.topic.other_names() {
+                if key_type(redis, other).await? == "stream" {
+                    facts.found_instead.push((*other).to_owned());
+                }
+            }
+            return Ok(facts);
+        }
+        other => anyhow::bail!("key {key} holds a {other}, not a stream"),
+    }
+    facts.exists = true;
+    let (length, first, last): (u64, Ids, Ids) = redis::pipe()
+        .cmd("XLEN")
+        .arg(key)
+        .cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .cmd("XREVRANGE")
+        .arg(key)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(redis)
+        .await
+        .with_context(|| format!("reading the extent of {key}"))?;
+    facts.length = length;
+    let aged = |id: String| EntryAge {
+        age_ms: id
+            .parse::<StreamId>()
+            .map_or(0, |parsed| now_ms.saturating_sub(parsed.ms)),
+        id,
+    };
+    facts.first = first.into_iter().next().map(|(id, ())| aged(id));
+    facts.last = last.into_iter().next().map(|(id, ())| aged(id));
+    facts.groups = groups(redis, key).await?;
+    let replayed = replayed(redis, key, &config.group_start_id, length).await?;
+    facts.joining = joining(
+        key,
+        &config.group,
+        &config.group_start_id,
+        &facts.groups,
+        replayed,
+    );
+    Ok(facts)
+}
+
+/// The ids of an `XRANGE` reply: `()` takes each entry's fields unread.
+type Ids = Vec<(String, ())>;
+
+/// Every group of `key` with its consumers.
+async fn groups(redis: &mut RedisConnection, key: &str) -> anyhow::Result<Vec<Group>> {
+    let reply: StreamInfoGroupsReply = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(key)
+        .query_async(redis)
+        .await
+        .with_context(|| format!("reading the consumer groups of {key} (XINFO GROUPS)"))?;
+    let mut groups = Vec::with_capacity(reply.groups.len());
+    for group in reply.groups {
+        let consumers: StreamInfoConsumersReply = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(key)
+            .arg(&group.name)
+            .query_async(redis)
+            .await
+            .with_context(|| format!("reading the consumers of group {} of {key}", group.name))?;
+        let consumers = (consumers.consumers.into_iter())
+            .map(|consumer| Consumer {
+                name: consumer.name,
+                pending: consumer.pending as u64,
+                idle_ms: consumer.idle as u64,
+            })
+            .collect();
+        groups.push(Group::new(
+            group.name,
+            consumers,
+            group.pending as u64,
+            group.lag.map(|lag| lag as u64),
+            group.last_delivered_id,
+        ));
+    }
+    Ok(groups)
+}
+
+/// How many entries a group created now at `start_id` would be delivered: all of them from
+/// `0`, none from `$`, else those after the id.
+async fn replayed(
+    redis: &mut RedisConnection,
+    key: &str,
+    start_id: &str,
+    length: u64,
+) -> anyhow::Result<u64> {
+    match start_id {
+        "$" => Ok(0),
+        "0" | "0-0" => Ok(length),
+        id => {
+            let hidden = indicatif::ProgressBar::hidden();
+            count_range(redis, key, &format!("({id}"), StreamId::MAX, &hidden).await
+        }
+    }
+}
