@@ -22,9 +22,10 @@ async fn entries_left_pending_by_dapr_are_claimed_and_applied() {
     env.seed_orders(&["o1"], "confirmed").await;
     env.publish_lifecycle("o1", "f1", &[Planning, Shipped])
         .await;
-    // Dapr reads every replica as the consumer named after the app-id.
-    assert_eq!(read_and_abandon(&env, "order-service").await.len(), 2);
-    assert_eq!(env.pending_for("order-service").await, 2);
+    // Dapr reads every replica as one consumer named as its group (its consumerID).
+    let dapr = env.stream.group.clone();
+    assert_eq!(read_and_abandon(&env, &dapr).await.len(), 2);
+    assert_eq!(env.pending_for(&dapr).await, 2);
 
     let mut worker = env.spawn_worker("order-worker-7d9c").await;
     let progress = worker.wait_consumed(2).await;
@@ -199,7 +200,7 @@ async fn claimed_ids_whose_entries_were_deleted_are_counted_and_leave_the_pendin
         env.publish_lifecycle(order, &format!("f-{order}"), &[Planning])
             .await;
     }
-    let held = read_and_abandon(&env, "order-service").await;
+    let held = read_and_abandon(&env, &env.stream.group).await;
     assert_eq!(held.len(), 3);
     xdel(&env, &held[..2]).await;
 

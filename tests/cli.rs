@@ -28,7 +28,7 @@ async fn sigterm_stops_the_worker_with_exit_status_zero() {
     let env = TestEnv::new().await;
     let mut child = env.spawn_process("cli-test", &env.redis_url, &env.database_url, &[]);
     let subscribed = format!(
-        "Subscribing to stream: {}, group: order-service, consumer: cli-test",
+        "Subscribing to stream: {}, group: order-worker, consumer: cli-test",
         env.stream.stream
     );
     eventually("the worker subscribes", async || {

@@ -216,7 +216,7 @@ async fn subscriptions_are_listed_by_the_endpoint_and_the_command_alike() {
     for (row, (topic, stream)) in rows.iter().zip(&streams) {
         assert_eq!(row["topic"], *topic, "{body}");
         assert_eq!(row["stream"], *stream, "{body}");
-        assert_eq!(row["group"], "order-service", "{body}");
+        assert_eq!(row["group"], "order-worker", "{body}");
         assert_eq!(
             row["dead_letter_stream"],
             format!("{stream}.deadletter"),

@@ -103,7 +103,7 @@ async fn the_worker_drains_with_only_the_readme_acl_rule_and_grants() {
         .await
         .expect("group");
     assert_eq!(
-        env.read_as(&env.stream.group, "order-service", 2)
+        env.read_as(&env.stream.group, &env.stream.group, 2)
             .await
             .len(),
         2
@@ -127,7 +127,7 @@ async fn the_worker_drains_with_only_the_readme_acl_rule_and_grants() {
     .await;
     // Dapr's consumer, emptied by the claim, is removed through the Lua script.
     eventually("the emptied consumer is removed", async || {
-        !env.has_consumer("order-service").await
+        !env.has_consumer(&env.stream.group).await
     })
     .await;
     worker.stop().await;

@@ -99,7 +99,7 @@ async fn pending_names_a_missing_stream_or_group_and_exits_1() {
     let no_group = env.order_worker(&["pending"]).await;
     assert_eq!(no_group.status.code(), Some(1));
     assert!(
-        stderr(&no_group).contains("consumer group order-service does not exist")
+        stderr(&no_group).contains("consumer group order-worker does not exist")
             && stderr(&no_group).contains("its groups: analytics"),
         "{}",
         stderr(&no_group)

@@ -2,7 +2,7 @@
 //! and what `XINFO GROUPS` says of it.
 
 use redis::aio::ConnectionLike;
-use redis::streams::{StreamInfoGroup, StreamInfoGroupsReply};
+use redis::streams::{StreamInfoConsumersReply, StreamInfoGroup, StreamInfoGroupsReply};
 
 use crate::config::StreamConfig;
 
@@ -28,11 +28,73 @@ pub async fn ensure_group<C: ConnectionLike + Send>(
                 start_id = %config.group_start_id,
                 "created consumer group"
             );
+            warn_if_dapr_reads(conn, config).await;
             Ok(())
         }
         Err(error) if error.code() == Some("BUSYGROUP") => Ok(()),
         Err(error) => Err(error),
     }
+}
+
+/// Whether a group with these consumers is Dapr's: its `pubsub.redis` reads as one consumer
+/// named after its `consumerID`, in the group of that name, from every replica. This worker
+/// never names a consumer after its group (its consumers are pod names).
+pub fn has_dapr_signature<'a>(group: &str, mut consumers: impl Iterator<Item = &'a str>) -> bool {
+    consumers.any(|consumer| consumer == group)
+}
+
+/// The groups of `stream` carrying Dapr's signature.
+pub async fn dapr_groups<C: ConnectionLike + Send>(
+    conn: &mut C,
+    stream: &str,
+) -> redis::RedisResult<Vec<String>> {
+    let mut dapr = Vec::new();
+    for group in groups(conn, stream).await? {
+        let reply: StreamInfoConsumersReply = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(stream)
+            .arg(&group.name)
+            .query_async(conn)
+            .await?;
+        let names = reply
+            .consumers
+            .iter()
+            .map(|consumer| consumer.name.as_str());
+        if has_dapr_signature(&group.name, names) {
+            dapr.push(group.name);
+        }
+    }
+    Ok(dapr)
+}
+
+/// A group just created on a stream Dapr reads in another group: if this worker replaces that
+/// subscription, CONSUMER_GROUP is wrong. Said once, when the group is created; start-up goes
+/// on, since a stream may rightly have other apps' Dapr groups.
+async fn warn_if_dapr_reads<C: ConnectionLike + Send>(conn: &mut C, config: &StreamConfig) {
+    let dapr = match dapr_groups(conn, &config.stream).await {
+        Ok(dapr) => dapr,
+        Err(error) => {
+            tracing::debug!(stream = %config.stream, "could not look for Dapr's groups: {error}");
+            return;
+        }
+    };
+    if dapr.is_empty() {
+        return;
+    }
+    tracing::warn!(
+        stream = %config.stream,
+        group = %config.group,
+        dapr_groups = %dapr.join(","),
+        "created consumer group {} on stream {}, which Dapr reads in group {}: if this worker \
+         takes over that subscription, set CONSUMER_GROUP={} (else the stream is read again from \
+         GROUP_START_ID={} and Dapr's pending entries are never taken over; `order-worker \
+         preflight` tells)",
+        config.group,
+        config.stream,
+        dapr.join(", "),
+        dapr[0],
+        config.group_start_id
+    );
 }
 
 /// Every consumer group of `stream` (`XINFO GROUPS`); an error if the stream does not exist.

@@ -12,7 +12,7 @@ use super::{group_info, ReadBatch};
 use crate::config::StreamConfig;
 
 /// One `XAUTOCLAIM` page: entries idle for at least `min_idle`, whoever holds them (a dead
-/// replica, Dapr's `order-service` consumer, or ourselves for an entry that failed), become
+/// replica, Dapr's consumer named as the group, or ourselves for an entry that failed), become
 /// ours. Returns the next cursor (`0-0` once the whole pending list was walked) and the
 /// entries; ids Redis reports deleted from the stream are in `deleted`.
 pub async fn autoclaim<C: ConnectionLike + Send>(

@@ -1,5 +1,5 @@
 //! Claiming: taking over entries idle in the group's pending list for at least
-//! `CLAIM_MIN_IDLE_MS` — held by a replica that died, by Dapr's `order-service` consumer after a
+//! `CLAIM_MIN_IDLE_MS` — held by a replica that died, by Dapr's consumer (named as its group) after a
 //! cut-over, or by ourselves for an event whose order did not exist yet — and running them
 //! through the same path as new entries.
 

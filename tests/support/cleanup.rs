@@ -28,10 +28,17 @@ impl TestEnv {
         self.cleaned = true;
     }
 
-    /// The streams a test may have written: the fulfillment stream, the payment streams and
-    /// their dead-letter streams, and the published status changes with their relay's fence.
+    /// The streams a test may have written: the fulfillment stream, the payment streams (also
+    /// under the names other environments give them) and their dead-letter streams, and the
+    /// published status changes with their relay's fence.
     fn keys(&self) -> Vec<String> {
-        let payments = ["payment.confirmed", "payment.failed"].map(|t| self.payment_stream(t));
+        let payments = [
+            "payment.confirmed",
+            "payment.failed",
+            "payments.payment.confirmed",
+            "payments.payment.failed",
+        ]
+        .map(|t| self.payment_stream(t));
         let events = self.order_events();
         let mut keys = vec![
             self.stream.stream.clone(),

@@ -1,10 +1,10 @@
 //! Which group of a stream is Dapr's, and what `run` would do with CONSUMER_GROUP there: pure,
 //! from what `XINFO GROUPS` and `XINFO CONSUMERS` said.
 //!
-//! Dapr's `pubsub.redis` reads as one consumer named after its `consumerID`, in a group of the
-//! same name, from every replica: a group with a consumer of its own name carries its signature.
-//! Other apps subscribed through Dapr to the same topic carry it too, each under its app-id, so
-//! several groups may; only the order worker's is the one to join.
+//! A group with a consumer of its own name carries Dapr's signature
+//! ([`crate::stream::group::has_dapr_signature`]). Other apps subscribed through Dapr to the same
+//! topic carry it too, each under its app-id, so several groups may; only the order worker's is
+//! the one to join.
 
 use serde::Serialize;
 
@@ -39,7 +39,8 @@ impl Group {
         lag: Option<u64>,
         last_delivered_id: String,
     ) -> Self {
-        let dapr_signature = consumers.iter().any(|consumer| consumer.name == name);
+        let names = consumers.iter().map(|consumer| consumer.name.as_str());
+        let dapr_signature = crate::stream::group::has_dapr_signature(&name, names);
         Self {
             name,
             consumers,

@@ -11,6 +11,7 @@ use crate::config::Subscription;
 use crate::ops::stream_id::StreamId;
 use crate::ops::{count_range, key_type};
 use crate::stream::RedisConnection;
+use crate::topics::Topic;
 
 /// One stream as preflight found it.
 #[derive(Debug, Clone, Serialize)]
@@ -74,9 +75,9 @@ pub async fn read(
     match key_type(redis, key).await?.as_str() {
         "stream" => {}
         "none" => {
-            for other in subscription.topic.other_names() {
-                if key_type(redis, other).await? == "stream" {
-                    facts.found_instead.push((*other).to_owned());
+            for other in other_keys(subscription.topic, key) {
+                if key_type(redis, &other).await? == "stream" {
+                    facts.found_instead.push(other);
                 }
             }
             return Ok(facts);
@@ -121,6 +122,24 @@ pub async fn read(
         replayed,
     );
     Ok(facts)
+}
+
+/// Where the topic's stream would be under its other names: in place of the name `key` ends
+/// with, so a prefix (`staging.payment.failed`) is kept.
+fn other_keys(topic: &dyn Topic, key: &str) -> Vec<String> {
+    let names = || std::iter::once(topic.name()).chain(topic.other_names().iter().copied());
+    let own = names()
+        .filter(|name| key.ends_with(name))
+        .max_by_key(|name| name.len());
+    match own {
+        Some(own) => {
+            let prefix = &key[..key.len() - own.len()];
+            (names().filter(|name| *name != own))
+                .map(|name| format!("{prefix}{name}"))
+                .collect()
+        }
+        None => names().map(str::to_owned).collect(),
+    }
 }
 
 /// The ids of an `XRANGE` reply: `()` takes each entry's fields unread.
@@ -176,5 +195,36 @@ async fn replayed(
             let hidden = indicatif::ProgressBar::hidden();
             count_range(redis, key, &format!("({id}"), StreamId::MAX, &hidden).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_topic_s_other_names_take_the_place_of_the_one_the_key_ends_with() {
+        let failed = crate::topics::by_name("payment.failed").expect("topic");
+        assert_eq!(
+            other_keys(failed, "payment.failed"),
+            ["payments.payment.failed"]
+        );
+        assert_eq!(
+            other_keys(failed, "payments.payment.failed"),
+            ["payment.failed"]
+        );
+        assert_eq!(
+            other_keys(failed, "staging.payment.failed"),
+            ["staging.payments.payment.failed"]
+        );
+        assert_eq!(
+            other_keys(failed, "pf-failed"),
+            ["payment.failed", "payments.payment.failed"]
+        );
+        let fulfillment = crate::topics::by_name("fulfillment.status_changed").expect("topic");
+        assert_eq!(
+            other_keys(fulfillment, "fulfillment.status_changed"),
+            ["fulfillments.fulfillment.status_changed"]
+        );
     }
 }
