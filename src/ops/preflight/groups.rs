@@ -113,10 +113,13 @@ pub fn joining(
         ),
     };
     let pending: u64 = dapr.iter().map(|group| group.dapr_pending()).sum();
-    let never_taken = format!(
-        ", and Dapr's {pending} pending entr{} would never be taken over",
-        plural(pending)
-    );
+    let never_taken = match pending {
+        0 => String::new(),
+        _ => format!(
+            ", and Dapr's {pending} pending entr{} would never be taken over",
+            plural(pending)
+        ),
+    };
     if let [only] = dapr.as_slice() {
         return Joining::Wrong {
             why: format!(

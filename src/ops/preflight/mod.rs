@@ -129,7 +129,7 @@ pub async fn check(args: &PreflightArgs) -> anyhow::Result<Preflight> {
                     topic: subscription.topic,
                     stream: &facts.stream,
                     newest: args.sample,
-                    dapr_group: facts.dapr_group().map(|group| group.name.as_str()),
+                    dapr_groups: facts.dapr_groups(),
                     max_entry_bytes: args.max_entry_bytes,
                 };
                 let database = match (&mut pg, &tables) {

@@ -75,8 +75,8 @@ pub struct Sample<'a> {
     pub stream: &'a str,
     /// The newest entries to take.
     pub newest: usize,
-    /// The group whose Dapr consumer's pending entries to take too.
-    pub dapr_group: Option<&'a str>,
+    /// The groups whose Dapr consumer's pending entries to take too.
+    pub dapr_groups: Vec<&'a str>,
     pub max_entry_bytes: usize,
 }
 
@@ -90,9 +90,9 @@ pub async fn rehearse(
     let mut rehearsal = Rehearsal::default();
     let mut entries = newest(redis, sample.stream, sample.newest).await?;
     rehearsal.sampled = entries.len() as u64;
-    if let Some(group) = sample.dapr_group {
+    for group in &sample.dapr_groups {
         let ids = dapr_pending(redis, sample.stream, group).await?;
-        rehearsal.dapr_pending = ids.len() as u64;
+        rehearsal.dapr_pending += ids.len() as u64;
         for id in ids {
             match xrange(redis, sample.stream, &id, &id, 1).await?.pop() {
                 Some(entry) => entries.push(entry),

@@ -39,16 +39,14 @@ pub struct EntryAge {
 }
 
 impl StreamFacts {
-    /// Dapr's group, when there is no doubt which: CONSUMER_GROUP if it is Dapr's, else the
-    /// only group with Dapr's signature.
-    pub fn dapr_group(&self) -> Option<&Group> {
-        let dapr: Vec<&Group> = self.groups.iter().filter(|g| g.dapr_signature).collect();
-        (dapr.iter().find(|group| group.name == self.consumer_group))
-            .or(match dapr.as_slice() {
-                [only] => Some(only),
-                _ => None,
-            })
-            .copied()
+    /// Dapr's group when there is no doubt which (CONSUMER_GROUP if it is Dapr's, else the only
+    /// group with Dapr's signature), else every group with the signature.
+    pub fn dapr_groups(&self) -> Vec<&str> {
+        let dapr = (self.groups.iter()).filter(|group| group.dapr_signature);
+        match dapr.clone().find(|group| group.name == self.consumer_group) {
+            Some(configured) => vec![configured.name.as_str()],
+            None => dapr.map(|group| group.name.as_str()).collect(),
+        }
     }
 }
 
