@@ -1,10 +1,11 @@
 //! Operator commands: `pending` ([`inspect`]: what the group holds and who holds it),
 //! `dead-letter` ([`dead_letter`]: list, show, purge), `trim` ([`trim`]: drop the entries
 //! every group is done with), `replay` ([`replay`]: apply a range again, requeue dead
-//! letters) and `outbox` ([`outbox`]: the status changes waiting to be published, and who
-//! relays them). None of them ever acks or claims an entry of the main stream: that stays the
-//! workers' job. All but `replay` and `outbox` talk to Redis only; `outbox` talks to PostgreSQL
-//! only.
+//! letters), `outbox` ([`outbox`]: the status changes waiting to be published, and who
+//! relays them) and `preflight` ([`preflight`]: before the cut-over, whether the worker will
+//! understand the live streams and which group is Dapr's). None of them ever acks or claims an
+//! entry of the main stream: that stays the workers' job. `replay` and `preflight` talk to both
+//! Redis and PostgreSQL, `outbox` to PostgreSQL only, the others to Redis only.
 
 pub mod dead_letter;
 pub mod inspect;
