@@ -19,7 +19,7 @@ use order_worker::PROCESSING_EVENT;
 use order_worker_dev::in_order::Tables;
 use order_worker_dev::soak::feed::{feed, Fed};
 use order_worker_dev::soak::traffic::{seed_orders, Traffic};
-use support::dapr::{consumers_on, DaprConsumer, DaprSettings};
+use support::dapr::{consumers_on, kill_holding, DaprConsumer, DaprSettings};
 use support::payments::{pending_for_on, pending_on, stream_key, CONFIRMED, FAILED, FULFILLMENT};
 use support::process::terminate;
 use support::{eventually, TestEnv};
@@ -261,10 +261,12 @@ async fn rolled_back_to_dapr_under_load_nothing_is_lost() {
         let dapr = DaprConsumer::start(&env, &RUNBOOK_ORDER, &DAPR).await;
         eventually("Dapr consumes", async || env.inbox_count().await > 0).await;
         preflight_step(&env, GROUP).await;
-        // Cut over on every topic: the worker joins, Dapr's subscriptions are disabled.
-        let name = "order-worker-0";
-        let mut child = worker(&env, name, &RUNBOOK_ORDER);
-        until_processing(&env, name).await;
+        // Cut over on every topic: two worker pods join, Dapr's subscriptions are disabled.
+        let pods = ["order-worker-0", "order-worker-1"];
+        let mut children = pods.map(|name| worker(&env, name, &RUNBOOK_ORDER));
+        for name in pods {
+            until_processing(&env, name).await;
+        }
         dapr.stop().await;
         for topic in RUNBOOK_ORDER {
             let key = stream_key(&env, topic);
@@ -273,22 +275,35 @@ async fn rolled_back_to_dapr_under_load_nothing_is_lost() {
             })
             .await;
         }
-        // Rolled back: the worker scaled to 0, then Dapr's subscriptions enabled again; its
-        // reclaim loop takes whatever the worker left pending.
-        assert_eq!(terminate(&mut child).await.code(), Some(0), "{name} stops");
+        // Rolled back: the workers scaled to 0 (one pod SIGKILLed holding entries, as a pod
+        // force-deleted or crashing on the way), then Dapr's subscriptions enabled again: its
+        // reclaim loop takes what they left pending.
+        let [killed, stopped] = &mut children;
+        let held = kill_holding(killed, &env, &RUNBOOK_ORDER, pods[0]).await;
+        assert_eq!(
+            terminate(stopped).await.code(),
+            Some(0),
+            "{} stops",
+            pods[1]
+        );
         let mut left = 0;
         for topic in RUNBOOK_ORDER {
-            left += pending_for_on(&env, &stream_key(&env, topic), name).await;
+            left += pending_for_on(&env, &stream_key(&env, topic), pods[1]).await;
         }
-        println!("the worker left {left} entries pending at SIGTERM");
+        println!(
+            "{} SIGKILLed holding {held}; {} left {left} at SIGTERM",
+            pods[0], pods[1]
+        );
         let dapr = DaprConsumer::start(&env, &RUNBOOK_ORDER, &DAPR).await;
         for topic in RUNBOOK_ORDER {
             let key = stream_key(&env, topic);
-            eventually(
-                &format!("nothing stays with {name} on {topic}"),
-                async || pending_for_on(&env, &key, name).await == 0,
-            )
-            .await;
+            for pod in pods {
+                eventually(
+                    &format!("nothing stays with {pod} on {topic}"),
+                    async || pending_for_on(&env, &key, pod).await == 0,
+                )
+                .await;
+            }
         }
         // Dapr alone for a while: the load goes on through it.
         let before = env.inbox_count().await;

@@ -133,27 +133,39 @@ impl DaprConsumer {
         );
     }
 
-    /// SIGKILLs it while it holds entries of `topic`'s stream: frozen (SIGSTOP) until a look at
-    /// the pending list finds some under its name, so that what is seen is what it held at the
-    /// kill. Returns how many.
+    /// SIGKILLs it while it holds entries of `topic`'s stream (see [`kill_holding`]).
     pub async fn kill_holding(mut self, env: &TestEnv, topic: &str, consumer_id: &str) -> usize {
-        let key = stream_key(env, topic);
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            signal(&self.child, "-STOP");
-            let held = pending_for_on(env, &key, consumer_id).await;
-            if held > 0 {
-                signal(&self.child, "-KILL");
-                self.child.wait().await.expect("wait");
-                return held;
-            }
-            signal(&self.child, "-CONT");
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "dapr-consumer held nothing of {topic} within {DEADLINE:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        kill_holding(&mut self.child, env, &[topic], consumer_id).await
+    }
+}
+
+/// SIGKILLs `child` while `consumer` holds entries on the streams of `topics`: frozen
+/// (SIGSTOP) until a look at the pending lists finds some under its name, so that what is seen
+/// is what it held at the kill, not luck. Returns how many.
+pub async fn kill_holding(
+    child: &mut Child,
+    env: &TestEnv,
+    topics: &[&str],
+    consumer: &str,
+) -> usize {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        signal(child, "-STOP");
+        let mut held = 0;
+        for topic in topics {
+            held += pending_for_on(env, &stream_key(env, topic), consumer).await;
         }
+        if held > 0 {
+            signal(child, "-KILL");
+            child.wait().await.expect("wait");
+            return held;
+        }
+        signal(child, "-CONT");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{consumer} held nothing of {topics:?} within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
