@@ -1,10 +1,10 @@
-//! The `order-worker-dev` command line: `demo`, `bench`, `replicas` and `soak`.
+//! The `order-worker-dev` command line: `demo`, `bench`, `replicas`, `soak` and `dapr-consumer`.
 
 use clap::{Parser, Subcommand};
 use order_worker::LogFormat;
 
 use crate::worker_process::order_worker_binary;
-use crate::{bench, demo, replicas, soak};
+use crate::{bench, dapr_consumer, demo, replicas, soak};
 
 /// Development tooling for order-worker: the demo, the benchmark and the replicas run. `bench`
 /// and `replicas` start the `order-worker` binary (ORDER_WORKER_BIN, else the one next to this
@@ -40,6 +40,11 @@ pub enum Command {
     /// effect, flat resources, p99 < 500 ms and no ERROR line outside the outages; writes a
     /// JSON of the samples and an SVG chart.
     Soak(soak::SoakConfig),
+    /// Dapr's `pubsub.redis` subscriber with the order service's old worker behind it (one
+    /// group per topic named by --consumer-id, every replica that same consumer, reads of
+    /// --queue-depth, --concurrency handlers, XACK after the handler, XPENDING/XCLAIM reclaim),
+    /// each event applied in its own transaction: the other side of a cut-over rehearsal.
+    DaprConsumer(dapr_consumer::DaprConsumerConfig),
 }
 
 /// Runs `command`; `bench` and `replicas` first find the `order-worker` binary they start.
@@ -51,5 +56,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             .await
             .map(drop),
         Command::Soak(config) => soak::run(config, &order_worker_binary()?).await,
+        Command::DaprConsumer(config) => dapr_consumer::run(config).await,
     }
 }

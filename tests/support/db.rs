@@ -73,9 +73,14 @@ impl TestEnv {
     /// Entries not delivered to the group yet (XINFO GROUPS lag; 0 while the group does not
     /// exist).
     pub async fn lag(&self) -> u64 {
+        self.lag_of(&self.stream.stream).await
+    }
+
+    /// [`TestEnv::lag`] of the group on the stream `key`.
+    pub async fn lag_of(&self, key: &str) -> u64 {
         let reply: redis::RedisResult<redis::streams::StreamInfoGroupsReply> = redis::cmd("XINFO")
             .arg("GROUPS")
-            .arg(&self.stream.stream)
+            .arg(key)
             .query_async(&mut self.redis.clone())
             .await;
         reply

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 mod cleanup;
+pub mod dapr;
 pub mod db;
 pub mod dev;
 pub mod http;

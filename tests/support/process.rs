@@ -86,7 +86,8 @@ impl TestEnv {
             .expect("order-worker starts")
     }
 
-    fn process_log_path(&self, name: &str) -> std::path::PathBuf {
+    /// Where the process `name` of this test logs.
+    pub fn process_log_path(&self, name: &str) -> std::path::PathBuf {
         std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join("test-logs")
             .join(format!("{}.{name}.log", self.stream.stream))

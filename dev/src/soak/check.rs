@@ -4,11 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use diesel::sql_types::BigInt;
-use diesel_async::RunQueryDsl;
 
 use super::plan::Step;
 use super::sample::{self, Clock, Sample};
+use super::traffic::seed_orders;
 use super::verdict::{self, Window};
 use super::{chart, SoakConfig};
 use crate::in_order::{apply_in_order, Tables};
@@ -21,14 +20,9 @@ pub async fn fresh_database(servers: &Servers, name: &str, orders: u64) -> anyho
     let url = local_servers::recreate_database(&servers.admin_url, name).await?;
     order_worker::run_migrations(&url, &order_worker::TableName::default()).await?;
     let mut conn = order_worker::connect_postgres(url.clone()).await?;
-    diesel::sql_query(
-        "INSERT INTO orders (id, status) \
-         SELECT 'soak-' || lpad(n::text, 8, '0'), 'pending' FROM generate_series(0, $1 - 1) n",
-    )
-    .bind::<BigInt, _>(orders as i64)
-    .execute(&mut conn)
-    .await
-    .with_context(|| format!("seeding {orders} orders in {name}"))?;
+    seed_orders(&mut conn, orders)
+        .await
+        .with_context(|| format!("in {name}"))?;
     Ok(url)
 }
 

@@ -13,10 +13,10 @@
 
 mod chart;
 mod check;
-mod feed;
+pub mod feed;
 mod plan;
 mod sample;
-mod traffic;
+pub mod traffic;
 mod verdict;
 
 use std::path::{Path, PathBuf};

@@ -5,6 +5,9 @@
 //! an order's events are spread out like real ones; most are paid and fulfilled, some retry a
 //! declined card, some fail to pay, some are cancelled in the warehouse.
 
+use anyhow::Context;
+use diesel::sql_types::BigInt;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
 use crate::publisher::{self, Format};
@@ -24,6 +27,20 @@ pub const TOPICS: [&str; 3] = [FULFILLMENT, CONFIRMED, FAILED];
 /// The id of the `n`th order; the soak seeds them all `pending` up front.
 pub fn order_id(n: u64) -> String {
     format!("soak-{n:08}")
+}
+
+/// Inserts the first `orders` orders ([`order_id`]) `pending`, as the order service would have
+/// them before their events arrive.
+pub async fn seed_orders(conn: &mut AsyncPgConnection, orders: u64) -> anyhow::Result<()> {
+    diesel::sql_query(
+        "INSERT INTO orders (id, status) \
+         SELECT 'soak-' || lpad(n::text, 8, '0'), 'pending' FROM generate_series(0, $1 - 1) n",
+    )
+    .bind::<BigInt, _>(orders as i64)
+    .execute(conn)
+    .await
+    .with_context(|| format!("seeding {orders} orders"))?;
+    Ok(())
 }
 
 /// One event of an order's life.
