@@ -19,7 +19,7 @@ use order_worker::PROCESSING_EVENT;
 use order_worker_dev::in_order::Tables;
 use order_worker_dev::soak::feed::{feed, Fed};
 use order_worker_dev::soak::traffic::{seed_orders, Traffic};
-use support::dapr::{consumers_on, kill_holding, DaprConsumer, DaprSettings};
+use support::dapr::{kill_holding, DaprConsumer, DaprSettings};
 use support::payments::{pending_for_on, pending_on, stream_key, CONFIRMED, FAILED, FULFILLMENT};
 use support::process::terminate;
 use support::{eventually, TestEnv};
@@ -100,24 +100,37 @@ async fn under_load<T>(env: &TestEnv, script: impl Future<Output = T>) -> T {
     tokio::join!(feeding, scripted).1
 }
 
-/// `issue 34: preflight is run and obeyed here` — until `order-worker preflight` exists: the
-/// group the Dapr-like consumer created on each stream is the CONSUMER_GROUP the worker gets,
-/// with Dapr's signature (its only consumer has the group's own name).
+/// The runbook's first step: `order-worker preflight` with the worker's settings but the
+/// group left at its default. It must find Dapr's group on every stream, say the default is
+/// wrong and give the setting; obeyed, it is ready (exit 0). `worker_group` is what the
+/// workers are then given.
 async fn preflight_step(env: &TestEnv, worker_group: &str) {
-    // issue 34: preflight is run and obeyed here
-    for topic in RUNBOOK_ORDER {
-        let key = stream_key(env, topic);
-        let groups: redis::streams::StreamInfoGroupsReply = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(&key)
-            .query_async(&mut env.redis.clone())
-            .await
-            .expect("XINFO GROUPS");
-        let names: Vec<&str> = groups.groups.iter().map(|g| g.name.as_str()).collect();
-        assert_eq!(names, [worker_group], "groups on {key}");
-        let consumers = consumers_on(env, &key).await;
-        assert_eq!(consumers, [worker_group], "Dapr's consumer on {key}");
-    }
+    let preflight = async |group: &str| {
+        let settings = [
+            ("TOPICS", RUNBOOK_ORDER.join(",")),
+            ("CONSUMER_GROUP", group.into()),
+        ];
+        let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let output = env
+            .order_worker_with(&["preflight", "--json", "--sample", "200"], &settings)
+            .await;
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&output.stderr)));
+        (output.status.code(), report)
+    };
+    // An empty value leaves CONSUMER_GROUP unset: its default.
+    let (code, report) = preflight("").await;
+    assert_eq!(code, Some(1), "the default group is not Dapr's: {report}");
+    let streams = report["streams"].as_array().expect("streams");
+    assert_eq!(streams.len(), RUNBOOK_ORDER.len());
+    let fixes: Vec<&str> = (streams.iter())
+        .map(|stream| stream["joining"]["fix"].as_str().expect("a setting to use"))
+        .collect();
+    let fix = format!("CONSUMER_GROUP={worker_group}");
+    assert_eq!(fixes, [fix.as_str(); 3], "{report}");
+
+    let (code, report) = preflight(worker_group).await;
+    assert_eq!(code, Some(0), "obeyed, preflight is ready: {report}");
 }
 
 /// Waits until the worker `name` has processed an event: it consumes beside Dapr.
