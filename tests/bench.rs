@@ -73,6 +73,7 @@ async fn the_benchmark_completes_and_counts_correctly() {
     // The probe's 200 events take 23 orders (200 / 9 statuses, rounded up) through their
     // lifecycle, status by status: planning, shipped and completed move an order (to
     // processing, shipped, delivered), the last only for the 16 orders the events reach.
+    let published = &report["latency"]["commit_to_published"];
     assert_eq!(published["changes"], 23 + 23 + 16, "{published}");
     for figure in ["changes_per_second", "p50_ms", "p99_ms", "max_ms"] {
         assert!(published[figure].is_f64(), "no {figure} in {published}");
