@@ -169,7 +169,10 @@ async fn trim_as_the_readme_trim_user(servers: &TlsServers, env: &TestEnv) {
     let trimmed = env.order_worker_with(&trim, &as_user(&trim_user)).await;
     assert!(trimmed.status.success(), "{}", stderr(&trimmed));
     let report: serde_json::Value = serde_json::from_slice(&trimmed.stdout).expect("JSON");
-    assert_eq!(report["stream"], "fulfillment.status_changed", "{report}");
+    assert_eq!(
+        report[0]["stream"], "fulfillment.status_changed",
+        "{report}"
+    );
     assert!(env.stream_ids().await.is_empty(), "{report}");
     assert_acl_log_empty(env, "the trim user").await;
 

@@ -73,6 +73,7 @@ async fn pending_shows_each_consumers_count_and_the_oldest_entries_it_holds() {
         .await;
     assert!(json.status.success(), "{}", stderr(&json));
     let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    let parsed = &parsed[0];
     assert_eq!(parsed["group"]["pending"], 5, "{parsed}");
     assert_eq!(
         parsed["oldest_pending"][0]["id"],
@@ -166,24 +167,25 @@ async fn pending_shows_every_subscribed_stream_and_dead_letter_takes_the_topic()
 
     let output = env.order_worker_with(&["pending", "--json"], &all).await;
     assert!(output.status.success(), "{}", stderr(&output));
-    let streams: Vec<String> = serde_json::Deserializer::from_slice(&output.stdout)
-        .into_iter::<serde_json::Value>()
-        .map(|doc| {
-            doc.expect("JSON")["stream"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned()
-        })
+    // One document, as a strict parser wants it: an array of the streams' reports.
+    let reports: Vec<serde_json::Value> =
+        serde_json::from_slice(&output.stdout).expect("one JSON array");
+    let streams: Vec<&str> = (reports.iter())
+        .map(|report| report["stream"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(
         streams,
-        [env.stream.stream.clone(), confirmed.clone(), failed.clone()]
+        [
+            env.stream.stream.as_str(),
+            confirmed.as_str(),
+            failed.as_str()
+        ]
     );
     let one = env
         .order_worker_with(&["pending", "--json", "--topic", "payment.failed"], &all)
         .await;
     let one: serde_json::Value = serde_json::from_slice(&one.stdout).expect("one document");
-    assert_eq!(one["stream"], failed.as_str());
+    assert_eq!(one[0]["stream"], failed.as_str());
 
     let listed = |topic: Option<&'static str>| {
         let mut args = vec!["dead-letter", "list", "--json"];

@@ -170,16 +170,18 @@ fn a_name_drifting_in_the_manifests_fails_the_check() {
 
 #[test]
 fn kubectl_renders_the_same_workloads_the_check_reads() {
-    // Where kubectl is installed, the objects kustomize really renders give the same answers as
-    // the check's own reading of the kustomizations (which needs no kubectl).
-    let Ok(output) = std::process::Command::new("kubectl")
+    // The objects kustomize really renders give the same answers as the check's own reading of
+    // the kustomizations (which needs no kubectl).
+    let output = std::process::Command::new("kubectl")
         .args(["kustomize", "k8s/argocd/staging"])
         .current_dir(world::root())
         .output()
-    else {
-        eprintln!("kubectl not installed: skipped");
-        return;
-    };
+        .unwrap_or_else(|error| {
+            panic!(
+                "kubectl: {error}. Install it (`apt-get install kubectl`, from Debian or \
+                 pkgs.k8s.io, as .ci/run does)"
+            )
+        });
     assert!(
         output.status.success(),
         "{}",

@@ -9,7 +9,7 @@ use redis::streams::{StreamInfoConsumersReply, StreamInfoGroupsReply, StreamPend
 use serde::Serialize;
 
 use super::table::{human_ms, Table};
-use super::{find_group, groups, print_report, OpsConfig};
+use super::{find_group, groups, OpsConfig, Reports};
 
 /// `order-worker pending` settings.
 #[derive(Clone, Debug, clap::Args)]
@@ -84,19 +84,18 @@ pub struct PendingEntry {
 }
 
 /// `order-worker pending`: prints the snapshot of each subscribed stream (`--topic`: one) as
-/// tables, or with `--json` as one JSON document per stream, in turn (`jq` reads them as a
-/// stream of documents).
+/// tables, or with `--json` as one JSON array of them.
 pub async fn run(args: PendingArgs) -> anyhow::Result<()> {
     let mut conn = args.config.connect().await?;
+    let mut reports = Reports::new(args.json);
     for subscription in args.config.subscriptions()? {
         let args = PendingArgs {
             config: args.config.on(subscription),
             ..args.clone()
         };
-        let inspection = inspect(&mut conn, &args).await?;
-        print_report(args.json, &inspection, || render(&inspection))?;
+        reports.print(inspect(&mut conn, &args).await?, render)?;
     }
-    Ok(())
+    reports.finish()
 }
 
 /// Reads the snapshot; fails, saying which, when the stream or the group does not exist.

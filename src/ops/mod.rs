@@ -266,6 +266,41 @@ pub(crate) async fn xrange(
     Ok(batch.entries)
 }
 
+/// The reports of a command over several streams: as text, each printed once read; with
+/// `--json`, all of them as one JSON array at the end, one document any JSON parser reads.
+pub(crate) struct Reports<T> {
+    json: bool,
+    held: Vec<T>,
+}
+
+impl<T: serde::Serialize> Reports<T> {
+    pub(crate) fn new(json: bool) -> Self {
+        Self {
+            json,
+            held: Vec::new(),
+        }
+    }
+
+    pub(crate) fn print(
+        &mut self,
+        report: T,
+        render: impl FnOnce(&T) -> String,
+    ) -> anyhow::Result<()> {
+        if self.json {
+            self.held.push(report);
+            return Ok(());
+        }
+        output::write_stdout(render(&report).as_bytes())
+    }
+
+    pub(crate) fn finish(self) -> anyhow::Result<()> {
+        match self.json {
+            true => print_report(true, &self.held, String::new),
+            false => Ok(()),
+        }
+    }
+}
+
 /// Prints a command's result: as pretty JSON with `--json` (for scripts), else as the text
 /// `render` makes for people.
 pub(crate) fn print_report<T: serde::Serialize>(

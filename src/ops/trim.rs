@@ -22,7 +22,9 @@ use serde::Serialize;
 use super::dead_letter::rfc3339;
 use super::stream_id::StreamId;
 use super::table::Table;
-use super::{count_range, groups, key_type, output, print_report, redis_now_ms, OpsConfig};
+use super::{
+    count_range, groups, key_type, output, print_report, redis_now_ms, OpsConfig, Reports,
+};
 
 /// `order-worker trim` settings.
 #[derive(Clone, Debug, clap::Args)]
@@ -41,7 +43,7 @@ pub struct TrimArgs {
     #[arg(long, default_value = "7d", value_parser = crate::config::parse_duration)]
     pub keep: Duration,
     /// Trim the stream of every topic of TOPICS in turn (one report each; with --json one JSON
-    /// document per stream), not just --topic's. A stream not created yet is skipped; one that
+    /// array of them), not just --topic's. A stream not created yet is skipped; one that
     /// refuses does not stop the others, and the command then exits 1.
     #[arg(long, conflicts_with = "topic")]
     pub all_topics: bool,
@@ -168,6 +170,7 @@ pub async fn run(args: TrimArgs) -> anyhow::Result<()> {
     }
     let mut conn = args.config.connect().await?;
     let mut failed = Vec::new();
+    let mut reports = Reports::new(args.json);
     for subscription in args.config.subscriptions()? {
         let config = args.config.on(subscription);
         let stream = &config.stream.stream;
@@ -177,13 +180,14 @@ pub async fn run(args: TrimArgs) -> anyhow::Result<()> {
             continue;
         }
         match trim_shown(&mut conn, &config, args.keep, args.dry_run, args.json).await {
-            Ok(report) => print_report(args.json, &report, || render(&report))?,
+            Ok(report) => reports.print(report, render)?,
             Err(error) => {
                 tracing::error!("{stream}: {error:#}");
                 failed.push(stream.clone());
             }
         }
     }
+    reports.finish()?;
     if !failed.is_empty() {
         anyhow::bail!("not trimmed: {} (the others were)", failed.join(", "));
     }
