@@ -243,6 +243,12 @@ impl Payload {
         }
     }
 
+    /// An optional string the worker writes to PostgreSQL, whose TEXT refuses NUL: one such
+    /// value would fail its batch's transaction, again at each redelivery.
+    pub fn stored_text(&self, name: &'static str) -> Result<Option<String>, DecodeError> {
+        self.text(name)?.map(|text| no_nul(name, text)).transpose()
+    }
+
     /// A required string: present, non-empty, and storable in PostgreSQL.
     pub fn required(&self, name: &'static str) -> Result<String, DecodeError> {
         match self.text(name)? {

@@ -9,7 +9,10 @@ use order_worker::FulfillmentStatus::*;
 use order_worker::{Progress, StreamConfig, WorkerConfig};
 use order_worker_dev::in_order::Tables;
 use order_worker_dev::publisher::Format;
-use support::payments::{all_topics, publish_payment, stream_key, CONFIRMED, FAILED, FULFILLMENT};
+use support::payments::{
+    all_topics, payment, payment_service_event, publish_event, stream_key, CONFIRMED, FAILED,
+    FULFILLMENT,
+};
 use support::TestEnv;
 
 /// Reads every new entry of `key` in the test's group as `consumer`, which then dies holding
@@ -120,32 +123,18 @@ async fn cancelled_before_shipped_in_the_stream_ends_cancelled_though_shipped_ap
     env.cleanup().await;
 }
 
+/// The payment service's structs: the recompute decodes the accepted payment again from what
+/// the inbox recorded of it, and its row and history keep every field it carried.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_declined_card_applied_after_the_accepted_retry_still_shows_in_the_history() {
     let env = TestEnv::new().await;
     env.seed_orders(&["o1"], "pending").await;
-    publish_payment(
-        &env,
-        FAILED,
-        "o1",
-        "p-declined",
-        Some("10.00"),
-        Some("card_declined"),
-        Format::CloudEvent,
-    )
-    .await;
+    let declined = payment_service_event(FAILED, "o1", "p-declined", "10.00", "card_declined");
+    publish_event(&env, FAILED, &declined, Format::CloudEvent).await;
     let failed = stream_key(&env, FAILED);
     assert_eq!(held_by_a_dead_replica(&env, &failed, "died").await, 1);
-    publish_payment(
-        &env,
-        CONFIRMED,
-        "o1",
-        "p-accepted",
-        Some("10.00"),
-        None,
-        Format::CloudEvent,
-    )
-    .await;
+    let accepted = payment_service_event(CONFIRMED, "o1", "p-accepted", "129.9", "completed");
+    publish_event(&env, CONFIRMED, &accepted, Format::CloudEvent).await;
 
     apply_then_take_over(&env, 1, 1, true).await;
 
@@ -157,6 +146,18 @@ async fn a_declined_card_applied_after_the_accepted_retry_still_shows_in_the_his
         .map(|(_, _, r)| r)
         .collect();
     assert_eq!(reasons, ["PaymentFailed", "PaymentConfirmed"]);
+    let by = |payment: &str| Some(serde_json::json!({"gateway": "vnpay", "payment": payment}));
+    assert_eq!(
+        env.history_metadata("o1").await,
+        [by("p-declined"), by("p-accepted")],
+        "the accepted payment's row, written again by the recompute, keeps its metadata"
+    );
+    let accepted = payment(&env, "p-accepted").await.expect("recorded");
+    let kept = (accepted.amount.as_deref(), accepted.order_number.as_deref());
+    assert_eq!(kept, (Some("129.9"), Some("ORD-o1")));
+    assert_eq!(accepted.reported_status.as_deref(), Some("completed"));
+    let declined = payment(&env, "p-declined").await.expect("recorded");
+    assert_eq!(declined.reason.as_deref(), Some("card_declined"));
     assert_as_in_order(&env, &["o1"], "pending", &[FULFILLMENT, CONFIRMED, FAILED]).await;
     env.cleanup().await;
 }

@@ -246,3 +246,91 @@ async fn a_payment_confirmed_for_a_cancelled_order_is_a_conflict_that_moves_noth
     assert!(nothing_pending(&env).await, "acked");
     env.cleanup().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// 4. Everything the publishers' structs carry ends in the database, in every Dapr format.
+
+/// The payment service's Go structs (float amounts, `failure_reason`, `order_number`, `status`,
+/// `metadata`) and a fulfillment's `metadata`: a declined card, the accepted retry, then the
+/// first fulfillment step, per format.
+#[tokio::test(flavor = "multi_thread")]
+async fn failure_reason_and_every_field_of_the_publishers_structs_end_in_the_database() {
+    let env = TestEnv::new().await;
+    let warehouse = serde_json::json!({"warehouse_id": "wh-hcm-01", "carrier": "GHN"});
+    for format in Format::ALL {
+        let order = format!("o-{format:?}");
+        env.seed_orders(&[&order], "pending").await;
+        let (declined, accepted) = (format!("{order}-declined"), format!("{order}-accepted"));
+        let failed = payment_service_event(FAILED, &order, &declined, "1499000", "card_declined");
+        let published = publish_event(&env, FAILED, &failed, format).await;
+        // The retry after the decline, as in life (ids of two streams tie within a millisecond).
+        clock_passes(&env, &published.0).await;
+        let confirmed = payment_service_event(CONFIRMED, &order, &accepted, "129.9", "completed");
+        let published = publish_event(&env, CONFIRMED, &confirmed, format).await;
+        clock_passes(&env, &published.0).await;
+        let mut planning = order_worker_dev::publisher::event(
+            &order,
+            &format!("{order}-f"),
+            None,
+            order_worker::FulfillmentStatus::Planning,
+            &now(),
+        );
+        planning["metadata"] = warehouse.clone();
+        publish_event(&env, FULFILLMENT, &planning, format).await;
+    }
+
+    let mut worker = env.spawn_worker_with(all_topics(env.config("w1"))).await;
+    let progress = worker.wait_consumed(3 * Format::ALL.len() as u64).await;
+    worker.stop().await;
+    assert_eq!(progress.dead_lettered, 0, "{progress:?}");
+
+    let mut failures = Vec::new();
+    for format in Format::ALL {
+        let order = format!("o-{format:?}");
+        let row = |status: &str, amount: &str| PaymentRow {
+            amount: Some(amount.to_owned()),
+            currency: Some("VND".to_owned()),
+            order_number: Some(format!("ORD-{order}")),
+            ..payment_row(&order, status, None, None)
+        };
+        let want = [
+            (
+                "declined",
+                PaymentRow {
+                    reason: Some("card_declined".to_owned()),
+                    ..row("failed", "1499000")
+                },
+            ),
+            (
+                "accepted",
+                PaymentRow {
+                    reported_status: Some("completed".to_owned()),
+                    ..row("confirmed", "129.9")
+                },
+            ),
+        ];
+        for (payment_id, want) in want {
+            let got = payment(&env, &format!("{order}-{payment_id}")).await;
+            if got.as_ref() != Some(&want) {
+                failures.push(format!(
+                    "{format:?}, {payment_id}: {got:?}, expected {want:?}"
+                ));
+            }
+        }
+        let metadata = env.history_metadata(&order).await;
+        let paid_by = |payment: &str| {
+            let payment = format!("{order}-{payment}");
+            Some(serde_json::json!({"gateway": "vnpay", "payment": payment}))
+        };
+        let want = [
+            paid_by("declined"),
+            paid_by("accepted"),
+            Some(warehouse.clone()),
+        ];
+        if metadata != want {
+            failures.push(format!("{format:?}: history metadata {metadata:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    env.cleanup().await;
+}

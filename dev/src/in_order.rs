@@ -32,13 +32,13 @@ const QUERIES: [(&str, &str); 4] = [
     ),
     (
         "order_payments",
-        "SELECT payment_id, order_id, status, amount::text, currency, reason FROM order_payments \
-         ORDER BY payment_id",
+        "SELECT payment_id, order_id, status, amount::text, currency, reason, order_number, \
+         reported_status FROM order_payments ORDER BY payment_id",
     ),
     (
         "order_status_history",
-        "SELECT order_id, from_status, to_status, reason, event_id, stream_entry_id \
-         FROM order_status_history ORDER BY order_id, id",
+        "SELECT order_id, from_status, to_status, reason, event_id, stream_entry_id, \
+         metadata::text FROM order_status_history ORDER BY order_id, id",
     ),
 ];
 

@@ -359,10 +359,13 @@ fn published(specs: &[Spec]) -> Vec<Entry> {
         let entry_id = format!("{}-{i}", i / 2 + 1);
         let id = format!("e{i}");
         let event = match spec {
+            // Each event's own metadata, so a history row given another event's would show.
             Spec::Fulfillment { order, row, status } => {
                 let (order, _) = ORDERS[*order];
-                let status = FulfillmentStatus::ALL[*status];
-                fulfillment(&id, order, &format!("f-{order}-{row}"), status)
+                let said = json!({"fulfillment_id": format!("f-{order}-{row}"),
+                                  "new_status": FulfillmentStatus::ALL[*status].as_str(),
+                                  "metadata": {"warehouse_id": format!("wh-{i}")}});
+                event(&id, "fulfillment.status_changed", order, said)
             }
             Spec::Payment {
                 order,
@@ -376,9 +379,16 @@ fn published(specs: &[Spec]) -> Vec<Entry> {
                 } else {
                     "payment.failed"
                 };
-                let mut said = json!({"payment_id": format!("p-{order}-{row}")});
+                let mut said = json!({"payment_id": format!("p-{order}-{row}"),
+                                      "metadata": {"attempt": i}});
                 if let Some(amount) = amount {
                     said["amount"] = json!(format!("{amount}.50"));
+                    said["order_number"] = json!(format!("ORD-{order}"));
+                }
+                if *confirmed {
+                    said["status"] = json!(format!("completed-{i}"));
+                } else {
+                    said["failure_reason"] = json!(format!("declined-{i}"));
                 }
                 event(&id, topic, order, said)
             }

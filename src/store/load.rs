@@ -81,7 +81,8 @@ pub async fn load(
             return Ok(Vec::new());
         }
         diesel::sql_query(
-            "SELECT payment_id, order_id, status, amount::text AS amount, currency, reason \
+            "SELECT payment_id, order_id, status, amount::text AS amount, currency, reason, \
+             order_number, reported_status \
              FROM order_payments WHERE order_id = ANY($1) OR payment_id = ANY($2)",
         )
         .bind::<Array<Text>, _>(&order_ids)
@@ -130,6 +131,8 @@ pub async fn load(
             amount: row.amount,
             currency: row.currency,
             reason: row.reason,
+            order_number: row.order_number,
+            reported_status: row.reported_status,
         };
         state.payments.insert(row.payment_id, payment);
     }
@@ -185,6 +188,10 @@ struct PaymentRow {
     currency: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     reason: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    order_number: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    reported_status: Option<String>,
 }
 
 /// The recorded events and the history of `late` orders (locked by [`load`]; `status` holds
@@ -213,8 +220,9 @@ pub async fn load_records(
             order_status_history::reason,
             order_status_history::event_id,
             order_status_history::stream_entry_id,
+            order_status_history::metadata,
         ))
-        .load::<(String, String, String, String, String, String)>(&mut c2);
+        .load::<HistoryRow>(&mut c2);
     let (events, history) = try_join!(events, history)?;
 
     let mut records: HashMap<&str, OrderRecord> = HashMap::new();
@@ -236,7 +244,7 @@ pub async fn load_records(
         };
         record.events.push(row.decode()?);
     }
-    for (order_id, from, to, reason, event_id, stream_entry_id) in history {
+    for (order_id, from, to, reason, event_id, stream_entry_id, metadata) in history {
         let Some(record) = records.get_mut(order_id.as_str()) else {
             continue;
         };
@@ -247,6 +255,8 @@ pub async fn load_records(
             reason,
             event_id,
             stream_entry_id,
+            // In serde_json's spelling, as planned rows have it (the column keeps the text).
+            metadata: metadata.map(|metadata| metadata.to_string()),
         });
     }
     Ok(late
@@ -254,6 +264,17 @@ pub async fn load_records(
         .filter_map(|order_id| records.remove(order_id.as_str()))
         .collect())
 }
+
+/// An `order_status_history` row: order, from, to, reason, event id, entry id, metadata.
+type HistoryRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<serde_json::Value>,
+);
 
 /// A recorded event, as `processed_events` holds it.
 #[derive(Queryable, Selectable)]

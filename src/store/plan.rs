@@ -60,6 +60,9 @@ pub struct Transition {
     pub reason: String,
     pub event_id: String,
     pub stream_entry_id: String,
+    /// The event's `metadata` as JSON text (serde_json's: one spelling for one value, so a row
+    /// read back compares equal to the same row planned again).
+    pub metadata: Option<String>,
 }
 
 /// A step of an order's current status, published as `orders.order.status_changed` through
@@ -218,6 +221,7 @@ fn decide(
             reason: moved.reason,
             event_id: event.event_id.clone(),
             stream_entry_id: incoming.entry_id.to_owned(),
+            metadata: event.change.metadata().map(ToString::to_string),
         });
     }
     outcome

@@ -14,6 +14,7 @@ fn event(id: &str, order: &str, fulfillment: &str, status: FulfillmentStatus) ->
             order_id: order.to_owned(),
             new_status: status,
             old_status: None,
+            metadata: None,
             timestamp: None,
         }),
     }
@@ -242,6 +243,41 @@ fn two_fulfillments_in_one_batch_ship_partially_then_fully() {
             OrderStatus::Processing,
             OrderStatus::PartiallyShipped,
             OrderStatus::Shipped
+        ]
+    );
+}
+
+/// Each history row carries the metadata of the event that moved the order (JSON text), and
+/// none when it had none.
+#[test]
+fn a_history_row_keeps_its_events_metadata() {
+    let mut shipped = event("e2", "o1", "f1", Shipped);
+    let metadata = serde_json::json!({"warehouse_id": "wh-hcm-01", "carrier": "GHN"});
+    shipped.change = Box::new(FulfillmentEvent {
+        fulfillment_id: "f1".to_owned(),
+        order_id: "o1".to_owned(),
+        new_status: Shipped,
+        old_status: None,
+        metadata: Some(metadata),
+        timestamp: None,
+    });
+    let plan = run(
+        &[event("e1", "o1", "f1", Planning), shipped],
+        loaded(&[("o1", OrderStatus::Confirmed)], &[]),
+    );
+    let rows: Vec<_> = plan
+        .transitions
+        .iter()
+        .map(|t| (t.event_id.as_str(), t.metadata.as_deref()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("e1", None),
+            (
+                "e2",
+                Some(r#"{"carrier":"GHN","warehouse_id":"wh-hcm-01"}"#)
+            )
         ]
     );
 }

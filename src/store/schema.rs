@@ -28,6 +28,8 @@ diesel::table! {
         currency -> Nullable<Text>,
         reason -> Nullable<Text>,
         updated_at -> Timestamptz,
+        order_number -> Nullable<Text>,
+        reported_status -> Nullable<Text>,
     }
 }
 
@@ -41,6 +43,7 @@ diesel::table! {
         event_id -> Text,
         stream_entry_id -> Text,
         created_at -> Timestamptz,
+        metadata -> Nullable<Json>,
     }
 }
 

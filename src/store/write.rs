@@ -93,10 +93,13 @@ pub async fn write(
             return Ok(0);
         }
         let rows = &plan.transitions;
+        // '' stands for no metadata: JSON text is never empty.
         TextColumns::new(
             "INSERT INTO order_status_history \
-             (order_id, from_status, to_status, reason, event_id, stream_entry_id) \
-             SELECT * FROM unnest($::text[], $::text[], $::text[], $::text[], $::text[], $::text[])",
+             (order_id, from_status, to_status, reason, event_id, stream_entry_id, metadata) \
+             SELECT o, f, t, r, e, s, NULLIF(m, '')::json \
+             FROM unnest($::text[], $::text[], $::text[], $::text[], $::text[], $::text[], \
+             $::text[]) AS u(o, f, t, r, e, s, m)",
         )
         .column(rows, |t| &t.order_id)
         .column(rows, |t| t.from.as_str())
@@ -104,6 +107,7 @@ pub async fn write(
         .column(rows, |t| &t.reason)
         .column(rows, |t| &t.event_id)
         .column(rows, |t| &t.stream_entry_id)
+        .column(rows, |t| text(&t.metadata))
         .execute(&mut c4)
         .await
     };
@@ -113,15 +117,19 @@ pub async fn write(
         }
         let rows = &plan.payments;
         // '' stands for NULL: TextColumns binds text, and no id, status or amount is ''. The
-        // rules keep a recorded amount or currency a verdict leaves out.
+        // rules keep a recorded amount, currency or order number a verdict leaves out.
         TextColumns::new(
-            "INSERT INTO order_payments (payment_id, order_id, status, amount, currency, reason) \
-             SELECT p, o, s, NULLIF(a, '')::numeric, NULLIF(c, ''), NULLIF(r, '') \
-             FROM unnest($::text[], $::text[], $::text[], $::text[], $::text[], $::text[]) \
-             AS u(p, o, s, a, c, r) \
+            "INSERT INTO order_payments \
+             (payment_id, order_id, status, amount, currency, reason, order_number, \
+             reported_status) \
+             SELECT p, o, s, NULLIF(a, '')::numeric, NULLIF(c, ''), NULLIF(r, ''), \
+             NULLIF(n, ''), NULLIF(v, '') \
+             FROM unnest($::text[], $::text[], $::text[], $::text[], $::text[], $::text[], \
+             $::text[], $::text[]) AS u(p, o, s, a, c, r, n, v) \
              ON CONFLICT (payment_id) DO UPDATE SET status = EXCLUDED.status, \
              amount = EXCLUDED.amount, currency = EXCLUDED.currency, \
-             reason = EXCLUDED.reason, updated_at = now()",
+             reason = EXCLUDED.reason, order_number = EXCLUDED.order_number, \
+             reported_status = EXCLUDED.reported_status, updated_at = now()",
         )
         .column(rows, |(id, _)| id)
         .column(rows, |(_, p)| &p.order_id)
@@ -129,6 +137,8 @@ pub async fn write(
         .column(rows, |(_, p)| text(&p.amount))
         .column(rows, |(_, p)| text(&p.currency))
         .column(rows, |(_, p)| text(&p.reason))
+        .column(rows, |(_, p)| text(&p.order_number))
+        .column(rows, |(_, p)| text(&p.reported_status))
         .execute(&mut c5)
         .await
     };

@@ -274,7 +274,7 @@ fn errors_read_as_an_operator_needs_them() {
 fn no_input_panics() {
     // Every prefix of every sample's `data`, and every byte of it flipped: truncated and
     // corrupted entries must come back as errors (or events), never as a panic.
-    for (_, fields) in samples() {
+    for (_, fields) in samples(SAMPLES) {
         let data = &fields.iter().find(|(k, _)| k == "data").expect("data").1;
         for end in 0..data.len() {
             let prefix = data.get(..end).unwrap_or_default().to_vec();

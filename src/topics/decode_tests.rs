@@ -121,13 +121,13 @@ fn decoded(event_id: &str, trace: Option<&str>) -> Flat {
 /// sha256("f1\0picked\02025-12-22T10:54:00Z"), computed outside Rust (`sha256sum`).
 const RAW_ID: &str = "raw-80acafb0a0de7718b4cc1b702983c5d540f09cfa68f3b51007067c76e805cf78";
 
-fn samples() -> Vec<(String, Fields)> {
-    SAMPLES
+/// The entries of a fixture (JSON lines): each one's labels (`dapr`, …) and its fields.
+fn samples(jsonl: &str) -> Vec<(Value, Fields)> {
+    jsonl
         .lines()
         .filter(|line| !line.trim().is_empty())
         .map(|line| {
             let sample: Value = serde_json::from_str(line).expect("sample line is JSON");
-            let what = sample["dapr"].as_str().expect("`dapr` label").to_owned();
             let fields = sample["fields"]
                 .as_object()
                 .expect("`fields` object")
@@ -137,7 +137,7 @@ fn samples() -> Vec<(String, Fields)> {
                     (name.clone(), value.as_bytes().to_vec())
                 })
                 .collect();
-            (what, fields)
+            (sample, fields)
         })
         .collect()
 }
@@ -169,9 +169,10 @@ fn every_sample_entry_decodes_to_its_event() {
             trace("5eb6b9c2d2344fc08a93d6ec160c758d-fb675e6752d842fa"),
         ),
     ];
-    let samples = samples();
+    let samples = samples(SAMPLES);
     assert_eq!(samples.len(), expected.len(), "one expectation per sample");
-    for ((what, mut fields), (event_id, trace)) in samples.into_iter().zip(expected) {
+    for ((sample, mut fields), (event_id, trace)) in samples.into_iter().zip(expected) {
+        let what = &sample["dapr"];
         let want = Flat {
             event_id: event_id.to_owned(),
             fulfillment_id: "f6c1d0aa-7a40-4b8e-8f3e-0b9a3c2d1e55".to_owned(),
@@ -358,9 +359,11 @@ fn the_raw_payload_key_is_stable_and_covers_its_three_inputs() {
     );
 }
 
-// Undecodable entries, in their own file.
+// In files of their own: undecodable entries, and the publishers' structs with every field.
 #[path = "decode_error_tests.rs"]
 mod errors;
+#[path = "vector_tests.rs"]
+mod vectors;
 
 /// With a UUID `orders.id`, every usual spelling of a UUID names one order, written as
 /// PostgreSQL writes it; anything else is not an order that can exist.

@@ -126,6 +126,10 @@ pub trait Change: fmt::Debug + Send + Sync {
     /// its rules read but the order id (a column of its own), so a late event's order can be
     /// recomputed from its recorded events.
     fn said(&self) -> Map<String, Value>;
+    /// The publisher's `metadata` (any JSON, null read as none), kept in the history row of the
+    /// move the event causes: operators see where it happened (the warehouse). Part of
+    /// [`Change::said`], so a recompute's history rows keep it too.
+    fn metadata(&self) -> Option<&Value>;
     /// Folds the event into `state`, given its order's current status (the order exists).
     /// Returns its outcome and, if the order moves, where to and why (the history `reason`).
     fn apply(&self, order: OrderStatus, state: &mut State) -> (Outcome, Option<Move>);

@@ -58,6 +58,11 @@ pub struct Payment {
     pub currency: Option<String>,
     /// Why it failed (`card_declined`), as the payment service said.
     pub reason: Option<String>,
+    /// The order's number in the order service (`ORD-…`), as the payment service sent it.
+    pub order_number: Option<String>,
+    /// The payment service's own `status` field, as its latest verdict applied said it:
+    /// informative, the topic alone decides [`Payment::status`].
+    pub reported_status: Option<String>,
 }
 
 /// The topic of one payment verdict: `payment.confirmed` or `payment.failed`.
@@ -106,11 +111,26 @@ impl Topic for PaymentTopic {
             order_id: payload.order_id()?,
             status: self.0,
             amount: amount(payload.value("amount"))?,
-            currency: payload.text("currency")?,
-            reason: payload.text("reason")?,
+            currency: payload.stored_text("currency")?,
+            reason: failure_reason(&payload)?,
+            order_number: payload.stored_text("order_number")?,
+            reported_status: payload.stored_text("status")?,
+            metadata: payload.value("metadata").cloned(),
             timestamp: payload.text("timestamp")?,
         }))
     }
+}
+
+/// Why a payment failed: `failure_reason` as the payment service sends it, else `reason` as
+/// older publishers did (and as the worker records it in `said`). An empty one says nothing:
+/// a publisher in between may send both, one of them empty.
+fn failure_reason(payload: &Payload) -> Result<Option<String>, DecodeError> {
+    for name in ["failure_reason", "reason"] {
+        if let Some(reason) = payload.stored_text(name)?.filter(|r| !r.is_empty()) {
+            return Ok(Some(reason));
+        }
+    }
+    Ok(None)
 }
 
 /// `amount` as exact decimal text: a JSON number as written (serde_json keeps its digits) or a
@@ -159,6 +179,11 @@ pub struct PaymentEvent {
     pub amount: Option<String>,
     pub currency: Option<String>,
     pub reason: Option<String>,
+    pub order_number: Option<String>,
+    /// The event's own `status` field (not [`PaymentEvent::status`]).
+    pub reported_status: Option<String>,
+    /// Any JSON: kept in the history row of the move the event causes.
+    pub metadata: Option<Value>,
     pub timestamp: Option<String>,
 }
 
@@ -184,18 +209,28 @@ impl Change for PaymentEvent {
     fn said(&self) -> Map<String, Value> {
         let mut said = Map::new();
         said.insert("payment_id".into(), self.payment_id.clone().into());
-        // As text: the exact decimal, whatever JSON does to numbers.
+        // As text: the exact decimal, whatever JSON does to numbers. Under the names `decode`
+        // reads, so that a recompute writes the row as it was.
         let optional = [
             ("amount", &self.amount),
             ("currency", &self.currency),
             ("reason", &self.reason),
+            ("order_number", &self.order_number),
+            ("status", &self.reported_status),
         ];
         for (name, value) in optional {
             if let Some(value) = value {
                 said.insert(name.into(), value.clone().into());
             }
         }
+        if let Some(metadata) = &self.metadata {
+            said.insert("metadata".into(), metadata.clone());
+        }
         said
+    }
+
+    fn metadata(&self) -> Option<&Value> {
+        self.metadata.as_ref()
     }
 
     fn describe(&self) -> String {
@@ -227,7 +262,7 @@ impl Change for PaymentEvent {
             .iter()
             .filter(|(id, payment)| payment.order_id == self.order_id && **id != self.payment_id)
             .all(|(_, payment)| payment.status == PaymentStatus::Failed);
-        // A verdict without an amount or currency keeps the one recorded (as the upsert does).
+        // A verdict without an amount, currency or order number keeps the one recorded.
         let recorded = state.payments.get(&self.payment_id);
         let kept = |field: &Option<String>, of: fn(&Payment) -> &Option<String>| {
             field
@@ -240,6 +275,8 @@ impl Change for PaymentEvent {
             amount: kept(&self.amount, |p| &p.amount),
             currency: kept(&self.currency, |p| &p.currency),
             reason: self.reason.clone(),
+            order_number: kept(&self.order_number, |p| &p.order_number),
+            reported_status: self.reported_status.clone(),
         };
         state.payments.insert(self.payment_id.clone(), payment);
         state.changed.payments.insert(&self.payment_id);

@@ -80,6 +80,9 @@ fn event(payment: &str, order: &str, status: PaymentStatus) -> PaymentEvent {
         amount: Some("129.90".to_owned()),
         currency: Some("EUR".to_owned()),
         reason: (status == F).then(|| "card_declined".to_owned()),
+        order_number: Some("ORD-0042".to_owned()),
+        reported_status: (status == C).then(|| "completed".to_owned()),
+        metadata: None,
         timestamp: None,
     }
 }
@@ -110,6 +113,32 @@ fn a_declined_card_then_an_accepted_one_confirms_the_order() {
     assert_eq!(
         state.changed.payments.iter().collect::<Vec<_>>(),
         ["p1", "p2"]
+    );
+}
+
+/// The row keeps what the verdicts said: the latest one's status field and reason, an order
+/// number or amount a later verdict leaves out.
+#[test]
+fn a_retried_payment_keeps_its_order_number_and_takes_the_latest_status_and_reason() {
+    let declined = event("p1", "o1", F);
+    let accepted = PaymentEvent {
+        amount: None,
+        currency: None,
+        order_number: None,
+        ..event("p1", "o1", C)
+    };
+    let (_, _, state) = fold(O::Pending, &[declined, accepted]);
+    assert_eq!(
+        state.payments["p1"],
+        Payment {
+            order_id: "o1".to_owned(),
+            status: C,
+            amount: Some("129.90".to_owned()),
+            currency: Some("EUR".to_owned()),
+            reason: None,
+            order_number: Some("ORD-0042".to_owned()),
+            reported_status: Some("completed".to_owned()),
+        }
     );
 }
 

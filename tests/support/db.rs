@@ -43,6 +43,17 @@ impl TestEnv {
             .expect("read history")
     }
 
+    /// The `metadata` of the order's history rows, oldest first.
+    pub async fn history_metadata(&self, order_id: &str) -> Vec<Option<serde_json::Value>> {
+        order_status_history::table
+            .filter(order_status_history::order_id.eq(order_id))
+            .order(order_status_history::id)
+            .select(order_status_history::metadata)
+            .load(&mut self.db().await)
+            .await
+            .expect("read history metadata")
+    }
+
     pub async fn history_count(&self) -> i64 {
         order_status_history::table
             .count()

@@ -40,6 +40,32 @@ pub fn payment_event(
     publisher::payment_event(verdict, order, payment, amount, reason, &now())
 }
 
+/// A verdict as the payment service's Go structs write it (DESIGN §2b): `amount` a JSON number
+/// as Go writes a float64 (`1499000`, `129.9`), its `order_number` and `metadata` (naming the
+/// payment, so a history row shows whose it is), and `said` as `status` (confirmed) or
+/// `failure_reason` (failed).
+pub fn payment_service_event(
+    topic: &str,
+    order: &str,
+    payment: &str,
+    amount: &str,
+    said: &str,
+) -> Value {
+    let amount: Value = serde_json::from_str(amount).expect("a JSON number");
+    let mut event = serde_json::json!({
+        "event_type": topic, "payment_id": payment, "order_id": order,
+        "order_number": format!("ORD-{order}"), "amount": amount, "currency": "VND",
+        "timestamp": now(), "metadata": {"gateway": "vnpay", "payment": payment},
+    });
+    let field = if topic == CONFIRMED {
+        "status"
+    } else {
+        "failure_reason"
+    };
+    event[field] = said.into();
+    event
+}
+
 /// XADDs `event` to the test's stream of `topic` as Dapr would in `format`; returns (entry id,
 /// CloudEvent id; unused by the worker for [`Format::Raw`]).
 pub async fn publish_event(
@@ -148,8 +174,13 @@ pub struct PaymentRow {
     pub currency: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     pub reason: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub order_number: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub reported_status: Option<String>,
 }
 
+/// A row as the dev publisher's verdicts leave it (no order number, no status field).
 pub fn payment_row(
     order: &str,
     status: &str,
@@ -162,13 +193,15 @@ pub fn payment_row(
         amount: amount.map(str::to_owned),
         currency: Some("EUR".to_owned()),
         reason: reason.map(str::to_owned),
+        order_number: None,
+        reported_status: None,
     }
 }
 
 pub async fn payment(env: &TestEnv, payment_id: &str) -> Option<PaymentRow> {
     diesel::sql_query(
-        "SELECT order_id, status, amount::text AS amount, currency, reason \
-         FROM order_payments WHERE payment_id = $1",
+        "SELECT order_id, status, amount::text AS amount, currency, reason, order_number, \
+         reported_status FROM order_payments WHERE payment_id = $1",
     )
     .bind::<Text, _>(payment_id)
     .get_result(&mut env.db().await)

@@ -54,12 +54,13 @@ impl Topic for StatusChanged {
             order_id,
             new_status,
             old_status: payload.text("old_status")?,
+            metadata: payload.value("metadata").cloned(),
             timestamp: payload.text("timestamp")?,
         }))
     }
 }
 
-/// The fulfillment service's event; other fields, such as its `metadata`, are not needed.
+/// The fulfillment service's event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FulfillmentEvent {
     pub fulfillment_id: String,
@@ -67,6 +68,9 @@ pub struct FulfillmentEvent {
     pub new_status: FulfillmentStatus,
     /// As the publisher saw it; informative only, since the worker keeps its own record.
     pub old_status: Option<String>,
+    /// Where it happens (`{"warehouse_id": …, "carrier": …}`), any JSON as the publisher sent
+    /// it: kept in the history row of the move the event causes, for operators.
+    pub metadata: Option<Value>,
     pub timestamp: Option<String>,
 }
 
@@ -96,7 +100,14 @@ impl Change for FulfillmentEvent {
         let mut said = Map::new();
         said.insert("fulfillment_id".into(), self.fulfillment_id.clone().into());
         said.insert("new_status".into(), self.new_status.as_str().into());
+        if let Some(metadata) = &self.metadata {
+            said.insert("metadata".into(), metadata.clone());
+        }
         said
+    }
+
+    fn metadata(&self) -> Option<&Value> {
+        self.metadata.as_ref()
     }
 
     fn describe(&self) -> String {
