@@ -291,6 +291,9 @@ mod fields_tests {
                     "event_type" => topic.name(),
                     "new_status" => "shipped",
                     "amount" => "12.50",
+                    "metadata" => {
+                        return (name.to_owned(), serde_json::json!({"warehouse_id": "x"}))
+                    }
                     _ => "x",
                 };
                 (name.to_owned(), Value::from(value))

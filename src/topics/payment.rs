@@ -92,7 +92,11 @@ impl Topic for PaymentTopic {
             "order_id",
             "amount",
             "currency",
+            "failure_reason",
             "reason",
+            "order_number",
+            "status",
+            "metadata",
             "timestamp",
         ]
     }

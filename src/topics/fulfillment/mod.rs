@@ -33,6 +33,7 @@ impl Topic for StatusChanged {
             "order_id",
             "new_status",
             "old_status",
+            "metadata",
             "timestamp",
         ]
     }
