@@ -288,3 +288,16 @@ fn metadata_is_any_json_kept_as_sent_and_null_is_none() {
     let payment = failed_with(json!({ "metadata": null })).expect("decodes");
     assert_eq!(payment.metadata, None);
 }
+
+#[test]
+fn every_field_of_the_publishers_structs_is_one_its_topic_reads() {
+    // What `preflight` reports as ignored: nothing of these structs.
+    for (sample, fields) in samples(VECTORS) {
+        let topic = by_name(sample["topic"].as_str().expect("`topic`")).expect("a topic");
+        let opened = crate::envelope::open(&fields, LIMIT).expect("opens");
+        let ignored: Vec<&str> = (opened.payload.names())
+            .filter(|name| !topic.fields().contains(name))
+            .collect();
+        assert_eq!(ignored, Vec::<&str>::new(), "{}", sample["vector"]);
+    }
+}
