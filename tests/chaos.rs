@@ -25,7 +25,7 @@ use order_worker_dev::in_order::Tables;
 use order_worker_dev::publisher::{self, Format};
 use support::order_events::chains;
 use support::payments::{pending_for_on, ALL_TOPICS, CONFIRMED, FAILED, FULFILLMENT};
-use support::process::{signal, terminate};
+use support::process::{kill, terminate};
 use support::TestEnv;
 use tokio::process::Child;
 
@@ -189,8 +189,7 @@ async fn run(shape: Shape) {
         assert_running(&env, &mut workers);
         if now >= next_kill {
             let victim = kills % workers.len();
-            signal(&workers[victim].1, "-KILL");
-            let status = workers[victim].1.wait().await.expect("reaped");
+            let status = kill(&mut workers[victim].1).await;
             // Killed by this SIGKILL, not exited before it.
             assert_eq!(
                 status.signal(),

@@ -9,7 +9,7 @@ use order_worker_dev::fault_proxy::FaultProxy;
 use order_worker_dev::publisher::Format;
 use support::http::{get, http_port, Metrics};
 use support::payments::{publish_payment, ALL_TOPICS, CONFIRMED, FAILED};
-use support::process::signal;
+use support::process::terminate;
 use support::{eventually, TestEnv};
 
 const FULFILLMENT_TOPIC: (&str, &str) = ("topic", "fulfillment.status_changed");
@@ -48,8 +48,7 @@ async fn readyz_follows_postgres_through_a_cut_and_healthz_stays_up() {
     proxy.restore();
     eventually("ready again", async || get(port, "/readyz").await.0 == 200).await;
 
-    signal(&worker, "-TERM");
-    worker.wait().await.expect("exits");
+    assert_eq!(terminate(&mut worker).await.code(), Some(0), "exit status");
     env.cleanup().await;
 }
 
@@ -118,8 +117,7 @@ async fn metrics_parse_as_prometheus_text_and_count_exactly_the_events_processed
         );
     }
 
-    signal(&worker, "-TERM");
-    worker.wait().await.expect("exits");
+    assert_eq!(terminate(&mut worker).await.code(), Some(0), "exit status");
     env.cleanup().await;
 }
 
@@ -185,8 +183,7 @@ async fn metrics_count_claimed_entries_and_each_refusal_by_its_kind() {
     assert_eq!(env.order_status("o1").await, "processing");
     assert_eq!(env.order_status("o2").await, "confirmed");
 
-    signal(&worker, "-TERM");
-    worker.wait().await.expect("exits");
+    assert_eq!(terminate(&mut worker).await.code(), Some(0), "exit status");
     env.cleanup().await;
 }
 
@@ -247,8 +244,7 @@ async fn subscriptions_are_listed_by_the_endpoint_and_the_command_alike() {
         );
     }
 
-    signal(&worker, "-TERM");
-    worker.wait().await.expect("exits");
+    assert_eq!(terminate(&mut worker).await.code(), Some(0), "exit status");
     env.cleanup().await;
 }
 
@@ -296,7 +292,6 @@ async fn payment_events_are_counted_by_topic_and_conflicts_apart() {
         assert_eq!(metrics.value(name, labels), value, "{name}{labels:?}");
     }
 
-    signal(&worker, "-TERM");
-    worker.wait().await.expect("exits");
+    assert_eq!(terminate(&mut worker).await.code(), Some(0), "exit status");
     env.cleanup().await;
 }

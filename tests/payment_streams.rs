@@ -12,7 +12,7 @@ use order_worker_dev::fault_proxy::FaultProxy;
 use order_worker_dev::publisher::{self, Format};
 use serde_json::Value;
 use support::payments::*;
-use support::process::{signal, terminate};
+use support::process::{kill, terminate};
 use support::{eventually, TestEnv};
 
 // ---------------------------------------------------------------------------------------------
@@ -275,8 +275,7 @@ async fn replicas_share_the_three_streams_and_a_killed_one_loses_and_repeats_not
         env.has_consumer("w2").await && env.has_consumer("w3").await
     })
     .await;
-    signal(&victim, "-KILL");
-    victim.wait().await.expect("reaped");
+    kill(&mut victim).await;
     proxy.restore();
     for key in three_streams(&env) {
         let held = pending_for_on(&env, &key, "victim").await;

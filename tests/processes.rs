@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use order_worker_dev::fault_proxy::FaultProxy;
-use support::process::{signal, terminate};
+use support::process::{kill, signal, terminate};
 use support::{eventually, TestEnv, DEADLINE};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -29,8 +29,7 @@ async fn a_worker_killed_mid_batch_has_its_entries_claimed_by_another() {
         env.pending_for("victim").await > 0
     })
     .await;
-    signal(&victim, "-KILL");
-    victim.wait().await.expect("reaped");
+    kill(&mut victim).await;
     proxy.restore();
     assert!(
         env.pending_for("victim").await > 0,
@@ -42,8 +41,11 @@ async fn a_worker_killed_mid_batch_has_its_entries_claimed_by_another() {
         env.history_count().await == 3 * orders.len() as i64 && env.pending().await == 0
     })
     .await;
-    signal(&survivor, "-TERM");
-    survivor.wait().await.expect("survivor exits");
+    assert_eq!(
+        terminate(&mut survivor).await.code(),
+        Some(0),
+        "exit status"
+    );
     env.assert_all_delivered(&orders).await;
     env.cleanup().await;
 }
@@ -78,8 +80,7 @@ async fn a_killed_replicas_entries_are_taken_over_in_seconds_not_after_claim_min
         "a live replica's batch was taken"
     );
     let killed = std::time::Instant::now();
-    signal(&victim, "-KILL");
-    victim.wait().await.expect("reaped");
+    kill(&mut victim).await;
     eventually(
         "the survivor took everything over and applied it",
         async || env.pending().await == 0 && env.history_count().await == 3 * published as i64,
@@ -88,8 +89,11 @@ async fn a_killed_replicas_entries_are_taken_over_in_seconds_not_after_claim_min
     let took = killed.elapsed();
     eprintln!("takeover after SIGKILL, applied and acked: {took:?}");
     assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
-    signal(&survivor, "-TERM");
-    survivor.wait().await.expect("survivor exits");
+    assert_eq!(
+        terminate(&mut survivor).await.code(),
+        Some(0),
+        "exit status"
+    );
     env.cleanup().await;
 }
 
@@ -135,8 +139,7 @@ async fn sigterm_during_a_backlog_exits_zero_in_time_leaving_nothing_pending() {
         env.history_count().await == 3 * orders.len() as i64 && env.pending().await == 0
     })
     .await;
-    signal(&next, "-TERM");
-    next.wait().await.expect("exits");
+    assert_eq!(terminate(&mut next).await.code(), Some(0), "exit status");
     env.assert_all_delivered(&orders).await;
     env.cleanup().await;
 }
@@ -166,8 +169,7 @@ async fn an_outage_is_logged_once_when_it_starts_and_once_when_it_ends() {
         env.history_count().await == 3 * orders.len() as i64 && env.pending().await == 0
     })
     .await;
-    signal(&worker, "-TERM");
-    worker.wait().await.expect("exits");
+    assert_eq!(terminate(&mut worker).await.code(), Some(0), "exit status");
 
     let log = env.process_log("logger");
     assert_eq!(log.matches("PostgreSQL unavailable").count(), 1, "{log}");

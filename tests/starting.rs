@@ -8,7 +8,7 @@ mod support;
 use order_worker::FulfillmentStatus::Planning;
 use order_worker_dev::fault_proxy::FaultProxy;
 use support::http::{get, http_port};
-use support::process::signal;
+use support::process::terminate;
 use support::{eventually, TestEnv};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -35,18 +35,19 @@ async fn a_worker_started_during_a_postgres_outage_waits_then_drains() {
     })
     .await;
     assert_eq!(get(port, "/readyz").await.0, 200);
-    signal(&worker, "-TERM");
-    assert_eq!(worker.wait().await.expect("exits").code(), Some(0));
+    assert_eq!(terminate(&mut worker).await.code(), Some(0), "exit status");
     env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_started_during_a_redis_outage_waits_and_a_sigterm_meanwhile_exits_zero() {
     let env = TestEnv::new().await;
-    // A port where nothing listens: Redis is down, connections are refused.
-    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    let down = free.local_addr().expect("address").to_string();
-    drop(free);
+    // A port where nothing listens: Redis is down, connections are refused. From the harness's
+    // allocator: a port bound to `:0` and dropped may meanwhile be any connection's local port.
+    let down = format!(
+        "127.0.0.1:{}",
+        order_worker_dev::local_servers::free_port().expect("a free port")
+    );
     let redis_url = format!("redis://{down}");
     let mut quitter = env.spawn_process("http-6", &redis_url, &env.database_url, &[]);
     let mut waiter = env.spawn_process("http-7", &redis_url, &env.database_url, &[]);
@@ -58,8 +59,7 @@ async fn a_worker_started_during_a_redis_outage_waits_and_a_sigterm_meanwhile_ex
         })
         .await;
     }
-    signal(&quitter, "-TERM");
-    assert_eq!(quitter.wait().await.expect("exits").code(), Some(0));
+    assert_eq!(terminate(&mut quitter).await.code(), Some(0), "exit status");
 
     env.seed_orders(&["o1"], "confirmed").await;
     env.publish_lifecycle("o1", "f1", &[Planning]).await;
@@ -70,8 +70,7 @@ async fn a_worker_started_during_a_redis_outage_waits_and_a_sigterm_meanwhile_ex
         env.order_status("o1").await == "processing" && env.pending().await == 0
     })
     .await;
-    signal(&waiter, "-TERM");
-    assert_eq!(waiter.wait().await.expect("exits").code(), Some(0));
+    assert_eq!(terminate(&mut waiter).await.code(), Some(0), "exit status");
     env.cleanup().await;
 }
 
@@ -110,7 +109,6 @@ async fn a_worker_started_while_proxies_hang_up_on_both_servers_waits_then_drain
         env.order_status("o1").await == "processing" && env.pending().await == 0
     })
     .await;
-    signal(&worker, "-TERM");
-    assert_eq!(worker.wait().await.expect("exits").code(), Some(0));
+    assert_eq!(terminate(&mut worker).await.code(), Some(0), "exit status");
     env.cleanup().await;
 }

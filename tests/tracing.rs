@@ -220,9 +220,12 @@ async fn sigterm_exports_the_last_spans_over_http_protobuf() {
 #[tokio::test(flavor = "multi_thread")]
 async fn with_the_collector_down_every_event_applies_and_the_loss_is_logged_once_and_counted() {
     let env = TestEnv::new().await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port");
+    // Nothing listens there: from the harness's allocator, which never hands out a port the
+    // kernel may give a connection meanwhile.
+    let closed = format!(
+        "127.0.0.1:{}",
+        order_worker_dev::local_servers::free_port().expect("a free port")
+    );
     let mut worker = spawn(&env, &format!("http://{closed}"), "grpc", &[]);
     let (orders, published) = env.seed_lifecycles(170).await;
     assert!(published >= 500, "{published}");

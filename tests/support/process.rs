@@ -157,6 +157,15 @@ pub async fn terminate(child: &mut Child) -> std::process::ExitStatus {
         .expect("wait")
 }
 
+/// SIGKILLs the process and reaps it, failing after [`super::DEADLINE`].
+pub async fn kill(child: &mut Child) -> std::process::ExitStatus {
+    signal(child, "-KILL");
+    tokio::time::timeout(super::DEADLINE, child.wait())
+        .await
+        .expect("reaped in time after SIGKILL")
+        .expect("wait")
+}
+
 /// Sends `signal` (e.g. "-TERM", "-KILL") to the process.
 pub fn signal(child: &Child, signal: &str) {
     let pid = child.id().expect("process still running").to_string();
