@@ -222,7 +222,7 @@ pub async fn load_records(
             order_status_history::stream_entry_id,
             order_status_history::metadata,
         ))
-        .load::<HistoryRow>(&mut c2);
+        .load::<HistoryColumns>(&mut c2);
     let (events, history) = try_join!(events, history)?;
 
     let mut records: HashMap<&str, OrderRecord> = HashMap::new();
@@ -266,7 +266,7 @@ pub async fn load_records(
 }
 
 /// An `order_status_history` row: order, from, to, reason, event id, entry id, metadata.
-type HistoryRow = (
+type HistoryColumns = (
     String,
     String,
     String,
