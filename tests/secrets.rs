@@ -10,6 +10,30 @@ use support::http::{get, http_port};
 use support::process::terminate;
 use support::{eventually, unique, TestEnv};
 
+/// A Redis ACL user of this test's own, deleted when dropped: also when the test panics, so the
+/// shared Redis keeps no user of a failed run.
+struct AclUser {
+    redis_url: String,
+    name: String,
+}
+
+impl Drop for AclUser {
+    fn drop(&mut self) {
+        let deleted = redis::Client::open(self.redis_url.as_str())
+            .and_then(|client| client.get_connection())
+            .and_then(|mut conn| {
+                redis::cmd("ACL")
+                    .arg("DELUSER")
+                    .arg(&self.name)
+                    .query::<i64>(&mut conn)
+            });
+        // Panicking here while the test unwinds would abort every test of the binary.
+        if let Err(error) = deleted {
+            eprintln!("ACL user {} not deleted: {error}", self.name);
+        }
+    }
+}
+
 /// `url` through `proxy`, logging in as `user` with `password`.
 fn with_password(proxy: &FaultProxy, url: &str, user: &str, password: &str) -> String {
     let mut url = url::Url::parse(&proxy.url_for(url).expect("proxied URL")).expect("URL");
@@ -36,6 +60,10 @@ async fn no_log_line_holds_a_password_from_either_url() {
         .query_async(&mut env.redis.clone())
         .await
         .expect("ACL SETUSER");
+    let acl_user = AclUser {
+        redis_url: env.redis_url.clone(),
+        name: user.clone(),
+    };
     let redis = FaultProxy::start(&env.redis_addr())
         .await
         .expect("proxy starts");
@@ -77,11 +105,7 @@ async fn no_log_line_holds_a_password_from_either_url() {
     restore();
     eventually("ready again", async || get(port, "/readyz").await.0 == 200).await;
     assert_eq!(terminate(&mut worker).await.code(), Some(0));
-    let _: () = redis::cmd("ACL")
-        .arg(&["DELUSER", &user])
-        .query_async(&mut env.redis.clone())
-        .await
-        .expect("ACL DELUSER");
+    drop(acl_user);
 
     let log = env.process_log("secrets");
     for logged in [
