@@ -1,7 +1,8 @@
 //! Starting during an outage: a worker whose Redis or PostgreSQL does not answer waits with
 //! backoff, says so on `/readyz`, and starts once the server is back (SIGTERM meanwhile exits 0),
 //! whether the server refuses connections or something in between (a proxy, a mesh sidecar)
-//! accepts them and hangs up at once.
+//! accepts them and hangs up at once. And what waiting cannot fix (a refused password, a bad
+//! URL, a schema behind) exits 1 at once with the reason.
 
 mod support;
 
@@ -110,5 +111,49 @@ async fn a_worker_started_while_proxies_hang_up_on_both_servers_waits_then_drain
     })
     .await;
     assert_eq!(terminate(&mut worker).await.code(), Some(0), "exit status");
+    env.cleanup().await;
+}
+
+/// Runs `order-worker run` with `settings` over the test's, and returns how it ended: within a
+/// few seconds, or the test fails (waiting is for what an outage can fix, not for these).
+async fn exits_at_once(env: &TestEnv, settings: &[(&str, &str)]) -> std::process::Output {
+    const AT_ONCE: std::time::Duration = std::time::Duration::from_secs(10);
+    let mut all = vec![("HTTP_ADDR", "127.0.0.1:0")];
+    all.extend_from_slice(settings);
+    tokio::time::timeout(AT_ONCE, env.order_worker_with(&["run"], &all))
+        .await
+        .unwrap_or_else(|_| panic!("still running after {AT_ONCE:?} with {settings:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_waiting_cannot_fix_exits_1_at_once_with_the_reason() {
+    let env = TestEnv::new().await;
+    let nobody = format!(
+        "redis://{}:wrong@{}",
+        support::unique("ow_nobody"),
+        env.redis_addr()
+    );
+    let unmigrated = TestEnv::unmigrated().await;
+    let cases = [
+        (
+            vec![("REDIS_URL", nobody.as_str())],
+            "Password authentication failed",
+        ),
+        (vec![("REDIS_URL", "redis//no-scheme")], "invalid REDIS_URL"),
+        (
+            vec![("DATABASE_URL", unmigrated.database_url.as_str())],
+            "run `order-worker migrate` first",
+        ),
+    ];
+    for (settings, reason) in cases {
+        let output = exits_at_once(&env, &settings).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{settings:?}: {stderr}");
+        assert!(
+            stderr.contains(reason),
+            "{settings:?}: no {reason:?} in {stderr}"
+        );
+    }
+    unmigrated.cleanup().await;
     env.cleanup().await;
 }
