@@ -9,10 +9,12 @@ use order_worker::FulfillmentStatus::*;
 use order_worker::{Progress, StreamConfig, WorkerConfig};
 use order_worker_dev::in_order::Tables;
 use order_worker_dev::publisher::Format;
+use support::http::{http_port, Metrics};
 use support::payments::{
     all_topics, payment, payment_service_event, publish_event, stream_key, CONFIRMED, FAILED,
     FULFILLMENT,
 };
+use support::process::terminate;
 use support::TestEnv;
 
 /// Reads every new entry of `key` in the test's group as `consumer`, which then dies holding
@@ -194,5 +196,44 @@ async fn an_order_changed_by_the_order_service_since_keeps_that_change_when_a_la
         1,
         "the worker's history is left as it was: {rows:?}"
     );
+    env.cleanup().await;
+}
+
+/// At process level, as operators see it: the late event's order is recomputed once, and
+/// `order_recomputes_total` says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recompute_is_counted_in_order_recomputes_total() {
+    let env = TestEnv::new().await;
+    env.seed_orders(&["o1"], "confirmed").await;
+    env.publish_lifecycle("o1", "f1", &[Picking]).await;
+    let key = stream_key(&env, FULFILLMENT);
+    assert_eq!(held_by_a_dead_replica(&env, &key, "died").await, 1);
+    env.publish_lifecycle("o1", "f1", &[Shipped]).await;
+    // The dead replica's entry is left alone until the newer one is applied...
+    let patient = [
+        ("CLAIM_MIN_IDLE_MS", "600000"),
+        ("CONSUMER_GONE_MS", "600000"),
+    ];
+    let mut first = env.spawn_process("patient", &env.redis_url, &env.database_url, &patient);
+    support::eventually("the newer event applied", async || {
+        env.order_status("o1").await == "shipped"
+    })
+    .await;
+    assert_eq!(terminate(&mut first).await.code(), Some(0));
+    // ...then taken over at once and applied, late.
+    let eager = [("CONSUMER_GONE_MS", "300")];
+    let mut second = env.spawn_process("eager", &env.redis_url, &env.database_url, &eager);
+    let port = http_port(&env, "eager").await;
+    support::eventually("the late event applied", async || env.pending().await == 0).await;
+    support::eventually("the recompute counted", async || {
+        Metrics::scrape(port).await.total("order_recomputes_total") >= 1.0
+    })
+    .await;
+    assert_eq!(
+        Metrics::scrape(port).await.total("order_recomputes_total"),
+        1.0
+    );
+    assert_eq!(terminate(&mut second).await.code(), Some(0));
+    assert_eq!(env.order_status("o1").await, "shipped");
     env.cleanup().await;
 }
