@@ -266,6 +266,27 @@ pub(crate) async fn xrange(
     Ok(batch.entries)
 }
 
+/// The newest `count` entries of `stream`, newest first (`XREVRANGE + - COUNT`), parsed like
+/// [`xrange`]'s; none when it is empty or missing.
+pub(crate) async fn xrevrange(
+    conn: &mut RedisConnection,
+    stream: &str,
+    count: usize,
+) -> anyhow::Result<Vec<StreamEntry>> {
+    let reply: redis::Value = redis::cmd("XREVRANGE")
+        .arg(stream)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await
+        .with_context(|| format!("reading the newest {count} entries of {stream} (XREVRANGE)"))?;
+    let mut batch = ReadBatch::default();
+    parse_entries(reply, 0, &mut batch)?;
+    Ok(batch.entries)
+}
+
 /// The reports of a command over several streams: as text, each printed once read; with
 /// `--json`, all of them as one JSON array at the end, one document any JSON parser reads.
 pub(crate) struct Reports<T> {

@@ -16,6 +16,8 @@ pub struct Extent {
     pub length: u64,
     /// The oldest entry's id; `None` when the stream is empty.
     pub oldest: Option<StreamId>,
+    /// The newest entry's id; `None` when the stream is empty.
+    pub newest: Option<StreamId>,
     /// Entries ever deleted: `entries-added` less the length (Redis 7; `None` before, which
     /// cannot tell). `XTRIM` deletes from the start, so these were older than `oldest`
     /// (Redis 7.0's `max-deleted-entry-id` counts only `XDEL`s, so it cannot say this).
@@ -49,7 +51,8 @@ pub async fn extent<C: ConnectionLike + Send>(
 
 /// The `length` and `first-entry` of an `XINFO STREAM` reply (RESP2 pairs or a RESP3 map).
 fn parse(reply: &Value) -> Option<Extent> {
-    let (mut length, mut oldest, mut added, mut last_generated) = (None, None, None, None);
+    let (mut length, mut added, mut last_generated) = (None, None, None);
+    let (mut oldest, mut newest) = (None, None);
     for (key, value) in reply.as_map_iter()? {
         match redis::from_redis_value_ref::<String>(key).ok()?.as_str() {
             "length" => length = Some(redis::from_redis_value_ref::<u64>(value).ok()?),
@@ -58,16 +61,8 @@ fn parse(reply: &Value) -> Option<Extent> {
                 let id: String = redis::from_redis_value_ref(value).ok()?;
                 last_generated = Some(id.parse().ok()?);
             }
-            "first-entry" => {
-                oldest = match value {
-                    Value::Nil => None,
-                    Value::Array(entry) => {
-                        let id: String = redis::from_redis_value_ref(entry.first()?).ok()?;
-                        Some(id.parse().ok()?)
-                    }
-                    _ => return None,
-                }
-            }
+            "first-entry" => oldest = entry_id(value)?,
+            "last-entry" => newest = entry_id(value)?,
             _ => {}
         }
     }
@@ -75,9 +70,23 @@ fn parse(reply: &Value) -> Option<Extent> {
     Some(Extent {
         length,
         oldest,
+        newest,
         deleted: added.map(|added: u64| added.saturating_sub(length)),
         last_generated: last_generated?,
     })
+}
+
+/// The id of `first-entry` / `last-entry`: `Some(None)` for an empty stream's nil, `None` for
+/// a reply that is neither.
+fn entry_id(value: &Value) -> Option<Option<StreamId>> {
+    match value {
+        Value::Nil => Some(None),
+        Value::Array(entry) => {
+            let id: String = redis::from_redis_value_ref(entry.first()?).ok()?;
+            Some(Some(id.parse().ok()?))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -89,7 +98,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_the_length_and_first_entry_of_either_protocol() {
+    fn reads_the_length_and_first_and_last_entries_of_either_protocol() {
         let entry = Value::Array(vec![
             bulk("1700000000000-3"),
             Value::Array(vec![bulk("data"), bulk("{}")]),
@@ -100,6 +109,10 @@ mod tests {
             (bulk("entries-added"), Value::Int(10)),
             (bulk("groups"), Value::Int(1)),
             (bulk("first-entry"), entry),
+            (
+                bulk("last-entry"),
+                Value::Array(vec![bulk("1700000000008-0"), Value::Array(vec![])]),
+            ),
         ];
         let oldest = Some(StreamId {
             ms: 1_700_000_000_000,
@@ -117,6 +130,7 @@ mod tests {
             let expected = Extent {
                 length: 7,
                 oldest,
+                newest: Some(StreamId::at_millis(1_700_000_000_008)),
                 deleted: Some(3),
                 last_generated,
             };
@@ -132,10 +146,13 @@ mod tests {
             Value::Int(0),
             bulk("first-entry"),
             Value::Nil,
+            bulk("last-entry"),
+            Value::Nil,
         ]);
         let nothing = Extent {
             length: 0,
             oldest: None,
+            newest: None,
             deleted: Some(0),
             last_generated: StreamId::MIN,
         };
@@ -162,6 +179,7 @@ mod tests {
         let at = |ms| Extent {
             length: 1,
             oldest: Some(StreamId::at_millis(ms)),
+            newest: Some(StreamId::at_millis(ms)),
             deleted: Some(0),
             last_generated: StreamId::at_millis(ms),
         };
@@ -174,6 +192,7 @@ mod tests {
         let empty = Extent {
             length: 0,
             oldest: None,
+            newest: None,
             deleted: Some(0),
             last_generated: StreamId::MIN,
         };

@@ -2,7 +2,9 @@
 //! and what `XINFO GROUPS` says of it.
 
 use redis::aio::ConnectionLike;
-use redis::streams::{StreamInfoConsumersReply, StreamInfoGroup, StreamInfoGroupsReply};
+use redis::streams::{
+    StreamInfoConsumer, StreamInfoConsumersReply, StreamInfoGroup, StreamInfoGroupsReply,
+};
 
 use crate::config::StreamConfig;
 
@@ -43,12 +45,12 @@ pub fn has_dapr_signature<'a>(group: &str, mut consumers: impl Iterator<Item = &
     consumers.any(|consumer| consumer == group)
 }
 
-/// The groups of `stream` carrying Dapr's signature.
-pub async fn dapr_groups<C: ConnectionLike + Send>(
+/// Every group of `stream` (`XINFO GROUPS`) with its consumers (`XINFO CONSUMERS`).
+pub async fn groups_with_consumers<C: ConnectionLike + Send>(
     conn: &mut C,
     stream: &str,
-) -> redis::RedisResult<Vec<String>> {
-    let mut dapr = Vec::new();
+) -> redis::RedisResult<Vec<(StreamInfoGroup, Vec<StreamInfoConsumer>)>> {
+    let mut found = Vec::new();
     for group in groups(conn, stream).await? {
         let reply: StreamInfoConsumersReply = redis::cmd("XINFO")
             .arg("CONSUMERS")
@@ -56,15 +58,24 @@ pub async fn dapr_groups<C: ConnectionLike + Send>(
             .arg(&group.name)
             .query_async(conn)
             .await?;
-        let names = reply
-            .consumers
-            .iter()
-            .map(|consumer| consumer.name.as_str());
-        if has_dapr_signature(&group.name, names) {
-            dapr.push(group.name);
-        }
+        found.push((group, reply.consumers));
     }
-    Ok(dapr)
+    Ok(found)
+}
+
+/// The groups of `stream` carrying Dapr's signature.
+pub async fn dapr_groups<C: ConnectionLike + Send>(
+    conn: &mut C,
+    stream: &str,
+) -> redis::RedisResult<Vec<String>> {
+    let found = groups_with_consumers(conn, stream).await?;
+    Ok((found.into_iter())
+        .filter(|(group, consumers)| {
+            let names = consumers.iter().map(|consumer| consumer.name.as_str());
+            has_dapr_signature(&group.name, names)
+        })
+        .map(|(group, _)| group.name)
+        .collect())
 }
 
 /// A group just created on a stream Dapr reads in another group: if this worker replaces that

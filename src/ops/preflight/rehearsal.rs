@@ -13,10 +13,9 @@ use serde::Serialize;
 use crate::envelope::OrderIds;
 use crate::ops::replay::{apply_page, Counts, DryRun, Problem, RangeRequest, ReplayReport};
 use crate::ops::stream_id::StreamId;
-use crate::ops::xrange;
+use crate::ops::{xrange, xrevrange};
 use crate::store::Tables;
-use crate::stream::reply::parse_entries;
-use crate::stream::{ReadBatch, RedisConnection, StreamEntry};
+use crate::stream::{RedisConnection, StreamEntry};
 use crate::topics::{self, Topic};
 
 /// Entries applied per transaction step: the worker's default batch.
@@ -88,7 +87,10 @@ pub async fn rehearse(
     sample: &Sample<'_>,
 ) -> anyhow::Result<Rehearsal> {
     let mut rehearsal = Rehearsal::default();
-    let mut entries = newest(redis, sample.stream, sample.newest).await?;
+    let mut entries = match sample.newest {
+        0 => Vec::new(),
+        newest => xrevrange(redis, sample.stream, newest).await?,
+    };
     rehearsal.sampled = entries.len() as u64;
     for group in &sample.dapr_groups {
         let ids = dapr_pending(redis, sample.stream, group).await?;
@@ -115,30 +117,6 @@ pub async fn rehearse(
     };
     group_problems(problems, &mut rehearsal);
     Ok(rehearsal)
-}
-
-/// The newest `count` entries of `stream`, oldest first.
-async fn newest(
-    redis: &mut RedisConnection,
-    stream: &str,
-    count: usize,
-) -> anyhow::Result<Vec<StreamEntry>> {
-    if count == 0 {
-        return Ok(Vec::new());
-    }
-    let reply: redis::Value = redis::cmd("XREVRANGE")
-        .arg(stream)
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(count)
-        .query_async(redis)
-        .await
-        .with_context(|| format!("reading the newest {count} entries of {stream}"))?;
-    let mut batch = ReadBatch::default();
-    parse_entries(reply, 0, &mut batch)?;
-    batch.entries.reverse();
-    Ok(batch.entries)
 }
 
 /// The ids Dapr's consumer (named as its group) holds pending, a page at a time.

@@ -3,7 +3,6 @@
 //! the topic's stream goes by another of the order service's names here.
 
 use anyhow::Context;
-use redis::streams::{StreamInfoConsumersReply, StreamInfoGroupsReply};
 use serde::Serialize;
 
 use super::groups::{joining, Consumer, Group, Joining};
@@ -83,35 +82,19 @@ pub async fn read(
         other => anyhow::bail!("key {key} holds a {other}, not a stream"),
     }
     facts.exists = true;
-    let (length, first, last): (u64, Ids, Ids) = redis::pipe()
-        .cmd("XLEN")
-        .arg(key)
-        .cmd("XRANGE")
-        .arg(key)
-        .arg("-")
-        .arg("+")
-        .arg("COUNT")
-        .arg(1)
-        .cmd("XREVRANGE")
-        .arg(key)
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1)
-        .query_async(redis)
+    // One `XINFO STREAM`: the length and both ends agree.
+    let extent = crate::stream::extent(redis, key)
         .await
-        .with_context(|| format!("reading the extent of {key}"))?;
-    facts.length = length;
-    let aged = |id: String| EntryAge {
-        age_ms: id
-            .parse::<StreamId>()
-            .map_or(0, |parsed| now_ms.saturating_sub(parsed.ms)),
-        id,
+        .with_context(|| format!("reading the extent of {key} (XINFO STREAM)"))?;
+    facts.length = extent.length;
+    let aged = |id: StreamId| EntryAge {
+        id: id.to_string(),
+        age_ms: now_ms.saturating_sub(id.ms),
     };
-    facts.first = first.into_iter().next().map(|(id, ())| aged(id));
-    facts.last = last.into_iter().next().map(|(id, ())| aged(id));
+    facts.first = extent.oldest.map(aged);
+    facts.last = extent.newest.map(aged);
     facts.groups = groups(redis, key).await?;
-    let replayed = replayed(redis, key, &config.group_start_id, length).await?;
+    let replayed = replayed(redis, key, &config.group_start_id, extent.length).await?;
     facts.joining = joining(
         key,
         &config.group,
@@ -140,42 +123,28 @@ fn other_keys(topic: &dyn Topic, key: &str) -> Vec<String> {
     }
 }
 
-/// The ids of an `XRANGE` reply: `()` takes each entry's fields unread.
-type Ids = Vec<(String, ())>;
-
 /// Every group of `key` with its consumers.
 async fn groups(redis: &mut RedisConnection, key: &str) -> anyhow::Result<Vec<Group>> {
-    let reply: StreamInfoGroupsReply = redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg(key)
-        .query_async(redis)
+    let found = crate::stream::group::groups_with_consumers(redis, key)
         .await
-        .with_context(|| format!("reading the consumer groups of {key} (XINFO GROUPS)"))?;
-    let mut groups = Vec::with_capacity(reply.groups.len());
-    for group in reply.groups {
-        let consumers: StreamInfoConsumersReply = redis::cmd("XINFO")
-            .arg("CONSUMERS")
-            .arg(key)
-            .arg(&group.name)
-            .query_async(redis)
-            .await
-            .with_context(|| format!("reading the consumers of group {} of {key}", group.name))?;
-        let consumers = (consumers.consumers.into_iter())
+        .with_context(|| format!("reading the consumer groups of {key} and their consumers"))?;
+    let groups = found.into_iter().map(|(group, consumers)| {
+        let consumers = (consumers.into_iter())
             .map(|consumer| Consumer {
                 name: consumer.name,
                 pending: consumer.pending as u64,
                 idle_ms: consumer.idle as u64,
             })
             .collect();
-        groups.push(Group::new(
+        Group::new(
             group.name,
             consumers,
             group.pending as u64,
             group.lag.map(|lag| lag as u64),
             group.last_delivered_id,
-        ));
-    }
-    Ok(groups)
+        )
+    });
+    Ok(groups.collect())
 }
 
 /// How many entries a group created now at `start_id` would be delivered: all of them from

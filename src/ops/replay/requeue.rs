@@ -13,10 +13,9 @@ use serde::Serialize;
 
 use crate::config::StreamConfig;
 use crate::ops::stream_id::StreamId;
-use crate::ops::xrange;
-use crate::stream::reply::parse_entries;
+use crate::ops::{xrange, xrevrange};
 use crate::stream::settle::ADDED_FIELDS;
-use crate::stream::{ReadBatch, StreamEntry};
+use crate::stream::StreamEntry;
 
 /// Dead letters read at a time by `--all`.
 const PAGE_SIZE: usize = 500;
@@ -96,7 +95,7 @@ pub async fn requeue_shown(
             }
         }
         Selection::All => {
-            let last: Vec<StreamEntry> = rev_last(redis, &dead_letter_stream).await?;
+            let last: Vec<StreamEntry> = xrevrange(redis, &dead_letter_stream, 1).await?;
             let Some(last) = last.first() else {
                 return Ok(report);
             };
@@ -159,20 +158,4 @@ async fn move_one(
         _ => report.missing.push(entry.id.clone()),
     }
     Ok(())
-}
-
-/// The newest dead letter (none when the stream is empty or missing).
-async fn rev_last(redis: &mut RedisConnection, stream: &str) -> anyhow::Result<Vec<StreamEntry>> {
-    let reply: redis::Value = redis::cmd("XREVRANGE")
-        .arg(stream)
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1)
-        .query_async(redis)
-        .await
-        .with_context(|| format!("reading the newest dead letter of {stream} (XREVRANGE)"))?;
-    let mut batch = ReadBatch::default();
-    parse_entries(reply, 0, &mut batch)?;
-    Ok(batch.entries)
 }

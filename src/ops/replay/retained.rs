@@ -97,6 +97,7 @@ mod tests {
         let trimmed = |oldest: Option<&str>, last: &str| Extent {
             length: 1,
             oldest: oldest.map(id),
+            newest: Some(id(last)),
             deleted: Some(2),
             last_generated: id(last),
         };
