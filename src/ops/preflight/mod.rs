@@ -11,6 +11,7 @@ mod rehearsal;
 mod render;
 mod streams;
 
+use anyhow::Context;
 use serde::Serialize;
 
 pub use groups::{Consumer, Group, Joining};
@@ -115,7 +116,9 @@ pub async fn check(args: &PreflightArgs) -> anyhow::Result<Preflight> {
             .map_err(|error| format!("{error:#}")),
     };
     if let (Ok(conn), Ok(_)) = (&mut pg, &tables) {
-        database.outbox = crate::ops::outbox::read(conn, 5, true).await.ok();
+        // The schema is current, so the outbox is there: not reading it is a failure to say.
+        let outbox = crate::ops::outbox::read(conn, 5, true).await;
+        database.outbox = Some(outbox.context("reading the outbox")?);
     }
     database.not_ready = tables.as_ref().err().cloned();
 
