@@ -32,7 +32,8 @@ use rows::Row;
 pub use rows::LEADER_LOCK;
 
 /// Without a notification (none is lost while listening, but a session can die silently), the
-/// leader looks anyway this often; the gauges are refreshed as often.
+/// leader looks anyway this often; the gauges are refreshed as often (not on every round: a
+/// drain's rounds are many and short).
 const POLL: Duration = Duration::from_secs(1);
 
 /// The relay of one replica.
@@ -130,7 +131,8 @@ impl Relay {
         }
     }
 
-    /// Publishes as leader: a round whenever rows wait, else a wait for a commit's notification.
+    /// Publishes as leader: rounds while full ones come back, then a wait for a commit's
+    /// notification.
     /// Redis failing (down, refusing writes) is waited out holding the lead, taking the stream
     /// over again before the next round, since a failed one may have reached it in part;
     /// PostgreSQL failing ends the session (and the lead with it).
@@ -138,7 +140,7 @@ impl Relay {
         rows::listen(conn).await.context("listening for commits")?;
         let mut redis_outage = Outage::new("Redis");
         let mut lease = None;
-        let mut gauges_at = Instant::now();
+        let mut gauges_at: Option<Instant> = None;
         while !shutdown.is_triggered() {
             let Some(held) = lease else {
                 match self.take_over(conn).await {
@@ -153,21 +155,28 @@ impl Relay {
                 }
                 continue;
             };
+            if gauges_at.is_none_or(|at| at.elapsed() >= POLL) {
+                instruments::backlog(&rows::backlog(conn).await?);
+                gauges_at = Some(Instant::now());
+            }
             let waiting = rows::waiting(conn, self.settings.relay_batch)
                 .await
                 .context("reading the outbox")?;
-            if gauges_at.elapsed() >= POLL || waiting.is_empty() {
-                instruments::backlog(&rows::backlog(conn).await?);
-                gauges_at = Instant::now();
-            }
-            if waiting.is_empty() {
-                if !self.wait_for_commit(conn, shutdown).await? {
-                    return Ok(());
+            // A short round took every row committed before it: what commits later notifies
+            // (kept queued meanwhile), so the next read waits for that instead of finding nothing.
+            let drained = waiting.len() < self.settings.relay_batch as usize;
+            let round = if waiting.is_empty() {
+                Ok(())
+            } else {
+                self.publish_round(conn, held, &waiting).await
+            };
+            match round {
+                Ok(()) => {
+                    redis_outage.ended();
+                    if drained && !self.wait_for_commit(conn, shutdown).await? {
+                        return Ok(());
+                    }
                 }
-                continue;
-            }
-            match self.publish_round(conn, held, &waiting).await {
-                Ok(()) => redis_outage.ended(),
                 Err(Failure::Postgres(error)) => return Err(error),
                 Err(Failure::Redis(error)) => {
                     instruments::publish_failed();
