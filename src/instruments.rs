@@ -39,6 +39,8 @@ pub const CONFLICTS: &str = "order_event_conflicts_total";
 /// worker since, applied as it stands; the log says which).
 pub const RECOMPUTES: &str = "order_recomputes_total";
 pub const CLAIMED: &str = "fulfillment_entries_claimed_total";
+/// Claim rounds this replica finished: that it looks for stuck work at all.
+pub const CLAIM_ROUNDS: &str = "fulfillment_claim_rounds_total";
 pub const DEAD_LETTERED: &str = "fulfillment_entries_dead_lettered_total";
 pub const BATCH_SIZE: &str = "fulfillment_batch_size";
 /// Per `topic`: the group's lag (entries not yet delivered), pending count and dead-letter
@@ -144,6 +146,10 @@ fn describe() {
         "Entries taken over from the pending list, by topic."
     );
     describe_counter!(
+        CLAIM_ROUNDS,
+        "Claim rounds finished (every stream's pending list walked once)."
+    );
+    describe_counter!(
         DEAD_LETTERED,
         "Entries sent to the topic's dead-letter stream, by topic."
     );
@@ -208,6 +214,8 @@ pub struct Progress {
     pub dead_lettered: u64,
     /// Entries taken over from the pending list (XAUTOCLAIM), whoever held them.
     pub claimed: u64,
+    /// Claim rounds finished: a replica that claimed nothing did look.
+    pub claim_rounds: u64,
     /// Pending ids whose entry had been deleted from the stream.
     pub deleted: u64,
     /// Order status changes written (history rows).
@@ -249,6 +257,13 @@ impl Recorder {
         counter!(CLAIMED, "topic" => topic).increment(count as u64);
         self.progress
             .send_modify(|progress| progress.claimed += count as u64);
+    }
+
+    /// A claim round walked every stream's pending list.
+    pub fn claim_round(&self) {
+        counter!(CLAIM_ROUNDS).increment(1);
+        self.progress
+            .send_modify(|progress| progress.claim_rounds += 1);
     }
 
     /// An attempt failed and will be retried (any operation, on either server).

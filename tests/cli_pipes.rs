@@ -4,7 +4,8 @@
 //!
 //! Each command runs twice: once with a reader that closes the pipe before reading anything
 //! (every write fails), once with one that reads a line and closes (the writer is cut off in
-//! the middle, for the commands whose output is made larger than the pipe's buffer).
+//! the middle, for the commands whose output is made larger than the pipe's buffer). Neither
+//! gets a progress bar: those are drawn on a terminal only.
 
 mod support;
 
@@ -71,6 +72,11 @@ async fn ends_quietly(command: impl Fn() -> Command, args: &[&str]) {
         assert!(
             !stderr.contains("panicked") && !stderr.to_lowercase().contains("broken pipe"),
             "{args:?}, reader closed after {lines} line(s): {stderr}"
+        );
+        // Progress is drawn on a terminal only: a pipe gets no bar, no carriage return.
+        assert!(
+            !stderr.contains(['\r', '\x1b']),
+            "{args:?}: progress drawn into a pipe: {stderr:?}"
         );
     }
 }

@@ -260,6 +260,21 @@ async fn operator_commands_work(env: &TestEnv) {
         listed.contains(&format!("{{{confirmed}}}.deadletter")),
         "{listed}"
     );
+    // What they print is the cluster's: every topic's stream, each read through its own slot.
+    let pending = env.order_worker_with(&["pending", "--json"], &all).await;
+    let pending: serde_json::Value =
+        serde_json::from_slice(&pending.stdout).expect("pending --json: one document");
+    let streams: Vec<&str> = pending
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|report| report["stream"].as_str().expect("its stream"))
+        .collect();
+    assert_eq!(streams.len(), 3, "{pending}");
+    assert!(streams.contains(&confirmed.as_str()), "{pending}");
+    for report in pending.as_array().expect("an array") {
+        assert!(report["length"].as_u64() > Some(0), "{report}");
+    }
     let requeue = ["replay", "--dead-letter", "--all", "--topic", CONFIRMED];
     let output = env.order_worker_with(&requeue, &all).await;
     let stderr = String::from_utf8_lossy(&output.stderr);

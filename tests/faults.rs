@@ -121,9 +121,14 @@ async fn a_slow_database_never_lets_another_replica_claim_the_batch_in_flight() 
         env.pending_for("slow").await == 1
     })
     .await;
-    let other = env.spawn_worker("other").await;
-    // Three times the claim idle time (1 s), with the other worker claiming every 200 ms.
+    let mut other = env.spawn_worker("other").await;
+    // The stall lasts three times the claim idle time (1 s)...
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // ...and the other worker has looked since: a claim round begun after it, found nothing.
+    let rounds = other.progress.borrow().claim_rounds;
+    other
+        .wait_for(|progress| progress.claim_rounds >= rounds + 2)
+        .await;
     proxy.restore();
     let slow_progress = slow.wait_consumed(1).await;
     let other_progress = other.stop().await;
@@ -134,4 +139,72 @@ async fn a_slow_database_never_lets_another_replica_claim_the_batch_in_flight() 
     assert_eq!(env.history("o1").await.len(), 1);
     assert_eq!(env.pending().await, 0);
     env.cleanup().await;
+}
+
+/// A read Redis answered while the connection was dying: the entry is delivered (pending to
+/// this consumer) but its reply never arrives. After the reconnect the worker reads its own
+/// pending entries again at once, so the entry applies within seconds, not after
+/// CLAIM_MIN_IDLE_MS (ten minutes here, far past the harness's deadline).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_entry_delivered_in_a_lost_reply_applies_at_the_reconnect() {
+    let env = TestEnv::new().await;
+    env.seed_orders(&["o1"], "confirmed").await;
+    let proxy = FaultProxy::start(&env.redis_addr())
+        .await
+        .expect("proxy starts");
+    let mut config = env.config("w1");
+    config.connections.redis_url = proxy.url_for(&env.redis_url).expect("proxied URL");
+    // The read waits in Redis for 10 s (until the next claim round; shutdown waits for it too),
+    // so the entry below is delivered into it; nothing is claimed for ten minutes.
+    config.block_ms = 10_000;
+    config.claim_interval_ms = 10_000;
+    config.claim_min_idle_ms = 600_000;
+    config.consumer_gone_ms = 120_000;
+    let mut worker = env.spawn_worker_with(config).await;
+    support::eventually(
+        "the worker waits in XREADGROUP through the proxy",
+        async || blocked_reads(&env, &proxy.upstream_addrs()).await > 0,
+    )
+    .await;
+
+    proxy.lose_replies();
+    env.publish("o1", "f1", Planning, Format::CloudEvent).await;
+    support::eventually("Redis delivered the entry to the worker", async || {
+        env.pending_for("w1").await == 1
+    })
+    .await;
+    assert_eq!(worker.progress.borrow().consumed, 0, "the reply was lost");
+    proxy.cut();
+    worker.wait_for(|progress| progress.retried > 0).await;
+    proxy.restore();
+
+    let progress = worker.wait_consumed(1).await;
+    worker.stop().await;
+    assert_eq!(progress.applied, 1, "{progress:?}");
+    assert_eq!(progress.claimed, 0, "read again, not claimed: {progress:?}");
+    assert_eq!(env.history("o1").await.len(), 1);
+    assert_eq!(env.pending().await, 0);
+    env.cleanup().await;
+}
+
+/// How many of the clients at `addrs` Redis has blocked in an XREADGROUP right now.
+async fn blocked_reads(env: &TestEnv, addrs: &[std::net::SocketAddr]) -> usize {
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut env.redis.clone())
+        .await
+        .expect("CLIENT LIST");
+    clients
+        .lines()
+        .filter(|line| {
+            let field = |name: &str| {
+                line.split(' ')
+                    .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+                    .unwrap_or_default()
+            };
+            field("cmd") == "xreadgroup"
+                && field("flags").contains('b')
+                && addrs.iter().any(|addr| field("addr") == addr.to_string())
+        })
+        .count()
 }

@@ -120,6 +120,45 @@ async fn migrate_holds_the_contract_step_back_and_until_it_runs_an_id_is_recorde
     env.cleanup().await;
 }
 
+/// `MIGRATE_CONTRACT=true` (what the migrate Job reads) applies the contract step; a table held
+/// by another transaction makes it wait at most 5 s and fail saying why, and a rerun once the
+/// lock is gone applies it.
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_contract_true_applies_the_step_waiting_at_most_5_s_for_a_lock() {
+    let env = TestEnv::unmigrated().await;
+    let contract = [("MIGRATE_CONTRACT", "true")];
+    let output = env.order_worker(&["migrate"]).await;
+    assert!(output.status.success(), "{output:?}");
+
+    let mut holder = env.db().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE processed_events IN ACCESS SHARE MODE")
+        .await
+        .expect("a transaction holds the inbox");
+    let started = std::time::Instant::now();
+    let output = env.order_worker_with(&["migrate"], &contract).await;
+    let waited = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("lock timeout"), "{stderr}");
+    assert!(waited >= std::time::Duration::from_secs(5), "{waited:?}");
+    assert!(
+        indexes(&env).await.contains("processed_events_pkey"),
+        "nothing half done"
+    );
+
+    holder.batch_execute("ROLLBACK").await.expect("released");
+    let output = env.order_worker_with(&["migrate"], &contract).await;
+    assert!(output.status.success(), "{output:?}");
+    let after = indexes(&env).await;
+    assert!(
+        !after.contains("processed_events_pkey")
+            && after.contains("processed_events_order_event_idx"),
+        "{after}"
+    );
+    env.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_row_recorded_before_events_carried_their_order_still_makes_a_duplicate() {
     let env = TestEnv::new().await;

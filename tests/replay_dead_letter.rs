@@ -117,6 +117,27 @@ async fn requeue_by_id_moves_only_those_and_leaves_the_rest() {
             ("metadata".to_owned(), "{}".to_owned())
         ]
     );
+
+    // From the command line, one id found and one not: the found one moves, then it exits 1
+    // naming the other.
+    let partly = env
+        .order_worker(&[
+            "replay",
+            "--dead-letter",
+            "--id",
+            ids[1].as_str(),
+            "--id",
+            "1-0",
+        ])
+        .await;
+    assert_eq!(partly.status.code(), Some(1), "{}", stderr(&partly));
+    assert!(
+        stderr(&partly).contains("no dead letter 1-0"),
+        "{}",
+        stderr(&partly)
+    );
+    assert!(env.dead_letters().await.is_empty(), "the found one moved");
+    assert_eq!(env.stream_ids().await.len(), 3);
     env.cleanup().await;
 }
 

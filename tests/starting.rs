@@ -141,6 +141,13 @@ async fn what_waiting_cannot_fix_exits_1_at_once_with_the_reason() {
         ),
         (vec![("REDIS_URL", "redis//no-scheme")], "invalid REDIS_URL"),
         (
+            vec![
+                ("REDIS_URL", "rediss+sentinel://127.0.0.1:1/orders"),
+                ("REDIS_CA_CERT", "/nonexistent/ca.pem"),
+            ],
+            "REDIS_CA_CERT is not supported with a Sentinel REDIS_URL",
+        ),
+        (
             vec![("DATABASE_URL", unmigrated.database_url.as_str())],
             "run `order-worker migrate` first",
         ),
@@ -155,5 +162,29 @@ async fn what_waiting_cannot_fix_exits_1_at_once_with_the_reason() {
         );
     }
     unmigrated.cleanup().await;
+    env.cleanup().await;
+}
+
+/// Without CONSUMER_NAME a replica reads as its pod (`POD_NAME`, which the Deployment sets from
+/// `metadata.name`), and without that as the host's name.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_consumer_name_defaults_to_pod_name_then_the_hostname() {
+    let env = TestEnv::new().await;
+    let pod = support::unique("order-worker-7f9c");
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("the hostname")
+        .trim()
+        .to_owned();
+    for (name, pod_name, consumer) in [("pod", pod.as_str(), pod.as_str()), ("host", "", &hostname)]
+    {
+        let settings = [("CONSUMER_NAME", ""), ("POD_NAME", pod_name)];
+        let mut worker = env.spawn_process(name, &env.redis_url, &env.database_url, &settings);
+        eventually(
+            &format!("{name}: a consumer named {consumer}"),
+            async || env.has_consumer(consumer).await,
+        )
+        .await;
+        assert_eq!(terminate(&mut worker).await.code(), Some(0), "{name}");
+    }
     env.cleanup().await;
 }

@@ -1,7 +1,7 @@
 //! A TCP fault proxy between the worker and Redis or PostgreSQL: passes bytes through until a
 //! test (or the soak run) cuts every connection (and refuses new ones), stalls them (bytes held,
-//! connections open), or restores it: a server outage as the worker sees it, without touching
-//! a server that others share.
+//! connections open), loses the server's replies, or restores it: a server outage as the worker
+//! sees it, without touching a server that others share.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +14,8 @@ use tokio::sync::watch;
 enum Mode {
     Pass,
     Stall,
+    /// Requests reach the server, its replies are dropped.
+    Deaf,
     Cut,
 }
 
@@ -21,6 +23,9 @@ enum Mode {
 pub struct FaultProxy {
     pub addr: SocketAddr,
     mode: Arc<watch::Sender<Mode>>,
+    /// The local address of each connection opened to the server, as the server sees its
+    /// clients (Redis's `CLIENT LIST addr=`).
+    upstream: Arc<std::sync::Mutex<Vec<SocketAddr>>>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -38,6 +43,8 @@ impl FaultProxy {
         let mode = Arc::new(watch::Sender::new(Mode::Pass));
         let target = target.to_owned();
         let accept_mode = mode.clone();
+        let upstream = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let opened = upstream.clone();
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 if *accept_mode.borrow() == Mode::Cut {
@@ -46,15 +53,38 @@ impl FaultProxy {
                 let Ok(server) = TcpStream::connect(&target).await else {
                     continue;
                 };
+                if let Ok(local) = server.local_addr() {
+                    opened.lock().expect("not poisoned").push(local);
+                }
                 let _ = client.set_nodelay(true);
                 let _ = server.set_nodelay(true);
                 let (client_read, client_write) = client.into_split();
                 let (server_read, server_write) = server.into_split();
-                tokio::spawn(pump(client_read, server_write, accept_mode.subscribe()));
-                tokio::spawn(pump(server_read, client_write, accept_mode.subscribe()));
+                tokio::spawn(pump(
+                    client_read,
+                    server_write,
+                    accept_mode.subscribe(),
+                    false,
+                ));
+                tokio::spawn(pump(
+                    server_read,
+                    client_write,
+                    accept_mode.subscribe(),
+                    true,
+                ));
             }
         });
-        Ok(Self { addr, mode, accept })
+        Ok(Self {
+            addr,
+            mode,
+            upstream,
+            accept,
+        })
+    }
+
+    /// Every connection opened to the server so far, by the address the server sees.
+    pub fn upstream_addrs(&self) -> Vec<SocketAddr> {
+        self.upstream.lock().expect("not poisoned").clone()
     }
 
     /// `url` with its host and port replaced by the proxy's.
@@ -76,6 +106,12 @@ impl FaultProxy {
         self.mode.send_replace(Mode::Stall);
     }
 
+    /// Passes requests on and drops every reply, connections open: the server does what it was
+    /// asked (Redis delivers entries to a read) and the client never hears of it.
+    pub fn lose_replies(&self) {
+        self.mode.send_replace(Mode::Deaf);
+    }
+
     pub fn restore(&self) {
         self.mode.send_replace(Mode::Pass);
     }
@@ -88,11 +124,13 @@ impl Drop for FaultProxy {
     }
 }
 
-/// Copies one direction until either side closes or the proxy cuts; holds bytes while stalled.
+/// Copies one direction (`replies`: the server's) until either side closes or the proxy cuts;
+/// holds bytes while stalled, drops replies while deaf.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut mode: watch::Receiver<Mode>,
+    replies: bool,
 ) {
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
@@ -106,6 +144,8 @@ async fn pump(
         };
         match mode.wait_for(|m| *m != Mode::Stall).await.map(|m| *m) {
             Ok(Mode::Pass) => {}
+            Ok(Mode::Deaf) if !replies => {}
+            Ok(Mode::Deaf) => continue,
             _ => return,
         }
         if to.write_all(&buffer[..n]).await.is_err() {

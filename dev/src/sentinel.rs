@@ -21,6 +21,8 @@ pub struct SentinelSet {
     /// The two data servers by port: the master first, until a failover.
     servers: Vec<(u16, Option<PrivateServer>)>,
     sentinels: Vec<(u16, PrivateServer)>,
+    /// The sentinels' own password (`requirepass` on each), if they have one.
+    sentinel_password: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -28,6 +30,16 @@ impl SentinelSet {
     /// Starts the master, its replica (in sync when this returns) and three sentinels watching
     /// them, which notice a dead master within a second.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(None).await
+    }
+
+    /// [`SentinelSet::start`], the sentinels asking for `password` (the data servers ask for
+    /// none): what `REDIS_SENTINEL_PASSWORD` is for.
+    pub async fn start_with_sentinel_password(password: &str) -> anyhow::Result<Self> {
+        Self::start_with(Some(password.to_owned())).await
+    }
+
+    async fn start_with(sentinel_password: Option<String>) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("a directory for the Sentinel set-up")?;
         let master_port = free_port()?;
         let replica_port = free_port()?;
@@ -42,13 +54,19 @@ impl SentinelSet {
         for n in 0..3 {
             let port = free_port()?;
             let config = dir.path().join(format!("sentinel-{n}.conf"));
+            // With a password, each sentinel asks for it and gives it to the others.
+            let auth = sentinel_password
+                .as_ref()
+                .map_or_else(String::new, |password| {
+                    format!("requirepass {password}\nsentinel sentinel-pass {password}\n")
+                });
             std::fs::write(
                 &config,
                 format!(
                     "port {port}\nbind 127.0.0.1\ndir {dir}\n\
                      sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2\n\
                      sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
-                     sentinel failover-timeout {MASTER_NAME} 5000\n",
+                     sentinel failover-timeout {MASTER_NAME} 5000\n{auth}",
                     dir = dir.path().display()
                 ),
             )
@@ -58,6 +76,7 @@ impl SentinelSet {
         let set = Self {
             servers: vec![(master_port, Some(master)), (replica_port, Some(replica))],
             sentinels,
+            sentinel_password,
             _dir: dir,
         };
         set.wait_until(
@@ -87,7 +106,23 @@ impl SentinelSet {
 
     /// The port of the server the first sentinel names as master now.
     pub async fn master_port(&self) -> anyhow::Result<u16> {
-        master_named_by(self.sentinels[0].0).await
+        self.master_named_by(self.sentinels[0].0).await
+    }
+
+    /// A connection to the sentinel on `port`, with its password if it has one.
+    async fn sentinel(&self, port: u16) -> anyhow::Result<MultiplexedConnection> {
+        connect(port, self.sentinel_password.as_deref()).await
+    }
+
+    /// The master's port as the sentinel on `port` names it.
+    async fn master_named_by(&self, port: u16) -> anyhow::Result<u16> {
+        let mut conn = self.sentinel(port).await?;
+        let (_, master): (String, u16) = redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(MASTER_NAME)
+            .query_async(&mut conn)
+            .await?;
+        Ok(master)
     }
 
     /// `SENTINEL FAILOVER`: the replica becomes the master, the old master its replica. Returns
@@ -95,7 +130,7 @@ impl SentinelSet {
     /// demote it some seconds after the switch; until then it still says it is a master).
     pub async fn failover(&self) -> anyhow::Result<u16> {
         let before = self.master_port().await?;
-        let mut conn = connect(self.sentinels[0].0).await?;
+        let mut conn = self.sentinel(self.sentinels[0].0).await?;
         let () = redis::cmd("SENTINEL")
             .arg("FAILOVER")
             .arg(MASTER_NAME)
@@ -132,7 +167,7 @@ impl SentinelSet {
             async || {
                 let mut named = Vec::new();
                 for (port, _) in &self.sentinels {
-                    named.push(master_named_by(*port).await.ok());
+                    named.push(self.master_named_by(*port).await.ok());
                 }
                 match named.first() {
                     Some(Some(port)) if *port != before && named.iter().all(|n| n == &named[0]) => {
@@ -153,7 +188,7 @@ impl SentinelSet {
     }
 
     async fn sentinel_sees_replica(&self, port: u16) -> bool {
-        let Ok(mut conn) = connect(port).await else {
+        let Ok(mut conn) = self.sentinel(port).await else {
             return false;
         };
         let replicas: redis::RedisResult<Vec<redis::Value>> = redis::cmd("SENTINEL")
@@ -180,17 +215,6 @@ impl SentinelSet {
     }
 }
 
-/// The master's port as the sentinel on `port` names it.
-async fn master_named_by(port: u16) -> anyhow::Result<u16> {
-    let mut conn = connect(port).await?;
-    let (_, master): (String, u16) = redis::cmd("SENTINEL")
-        .arg("GET-MASTER-ADDR-BY-NAME")
-        .arg(MASTER_NAME)
-        .query_async(&mut conn)
-        .await?;
-    Ok(master)
-}
-
 /// Whether the server on `port` says it is a master.
 async fn is_master(port: u16) -> bool {
     info(port, "replication")
@@ -200,7 +224,7 @@ async fn is_master(port: u16) -> bool {
 
 /// `INFO section` of the server on `port`, if it answers.
 async fn info(port: u16, section: &str) -> Option<String> {
-    let mut conn = connect(port).await.ok()?;
+    let mut conn = connect(port, None).await.ok()?;
     redis::cmd("INFO")
         .arg(section)
         .query_async(&mut conn)
@@ -208,8 +232,9 @@ async fn info(port: u16, section: &str) -> Option<String> {
         .ok()
 }
 
-async fn connect(port: u16) -> anyhow::Result<MultiplexedConnection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+async fn connect(port: u16, password: Option<&str>) -> anyhow::Result<MultiplexedConnection> {
+    let auth = password.map_or_else(String::new, |password| format!(":{password}@"));
+    let client = redis::Client::open(format!("redis://{auth}127.0.0.1:{port}"))?;
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(1)))
         .set_response_timeout(Some(Duration::from_secs(2)));

@@ -383,7 +383,33 @@ impl WorkerConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use std::time::Duration;
+
+    use super::{parse_duration, redact_url};
+
+    #[test]
+    fn durations_are_read_as_written_in_the_readme() {
+        let hour = 3_600;
+        for (raw, seconds) in [
+            ("36h", 36 * hour),
+            ("90m", 90 * 60),
+            ("7d", 7 * 24 * hour),
+            ("3600", hour),
+            ("0", 0),
+            ("20s", 20),
+        ] {
+            assert_eq!(
+                parse_duration(raw),
+                Ok(Duration::from_secs(seconds)),
+                "{raw}"
+            );
+        }
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        for bad in ["36x", "", "-1h", "h"] {
+            let error = parse_duration(bad).expect_err(bad);
+            assert!(error.contains("write e.g. 20s"), "{bad}: {error}");
+        }
+    }
 
     #[test]
     fn passwords_are_hidden_in_every_form_of_url() {

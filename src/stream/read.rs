@@ -193,6 +193,10 @@ impl Part {
             Err(error) => {
                 if server_changed(&error) {
                     self.conn = None;
+                    // A read whose reply was lost may have delivered entries all the same: they
+                    // are pending to us now, and the next read walks them at once rather than
+                    // leave them to be claimed after CLAIM_MIN_IDLE_MS.
+                    self.backlog_after.fill(Some("0".to_owned()));
                 }
                 Err(error)
             }

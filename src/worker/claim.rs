@@ -83,6 +83,7 @@ impl Worker {
             }
             self.remove_idle_consumers(&subscription.stream).await;
         }
+        self.recorder.claim_round();
     }
 
     /// Takes over what consumers that are gone hold, without waiting for CLAIM_MIN_IDLE_MS: a

@@ -32,12 +32,15 @@ pub fn order_worker_output(args: &[&str], env: &[(&str, &str)]) -> std::process:
 
 impl TestEnv {
     /// `order-worker` set up for this test: `REDIS_URL` / `DATABASE_URL` as given (the test's, or a
-    /// proxy's), its stream, text logs, the test's Redis CA if any, and no `CONSUMER_GROUP` /
+    /// proxy's), its stream, text logs, the test's Redis CA and sentinels' password if any, and no `CONSUMER_GROUP` /
     /// `DEAD_LETTER_STREAM` from the environment that would pick another group.
     pub fn command(&self, redis_url: &str, database_url: &str) -> Command {
         let mut command = Command::new(ORDER_WORKER);
         if let Some(ca_cert) = &self.redis_tls.redis_ca_cert {
             command.env("REDIS_CA_CERT", ca_cert);
+        }
+        if let Some(password) = &self.redis_tls.redis_sentinel_password {
+            command.env("REDIS_SENTINEL_PASSWORD", password);
         }
         command
             .env("REDIS_URL", redis_url)

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use super::plan::Step;
+use super::plan::{self, Step};
 use super::sample::{self, Clock, Sample};
 use super::traffic::seed_orders;
 use super::verdict::{self, Window};
@@ -78,8 +78,10 @@ impl End<'_> {
         let mut problems = Vec::new();
         let windows = self.windows().await?;
         problems.extend(verdict::slow_windows(&windows));
-        let (rising, judged) = verdict::resources(&samples, self.steps);
+        let warm_up = plan::warm_up(Duration::from_secs_f64(self.config.minutes * 60.0));
+        let (rising, judged) = verdict::resources(&samples, self.steps, warm_up);
         problems.extend(rising);
+        problems.extend(verdict::too_little_judged(judged, &windows));
         let errors = self.errors()?;
         problems.extend(
             errors

@@ -51,9 +51,10 @@ pub struct SoakConfig {
     /// run is shorter. None overlaps an outage.
     #[arg(long, default_value_t = 5.0, value_parser = minutes_or_zero)]
     pub restart_every: f64,
-    /// How long each outage (PostgreSQL at 30 % of the run, Redis at 60 %) lasts, in seconds.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=120))]
-    pub outage_seconds: u64,
+    /// How long each outage (PostgreSQL at 30 % of the run, Redis at 60 %) lasts, in seconds
+    /// [default: a twentieth of the run, 2 to 5 s].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub outage_seconds: Option<u64>,
     /// How often to sample, in seconds; also the width of the latency windows.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub sample_seconds: u64,
@@ -107,7 +108,9 @@ pub async fn run(config: SoakConfig, order_worker: &Path) -> anyhow::Result<()> 
     let steps = plan::schedule(
         run,
         Duration::from_secs_f64(config.restart_every * 60.0),
-        Duration::from_secs(config.outage_seconds),
+        config
+            .outage_seconds
+            .map_or_else(|| plan::outage(run), Duration::from_secs),
     );
     let total = (run.as_secs_f64() * f64::from(config.rate)) as u64;
     let orders = traffic::Traffic::orders_for(total);

@@ -4,9 +4,23 @@
 
 use std::time::Duration;
 
-/// How long after an outage ends its effects are excused: the workers' reconnect backoff is
-/// capped at 5 s, and the backlog that built up drains after.
-pub const RECOVERY: Duration = Duration::from_secs(15);
+/// How long after an outage ends its effects are excused: a sixth of the run, from 10 s (the
+/// workers' reconnect backoff is capped at 5 s, and the backlog that built up drains after) to
+/// 15 s. A short run gets short spans, so that most of its windows are still judged.
+pub fn recovery(run: Duration) -> Duration {
+    (run / 6).clamp(Duration::from_secs(10), Duration::from_secs(15))
+}
+
+/// How long a replica runs before its resources are judged (start-up allocations are not a
+/// trend): a tenth of the run, from 6 s to 60 s.
+pub fn warm_up(run: Duration) -> Duration {
+    (run / 10).clamp(Duration::from_secs(6), Duration::from_secs(60))
+}
+
+/// Each outage's length unless one is asked for: a twentieth of the run, from 2 s to 5 s.
+pub fn outage(run: Duration) -> Duration {
+    (run / 20).clamp(Duration::from_secs(2), Duration::from_secs(5))
+}
 
 /// A fault the soak injects, or a rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -28,6 +42,9 @@ pub struct Step {
     pub at: Duration,
     #[serde(with = "seconds")]
     pub length: Duration,
+    /// After an outage, how long its effects are excused ([`recovery`]); zero for a restart.
+    #[serde(with = "seconds")]
+    pub recovery: Duration,
 }
 
 impl Step {
@@ -36,7 +53,7 @@ impl Step {
     pub fn excused(&self) -> Option<(Duration, Duration)> {
         match self.action {
             Action::RollingRestart => None,
-            _ => Some((self.at, self.at + self.length + RECOVERY)),
+            _ => Some((self.at, self.at + self.length + self.recovery)),
         }
     }
 }
@@ -50,6 +67,7 @@ pub fn schedule(run: Duration, restart_every: Duration, outage: Duration) -> Vec
         action: Action::PostgresOutage,
         at: run * share / 100,
         length: outage,
+        recovery: recovery(run),
     };
     let outages = [
         outage_at(30),
@@ -70,6 +88,7 @@ pub fn schedule(run: Duration, restart_every: Duration, outage: Duration) -> Vec
         action: Action::RollingRestart,
         at,
         length: Duration::ZERO,
+        recovery: Duration::ZERO,
     };
     let mut steps: Vec<Step> = outages.to_vec();
     if !restart_every.is_zero() {
@@ -164,6 +183,34 @@ mod tests {
         for (run, every, expected) in table {
             assert_eq!(laid_out(run, every), expected, "{run:?} every {every:?}");
         }
+    }
+
+    #[test]
+    fn short_runs_get_short_spans() {
+        // Run, then outage, recovery and warm-up, in seconds.
+        for (run, spans) in [
+            (60, [3, 10, 6]),
+            (120, [5, 15, 12]),
+            (600, [5, 15, 60]),
+            (86_400, [5, 15, 60]),
+        ] {
+            let run = Duration::from_secs(run);
+            let got = [outage(run), recovery(run), warm_up(run)].map(|d| d.as_secs());
+            assert_eq!(got, spans, "{run:?}");
+        }
+    }
+
+    #[test]
+    fn a_two_minute_run_sampled_every_two_seconds_judges_most_windows() {
+        let run = 2 * MIN;
+        let steps = schedule(run, 5 * MIN, outage(run));
+        let judged = (0..60)
+            .filter(|i| {
+                let from = Duration::from_secs(2 * i);
+                !excused(&steps, from, from + Duration::from_secs(2))
+            })
+            .count();
+        assert_eq!(judged, 40, "{steps:?}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! What a soak run must show at its end, from its samples alone (pure: table-tested).
 //!
-//! Flat resources. Per replica, over its readings past its first [`WARM_UP`] and outside the
+//! Flat resources. Per replica, over its readings past its warm-up ([`plan::warm_up`]) and outside the
 //! outages (a backlog and reconnections are not a trend): the least-squares slope of each
 //! reading, times the span it was read over, is its growth; it must stay within 10 % of the
 //! mean or 4 MiB, whichever is more (resident memory), or 2 (descriptors, sockets). A replica
@@ -15,7 +15,6 @@ use std::time::Duration;
 use super::plan::{self, Step};
 use super::sample::{Latency, Sample};
 
-pub const WARM_UP: f64 = 60.0;
 pub const MIN_READINGS: usize = 9;
 pub const P99_LIMIT_MS: f64 = 500.0;
 
@@ -30,13 +29,14 @@ pub struct Window {
     pub excused: bool,
 }
 
-/// The resource readings that trend upward past warm-up, one line each; empty when all are
+/// The resource readings that trend upward past `warm_up`, one line each; empty when all are
 /// flat. Also returns how many replicas were judged.
-pub fn resources(samples: &[Sample], steps: &[Step]) -> (Vec<String>, usize) {
+pub fn resources(samples: &[Sample], steps: &[Step], warm_up: Duration) -> (Vec<String>, usize) {
+    let warm_up = warm_up.as_secs_f64();
     // Per replica: (age, [rss, fds, sockets]) of each reading judged.
     let mut lives: BTreeMap<&str, Vec<(f64, [f64; 3])>> = BTreeMap::new();
     for sample in samples.iter().filter(|s| !excused(steps, s.at_s, s.at_s)) {
-        for replica in sample.replicas.iter().filter(|r| r.age_s >= WARM_UP) {
+        for replica in sample.replicas.iter().filter(|r| r.age_s >= warm_up) {
             let readings = [replica.rss_kib, replica.fds, replica.sockets].map(|v| v as f64);
             lives
                 .entry(&replica.name)
@@ -100,6 +100,27 @@ pub fn slow_windows(windows: &[Window]) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// What the run was too short (or sampled too rarely) to judge, one line each: a soak that
+/// judged no replica's resources, or under half its latency windows, proves little.
+pub fn too_little_judged(replicas_judged: usize, windows: &[Window]) -> Vec<String> {
+    let judged = windows.iter().filter(|w| !w.excused).count();
+    let mut problems = Vec::new();
+    if replicas_judged == 0 {
+        problems.push(format!(
+            "no replica's resources were judged: none has {MIN_READINGS} samples past its \
+             warm-up outside the outages (run longer, or sample more often)"
+        ));
+    }
+    if judged * 2 < windows.len() {
+        problems.push(format!(
+            "only {judged} of {} latency windows were judged, the others excused by outages \
+             (run longer, or sample more often)",
+            windows.len()
+        ));
+    }
+    problems
 }
 
 /// Whether the window [`from_s`, `to_s`) of the run is excused by one of `steps`.
@@ -216,7 +237,7 @@ mod tests {
             ),
         ];
         for (case, samples, judged, problems) in table {
-            let (rising, counted) = resources(&samples, &[]);
+            let (rising, counted) = resources(&samples, &[], Duration::from_secs(60));
             assert_eq!(
                 (counted, rising.len()),
                 (judged, problems),
@@ -251,11 +272,37 @@ mod tests {
     }
 
     #[test]
+    fn a_run_that_judges_too_little_fails() {
+        let window = |from_s, excused| Window {
+            from_s,
+            to_s: from_s + 10.0,
+            latency: Latency {
+                events: 10,
+                p50_ms: 1.0,
+                p99_ms: 2.0,
+                max_ms: 2.0,
+            },
+            excused,
+        };
+        let half = [window(0.0, false), window(10.0, true)];
+        assert!(too_little_judged(1, &half).is_empty());
+        let few = [window(0.0, false), window(10.0, true), window(20.0, true)];
+        assert_eq!(too_little_judged(1, &few).len(), 1);
+        let problems = too_little_judged(0, &half);
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].starts_with("no replica's resources"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn error_lines_count_unless_an_outage_excuses_them() {
         let steps = [Step {
             action: Action::PostgresOutage,
             at: Duration::from_secs(100),
             length: Duration::from_secs(5),
+            recovery: Duration::from_secs(15),
         }];
         // The run started at 2026-12-04T10:00:00Z; the outage is excused from 100 s to 120 s.
         let started = 1_796_378_400_000;
