@@ -261,9 +261,7 @@ async fn operator_commands_work(env: &TestEnv) {
         "{listed}"
     );
     // What they print is the cluster's: every topic's stream, each read through its own slot.
-    let pending = env.order_worker_with(&["pending", "--json"], &all).await;
-    let pending: serde_json::Value =
-        serde_json::from_slice(&pending.stdout).expect("pending --json: one document");
+    let pending = env.order_worker_json(&["pending", "--json"], &all).await;
     let streams: Vec<&str> = pending
         .as_array()
         .expect("an array")

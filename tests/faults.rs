@@ -6,6 +6,7 @@ mod support;
 use std::time::Duration;
 
 use order_worker::FulfillmentStatus::*;
+use order_worker::WorkerConfig;
 use order_worker_dev::fault_proxy::FaultProxy;
 use order_worker_dev::publisher::Format;
 use support::TestEnv;
@@ -28,6 +29,17 @@ enum Fault {
     Stall,
 }
 
+/// A fault proxy in front of `server`, and `config` pointed at it.
+async fn behind_proxy(env: &TestEnv, server: Server, config: &mut WorkerConfig) -> FaultProxy {
+    let (target, url) = match server {
+        Server::Redis => (env.redis_addr(), &mut config.connections.redis_url),
+        Server::Postgres => (env.postgres_addr(), &mut config.connections.database_url),
+    };
+    let proxy = FaultProxy::start(&target).await.expect("proxy starts");
+    *url = proxy.url_for(url).expect("proxied URL");
+    proxy
+}
+
 /// Runs a worker through `server`'s proxy over a backlog, applies `fault` once it is under
 /// way, restores, and checks that the worker noticed (it retried) and the end state is exact.
 async fn ride_through(server: Server, fault: Fault) {
@@ -36,23 +48,7 @@ async fn ride_through(server: Server, fault: Fault) {
     let mut config = env.config("w1");
     config.batch_size = 5;
     config.apply_timeout = APPLY_TIMEOUT;
-    let proxy = match server {
-        Server::Redis => {
-            let proxy = FaultProxy::start(&env.redis_addr())
-                .await
-                .expect("proxy starts");
-            config.connections.redis_url = proxy.url_for(&env.redis_url).expect("proxied URL");
-            proxy
-        }
-        Server::Postgres => {
-            let proxy = FaultProxy::start(&env.postgres_addr())
-                .await
-                .expect("proxy starts");
-            config.connections.database_url =
-                proxy.url_for(&env.database_url).expect("proxied URL");
-            proxy
-        }
-    };
+    let proxy = behind_proxy(&env, server, &mut config).await;
     let mut worker = env.spawn_worker_with(config).await;
     worker.wait_consumed(total / 10).await;
     match fault {
@@ -109,11 +105,8 @@ async fn postgres_connections_stalled_mid_stream() {
 async fn a_slow_database_never_lets_another_replica_claim_the_batch_in_flight() {
     let env = TestEnv::new().await;
     env.seed_orders(&["o1"], "confirmed").await;
-    let proxy = FaultProxy::start(&env.postgres_addr())
-        .await
-        .expect("proxy starts");
     let mut slow = env.config("slow");
-    slow.connections.database_url = proxy.url_for(&env.database_url).expect("proxied URL");
+    let proxy = behind_proxy(&env, Server::Postgres, &mut slow).await;
     let mut slow = env.spawn_worker_with(slow).await;
     proxy.stall();
     env.publish("o1", "f1", Planning, Format::CloudEvent).await;
@@ -149,11 +142,8 @@ async fn a_slow_database_never_lets_another_replica_claim_the_batch_in_flight() 
 async fn an_entry_delivered_in_a_lost_reply_applies_at_the_reconnect() {
     let env = TestEnv::new().await;
     env.seed_orders(&["o1"], "confirmed").await;
-    let proxy = FaultProxy::start(&env.redis_addr())
-        .await
-        .expect("proxy starts");
     let mut config = env.config("w1");
-    config.connections.redis_url = proxy.url_for(&env.redis_url).expect("proxied URL");
+    let proxy = behind_proxy(&env, Server::Redis, &mut config).await;
     // The read waits in Redis for 10 s (until the next claim round; shutdown waits for it too),
     // so the entry below is delivered into it; nothing is claimed for ten minutes.
     config.block_ms = 10_000;

@@ -127,12 +127,14 @@ async fn the_worker_follows_a_sentinel_failover_and_a_killed_master() {
     assert!(env.dead_letters().await.is_empty(), "no dead letter");
     // The operator commands find the master the same way, and read what it holds.
     let stream = env.stream.stream.as_str();
-    let pending = operator_json(&env, &["pending", "--json"]).await;
+    let pending = env.order_worker_json(&["pending", "--json"], &[]).await;
     assert_eq!(pending[0]["stream"], stream, "{pending}");
     assert_eq!(pending[0]["group"]["pending"], 0, "{pending}");
     assert_eq!(pending[0]["group"]["lag"], 0, "{pending}");
     assert!(pending[0]["length"].as_u64() > Some(0), "{pending}");
-    let subscriptions = operator_json(&env, &["subscriptions", "--json"]).await;
+    let subscriptions = env
+        .order_worker_json(&["subscriptions", "--json"], &[])
+        .await;
     assert_eq!(subscriptions[0]["stream"], stream, "{subscriptions}");
     assert_eq!(subscriptions[0]["group_exists"], true, "{subscriptions}");
     let output = env.order_worker(&["dead-letter", "list"]).await;
@@ -141,14 +143,6 @@ async fn the_worker_follows_a_sentinel_failover_and_a_killed_master() {
     let status = terminate(&mut worker).await;
     assert_eq!(status.code(), Some(0), "exit status");
     env.cleanup().await;
-}
-
-/// `order-worker <args>` (with `--json`) through the sentinels: exits 0 and prints one document.
-async fn operator_json(env: &TestEnv, args: &[&str]) -> serde_json::Value {
-    let output = env.order_worker(args).await;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{args:?}: {stderr}");
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
 /// Sentinels with a password of their own (the data servers have none): the worker reaches them
@@ -173,7 +167,7 @@ async fn sentinels_with_a_password_of_their_own_are_reached_with_redis_sentinel_
     let mut worker = env.spawn_process("sentinel-auth", &url, &env.database_url, &[]);
     let orders = publish_round(&mut env, 0, true).await;
     applied(&env, &orders).await;
-    let pending = operator_json(&env, &["pending", "--json"]).await;
+    let pending = env.order_worker_json(&["pending", "--json"], &[]).await;
     assert_eq!(pending[0]["group"]["pending"], 0, "{pending}");
     assert_eq!(terminate(&mut worker).await.code(), Some(0), "exit status");
     env.cleanup().await;

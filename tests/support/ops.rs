@@ -163,6 +163,19 @@ impl TestEnv {
             .await
             .expect("order-worker runs")
     }
+
+    /// [`TestEnv::order_worker_with`] for a command given `--json`: it exits 0 and prints one
+    /// JSON document, returned parsed.
+    pub async fn order_worker_json(
+        &self,
+        args: &[&str],
+        settings: &[(&str, &str)],
+    ) -> serde_json::Value {
+        let output = self.order_worker_with(args, settings).await;
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|error| panic!("{args:?}: not one JSON document: {error}"))
+    }
 }
 
 pub fn id(raw: &str) -> StreamId {
