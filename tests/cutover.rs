@@ -35,8 +35,14 @@ const RUNBOOK_ORDER: [&str; 3] = [FULFILLMENT, FAILED, CONFIRMED];
 const CLAIM_MIN_IDLE_MS: i64 = 2_000;
 const CONSUMER_GONE_MS: &str = "1500";
 
-/// No event may be applied later than this after it was published.
+/// No event may be applied later than this after it was published, when the worker takes
+/// over (its claim, README's promise).
 const WAITED_AT_MOST_MS: i64 = CLAIM_MIN_IDLE_MS + 5_000;
+/// The same when rolled back: then Dapr's reclaim (idle `processing_timeout`, looked for every
+/// `redeliver_interval`) and its slow handlers set the pace, not the worker: 10 s of room on a
+/// loaded machine (a CI run measured 7.2 s).
+const ROLLED_BACK_WAITED_AT_MOST_MS: i64 =
+    (DAPR.processing_timeout.as_millis() + DAPR.redeliver_interval.as_millis()) as i64 + 10_000;
 
 /// Events per second over the three topics, and the longest the feed may run (orders are
 /// seeded for that much).
@@ -157,7 +163,7 @@ async fn drained(env: &TestEnv) {
 
 /// The checks, once every consumer stopped: nothing pending under any consumer, the tables
 /// equal the in-order replay of the streams, and no event waited too long.
-async fn checked(env: TestEnv, orders: u64) {
+async fn checked(env: TestEnv, orders: u64, waited_at_most_ms: i64) {
     for topic in RUNBOOK_ORDER {
         let key = stream_key(&env, topic);
         assert_eq!(pending_on(&env, &key).await, Some(0), "pending on {key}");
@@ -186,8 +192,8 @@ async fn checked(env: TestEnv, orders: u64) {
         got.counts()
     );
     assert!(
-        waited <= WAITED_AT_MOST_MS,
-        "an event was applied {waited} ms after it was published (at most {WAITED_AT_MOST_MS})"
+        waited <= waited_at_most_ms,
+        "an event was applied {waited} ms after it was published (at most {waited_at_most_ms})"
     );
     in_order.cleanup().await;
     env.cleanup().await;
@@ -264,7 +270,7 @@ async fn the_worker_takes_over_from_dapr_topic_by_topic_under_load_and_nothing_i
             "{name} after SIGTERM"
         );
     }
-    checked(env, orders).await;
+    checked(env, orders, WAITED_AT_MOST_MS).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -329,5 +335,5 @@ async fn rolled_back_to_dapr_under_load_nothing_is_lost() {
     .await;
     drained(&env).await;
     dapr.stop().await;
-    checked(env, orders).await;
+    checked(env, orders, ROLLED_BACK_WAITED_AT_MOST_MS).await;
 }
