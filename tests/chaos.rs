@@ -9,7 +9,9 @@
 //! reorders the most), `paced` publishes evenly over `CHAOS_SECONDS` so faults land while work
 //! is in flight. Each order pays (some after a declined card), runs its fulfillment lifecycle
 //! with one event re-published, and every seventh is cancelled before it ships: in-order
-//! processing leaves it `cancelled`, so order matters for the end state. Size from
+//! processing leaves it `cancelled`, so order matters for the end state. The kills make events
+//! late; one order's payment is made late before the run whatever they do ([`late_payment`]), so
+//! the recompute path is always taken. Size from
 //! `CHAOS_ORDERS`; `.ci/run` runs 1,000 orders (~11,500 entries) up front and 300 paced over 20 s,
 //! `just chaos` 2,000 orders each, paced over 30 s. Run with `--nocapture` to see the figures.
 
@@ -26,7 +28,7 @@ use order_worker_dev::publisher::{self, Format};
 use support::order_events::chains;
 use support::payments::{pending_for_on, ALL_TOPICS, CONFIRMED, FAILED, FULFILLMENT};
 use support::process::{kill, terminate};
-use support::TestEnv;
+use support::{eventually, TestEnv};
 use tokio::process::Child;
 
 /// How long the whole run may take before it fails.
@@ -39,6 +41,8 @@ const TIMESTAMP: &str = "2025-12-22T10:54:00Z";
 const RECOMPUTED: &str = "recomputed the order from its recorded events";
 /// What a relay taking over logs when a killed one had published rows it did not delete.
 const FOUND_PUBLISHED: &str = "found in the stream, not published again";
+/// The order whose payment arrives late by construction ([`late_payment`]).
+const LATE: &str = "order-late";
 
 /// How a run publishes and kills.
 struct Shape {
@@ -90,7 +94,7 @@ async fn run(shape: Shape) {
     } = shape;
     let env = TestEnv::new().await;
     let orders: Vec<String> = (0..order_count).map(|i| format!("order-{i:04}")).collect();
-    let ids: Vec<&str> = orders.iter().map(String::as_str).collect();
+    let ids: Vec<&str> = orders.iter().map(String::as_str).chain([LATE]).collect();
     env.seed_orders(&ids, "pending").await;
     let entries = entries(&orders);
     let poison = entries
@@ -121,6 +125,7 @@ async fn run(shape: Shape) {
         ("CONSUMER_GONE_MS", "1000"),
         ("CONCURRENCY", "2"),
     ];
+    late_payment(&env, &key_of, &settings).await;
     let mut spawned = Vec::new();
     let mut spawn = |env: &TestEnv| {
         let name = format!("chaos-{}", spawned.len() + 1);
@@ -230,11 +235,14 @@ async fn run(shape: Shape) {
         let status = terminate(worker).await;
         assert_eq!(status.code(), Some(0), "{name} after SIGTERM: {status}");
     }
-    // Late events: without them, the comparison with in-order processing proves nothing.
-    let recomputed: usize = spawned
+    // Late events: without them, the comparison with in-order processing proves nothing. The
+    // kills make them; `LATE`'s is made whatever the kills do.
+    let logs: Vec<String> = spawned.iter().map(|name| env.process_log(name)).collect();
+    let recomputed: usize = logs.iter().map(|log| log.matches(RECOMPUTED).count()).sum();
+    let late_recomputed = logs
         .iter()
-        .map(|name| env.process_log(name).matches(RECOMPUTED).count())
-        .sum();
+        .flat_map(|log| log.lines())
+        .any(|line| line.contains(RECOMPUTED) && line.contains(LATE));
 
     let poison_ids = publisher.await.expect("publisher");
     let dead: BTreeSet<String> = env
@@ -276,7 +284,7 @@ async fn run(shape: Shape) {
         dead, poison_ids,
         "the dead-letter stream holds exactly the poison entries"
     );
-    assert!(recomputed > 0, "no late event: nothing was reordered");
+    assert!(late_recomputed, "{LATE}'s late payment was not recomputed");
     if let Some(difference) = chaos_tables.first_difference(&expected) {
         panic!("the tables differ from in-order processing of the same streams: {difference}");
     }
@@ -285,7 +293,7 @@ async fn run(shape: Shape) {
     let published = env.published().await;
     let paths = chains(&published, "pending");
     let mut unfinished = Vec::new();
-    for order in &orders {
+    for &order in &ids {
         let ends = env.order_status(order).await;
         let seen = paths
             .get(order)
@@ -314,11 +322,73 @@ async fn run(shape: Shape) {
     );
     assert_eq!(
         delivered + cancelled,
-        order_count as i64,
-        "the others delivered"
+        ids.len() as i64,
+        "the others delivered ({LATE} among them)"
     );
     in_order.cleanup().await;
     env.cleanup().await;
+}
+
+/// A late event by construction: `LATE`'s payment is delivered to a consumer that never settles
+/// it (as a replica killed holding it) while a worker that never claims applies the order's
+/// fulfillment after it; the chaos workers then claim the payment, older than what its order
+/// has applied.
+async fn late_payment(env: &TestEnv, key_of: &HashMap<&str, String>, settings: &[(&str, &str)]) {
+    let (confirmed, fulfillment) = (&key_of[CONFIRMED], &key_of[FULFILLMENT]);
+    let life = life(1, LATE);
+    assert_eq!(
+        life[0].0, CONFIRMED,
+        "{LATE}'s life starts with its payment"
+    );
+    let mut pipe = redis::pipe();
+    pipe.cmd("XGROUP")
+        .arg("CREATE")
+        .arg(confirmed)
+        .arg(&env.stream.group)
+        .arg("0")
+        .arg("MKSTREAM")
+        .ignore();
+    for (topic, fields, _) in &life {
+        pipe.cmd("XADD")
+            .arg(&key_of[topic])
+            .arg("*")
+            .arg(fields)
+            .ignore();
+    }
+    pipe.cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(&env.stream.group)
+        .arg("chaos-dead")
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(confirmed)
+        .arg(">")
+        .ignore();
+    let () = pipe
+        .query_async(&mut env.redis.clone())
+        .await
+        .expect("LATE published, its payment delivered");
+    let never_claims: Vec<(&str, &str)> = settings
+        .iter()
+        .copied()
+        .chain([("CLAIM_MIN_IDLE_MS", "600000")])
+        .collect();
+    let mut applier =
+        env.spawn_process("chaos-0", &env.redis_url, &env.database_url, &never_claims);
+    eventually("LATE's fulfillment applied", async || {
+        let group =
+            order_worker::group_info(&mut env.redis.clone(), fulfillment, &env.stream.group).await;
+        matches!(group, Ok(Some(group)) if group.lag == Some(0) && group.pending == 0)
+    })
+    .await;
+    let status = terminate(&mut applier).await;
+    assert_eq!(status.code(), Some(0), "chaos-0 after SIGTERM: {status}");
+    assert_eq!(
+        pending_for_on(env, confirmed, "chaos-dead").await,
+        1,
+        "the payment waits for a claim"
+    );
 }
 
 /// Fails with its log if a worker exited before the test killed or stopped it: a replacement

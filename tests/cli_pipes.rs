@@ -5,7 +5,7 @@
 //! Each command runs twice: once with a reader that closes the pipe before reading anything
 //! (every write fails), once with one that reads a line and closes (the writer is cut off in
 //! the middle, for the commands whose output is made larger than the pipe's buffer). Neither
-//! gets a progress bar: those are drawn on a terminal only.
+//! gets a progress bar: those are drawn on a terminal only, which a run under `script` shows.
 
 mod support;
 
@@ -203,7 +203,40 @@ async fn a_replay_dry_run_ends_quietly_when_cut_off() {
     .await;
     ends_quietly_when_cut_off(&env, &["replay", "--from", "0", "--dry-run"]).await;
     ends_quietly_when_cut_off(&env, &["replay", "--from", "0", "--dry-run", "--json"]).await;
+    // The other half: a person at a terminal sees the bar; a script's `--json` does not.
+    let dry_run = ["replay", "--from", "0", "--dry-run"];
+    let seen = on_a_terminal(&env, &dry_run).await;
+    assert!(seen.contains(BAR), "no progress on a terminal: {seen:?}");
+    let seen = on_a_terminal(&env, &[&dry_run[..], &["--json"]].concat()).await;
+    assert!(!seen.contains(BAR), "progress drawn for --json: {seen:?}");
     env.cleanup().await;
+}
+
+/// What only replay's bar shows: `… entries (<rate>/s, ETA <eta>)`.
+const BAR: &str = "/s, ETA ";
+
+/// Runs `order-worker <args>` for the test with stdout and stderr on a terminal (a pseudo-terminal
+/// `script` opens) and returns everything the terminal received.
+async fn on_a_terminal(env: &TestEnv, args: &[&str]) -> String {
+    let worker = env.command(&env.redis_url, &env.database_url);
+    let settings = worker
+        .as_std()
+        .get_envs()
+        .filter_map(|(name, value)| Some((name, value?)));
+    let line = format!("{ORDER_WORKER} {}", args.join(" "));
+    let output = Command::new("script")
+        .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+        .envs(settings)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(DEADLINE, output)
+        .await
+        .expect("ends within the deadline")
+        .expect("`script` runs: install util-linux's bsdutils (apt-get install bsdutils)");
+    let seen = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{args:?} on a terminal: {seen}");
+    seen
 }
 
 #[tokio::test]

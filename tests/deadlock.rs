@@ -4,18 +4,11 @@
 
 mod support;
 
-use diesel::sql_types::BigInt;
-use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::SimpleAsyncConnection;
 use order_worker::FulfillmentStatus::Planning;
 use support::http::{http_port, Metrics};
 use support::process::terminate;
 use support::{eventually, TestEnv};
-
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    count: i64,
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deadlocked_batch_is_retried_by_the_worker_and_applies() {
@@ -41,14 +34,7 @@ async fn a_deadlocked_batch_is_retried_by_the_worker_and_applies() {
     let mut worker = env.spawn_process("deadlock", &env.redis_url, &env.database_url, &settings);
     let port = http_port(&env, "deadlock").await;
     eventually("the worker holds o1 and waits for o2", async || {
-        let waiting: Vec<Count> = diesel::sql_query(
-            "SELECT count(*) AS count FROM pg_stat_activity \
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .load(&mut env.db().await)
-        .await
-        .expect("pg_stat_activity");
-        waiting[0].count == 1
+        env.lock_waits().await == 1
     })
     .await;
     // Waits for o1 until PostgreSQL aborts the worker's transaction.

@@ -1,7 +1,7 @@
 //! Reading what the worker wrote, and where the group stands, for assertions.
 
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use order_worker::schema::{order_status_history, orders, processed_events};
 use order_worker::{order_history, HistoryRow};
 
@@ -103,5 +103,35 @@ impl TestEnv {
             })
             .and_then(|group| group.lag)
             .map_or(0, |lag| lag as u64)
+    }
+
+    /// A connection holding order `id`'s row lock in an open transaction, as a rival writer would:
+    /// a worker's batch holding that order waits behind it. `ROLLBACK` on it lets go.
+    pub async fn lock_order(&self, id: &str) -> AsyncPgConnection {
+        let mut rival = self.db().await;
+        rival
+            .batch_execute(&format!(
+                "BEGIN; SELECT 1 FROM orders WHERE id = '{id}' FOR UPDATE"
+            ))
+            .await
+            .expect("lock the order");
+        rival
+    }
+
+    /// Sessions of this test's database waiting for a lock.
+    pub async fn lock_waits(&self) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .get_result::<Count>(&mut self.db().await)
+        .await
+        .expect("pg_stat_activity")
+        .n
     }
 }
