@@ -14,8 +14,8 @@ use diesel_async::SimpleAsyncConnection;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Subscription;
-use crate::ops::subscriptions::{status, SubscriptionStatus};
 use crate::store::DbPool;
+use crate::stream::group::{subscription_statuses, SubscriptionStatus};
 use crate::stream::RedisPool;
 
 /// A readiness check must answer well within a probe's timeout (1 s by default).
@@ -81,7 +81,7 @@ impl Readiness {
                 .get()
                 .await
                 .map_err(|error| format!("Redis unreachable: {error}"))?;
-            let statuses = status(&mut *conn, &self.subscriptions)
+            let statuses = subscription_statuses(&mut *conn, &self.subscriptions)
                 .await
                 .map_err(|error| format!("Redis: {error}"))?;
             match statuses.iter().find(|s| !s.group_exists) {
@@ -166,7 +166,7 @@ async fn subscriptions(
     let readiness = state.health.readiness().map_err(unavailable)?;
     let read = async {
         let mut conn = readiness.redis.get().await.map_err(|e| e.to_string())?;
-        status(&mut *conn, &readiness.subscriptions)
+        subscription_statuses(&mut *conn, &readiness.subscriptions)
             .await
             .map_err(|e| e.to_string())
     };

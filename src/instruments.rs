@@ -1,7 +1,8 @@
 //! What the worker did, recorded once for two readers: the Prometheus metrics (the names
 //! operators already alert on from the service's Dapr days, plus this worker's own) and the
 //! running [`Progress`] totals that the demo and tests wait on. One [`Recorder`] feeds both, so
-//! they cannot disagree.
+//! they cannot disagree. It takes names and numbers, never the domain's types: every module may
+//! record, and this one depends on none of them.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -9,11 +10,6 @@ use std::time::Duration;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
-
-use crate::store::Transition;
-use crate::stream::pending::Backlog;
-use crate::topics::Outcome;
-use crate::verdict::Refusal;
 
 /// The seed's names (operators alert on them since the service's Dapr days) count the
 /// fulfillment topic alone and carry no label; every other series has a `topic` label.
@@ -90,7 +86,6 @@ pub fn install() -> PrometheusHandle {
             // Fails only if another recorder was installed first; ours then stays unused.
             let _ = metrics::set_global_recorder(recorder);
             describe();
-            crate::outbox::instruments::describe();
             process_collector().describe();
             handle
         })
@@ -225,17 +220,20 @@ pub struct Progress {
     pub retried: u64,
 }
 
-/// A settled batch, as recorded; topics by name.
+/// A settled batch, as recorded: topics, outcomes and reasons by name.
 pub struct Settled<'a> {
     /// The topic of each entry read, deleted ones included.
     pub entries: Vec<&'static str>,
     pub deleted: usize,
-    /// One per event that went through the transaction.
-    pub outcomes: Vec<(&'static str, &'a Outcome)>,
-    pub transitions: &'a [Transition],
+    /// (topic, outcome) of each event that went through the transaction; outcomes as
+    /// `fulfillment_event_outcomes_total` labels them (`applied`, `duplicate`, …).
+    pub outcomes: Vec<(&'static str, &'static str)>,
+    /// The history `reason` of each order status change written.
+    pub transitions: Vec<&'a str>,
     /// Orders with a late event.
     pub recomputed: usize,
-    pub dead_letters: Vec<(&'static str, &'a Refusal)>,
+    /// (topic, error kind if the refusal is an error) of each entry dead-lettered.
+    pub dead_letters: Vec<(&'static str, Option<&'static str>)>,
     /// From the start of the batch to its COMMIT.
     pub seconds: f64,
 }
@@ -280,8 +278,8 @@ impl Recorder {
             }
         }
         for &(topic, outcome) in &batch.outcomes {
-            counter!(OUTCOMES, "topic" => topic, "outcome" => outcome.as_str()).increment(1);
-            if *outcome == Outcome::Conflict {
+            counter!(OUTCOMES, "topic" => topic, "outcome" => outcome).increment(1);
+            if outcome == "conflict" {
                 counter!(CONFLICTS, "topic" => topic).increment(1);
             }
             if topic == FULFILLMENT {
@@ -289,12 +287,12 @@ impl Recorder {
             }
         }
         counter!(RECOMPUTES).increment(batch.recomputed as u64);
-        for transition in batch.transitions {
-            counter!(ORDER_STATUS_UPDATES, "reason" => transition.reason.clone()).increment(1);
+        for &reason in &batch.transitions {
+            counter!(ORDER_STATUS_UPDATES, "reason" => reason.to_owned()).increment(1);
         }
-        for &(topic, refusal) in &batch.dead_letters {
+        for &(topic, error_kind) in &batch.dead_letters {
             counter!(DEAD_LETTERED, "topic" => topic).increment(1);
-            if let Some(kind) = refusal.error_kind() {
+            if let Some(kind) = error_kind {
                 counter!(CONSUMER_ERRORS, "kind" => kind).increment(1);
             }
         }
@@ -303,16 +301,16 @@ impl Recorder {
             progress.deleted += batch.deleted as u64;
             progress.dead_lettered += batch.dead_letters.len() as u64;
             progress.transitions += batch.transitions.len() as u64;
-            for (_, outcome) in &batch.outcomes {
+            for &(_, outcome) in &batch.outcomes {
                 match outcome {
-                    Outcome::Applied => progress.applied += 1,
-                    Outcome::Duplicate => progress.duplicate += 1,
-                    Outcome::Stale => progress.stale += 1,
-                    Outcome::Ignored => progress.ignored += 1,
-                    Outcome::UnknownOrder => progress.unknown_order += 1,
-                    Outcome::Conflict => progress.conflict += 1,
-                    // Counted with the dead letters.
-                    Outcome::Rejected(_) => {}
+                    "applied" => progress.applied += 1,
+                    "duplicate" => progress.duplicate += 1,
+                    "stale" => progress.stale += 1,
+                    "ignored" => progress.ignored += 1,
+                    "unknown_order" => progress.unknown_order += 1,
+                    "conflict" => progress.conflict += 1,
+                    // `rejected`: counted with the dead letters.
+                    _ => {}
                 }
             }
         });
@@ -322,6 +320,25 @@ impl Recorder {
 /// A transient failure talking to `server` ("redis" or "postgres").
 pub fn transient_error(server: &'static str) {
     counter!(CONSUMER_ERRORS, "kind" => server).increment(1);
+}
+
+/// What the backlog gauges show of one stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    /// The group's lag: None before Redis 7 or when Redis cannot tell.
+    pub lag: Option<u64>,
+    pub pending: u64,
+    /// The idle time of the oldest (lowest id) pending entry; zero when nothing is pending.
+    /// Claims reset an entry's idle time, so this grows past CLAIM_MIN_IDLE_MS only while no
+    /// replica claims.
+    pub oldest_idle: Duration,
+    /// The dead-letter stream's length.
+    pub dead_letters: u64,
+    /// Entries the stream holds, acknowledged ones included until trimmed.
+    pub length: u64,
+    /// How long ago its oldest entry was written (by this machine's clock; zero when empty):
+    /// past trim's keep window, retention is not running or a group holds the cut.
+    pub oldest_entry_age: Duration,
 }
 
 /// The gauges of one stream's backlog and extent, and the claim idle they are judged against.
@@ -342,11 +359,11 @@ pub fn inbox_retention(keep: Duration) {
     gauge!(INBOX_RETENTION).set(keep.as_secs_f64());
 }
 
-/// The inbox as last seen.
-pub fn inbox(extent: &crate::store::retention::Extent) {
-    gauge!(INBOX_ROWS).set(extent.rows_estimate);
-    let oldest = extent.oldest.unwrap_or_default();
-    gauge!(INBOX_OLDEST_AGE).set(oldest.as_secs_f64());
+/// The inbox as last seen: PostgreSQL's estimate of its rows, the age of its oldest (none when
+/// empty).
+pub fn inbox(rows_estimate: f64, oldest: Option<Duration>) {
+    gauge!(INBOX_ROWS).set(rows_estimate);
+    gauge!(INBOX_OLDEST_AGE).set(oldest.unwrap_or_default().as_secs_f64());
 }
 
 /// Rows the inbox's retention dropped; `finished`: it walked to the end (not cut by shutdown).

@@ -18,7 +18,6 @@ mod http;
 mod instruments;
 pub mod ops;
 mod outbox;
-mod position;
 mod retry;
 mod shutdown;
 mod store;
@@ -36,8 +35,8 @@ pub use config::{
     TableName, Topics, WorkerConfig, DEFAULT_BATCH_SIZE, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL,
 };
 pub use telemetry::{
-    init as init_telemetry, LogFormat, Telemetry, EXPORT_FAILING, PROCESSING_EVENT, SUBSCRIBING,
-    TRACING_HELP, UPDATED_ORDER, WITHDREW_CHANGE,
+    init as init_telemetry, LogFormat, Telemetry, EXPORT_FAILING, SUBSCRIBING, TRACING_HELP,
+    UPDATED_ORDER, WITHDREW_CHANGE,
 };
 
 // The worker in-process, as the tests, the demo and the benchmark run it.
@@ -48,13 +47,15 @@ pub use worker::{Committed, Progress, Worker};
 pub use store::history::{order_history, HistoryRow};
 pub use store::migrate::run_all as run_migrations;
 pub use store::{connect as connect_postgres, schema};
-pub use topics::{FulfillmentStatus, OrderStatus, PaymentStatus};
+pub use topics::{FulfillmentStatus, OrderStatus, PaymentStatus, PROCESSING_EVENT};
 
 // The pipeline's parts, for the benchmark's per-event baseline and the tests that play a
 // consumer which dies half-way (read, decode and apply, but never ack).
+pub use config::{ClusterUrl, SentinelUrl};
 pub use envelope::DEFAULT_MAX_ENTRY_BYTES;
 pub use store::{apply_batch, Incoming, Tables};
-pub use stream::target::{ClusterUrl, RedisConnection, RedisTarget, SentinelUrl, Timeouts};
+pub use stream::connect::{client as redis_client, RedisConnection, RedisTarget, Timeouts};
+pub use stream::id::{parse_boundary, StreamId};
 pub use stream::{
     ensure_group, group_info, settle, DeadLetter, ReadBatch, Reader, Settlement, StreamEntry,
 };

@@ -14,6 +14,13 @@ use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
 use crate::shutdown::Shutdown;
 
+/// A connection attempt the server did not answer or hung up on: worth waiting out (it is
+/// down or restarting), unlike a refusal it gave (credentials, database, TLS) or a bad URL.
+/// Either server's connect says so with this one type, so start-up tells them apart alike.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreachable(pub String);
+
 /// The longest wait between two attempts.
 const MAX_DELAY: Duration = Duration::from_secs(5);
 

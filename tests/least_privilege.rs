@@ -183,9 +183,8 @@ async fn trim_as_the_readme_trim_user(servers: &TlsServers, env: &TestEnv) {
 }
 
 async fn assert_redis_user_is_confined(servers: &TlsServers, env: &TestEnv) {
-    let mut worker_user = env
-        .redis_tls
-        .client(&servers.redis_url(Some(("order-worker", PASSWORD))))
+    let worker_user = servers.redis_url(Some(("order-worker", PASSWORD)));
+    let mut worker_user = order_worker::redis_client(&env.redis_tls, &worker_user)
         .expect("client")
         .get_multiplexed_async_connection()
         .await

@@ -5,7 +5,7 @@
 mod support;
 
 use order_worker::ops::dead_letter::{self, DeadLetterSummary};
-use order_worker::ops::stream_id::parse_boundary;
+use order_worker::parse_boundary;
 use order_worker::{settle, DeadLetter, Settlement, StreamEntry};
 use support::ops::{id, stderr, stdout};
 use support::TestEnv;

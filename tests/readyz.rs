@@ -69,6 +69,10 @@ async fn readyz_is_503_while_the_consumer_group_is_missing() {
         .await
         .expect("XGROUP DESTROY");
     readyz(port, 503, &["consumer group", "does not exist"]).await;
+    // Held past CLAIM_INTERVAL_MS (200 ms): when the lock goes, a claim round is due and
+    // meets the missing group before the reader does. It must not wait for the reader to
+    // create the group again, which runs only after it.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
 
     lock.batch_execute("ROLLBACK").await.expect("unlock o1");
     readyz(port, 200, &["ready"]).await;

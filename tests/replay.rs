@@ -7,9 +7,9 @@ mod support;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use order_worker::ops::replay::{self, Counts, RangeRequest, ReplayReport};
-use order_worker::ops::stream_id::StreamId;
 use order_worker::schema::{order_fulfillments, order_status_history, orders, processed_events};
 use order_worker::FulfillmentStatus::{self, *};
+use order_worker::StreamId;
 use order_worker::{TableName, Tables};
 use order_worker_dev::publisher::{self, Format};
 use support::ops::{stderr, stdout};
@@ -281,7 +281,7 @@ async fn order_id_and_rfc3339_bounds_select_the_right_entries() {
     let selected = |report: &ReplayReport| -> Vec<String> {
         report.problems.iter().map(|p| p.entry_id.clone()).collect()
     };
-    let parse = |raw: &str| order_worker::ops::stream_id::parse_boundary(raw).expect("from");
+    let parse = |raw: &str| order_worker::parse_boundary(raw).expect("from");
     let parse_to = |raw: &str| replay::parse_to(raw).expect("to");
 
     // `--to` as a time takes its whole millisecond (both entries of 22 s).

@@ -4,15 +4,14 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::stream::target::{ClusterUrl, RedisTarget, SentinelUrl};
-use anyhow::{bail, Context};
-use redis::{Client, IntoConnectionInfo, TlsCertificates};
 use std::time::Duration;
 
 mod order_events;
+mod redis_url;
 mod streams;
 mod table_name;
 pub use order_events::OrderEvents;
+pub use redis_url::{ClusterUrl, Credentials, SentinelUrl};
 pub(crate) use streams::parse_topic;
 pub use streams::{stream_setting, Keyspace, StreamConfig, Subscription, Topics};
 pub use table_name::TableName;
@@ -86,16 +85,6 @@ impl Connections {
             orders_table: TableName::default(),
         }
     }
-
-    /// The Redis client for `redis_url`, over TLS with `rediss://`.
-    pub fn redis_client(&self) -> anyhow::Result<redis::Client> {
-        self.redis_tls.client(&self.redis_url)
-    }
-
-    /// Where the worker's Redis connections go: one server, or the master Sentinel names.
-    pub fn redis_target(&self) -> anyhow::Result<RedisTarget> {
-        self.redis_tls.target(&self.redis_url)
-    }
 }
 
 /// What reaching Redis takes beyond its URL, which has no parameter for it: how a `rediss://`
@@ -121,73 +110,6 @@ impl fmt::Debug for RedisTls {
             .field("redis_sentinel_password", &password)
             .finish()
     }
-}
-
-impl RedisTls {
-    /// Where `redis_url` says Redis is: `redis+sentinel://` URLs name the sentinels and the
-    /// master's name, `redis+cluster://` URLs some nodes of a cluster (`rediss+…` for TLS);
-    /// any other, one server.
-    pub fn target(&self, redis_url: &str) -> anyhow::Result<RedisTarget> {
-        if let Some(sentinel) = SentinelUrl::parse(redis_url)? {
-            if self.redis_ca_cert.is_some() {
-                bail!("REDIS_CA_CERT is not supported with a Sentinel REDIS_URL yet: the sentinels and the master are checked against the system's roots");
-            }
-            crate::tls::provider();
-            return RedisTarget::sentinel(&sentinel, self.redis_sentinel_password.as_deref());
-        }
-        if let Some(cluster) = ClusterUrl::parse(redis_url)? {
-            crate::tls::provider();
-            let ca_cert = match &self.redis_ca_cert {
-                Some(_) if !cluster.tls => bail!(
-                    "REDIS_CA_CERT is set but REDIS_URL {} is not a rediss+cluster:// (TLS) URL",
-                    redact_url(redis_url)
-                ),
-                Some(path) => Some(read_ca_cert(path)?),
-                None => None,
-            };
-            return RedisTarget::cluster(&cluster, ca_cert);
-        }
-        Ok(RedisTarget::server(self.client(redis_url)?))
-    }
-
-    /// The client every Redis connection is made from, so `rediss://` and a private CA work
-    /// the same everywhere. The server's certificate is checked against `REDIS_CA_CERT`, or
-    /// without it the system's roots (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured).
-    pub fn client(&self, redis_url: &str) -> anyhow::Result<Client> {
-        let invalid = || format!("invalid REDIS_URL {}", redact_url(redis_url));
-        // The redis crate builds its TLS settings on the process' default crypto provider.
-        crate::tls::provider();
-        let info = redis_url.into_connection_info().with_context(invalid)?;
-        // redis-rs labels each connection with `CLIENT SETINFO`, a command Redis < 7.2 lacks and
-        // an ACL user would need to be granted; nothing reads the label.
-        let settings = info.redis_settings().clone().set_skip_set_lib_name();
-        let info = info.set_redis_settings(settings);
-        let Some(ca_cert) = self.redis_ca_cert.as_deref() else {
-            return Client::open(info).with_context(invalid);
-        };
-        if !redis_url.starts_with("rediss://") {
-            bail!(
-                "REDIS_CA_CERT is set but REDIS_URL {} is not a rediss:// (TLS) URL",
-                redact_url(redis_url)
-            );
-        }
-        let pem = read_ca_cert(ca_cert)?;
-        Client::build_with_tls(
-            info,
-            TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem),
-            },
-        )
-        .with_context(invalid)
-    }
-}
-
-/// REDIS_CA_CERT's PEM, parsed here first so that a wrong file is named at start rather than
-/// failing each handshake.
-fn read_ca_cert(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    crate::tls::read_certificates(path).context("REDIS_CA_CERT")?;
-    std::fs::read(path).with_context(|| format!("reading REDIS_CA_CERT {}", path.display()))
 }
 
 impl fmt::Debug for Connections {

@@ -186,7 +186,7 @@ pub enum Keyspace {
 impl Keyspace {
     /// The keyspace REDIS_URL points at.
     pub fn of(redis_url: &str) -> anyhow::Result<Self> {
-        Ok(match crate::stream::target::ClusterUrl::parse(redis_url)? {
+        Ok(match super::ClusterUrl::parse(redis_url)? {
             Some(_) => Self::Cluster,
             None => Self::Single,
         })

@@ -13,7 +13,6 @@ pub mod outbox;
 pub mod output;
 pub mod preflight;
 pub mod replay;
-pub mod stream_id;
 pub mod subscriptions;
 pub mod table;
 pub mod trim;
@@ -27,8 +26,9 @@ use redis::streams::StreamInfoGroup;
 use crate::config::{
     redact_url, Keyspace, StreamConfig, Subscription, Topics, DEFAULT_REDIS_URL, DEFAULT_STREAM,
 };
+use crate::stream::connect::{RedisTarget, Timeouts};
+use crate::stream::id::StreamId;
 use crate::stream::reply::parse_entries;
-use crate::stream::target::Timeouts;
 use crate::stream::{ReadBatch, RedisConnection, StreamEntry};
 
 /// How long one command may take. Generous: an exact `XTRIM` of millions of entries takes
@@ -136,7 +136,7 @@ impl OpsConfig {
     /// One connection for the whole command; fails at once (no retries) when Redis does not
     /// answer, because an operator at a terminal wants to know now.
     pub async fn connect(&self) -> anyhow::Result<RedisConnection> {
-        let target = self.redis_tls.target(&self.redis_url)?;
+        let target = RedisTarget::new(&self.redis_tls, &self.redis_url)?;
         let timeouts = Timeouts {
             connect: Some(Duration::from_secs(5)),
             response: Some(RESPONSE_TIMEOUT),
@@ -209,11 +209,11 @@ async fn count_range(
     conn: &mut RedisConnection,
     key: &str,
     from: &str,
-    below: stream_id::StreamId,
+    below: StreamId,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<u64> {
     const PAGE: u64 = 10_000;
-    if below == stream_id::StreamId::MIN {
+    if below == StreamId::MIN {
         // Nothing is below `0-0`, and `(0-0` is not a valid range end.
         return Ok(0);
     }

@@ -20,11 +20,11 @@ use redis::streams::{StreamInfoGroup, StreamPendingReply};
 use serde::Serialize;
 
 use super::dead_letter::rfc3339;
-use super::stream_id::StreamId;
 use super::table::Table;
 use super::{
     count_range, groups, key_type, output, print_report, redis_now_ms, OpsConfig, Reports,
 };
+use crate::stream::id::StreamId;
 
 /// `order-worker trim` settings.
 #[derive(Clone, Debug, clap::Args)]

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use diesel::result::DatabaseErrorKind;
 use diesel::ConnectionError;
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use rustls::client::WebPkiServerVerifier;
@@ -23,6 +24,7 @@ use tokio_postgres::config::SslMode as WireMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::redact_url;
+use crate::retry::Unreachable;
 use crate::tls;
 
 /// libpq's `sslmode` values.
@@ -136,12 +138,6 @@ impl Target {
     }
 }
 
-/// A connection attempt the server did not answer or hung up on: worth waiting out (it is
-/// down or restarting), unlike a refusal it gave (credentials, database, TLS) or a bad URL.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Unreachable(pub String);
-
 /// Connects as the URL says, and makes PostgreSQL plan every statement for its actual
 /// arguments. The worker's statements are prepared once per connection and run for its whole
 /// life; a generic plan fixed while the tables were small (a fresh install) would scan them
@@ -189,7 +185,15 @@ async fn open(url: String) -> Result<AsyncPgConnection, Failure> {
             "{error:#}"
         ))))
     })?;
-    let refused = Failure::Refused;
+    // Lost once connected, before the set-up's queries were answered (no SQL state: diesel-async
+    // says `UnableToSendCommand`): the server hung up, as above, rather than refused us.
+    let setup_failed = |error: ConnectionError| match &error {
+        ConnectionError::CouldntSetupConfiguration(diesel::result::Error::DatabaseError(
+            DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection,
+            _,
+        )) => Failure::Unreachable(Unreachable(message(&error))),
+        _ => Failure::Refused(error),
+    };
     let mut conn = match tls {
         None => {
             let (client, connection) = target
@@ -199,7 +203,7 @@ async fn open(url: String) -> Result<AsyncPgConnection, Failure> {
                 .map_err(failed)?;
             AsyncPgConnection::try_from_client_and_connection(client, connection)
                 .await
-                .map_err(refused)?
+                .map_err(setup_failed)?
         }
         Some(tls) => {
             let (client, connection) = target
@@ -209,7 +213,7 @@ async fn open(url: String) -> Result<AsyncPgConnection, Failure> {
                 .map_err(failed)?;
             AsyncPgConnection::try_from_client_and_connection(client, connection)
                 .await
-                .map_err(refused)?
+                .map_err(setup_failed)?
         }
     };
     // Every statement is planned for its own arguments (a batch's arrays vary in size), and
@@ -218,7 +222,7 @@ async fn open(url: String) -> Result<AsyncPgConnection, Failure> {
     // spent 40 ms compiling to run in 3 (BENCHMARKS.md, "A regression the 3,000-order rows hide").
     conn.batch_execute("SET plan_cache_mode = force_custom_plan; SET jit = off")
         .await
-        .map_err(|error| Failure::Refused(ConnectionError::CouldntSetupConfiguration(error)))?;
+        .map_err(|error| setup_failed(ConnectionError::CouldntSetupConfiguration(error)))?;
     Ok(conn)
 }
 

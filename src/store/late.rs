@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::plan::{plan, Incoming, OrderUpdate, Plan, StatusChange, Transition};
-use crate::position::Position;
+use crate::stream::position::Position;
 use crate::topics::{Event, OrderStatus, Outcome, State};
 
 /// What the inbox holds of a batch: read with the batch's state, under its orders' locks.

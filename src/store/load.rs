@@ -14,7 +14,7 @@ use super::schema::{order_fulfillments, order_status_history, processed_events};
 use super::tables::{InboxKey, Tables};
 use super::unnest::TextColumns;
 use super::StoreError;
-use crate::position::Position;
+use crate::stream::position::Position;
 use crate::topics::{self, Payment, Processed, Row, State};
 
 /// The inbox's rows of the batch's orders (the first `$`, their ids), then those of its event

@@ -5,7 +5,7 @@
 //! order, one history row per real transition) are tested without a database.
 
 use crate::envelope::TraceContext;
-use crate::position::Position;
+use crate::stream::position::Position;
 use crate::topics::{Event, FulfillmentStatus, OrderStatus, Ordered, Outcome, Payment, State};
 
 /// One decoded event and the stream entry it came from, in stream order.

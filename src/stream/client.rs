@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::target::{RedisConnection, RedisTarget, Timeouts};
+use super::connect::{RedisConnection, RedisTarget, Timeouts};
 use crate::config::redact_url;
-use crate::store::connect::Unreachable;
+use crate::retry::Unreachable;
 use crate::tls;
 
 /// Why connecting failed, in the operator's terms: which server, and what a connection closed

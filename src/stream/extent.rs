@@ -8,7 +8,7 @@ use redis::aio::ConnectionLike;
 use redis::Value;
 
 use super::reply::unexpected;
-use crate::ops::stream_id::StreamId;
+use crate::stream::id::StreamId;
 
 /// A stream's length and oldest entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use redis::streams::{
     StreamInfoConsumer, StreamInfoConsumersReply, StreamInfoGroup, StreamInfoGroupsReply,
 };
 
-use crate::config::StreamConfig;
+use crate::config::{StreamConfig, Subscription};
 
 /// `XGROUP CREATE <stream> <group> <start> MKSTREAM`; an existing group (`BUSYGROUP`) is left
 /// as it is, so replicas starting together and restarts are harmless.
@@ -129,4 +129,48 @@ pub async fn group_info<C: ConnectionLike + Send>(
 ) -> redis::RedisResult<Option<StreamInfoGroup>> {
     let groups = groups(conn, stream).await?;
     Ok(groups.into_iter().find(|info| info.name == group))
+}
+
+/// One subscription and how far its group is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SubscriptionStatus {
+    pub topic: String,
+    pub stream: String,
+    pub group: String,
+    pub dead_letter_stream: String,
+    /// Whether the group exists yet (a worker creates it when it starts).
+    pub group_exists: bool,
+    /// Entries not delivered to the group yet (`None` when Redis cannot tell).
+    pub lag: Option<u64>,
+    /// Delivered and not acknowledged yet.
+    pub pending: u64,
+}
+
+/// Each subscription with its group's lag and pending count, read now.
+pub async fn subscription_statuses<C: ConnectionLike + Send>(
+    conn: &mut C,
+    subscriptions: &[Subscription],
+) -> redis::RedisResult<Vec<SubscriptionStatus>> {
+    let mut statuses = Vec::with_capacity(subscriptions.len());
+    for Subscription { topic, stream } in subscriptions {
+        // No stream yet: nothing was published, and no worker created the group.
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(&stream.stream)
+            .query_async(conn)
+            .await?;
+        let group = match exists {
+            true => group_info(conn, &stream.stream, &stream.group).await?,
+            false => None,
+        };
+        statuses.push(SubscriptionStatus {
+            topic: topic.name().to_owned(),
+            stream: stream.stream.clone(),
+            group: stream.group.clone(),
+            dead_letter_stream: stream.dead_letter_stream(),
+            group_exists: group.is_some(),
+            lag: group.as_ref().and_then(|g| g.lag).map(|lag| lag as u64),
+            pending: group.map_or(0, |g| g.pending as u64),
+        });
+    }
+    Ok(statuses)
 }

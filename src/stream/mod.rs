@@ -1,25 +1,27 @@
 //! Redis Streams: the consumer group, reading entries, and settling them (ack or dead-letter).
 
 pub mod client;
+pub mod connect;
 pub mod extent;
 pub mod group;
+pub mod id;
 pub mod pending;
+pub mod position;
 pub mod read;
 pub(crate) mod reply;
 pub mod settle;
-pub mod target;
 
-use crate::position::Position;
+pub use connect::RedisConnection;
 pub use extent::extent;
 pub use group::{ensure_group, group_info, groups};
 pub use pending::{autoclaim, claim_held, delivery_counts, keep_alive};
+use position::Position;
 pub use read::Reader;
 pub use settle::{settle, DeadLetter, Settlement};
-pub use target::RedisConnection;
 
 /// A pool for short commands (XACK, XADD to the dead-letter stream, XGROUP). The blocking
 /// XREADGROUP has a connection of its own ([`Reader`]) so it never holds up an ack.
-pub type RedisPool = bb8::Pool<target::RedisTarget>;
+pub type RedisPool = bb8::Pool<connect::RedisTarget>;
 
 /// One stream entry as read: which of the streams read it came from (an index into them), its
 /// id and its field/value pairs (values are bytes: nothing guarantees a publisher wrote UTF-8).
@@ -31,7 +33,7 @@ pub struct StreamEntry {
 }
 
 /// Builds the pool without connecting; commands retry until Redis answers.
-pub fn pool(target: target::RedisTarget) -> RedisPool {
+pub fn pool(target: connect::RedisTarget) -> RedisPool {
     // bb8 tests each connection on checkout (a PING, or with Sentinel a ROLE): a multiplexed
     // connection does not reconnect by itself, so this is how one cut by the network, or left
     // on a demoted master, gets replaced.

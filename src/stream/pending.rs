@@ -8,8 +8,9 @@ use redis::aio::ConnectionLike;
 use redis::Value;
 
 use super::reply::{parse_entries, unexpected};
-use super::{group_info, ReadBatch};
+use super::{group_info, is_no_group, ReadBatch};
 use crate::config::StreamConfig;
+use crate::instruments::Backlog;
 
 /// One `XAUTOCLAIM` page: entries idle for at least `min_idle`, whoever holds them (a dead
 /// replica, Dapr's consumer named as the group, or ourselves for an entry that failed), become
@@ -23,7 +24,7 @@ pub async fn autoclaim<C: ConnectionLike + Send>(
     cursor: &str,
     count: usize,
 ) -> redis::RedisResult<(String, ReadBatch)> {
-    let reply: Value = redis::cmd("XAUTOCLAIM")
+    let reply: redis::RedisResult<Value> = redis::cmd("XAUTOCLAIM")
         .arg(&config.stream)
         .arg(&config.group)
         .arg(consumer)
@@ -32,7 +33,13 @@ pub async fn autoclaim<C: ConnectionLike + Send>(
         .arg("COUNT")
         .arg(count)
         .query_async(conn)
-        .await?;
+        .await;
+    let reply = match reply {
+        // The group is gone (Redis lost its data): nothing is pending in it. The reader
+        // creates it again; waiting here for that would keep the reader from running.
+        Err(error) if is_no_group(&error) => return Ok(("0-0".to_owned(), ReadBatch::default())),
+        reply => reply?,
+    };
     let Value::Array(mut parts) = reply else {
         return Err(unexpected("XAUTOCLAIM reply", &reply));
     };
@@ -65,7 +72,7 @@ pub async fn claim_held<C: ConnectionLike + Send>(
     count: usize,
 ) -> redis::RedisResult<ReadBatch> {
     let min_idle = min_idle.as_millis() as u64;
-    let held: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
+    let held: redis::RedisResult<redis::streams::StreamPendingCountReply> = redis::cmd("XPENDING")
         .arg(&config.stream)
         .arg(&config.group)
         .arg("IDLE")
@@ -75,8 +82,13 @@ pub async fn claim_held<C: ConnectionLike + Send>(
         .arg(count)
         .arg(holder)
         .query_async(conn)
-        .await?;
+        .await;
     let mut batch = ReadBatch::default();
+    let held = match held {
+        // Gone with the group, as in [`autoclaim`]; a retry after a later failure lands here.
+        Err(error) if is_no_group(&error) => return Ok(batch),
+        held => held?,
+    };
     if held.ids.is_empty() {
         return Ok(batch);
     }
@@ -155,25 +167,6 @@ pub async fn delivery_counts<C: ConnectionLike + Send>(
         .flat_map(|reply| reply.ids)
         .map(|pending| (pending.id, pending.times_delivered as u64))
         .collect())
-}
-
-/// What the backlog gauges show of one stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backlog {
-    /// The group's lag: None before Redis 7 or when Redis cannot tell.
-    pub lag: Option<u64>,
-    pub pending: u64,
-    /// The idle time of the oldest (lowest id) pending entry; zero when nothing is pending.
-    /// Claims reset an entry's idle time, so this grows past CLAIM_MIN_IDLE_MS only while no
-    /// replica claims.
-    pub oldest_idle: Duration,
-    /// The dead-letter stream's length.
-    pub dead_letters: u64,
-    /// Entries the stream holds, acknowledged ones included until trimmed.
-    pub length: u64,
-    /// How long ago its oldest entry was written (by this machine's clock; zero when empty):
-    /// past trim's keep window, retention is not running or a group holds the cut.
-    pub oldest_entry_age: Duration,
 }
 
 /// The stream's [`Backlog`], from XINFO GROUPS, XINFO STREAM, XLEN and XPENDING's extended form.

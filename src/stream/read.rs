@@ -18,8 +18,8 @@ use redis::cluster_routing::Slot;
 use redis::{RedisResult, Value};
 use tokio::task::JoinHandle;
 
+use super::connect::{RedisConnection, RedisTarget, Timeouts};
 use super::reply::parse_read_reply;
-use super::target::{RedisConnection, RedisTarget, Timeouts};
 use super::{ensure_group, is_no_group, ReadBatch};
 use crate::config::StreamConfig;
 

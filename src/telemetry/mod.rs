@@ -21,9 +21,9 @@ pub use export::{EXPORT_FAILING, HELP as TRACING_HELP};
 
 /// The start of the log lines that people and programs match on (Dapr's own wording, which the
 /// order service's operators know): the replica tooling counts events and status changes by
-/// them, and waits for the subscription line.
+/// them, and waits for the subscription line. Each topic words its own event's line
+/// ([`crate::topics`]).
 pub const SUBSCRIBING: &str = "Subscribing to stream";
-pub const PROCESSING_EVENT: &str = "Processing fulfillment status changed event";
 pub const UPDATED_ORDER: &str = "Updated order status";
 /// A status change withdrawn from the history: an order recomputed for a late event, where
 /// in-order processing would not have made it (its replacement is logged as an update).

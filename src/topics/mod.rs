@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::envelope::{self, DecodeError, OrderIds, Payload, TraceContext};
-pub use fulfillment::{FulfillmentEvent, FulfillmentStatus};
+pub use fulfillment::{FulfillmentEvent, FulfillmentStatus, PROCESSING_EVENT};
 pub use order::{OrderStatus, UnknownStatus};
 pub use payment::{Payment, PaymentStatus};
 

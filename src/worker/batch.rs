@@ -209,14 +209,20 @@ impl Worker {
             outcomes: events
                 .iter()
                 .zip(&applied.outcomes)
-                .map(|((entry, _), outcome)| (topic(entry.source), outcome))
+                .map(|((entry, _), outcome)| (topic(entry.source), outcome.as_str()))
                 .collect(),
-            transitions: &applied.transitions,
+            transitions: applied
+                .transitions
+                .iter()
+                .map(|t| t.reason.as_str())
+                .collect(),
             recomputed: applied.recomputed.len() + applied.changed_outside.len(),
             dead_letters: verdicts
                 .iter()
                 .filter_map(|(entry, fate)| match fate {
-                    Verdict::DeadLetter(refusal) => Some((topic(entry.source), refusal)),
+                    Verdict::DeadLetter(refusal) => {
+                        Some((topic(entry.source), refusal.error_kind()))
+                    }
                     _ => None,
                 })
                 .collect(),

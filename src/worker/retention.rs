@@ -49,7 +49,8 @@ impl Retention {
                 );
             }
         }
-        instruments::inbox(&retention::extent(&mut conn).await?);
+        let extent = retention::extent(&mut conn).await?;
+        instruments::inbox(extent.rows_estimate, extent.oldest);
         Ok(())
     }
 }

@@ -11,11 +11,11 @@ use super::{Worker, IN_FLIGHT};
 use crate::config::{Subscription, WorkerConfig};
 use crate::http::Starting;
 use crate::instruments::Recorder;
+use crate::retry::Unreachable;
 use crate::retry::{Dependency, Retry};
 use crate::shutdown;
-use crate::store::connect::Unreachable;
 use crate::store::{self, migrate};
-use crate::stream::target::{RedisTarget, Timeouts};
+use crate::stream::connect::{RedisTarget, Timeouts};
 use crate::stream::{self, ensure_group, Reader};
 use crate::telemetry::SUBSCRIBING;
 
@@ -38,7 +38,7 @@ impl Worker {
                 config.block_ms
             );
         }
-        let redis = config.connections.redis_target()?;
+        let redis = RedisTarget::new(&config.connections.redis_tls, &config.connections.redis_url)?;
         let recorder = Recorder::default();
         let redis_health = Dependency::new("Redis", "redis").recording(recorder.clone());
         let db_health = Dependency::new("PostgreSQL", "postgres").recording(recorder.clone());

@@ -3,8 +3,8 @@
 
 use std::process::Output;
 
-use order_worker::ops::stream_id::StreamId;
 use order_worker::ops::OpsConfig;
+use order_worker::StreamId;
 
 use super::TestEnv;
 

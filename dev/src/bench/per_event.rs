@@ -40,7 +40,10 @@ async fn handler(
     use std::sync::atomic::Ordering;
     let block = std::time::Duration::from_millis(100);
     let mut reader = Reader::connect(
-        workload.connections.redis_target()?,
+        order_worker::RedisTarget::new(
+            &workload.connections.redis_tls,
+            &workload.connections.redis_url,
+        )?,
         vec![workload.stream.clone()],
         format!("dapr-{n}"),
         block,

@@ -197,7 +197,9 @@ pub async fn connect_redis(
         connect: Some(Duration::from_secs(5)),
         response: Some(Duration::from_secs(30)),
     };
-    let conn = redis_tls.target(redis_url)?.connect(timeouts).await;
+    let conn = order_worker::RedisTarget::new(redis_tls, redis_url)?
+        .connect(timeouts)
+        .await;
     conn.with_context(|| {
         format!(
             "connecting to Redis at {}",

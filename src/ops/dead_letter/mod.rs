@@ -13,8 +13,8 @@ use serde::Serialize;
 
 pub use render::{render_detail, render_list, render_purge};
 
-use super::stream_id::{parse_boundary, StreamId};
 use super::{count_range, print_report, redis_now_ms, xrange, OpsConfig};
+use crate::stream::id::{parse_boundary, StreamId};
 use crate::stream::StreamEntry;
 
 /// `order-worker dead-letter` and its actions.

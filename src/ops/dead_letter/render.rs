@@ -93,7 +93,7 @@ pub fn render_purge(report: &PurgeReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::stream_id::StreamId;
+    use crate::stream::id::StreamId;
 
     fn letter(id: &str, error: Option<&str>) -> DeadLetterSummary {
         DeadLetterSummary {

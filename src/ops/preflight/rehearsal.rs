@@ -12,9 +12,9 @@ use serde::Serialize;
 
 use crate::envelope::OrderIds;
 use crate::ops::replay::{apply_page, Counts, DryRun, Problem, RangeRequest, ReplayReport};
-use crate::ops::stream_id::StreamId;
 use crate::ops::{xrange, xrevrange};
 use crate::store::Tables;
+use crate::stream::id::StreamId;
 use crate::stream::{RedisConnection, StreamEntry};
 use crate::topics::{self, Topic};
 

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::groups::{joining, Consumer, Group, Joining};
 use crate::config::Subscription;
-use crate::ops::stream_id::StreamId;
 use crate::ops::{count_range, key_type};
+use crate::stream::id::StreamId;
 use crate::stream::RedisConnection;
 use crate::topics::Topic;
 

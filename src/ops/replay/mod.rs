@@ -23,10 +23,10 @@ pub use range::{
 pub use render::{render_range, render_requeue};
 pub use requeue::{requeue, requeue_shown, Moved, RequeueReport, Selection};
 
-use super::stream_id::{parse_boundary, StreamId};
 use super::{count_range, output, print_report, OpsConfig};
 use crate::config::{redact_url, Connections, Keyspace, StreamConfig, Topics, DEFAULT_STREAM};
 use crate::store::Tables;
+use crate::stream::id::{parse_boundary, StreamId};
 
 /// `order-worker replay` settings: the worker's connections and stream settings (same flags
 /// and variables as `run`), then what to replay. The consumer name, group and group start id

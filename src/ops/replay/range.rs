@@ -13,9 +13,9 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 use tracing::{Instrument, Span};
 
-use crate::ops::stream_id::StreamId;
 use crate::ops::xrange;
 use crate::store::{apply_batch, Incoming, Plan, Tables};
+use crate::stream::id::StreamId;
 use crate::stream::StreamEntry;
 use crate::telemetry::spans::{self, Entry, Step};
 use crate::topics::{self, Event, Outcome, Topic};

@@ -5,8 +5,8 @@ use std::fmt::Write;
 
 use super::{ReplayReport, RequeueReport};
 use crate::ops::dead_letter::rfc3339;
-use crate::ops::stream_id::StreamId;
 use crate::ops::table::{shorten, Table};
+use crate::stream::id::StreamId;
 
 /// `replay --from … --to …` for people.
 pub fn render_range(report: &ReplayReport) -> String {

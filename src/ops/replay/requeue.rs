@@ -12,8 +12,8 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::config::StreamConfig;
-use crate::ops::stream_id::StreamId;
 use crate::ops::{xrange, xrevrange};
+use crate::stream::id::StreamId;
 use crate::stream::settle::ADDED_FIELDS;
 use crate::stream::StreamEntry;
 

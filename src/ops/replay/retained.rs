@@ -11,8 +11,8 @@
 //! done, and an operator replaying "since the incident" wants at least that.
 
 use crate::ops::dead_letter::rfc3339;
-use crate::ops::stream_id::StreamId;
 use crate::stream::extent::Extent;
+use crate::stream::id::StreamId;
 use crate::stream::RedisConnection;
 
 /// How much of a range is left.

@@ -13,6 +13,10 @@ use status::{derived_order_status, fulfillment_step, FulfillmentStep};
 
 pub const STATUS_CHANGED: StatusChanged = StatusChanged;
 
+/// The start of each fulfillment event's log line, in the words of the order service's logs:
+/// operators grep it, and the replica tooling counts events by it.
+pub const PROCESSING_EVENT: &str = "Processing fulfillment status changed event";
+
 /// The `fulfillment.status_changed` topic.
 pub struct StatusChanged;
 
@@ -114,10 +118,7 @@ impl Change for FulfillmentEvent {
     fn describe(&self) -> String {
         format!(
             "{}: fulfillment_id={}, order_id={}, new_status={}",
-            crate::telemetry::PROCESSING_EVENT,
-            self.fulfillment_id,
-            self.order_id,
-            self.new_status
+            PROCESSING_EVENT, self.fulfillment_id, self.order_id, self.new_status
         )
     }
 

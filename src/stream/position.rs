@@ -4,6 +4,8 @@
 //! Entry ids order one stream; across streams, ids of the same millisecond (their resolution) say
 //! nothing of which came first, so the topic's stage decides (a payment before the fulfillment).
 
+use super::id::StreamId;
+
 /// Bits of the stored key: milliseconds (until the year 2109), stage, sequence within the
 /// millisecond (Redis cannot append half a million entries to one stream in a millisecond).
 const MS_BITS: u32 = 42;
@@ -22,12 +24,13 @@ pub struct Position {
 impl Position {
     /// The place of entry `entry_id` (`<ms>-<seq>`, as Redis writes it) of a topic at `stage`.
     pub fn new(entry_id: &str, stage: u8) -> Self {
-        let (ms, seq) = entry_id.split_once('-').unwrap_or((entry_id, "0"));
-        let number = |part: &str, bits: u32| part.parse().unwrap_or(u64::MAX).min((1 << bits) - 1);
+        // Redis gives every entry a well-formed id; anything else would stand last.
+        let id = entry_id.parse::<StreamId>().unwrap_or(StreamId::MAX);
+        let cap = |value: u64, bits: u32| value.min((1 << bits) - 1);
         Self {
-            ms: number(ms, MS_BITS),
+            ms: cap(id.ms, MS_BITS),
             stage: stage.min((1 << STAGE_BITS) - 1),
-            seq: number(seq, SEQ_BITS),
+            seq: cap(id.seq, SEQ_BITS),
         }
     }
 

@@ -4,7 +4,7 @@
 //! each command to the master of its key's slot.
 
 mod connection;
-mod url;
+mod settings;
 
 use std::fmt;
 use std::sync::Arc;
@@ -19,8 +19,9 @@ use redis::{
 };
 use tokio::sync::Mutex;
 
+use crate::config::{ClusterUrl, Credentials, SentinelUrl};
 pub use connection::RedisConnection;
-pub use url::{ClusterUrl, Credentials, SentinelUrl};
+pub use settings::client;
 
 /// What every Redis connection of the worker is made from.
 #[derive(Clone)]
