@@ -1,11 +1,12 @@
-//! Markdown headings and the anchors GitHub and GitLab make of them, for tests/monitoring.rs (the
-//! alerts' runbook URLs).
+//! Markdown headings and the anchors GitHub and GitLab make of them, for tests/docs.rs (links)
+//! and tests/monitoring.rs (the alerts' runbook URLs).
 
 use std::collections::BTreeSet;
 
 /// The anchor of a heading: lowercase, every character but letters, digits, `-`, `_` and spaces
 /// dropped (backticks, `:`, `,`, `(`, `'`, `.` …), each space a `-`. That is GitHub's rule;
-/// GitLab's also collapses a run of `-` into one.
+/// GitLab's also collapses a run of `-` into one, so a heading whose slug has `--` is refused
+/// (tests/docs.rs) and the two sites agree on every anchor.
 pub fn slug(heading: &str) -> String {
     heading
         .trim()
