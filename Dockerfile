@@ -20,7 +20,7 @@ RUN touch src/main.rs src/lib.rs && cargo build --release --locked -p order-work
 
 # cc-debian12: glibc and libgcc, which the binary links; :nonroot runs as 65532.
 FROM gcr.io/distroless/cc-debian12:nonroot
-# On PATH, so the operator commands run in a pod as written in the README:
+# On PATH, so the operator commands run in a pod as written in docs/operations.md:
 #   kubectl exec deploy/order-worker -- order-worker pending
 COPY --from=build /src/target/release/order-worker /usr/local/bin/order-worker
 USER 65532:65532

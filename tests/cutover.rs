@@ -1,4 +1,4 @@
-//! The cut-over from Dapr, rehearsed end to end (README "Cutting over from Dapr", issue 34).
+//! The cut-over from Dapr, rehearsed end to end (docs/cutover.md, issue 34).
 //! A Dapr-like consumer (`order-worker-dev dapr-consumer`, a real process: Dapr's group =
 //! consumer name = consumerID, reads of 100, handlers, XACK after the handler, XPENDING/XCLAIM
 //! reclaim) serves all three topics under a steady publishing load. The worker joins topic by
@@ -36,7 +36,7 @@ const CLAIM_MIN_IDLE_MS: i64 = 2_000;
 const CONSUMER_GONE_MS: &str = "1500";
 
 /// No event may be applied later than this after it was published, when the worker takes
-/// over (its claim, README's promise).
+/// over (its claim, docs/cutover.md's promise).
 const WAITED_AT_MOST_MS: i64 = CLAIM_MIN_IDLE_MS + 5_000;
 /// The same when rolled back: then Dapr's reclaim (idle `processing_timeout`, looked for every
 /// `redeliver_interval`) and its slow handlers set the pace, not the worker: 10 s of room on a

@@ -1,4 +1,4 @@
-//! The inbox's retention (README, "Retention"): an order's record is dropped once it has had no
+//! The inbox's retention (docs/operations.md, "Retention"): an order's record is dropped once it has had no
 //! event for INBOX_RETENTION, never before, so a redelivery inside the window is still a
 //! `duplicate`; and dropping millions of rows while workers drain holds no lock long enough to
 //! stall them.

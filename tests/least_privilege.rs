@@ -1,8 +1,8 @@
-//! The worker with only what the README grants it, over TLS: a Redis ACL user with exactly the
-//! README's `ACL SETUSER` rule and a PostgreSQL role with exactly its grants (both read from
-//! README.md, so the README cannot drift from what is tested), through a drain with a dead
+//! The worker with only what docs/security.md grants it, over TLS: a Redis ACL user with exactly
+//! the doc's `ACL SETUSER` rule and a PostgreSQL role with exactly its grants (both read from
+//! docs/security.md, so the doc cannot drift from what is tested), through a drain with a dead
 //! letter, a claim and a consumer removal. Nothing it did was denied; what it was not granted
-//! is. Then the trim CronJob's command as the README's trim user, which may trim where the
+//! is. Then the trim CronJob's command as the doc's trim user, which may trim where the
 //! worker's user may not. On private TLS servers, so roles and users never touch a shared server.
 
 mod support;
@@ -16,15 +16,15 @@ use support::payments::ALL_TOPICS;
 use support::tls::TlsServers;
 use support::{eventually, TestEnv};
 
-const README: &str = include_str!("../README.md");
+const SECURITY: &str = include_str!("../docs/security.md");
 const PASSWORD: &str = "not-so-secret";
 
-/// The arguments of the README's `ACL SETUSER <user> …` line, with a real password.
+/// The arguments of docs/security.md's `ACL SETUSER <user> …` line, with a real password.
 fn acl_rule(user: &str) -> Vec<String> {
-    let line = README
+    let line = SECURITY
         .lines()
         .find(|line| line.starts_with(&format!("ACL SETUSER {user} ")))
-        .unwrap_or_else(|| panic!("README states the ACL rule of {user}"));
+        .unwrap_or_else(|| panic!("docs/security.md states the ACL rule of {user}"));
     line.split_whitespace()
         .skip(2)
         .map(|arg| match arg {
@@ -34,9 +34,9 @@ fn acl_rule(user: &str) -> Vec<String> {
         .collect()
 }
 
-/// The statements of the README's SQL blocks about the roles: [as the superuser, as the owner].
+/// The statements of docs/security.md's SQL blocks about the roles: [as the superuser, as the owner].
 fn role_sql() -> Vec<Vec<String>> {
-    let blocks: Vec<Vec<String>> = README
+    let blocks: Vec<Vec<String>> = SECURITY
         .split("```sql\n")
         .skip(1)
         .map(|rest| rest.split("```").next().unwrap_or_default())
@@ -53,7 +53,7 @@ fn role_sql() -> Vec<Vec<String>> {
     assert_eq!(
         blocks.len(),
         2,
-        "README: the superuser's and the owner's SQL"
+        "docs/security.md: the superuser's and the owner's SQL"
     );
     blocks
 }
@@ -68,9 +68,9 @@ async fn run_as(url: String, statements: &[String]) {
     }
 }
 
-/// Sets up both servers as the README says and returns the test environment (as the superuser,
-/// on the `orders` database, the README's stream names).
-async fn set_up_as_the_readme_says(servers: &TlsServers) -> TestEnv {
+/// Sets up both servers as docs/security.md says and returns the test environment (as the superuser,
+/// on the `orders` database, the doc's stream names).
+async fn set_up_as_the_doc_says(servers: &TlsServers) -> TestEnv {
     let [as_superuser, as_owner] = <[Vec<String>; 2]>::try_from(role_sql()).expect("two blocks");
     run_as(servers.postgres_url("postgres", "postgres"), &as_superuser).await;
     let mut env = servers.env(Some("orders")).await;
@@ -88,15 +88,15 @@ async fn set_up_as_the_readme_says(servers: &TlsServers) -> TestEnv {
             .arg(acl_rule(user))
             .query_async(&mut env.redis.clone())
             .await
-            .expect("ACL SETUSER as the README says");
+            .expect("ACL SETUSER as docs/security.md says");
     }
     env
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_worker_drains_with_only_the_readme_acl_rule_and_grants() {
+async fn the_worker_drains_with_only_the_documented_acl_rule_and_grants() {
     let servers = TlsServers::start().await;
-    let env = set_up_as_the_readme_says(&servers).await;
+    let env = set_up_as_the_doc_says(&servers).await;
     let (orders, published) = env.seed_lifecycles(3).await;
     // Two entries read by Dapr's consumer and never acked: the worker must claim them.
     order_worker::ensure_group(&mut env.redis.clone(), &env.stream)
@@ -115,7 +115,7 @@ async fn the_worker_drains_with_only_the_readme_acl_rule_and_grants() {
     config.connections.redis_url = servers.redis_url(Some(("order-worker", PASSWORD)));
     config.connections.database_url = servers.postgres_url("order_worker", "orders");
     config.consumer_idle_timeout = Duration::from_millis(500);
-    // The README's stream names, status changes included (this Redis is the test's own).
+    // The doc's stream names, status changes included (this Redis is the test's own).
     config.order_events = order_worker::OrderEvents::default();
     let topic = config.order_events.order_events_topic.clone();
     let mut worker = env.spawn_worker_with(config).await;
@@ -138,7 +138,7 @@ async fn the_worker_drains_with_only_the_readme_acl_rule_and_grants() {
     assert_eq!(env.dead_letters().await.len(), 1);
     assert_acl_log_empty(&env, "the worker").await;
 
-    trim_as_the_readme_trim_user(&servers, &env).await;
+    trim_as_the_documented_trim_user(&servers, &env).await;
     assert_redis_user_is_confined(&servers, &env).await;
     assert_runtime_role_has_no_ddl(&servers).await;
 }
@@ -152,10 +152,10 @@ async fn assert_acl_log_empty(env: &TestEnv, who: &str) {
     assert!(denied.is_empty(), "{who} was denied: {denied:?}");
 }
 
-/// The CronJob's command as the README's trim user trims what every group is done with, on
-/// every stream of the README's ACL (the payment streams do not exist here: skipped); the
+/// The CronJob's command as the doc's trim user trims what every group is done with, on
+/// every stream of the doc's ACL (the payment streams do not exist here: skipped); the
 /// worker's user may not run it.
-async fn trim_as_the_readme_trim_user(servers: &TlsServers, env: &TestEnv) {
+async fn trim_as_the_documented_trim_user(servers: &TlsServers, env: &TestEnv) {
     let streams = [
         ("TOPICS", ALL_TOPICS),
         ("PAYMENT_CONFIRMED_STREAM", "payment.confirmed"),

@@ -1,8 +1,10 @@
 //! The alerts and the dashboard of k8s/monitoring/, checked with promtool (rule syntax, the
 //! unit tests that make each alert fire and resolve, the lint of the live `/metrics`) and
 //! against what a real worker process exports: every metric they name must exist, every
-//! runbook URL must lead to a heading of README.md.
+//! runbook URL must lead to a heading of docs/alerts.md.
 
+#[path = "docs/anchors.rs"]
+mod anchors;
 #[path = "monitoring/names.rs"]
 mod names;
 mod support;
@@ -11,7 +13,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use names::{exported, metric_names, readme_anchors};
+use anchors::anchors;
+use names::{exported, metric_names};
 use order_worker::FulfillmentStatus::Planning;
 use order_worker_dev::publisher::Format;
 use support::http::{get, http_port, Metrics};
@@ -134,8 +137,9 @@ fn the_rules_pass_promtool_check_and_their_unit_tests() {
 }
 
 #[test]
-fn every_runbook_url_leads_to_a_heading_of_the_readme_under_one_base() {
-    let anchors = readme_anchors();
+fn every_runbook_url_leads_to_a_heading_of_the_alerts_doc_under_one_base() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/alerts.md");
+    let anchors = anchors(&std::fs::read_to_string(path).expect("docs/alerts.md"));
     let spec = rule_spec();
     let mut bases = BTreeSet::new();
     for rule in rules(&spec) {
@@ -148,12 +152,12 @@ fn every_runbook_url_leads_to_a_heading_of_the_readme_under_one_base() {
         assert_eq!(anchor, format!("alert-{}", alert.to_lowercase()), "{url}");
         assert!(
             anchors.contains(anchor),
-            "README.md has no heading for #{anchor}"
+            "docs/alerts.md has no heading for #{anchor}"
         );
     }
-    assert_eq!(bases.len(), 1, "one README URL for all: {bases:?}");
+    assert_eq!(bases.len(), 1, "one docs/alerts.md URL for all: {bases:?}");
     assert!(
-        bases.iter().all(|base| base.ends_with("/README.md")),
+        bases.iter().all(|base| base.ends_with("/docs/alerts.md")),
         "{bases:?}"
     );
 }

@@ -1,7 +1,7 @@
-//! The runbook (README, "Rolling out: GitLab CI, Argo CD, the runbook") stays true: every
+//! The runbook (docs/deployment.md, "Rolling out: GitLab CI, Argo CD, the runbook") stays true: every
 //! deployment, container, namespace, label selector, port, file, Argo CD Application and
 //! `order-worker` subcommand its commands name exists in k8s/, argocd/ and `order-worker --help`,
-//! and its example output matches the ConfigMap's topics. The tests below also make the README
+//! and its example output matches the ConfigMap's topics. The tests below also make the doc
 //! or a manifest drift and expect the check to say so.
 
 #[path = "runbook/commands.rs"]
@@ -14,10 +14,11 @@ use std::sync::OnceLock;
 use commands::{commands, problems, section};
 use world::World;
 
-const HEADING: &str = "### Rolling out: GitLab CI, Argo CD, the runbook";
+const HEADING: &str = "## Rolling out: GitLab CI, Argo CD, the runbook";
 
-fn readme() -> String {
-    std::fs::read_to_string(world::root().join("README.md")).expect("README.md")
+fn deployment_doc() -> String {
+    let path = world::root().join("docs/deployment.md");
+    std::fs::read_to_string(path).expect("docs/deployment.md")
 }
 
 /// The repository's world, loaded once (it runs `order-worker --help` for every subcommand).
@@ -27,7 +28,7 @@ fn world() -> &'static World {
 }
 
 fn runbook() -> String {
-    section(&readme(), HEADING).to_owned()
+    section(&deployment_doc(), HEADING).to_owned()
 }
 
 #[test]
@@ -63,7 +64,7 @@ fn the_deployment_notes_commands_work_unchanged() {
 }
 
 /// The runbook with `from` replaced by `to` (which must occur) has a problem that mentions `about`.
-fn drifted_readme_is_caught(from: &str, to: &str, about: &str) {
+fn drifted_runbook_is_caught(from: &str, to: &str, about: &str) {
     let runbook = runbook();
     assert!(runbook.contains(from), "the runbook does not say {from:?}");
     let problems = problems(&runbook.replace(from, to), world());
@@ -74,44 +75,44 @@ fn drifted_readme_is_caught(from: &str, to: &str, about: &str) {
 }
 
 #[test]
-fn a_name_drifting_in_the_readme_fails_the_check() {
-    drifted_readme_is_caught("-c worker", "-c order-worker", "no container order-worker");
-    drifted_readme_is_caught(
+fn a_name_drifting_in_the_runbook_fails_the_check() {
+    drifted_runbook_is_caught("-c worker", "-c order-worker", "no container order-worker");
+    drifted_runbook_is_caught(
         "deployment/order-worker ",
         "deployment/order-service ",
         "no Deployment",
     );
-    drifted_readme_is_caught("-n core-business", "-n orders", "namespace orders");
-    drifted_readme_is_caught(
+    drifted_runbook_is_caught("-n core-business", "-n orders", "namespace orders");
+    drifted_runbook_is_caught(
         "-- order-worker subscriptions",
         "-- order-worker subscribe",
         "subcommand",
     );
-    drifted_readme_is_caught("component=worker", "component=consumer", "have the labels");
-    drifted_readme_is_caught("9090:9090", "9090:3500", "port 3500");
-    drifted_readme_is_caught("localhost:9090", "localhost:3500", "port 3500");
-    drifted_readme_is_caught(
+    drifted_runbook_is_caught("component=worker", "component=consumer", "have the labels");
+    drifted_runbook_is_caught("9090:9090", "9090:3500", "port 3500");
+    drifted_runbook_is_caught("localhost:9090", "localhost:3500", "port 3500");
+    drifted_runbook_is_caught(
         "app sync order-worker-staging",
         "app sync order-service-staging",
         "Application",
     );
-    drifted_readme_is_caught(
+    drifted_runbook_is_caught(
         "FROM order_status_history",
         "FROM status_history",
         "no table",
     );
-    drifted_readme_is_caught("bump-tag production", "bump-tag prod", "no tag file");
-    drifted_readme_is_caught(
+    drifted_runbook_is_caught("bump-tag production", "bump-tag prod", "no tag file");
+    drifted_runbook_is_caught(
         "job/order-worker-migrate -c migrate",
         "job/order-worker-migrate -c worker",
         "container worker",
     );
-    drifted_readme_is_caught(
+    drifted_runbook_is_caught(
         "k8s/argocd/<env>",
         "k8s/argo/staging",
         "no file k8s/argo/staging",
     );
-    drifted_readme_is_caught("payment.failed, group", "payment.refunded, group", "TOPICS");
+    drifted_runbook_is_caught("payment.failed, group", "payment.refunded, group", "TOPICS");
 }
 
 #[test]

@@ -88,7 +88,7 @@ async fn check_traced_event(t: &Traced, order: &str, service: &str) -> ReceivedS
         },
     )
     .await;
-    // The README's example trace (`-- --nocapture` shows it).
+    // docs/observability.md's example trace (`-- --nocapture` shows it).
     eprintln!("exported: {process:#?}\n{apply:#?}");
     process.clone()
 }

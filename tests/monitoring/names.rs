@@ -1,31 +1,7 @@
-//! Names for tests/monitoring.rs to compare: README.md's heading anchors, the metric names a
-//! PromQL expression selects, and those a `/metrics` page holds.
+//! Names for tests/monitoring.rs to compare: the metric names a PromQL expression selects, and
+//! those a `/metrics` page holds.
 
 use std::collections::BTreeSet;
-use std::path::Path;
-
-/// README.md's headings as GitHub and GitLab make anchors of them: lowercase, spaces to
-/// hyphens, other punctuation dropped.
-pub fn readme_anchors() -> BTreeSet<String> {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("README.md");
-    readme
-        .lines()
-        .filter(|line| line.starts_with('#'))
-        .map(|line| line.trim_start_matches('#').trim())
-        .map(|heading| {
-            heading
-                .to_lowercase()
-                .chars()
-                .filter_map(|c| match c {
-                    ' ' => Some('-'),
-                    c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
-                    _ => None,
-                })
-                .collect()
-        })
-        .collect()
-}
 
 /// The metric names a PromQL expression selects: identifiers outside label matchers, strings,
 /// ranges and the label lists of `by`/`on`/…, and not followed by `(` (functions).

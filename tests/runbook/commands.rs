@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::world::{Workload, World};
 
-/// The README section from `heading` to the next heading of its level or above.
-pub fn section<'a>(readme: &'a str, heading: &str) -> &'a str {
+/// The section of a Markdown document from `heading` to the next heading of its level or above.
+pub fn section<'a>(doc: &'a str, heading: &str) -> &'a str {
     let level = heading.chars().take_while(|c| *c == '#').count();
-    let start = readme
+    let start = doc
         .find(&format!("\n{heading}\n"))
-        .unwrap_or_else(|| panic!("README.md has no section {heading:?}"));
-    let body = &readme[start + heading.len() + 2..];
+        .unwrap_or_else(|| panic!("the document has no section {heading:?}"));
+    let body = &doc[start + heading.len() + 2..];
     let end = body
         .match_indices("\n#")
         .find(|(at, _)| {
