@@ -22,7 +22,7 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postg
 /// The fulfillment topic's stream key, as Dapr writes it.
 pub const DEFAULT_STREAM: &str = "fulfillment.status_changed";
 /// Dapr's own default group: its `consumerID` defaults to the app-id, and the order service's
-/// worker runs as `order-worker` (README, "Which group is Dapr's"). A component that sets
+/// worker runs as `order-worker` (docs/cutover.md, "Which group is Dapr's"). A component that sets
 /// `consumerID` needs CONSUMER_GROUP set to match: `order-worker preflight` tells which.
 pub const DEFAULT_GROUP: &str = "order-worker";
 /// Entries per read and transaction. Dapr reads 100 (queueDepth); 500 drains a backlog faster

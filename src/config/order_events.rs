@@ -19,7 +19,7 @@ pub struct OrderEvents {
     /// (through the outbox, in the transaction that makes it). `off`: none is written to the
     /// outbox nor relayed; only for a deployment whose changes must not be announced (a shadow
     /// on a copy of the database), never the one serving production: fulfillment would never
-    /// hear that an order was confirmed (README, "Publishing status changes").
+    /// hear that an order was confirmed (docs/order-events.md).
     #[arg(long, env = "ORDER_EVENTS", default_value = "on", value_parser = parse_on_off)]
     pub order_events: bool,
     /// The stream key the events go to (Dapr: the topic name).
@@ -90,7 +90,7 @@ impl OrderEvents {
     /// relay may have published without deleting their rows (one round), with room for
     /// entries others added since. Exact while fewer than `readback - relay_batch` entries
     /// reach the stream from other publishers between the dead relay's last XADD and the
-    /// takeover (README, "Publishing status changes").
+    /// takeover (docs/order-events.md).
     pub fn readback(&self) -> usize {
         (self.relay_batch as usize * 10).max(2_000)
     }

@@ -5,7 +5,7 @@
 //!
 //! A contract migration (`_contract_` in its name) drops what builds before it need. `migrate`
 //! holds it back, so that a rollback keeps working, and `migrate --contract` applies it; this
-//! build runs on the schema either side of it (README, "Contract migrations").
+//! build runs on the schema either side of it (docs/deployment.md, "Contract migrations").
 
 use diesel::migration::MigrationSource;
 use diesel::pg::Pg;

@@ -1,5 +1,5 @@
 //! The inbox's retention: `processed_events` remembers an event only as long as it can come back
-//! (README, "Retention"). Its rows are dropped in short steps through the migration's
+//! (docs/operations.md, "Retention"). Its rows are dropped in short steps through the migration's
 //! `prune_processed_events` (each step a transaction of its own, so no lock is held for more
 //! than a step), by one replica at a time under an advisory lock.
 //!

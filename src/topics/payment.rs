@@ -1,5 +1,5 @@
 //! `payment.confirmed` and `payment.failed`: the payment service's verdicts on a payment
-//! attempt, which confirm an order or fail it (README, "Status rules").
+//! attempt, which confirm an order or fail it (docs/architecture.md, "Status rules").
 
 use std::fmt;
 
@@ -315,7 +315,7 @@ fn payment_step(current: PaymentStatus, incoming: PaymentStatus) -> Step {
     }
 }
 
-/// The order's side of a payment verdict (the README's payment table). `others_failed`: every other
+/// The order's side of a payment verdict (the payment table of docs/architecture.md). `others_failed`: every other
 /// payment recorded for the order failed (true when there is none, as for orders failed
 /// before the worker recorded payments). Returns the outcome and where the order moves.
 fn order_effect(

@@ -8,7 +8,7 @@ use PaymentStatus::{Confirmed as C, Failed as F};
 /// An outcome and where the order moves.
 type Effect = (Outcome, Option<O>);
 
-/// Each order status × verdict (others failed / not): outcome and target, as README's table.
+/// Each order status × verdict (others failed / not): outcome and target, as the payment table of docs/architecture.md.
 #[test]
 fn order_effect_every_order_status() {
     use Outcome::*;

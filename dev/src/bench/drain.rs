@@ -31,7 +31,7 @@ pub struct Drain {
 
 /// One drain phase: resets the workload to `backlog`, publishes it, drains it as [`drain`] does
 /// and checks the end state exactly: whatever the number of replicas, the tables are what
-/// in-order processing writes (README, "Deterministic"), and the order events stream holds each
+/// in-order processing writes (docs/reliability.md, "Deterministic"), and the order events stream holds each
 /// order's status changes, chained (see [`publishing::verify`]).
 pub async fn phase(
     workload: &mut Workload,

@@ -55,7 +55,7 @@ pub const TARGET_P99_MS: f64 = 20.0;
 const PUBLISH_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The order status a single fulfillment at `status` calls for, for an order past payment
-/// (README, "Status rules"): none while `pending`, `processing` from `planning` on, then
+/// (docs/architecture.md, "Status rules"): none while `pending`, `processing` from `planning` on, then
 /// `shipped`, then `delivered`. So of an order's lifecycle, `planning`, `shipped` and
 /// `completed` move it (its three history rows); the others find it there already.
 fn order_status_for(status: FulfillmentStatus) -> Option<&'static str> {

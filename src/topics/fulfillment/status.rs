@@ -1,4 +1,4 @@
-//! Fulfillment statuses and the rules that move a fulfillment, and its order with it (README,
+//! Fulfillment statuses and the rules that move a fulfillment, and its order with it (docs/architecture.md,
 //! "Status rules"). Pure, so every rule is a table-driven test.
 
 use std::fmt;
@@ -172,7 +172,7 @@ pub fn fulfillment_step(
 /// The order status that an order's fulfillments call for, or `None` when they call for no
 /// change (all still `pending`, or none known).
 ///
-/// One fulfillment maps as the README's "Status rules" say; several: `shipped` once every non-cancelled
+/// One fulfillment maps as docs/architecture.md's "Status rules" say; several: `shipped` once every non-cancelled
 /// one has shipped (`partially_shipped` before that), `delivered` once every non-cancelled one
 /// completed, `cancelled` only when all are cancelled.
 pub fn derived_order_status(fulfillments: &[FulfillmentStatus]) -> Option<OrderStatus> {

@@ -1,4 +1,4 @@
-//! Table-driven tests of the status rules (README, "Status rules").
+//! Table-driven tests of the status rules (docs/architecture.md, "Status rules").
 //!
 //! Expected values are written out by hand; the two matrices are also checked against a short
 //! restatement of the rules' prose, so a typo in a table cannot hide a bug in the module.
@@ -89,7 +89,7 @@ fn fulfillment_step_every_pair() {
 
 const DERIVED: &[(&str, Option<O>)] = &[
     ("", None),
-    // One fulfillment: exactly the mapping the README's "Status rules" state.
+    // One fulfillment: exactly the mapping docs/architecture.md's "Status rules" state.
     ("pending", None),
     ("planning", Some(O::Processing)),
     ("picking", Some(O::Processing)),
