@@ -234,5 +234,4 @@ pub struct Subscription {
 }
 
 #[cfg(test)]
-#[path = "streams_tests.rs"]
 mod tests;

@@ -29,6 +29,21 @@ pub fn is_output_closed(error: &anyhow::Error) -> bool {
     error.downcast_ref::<OutputClosed>().is_some()
 }
 
+/// An instant as people and scripts read times: RFC 3339, UTC, to the millisecond. Every
+/// command prints times this way.
+pub fn rfc3339(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// [`rfc3339`] of `ms` since the epoch (a stream id's time); past what a date can hold, the
+/// number itself.
+pub fn rfc3339_ms(ms: u64) -> String {
+    let time = i64::try_from(ms)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis);
+    time.map_or_else(|| format!("{ms} ms"), rfc3339)
+}
+
 /// A progress bar over `total` items on stderr: done/total, rate and ETA. Hidden when stderr is
 /// no terminal (a pipe, a log file, a test) or `quiet` (`--json`: a script runs it), so what
 /// those read never changes.

@@ -19,7 +19,7 @@ use anyhow::Context;
 use redis::streams::{StreamInfoGroup, StreamPendingReply};
 use serde::Serialize;
 
-use super::dead_letter::rfc3339;
+use super::output::rfc3339_ms;
 use super::table::Table;
 use super::{
     count_range, groups, key_type, output, print_report, redis_now_ms, OpsConfig, Reports,
@@ -348,7 +348,7 @@ pub fn render(report: &TrimReport) -> String {
             out,
             "\nkeep: {} of history, every entry from {from} ({}) on",
             humantime::format_duration(Duration::from_secs(report.keep_seconds)),
-            rfc3339(from.ms)
+            rfc3339_ms(from.ms)
         ),
         None => writeln!(
             out,
@@ -391,5 +391,4 @@ pub fn render(report: &TrimReport) -> String {
 }
 
 #[cfg(test)]
-#[path = "trim_tests.rs"]
 mod tests;

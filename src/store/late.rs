@@ -259,5 +259,4 @@ fn step_taken(record: &OrderRecord, batch: &[Incoming<'_>], plan: &Plan) -> Opti
 }
 
 #[cfg(test)]
-#[path = "late_tests.rs"]
 mod tests;

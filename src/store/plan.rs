@@ -228,5 +228,4 @@ fn decide(
 }
 
 #[cfg(test)]
-#[path = "plan_tests.rs"]
 mod tests;

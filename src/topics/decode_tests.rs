@@ -360,9 +360,7 @@ fn the_raw_payload_key_is_stable_and_covers_its_three_inputs() {
 }
 
 // In files of their own: undecodable entries, and the publishers' structs with every field.
-#[path = "decode_error_tests.rs"]
 mod errors;
-#[path = "vector_tests.rs"]
 mod vectors;
 
 /// With a UUID `orders.id`, every usual spelling of a UUID names one order, written as

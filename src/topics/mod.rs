@@ -276,7 +276,6 @@ impl Ordered {
 }
 
 #[cfg(test)]
-#[path = "decode_tests.rs"]
 mod decode_tests;
 
 #[cfg(test)]

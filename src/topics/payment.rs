@@ -340,5 +340,4 @@ fn order_effect(
 }
 
 #[cfg(test)]
-#[path = "payment_tests.rs"]
 mod tests;

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 pub use render::{render_detail, render_list, render_purge};
 
+use super::output::rfc3339_ms;
 use super::{count_range, print_report, redis_now_ms, xrange, OpsConfig};
 use crate::stream::id::{parse_boundary, StreamId};
 use crate::stream::StreamEntry;
@@ -199,7 +200,7 @@ pub async fn purge(
         bail!(
             "--before {before} ({}) is in the future by Redis's clock: it would also delete dead \
              letters written from now on; give a past time or a dead-letter id",
-            rfc3339(before.ms)
+            rfc3339_ms(before.ms)
         );
     }
     let total = length(conn, stream).await?;
@@ -264,18 +265,7 @@ fn summary(entry: &StreamEntry, now: u64) -> DeadLetterSummary {
 /// Since when `id` was written, from its millisecond part, and that instant in RFC 3339.
 fn age(id: &str, now: u64) -> (u64, String) {
     let ms = id.parse::<StreamId>().map_or(now, |id| id.ms);
-    (now.saturating_sub(ms), rfc3339(ms))
-}
-
-/// `ms` since the epoch in RFC 3339, as people and scripts read times.
-pub(crate) fn rfc3339(ms: u64) -> String {
-    i64::try_from(ms)
-        .ok()
-        .and_then(chrono::DateTime::from_timestamp_millis)
-        .map_or_else(
-            || format!("{ms} ms"),
-            |time| time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        )
+    (now.saturating_sub(ms), rfc3339_ms(ms))
 }
 
 /// A field value as text: as is when UTF-8 (what publishers write), else with `\xNN` escapes

@@ -3,7 +3,8 @@
 
 use std::fmt::Write;
 
-use super::{rfc3339, DeadLetterDetail, DeadLetterSummary, PurgeReport};
+use super::{DeadLetterDetail, DeadLetterSummary, PurgeReport};
+use crate::ops::output::rfc3339_ms;
 use crate::ops::table::{human_ms, shorten, Table};
 
 fn letters_table(letters: &[DeadLetterSummary]) -> Table {
@@ -65,7 +66,7 @@ pub fn render_purge(report: &PurgeReport) -> String {
         report.matched,
         report.total,
         report.before,
-        rfc3339(report.before.ms)
+        rfc3339_ms(report.before.ms)
     );
     if !report.oldest.is_empty() {
         out.push_str(&letters_table(&report.oldest).render(2));
@@ -102,7 +103,7 @@ mod tests {
             error: error.map(str::to_owned),
             delivery_count: None,
             age_ms: 90_000,
-            dead_lettered_at: rfc3339(1_700_000_000_000),
+            dead_lettered_at: rfc3339_ms(1_700_000_000_000),
         }
     }
 

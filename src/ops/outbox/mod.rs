@@ -14,6 +14,7 @@ use serde::Serialize;
 
 pub use render::render;
 
+use super::output::rfc3339;
 use super::print_report;
 use crate::config::{redact_url, DEFAULT_DATABASE_URL};
 
@@ -300,8 +301,6 @@ async fn rows(
 
 impl From<Stored> for OutboxRow {
     fn from(row: Stored) -> Self {
-        let rfc3339 =
-            |time: DateTime<Utc>| time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         Self {
             id: row.id,
             event_id: row.event_id,

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::{ReplayReport, RequeueReport};
-use crate::ops::dead_letter::rfc3339;
+use crate::ops::output::rfc3339_ms;
 use crate::ops::table::{shorten, Table};
 use crate::stream::id::StreamId;
 
@@ -13,14 +13,14 @@ pub fn render_range(report: &ReplayReport) -> String {
     let to = if report.to == StreamId::MAX {
         "the end".to_owned()
     } else {
-        format!("{} ({})", report.to, rfc3339(report.to.ms))
+        format!("{} ({})", report.to, rfc3339_ms(report.to.ms))
     };
     let mut out = format!(
         "{}{} from {} ({}) to {to}: {} entries read",
         if report.dry_run { "dry run of " } else { "" },
         report.stream,
         report.from,
-        rfc3339(report.from.ms),
+        rfc3339_ms(report.from.ms),
         report.read,
     );
     match &report.order_id {

@@ -10,7 +10,7 @@
 //! it gone is a warning naming the part, and the rest is replayed: it is what can still be
 //! done, and an operator replaying "since the incident" wants at least that.
 
-use crate::ops::dead_letter::rfc3339;
+use crate::ops::output::rfc3339_ms;
 use crate::stream::extent::Extent;
 use crate::stream::id::StreamId;
 use crate::stream::RedisConnection;
@@ -57,7 +57,7 @@ pub async fn check(
     to: StreamId,
 ) -> anyhow::Result<()> {
     let extent = crate::stream::extent(conn, stream).await?;
-    let at = |id: StreamId| format!("{id} ({})", rfc3339(id.ms));
+    let at = |id: StreamId| format!("{id} ({})", rfc3339_ms(id.ms));
     match retained(from, to, &extent) {
         Retained::Whole => Ok(()),
         Retained::Partly { gone_to, oldest } => {

@@ -211,5 +211,4 @@ fn quoted(values: &[&str]) -> String {
 }
 
 #[cfg(test)]
-#[path = "shape_tests.rs"]
 mod tests;

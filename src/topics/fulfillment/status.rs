@@ -198,5 +198,4 @@ pub fn derived_order_status(fulfillments: &[FulfillmentStatus]) -> Option<OrderS
 }
 
 #[cfg(test)]
-#[path = "status_tests.rs"]
 mod tests;

@@ -198,7 +198,6 @@ fn order_moves_every_pair() {
 }
 
 // 4. Scenarios, in their own file.
-#[path = "scenario_tests.rs"]
 mod scenarios;
 
 // 5. reason(), as_str()/Display and FromStr.

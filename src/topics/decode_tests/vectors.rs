@@ -8,7 +8,7 @@
 use super::*;
 use crate::topics::payment::{PaymentEvent, FAILED};
 
-const VECTORS: &str = include_str!("../../tests/fixtures/publisher-struct-entries.jsonl");
+const VECTORS: &str = include_str!("../../../tests/fixtures/publisher-struct-entries.jsonl");
 /// Each vector is in the fixture once per Dapr format, in the samples' five.
 const FORMATS: usize = 5;
 const ORDER: &str = "8a1f0c52-4d7e-4c1b-9a51-2b7f3f0d9e11";
