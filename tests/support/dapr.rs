@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use super::payments::{pending_for_on, stream_key};
-use super::process::{signal, terminate};
+use super::process::{kill, signal, terminate};
 use super::{eventually, TestEnv, DEADLINE};
 
 /// The `order-worker-dev` binary beside the `order-worker` under test (`cargo test --workspace`
@@ -156,8 +156,7 @@ pub async fn kill_holding(
             held += pending_for_on(env, &stream_key(env, topic), consumer).await;
         }
         if held > 0 {
-            signal(child, "-KILL");
-            child.wait().await.expect("wait");
+            kill(child).await;
             return held;
         }
         signal(child, "-CONT");

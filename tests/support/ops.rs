@@ -8,6 +8,9 @@ use order_worker::StreamId;
 
 use super::TestEnv;
 
+/// How long an operator command may run in a test: far more than any takes.
+const COMMAND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
 impl TestEnv {
     /// Appends `n` entries to the test's stream; returns their ids, oldest first.
     pub async fn fill(&self, n: usize) -> Vec<String> {
@@ -151,7 +154,7 @@ impl TestEnv {
         for (name, _) in settings.iter().filter(|(_, value)| value.is_empty()) {
             command.env_remove(name);
         }
-        command
+        let output = command
             .args(args)
             .envs(
                 settings
@@ -159,8 +162,14 @@ impl TestEnv {
                     .filter(|(_, value)| !value.is_empty())
                     .copied(),
             )
-            .output()
+            .kill_on_drop(true)
+            .output();
+        // A hung command fails its test (and is killed) instead of hanging the suite.
+        tokio::time::timeout(COMMAND_DEADLINE, output)
             .await
+            .unwrap_or_else(|_| {
+                panic!("order-worker {args:?} did not end within {COMMAND_DEADLINE:?}")
+            })
             .expect("order-worker runs")
     }
 
