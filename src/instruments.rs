@@ -7,7 +7,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 
@@ -95,7 +95,17 @@ pub fn install() -> PrometheusHandle {
 /// HELP lines for `/metrics`: what the doc comments above say, for whoever reads a scrape
 /// (and promtool's lint, which wants one per metric).
 fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_consumption();
+    describe_inbox();
+    describe_streams();
+    describe_counter!(
+        SPANS_DROPPED,
+        "Spans that never reached the OpenTelemetry collector."
+    );
+}
+
+/// Events consumed and what they did to orders.
+fn describe_consumption() {
     describe_counter!(
         EVENTS_CONSUMED,
         "Fulfillment entries settled (acked, dead-lettered, or left pending for an unknown order)."
@@ -119,6 +129,10 @@ fn describe() {
         "Events that contradict their order's state (a payment for a closed order), by topic."
     );
     describe_counter!(RECOMPUTES, "Orders recomputed for a late event.");
+}
+
+/// The inbox and its retention.
+fn describe_inbox() {
     describe_gauge!(
         INBOX_ROWS,
         "Rows of the inbox, as PostgreSQL estimates them."
@@ -136,6 +150,11 @@ fn describe() {
         INBOX_LAST_PRUNE,
         "When this replica last walked the inbox's retention to its end (Unix time)."
     );
+}
+
+/// The streams and their groups as the claim rounds see them, and the entries taken from
+/// them: claimed, dead-lettered, read per batch.
+fn describe_streams() {
     describe_counter!(
         CLAIMED,
         "Entries taken over from the pending list, by topic."
@@ -176,10 +195,6 @@ fn describe() {
     describe_gauge!(
         CLAIM_MIN_IDLE,
         "CLAIM_MIN_IDLE_MS as configured, in seconds."
-    );
-    describe_counter!(
-        SPANS_DROPPED,
-        "Spans that never reached the OpenTelemetry collector."
     );
 }
 

@@ -5,7 +5,9 @@
 use std::fmt::Write;
 
 use crate::stream::RedisConnection;
-use redis::streams::{StreamInfoConsumersReply, StreamInfoGroupsReply, StreamPendingCountReply};
+use redis::streams::{
+    StreamInfoConsumersReply, StreamInfoGroup, StreamInfoGroupsReply, StreamPendingCountReply,
+};
 use serde::Serialize;
 
 use super::table::{human_ms, Table};
@@ -108,6 +110,40 @@ pub async fn inspect(conn: &mut RedisConnection, args: &PendingArgs) -> anyhow::
     )?;
 
     let dead_letter_stream = config.dead_letter_stream();
+    let (length, groups, consumers, pending, dead_letter_length): (
+        u64,
+        StreamInfoGroupsReply,
+        StreamInfoConsumersReply,
+        StreamPendingCountReply,
+        u64,
+    ) = snapshot(args, &dead_letter_stream)
+        .query_async(conn)
+        .await
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "reading group {} of {} (the stream or group may have just been deleted): {error}",
+                config.group,
+                config.stream
+            )
+        })?;
+    let group = find_group(&groups.groups, &config.stream, &config.group)?;
+
+    Ok(Inspection {
+        stream: config.stream.clone(),
+        length,
+        group: group_summary(group),
+        consumers: consumer_summaries(consumers),
+        oldest_pending: pending_entries(pending),
+        min_idle_ms: args.min_idle_ms,
+        dead_letter_stream,
+        dead_letter_length,
+    })
+}
+
+/// The snapshot's commands in one MULTI: `XLEN`, `XINFO GROUPS`, `XINFO CONSUMERS`, `XPENDING`
+/// (of the oldest, idle for at least `--min-idle-ms`), and the dead-letter stream's `XLEN`.
+fn snapshot(args: &PendingArgs, dead_letter_stream: &str) -> redis::Pipeline {
+    let config = &args.config.stream;
     let mut xpending = redis::cmd("XPENDING");
     xpending.arg(&config.stream).arg(&config.group);
     if let Some(idle) = args.min_idle_ms {
@@ -127,61 +163,61 @@ pub async fn inspect(conn: &mut RedisConnection, args: &PendingArgs) -> anyhow::
         .arg(&config.group)
         .add_command(xpending)
         .cmd("XLEN")
-        .arg(&dead_letter_stream);
-    let (length, groups, consumers, pending, dead_letter_length): (
-        u64,
-        StreamInfoGroupsReply,
-        StreamInfoConsumersReply,
-        StreamPendingCountReply,
-        u64,
-    ) = pipe.query_async(conn).await.map_err(|error| {
-        anyhow::anyhow!(
-            "reading group {} of {} (the stream or group may have just been deleted): {error}",
-            config.group,
-            config.stream
-        )
-    })?;
-    let group = find_group(&groups.groups, &config.stream, &config.group)?;
+        .arg(dead_letter_stream);
+    pipe
+}
 
-    Ok(Inspection {
-        stream: config.stream.clone(),
-        length,
-        group: GroupSummary {
-            name: group.name.clone(),
-            consumers: group.consumers as u64,
-            pending: group.pending as u64,
-            last_delivered_id: group.last_delivered_id.clone(),
-            entries_read: group.entries_read.map(|n| n as u64),
-            lag: group.lag.map(|n| n as u64),
-        },
-        consumers: consumers
-            .consumers
-            .into_iter()
-            .map(|consumer| ConsumerSummary {
-                name: consumer.name,
-                pending: consumer.pending as u64,
-                idle_ms: consumer.idle as u64,
-            })
-            .collect(),
-        oldest_pending: pending
-            .ids
-            .into_iter()
-            .map(|entry| PendingEntry {
-                id: entry.id,
-                consumer: entry.consumer,
-                idle_ms: entry.last_delivered_ms as u64,
-                delivery_count: entry.times_delivered as u64,
-            })
-            .collect(),
-        min_idle_ms: args.min_idle_ms,
-        dead_letter_stream,
-        dead_letter_length,
-    })
+/// The group's line of `XINFO GROUPS`, in the report's units.
+fn group_summary(group: &StreamInfoGroup) -> GroupSummary {
+    GroupSummary {
+        name: group.name.clone(),
+        consumers: group.consumers as u64,
+        pending: group.pending as u64,
+        last_delivered_id: group.last_delivered_id.clone(),
+        entries_read: group.entries_read.map(|n| n as u64),
+        lag: group.lag.map(|n| n as u64),
+    }
+}
+
+/// Each line of `XINFO CONSUMERS`, in the report's units.
+fn consumer_summaries(reply: StreamInfoConsumersReply) -> Vec<ConsumerSummary> {
+    reply
+        .consumers
+        .into_iter()
+        .map(|consumer| ConsumerSummary {
+            name: consumer.name,
+            pending: consumer.pending as u64,
+            idle_ms: consumer.idle as u64,
+        })
+        .collect()
+}
+
+/// Each line of extended `XPENDING`, in the report's units.
+fn pending_entries(reply: StreamPendingCountReply) -> Vec<PendingEntry> {
+    reply
+        .ids
+        .into_iter()
+        .map(|entry| PendingEntry {
+            id: entry.id,
+            consumer: entry.consumer,
+            idle_ms: entry.last_delivered_ms as u64,
+            delivery_count: entry.times_delivered as u64,
+        })
+        .collect()
 }
 
 /// The snapshot as people read it: the group's numbers, then who holds what, then the oldest
 /// pending entries.
 pub fn render(inspection: &Inspection) -> String {
+    let mut out = render_summary(inspection);
+    out.push('\n');
+    out.push_str(&render_consumers(inspection));
+    render_oldest_pending(&mut out, inspection);
+    out
+}
+
+/// The stream's and the group's numbers, one per line.
+fn render_summary(inspection: &Inspection) -> String {
     let group = &inspection.group;
     let unknown = || "unknown (Redis cannot tell after deletions)".to_owned();
     let mut summary = Table::plain();
@@ -214,11 +250,11 @@ pub fn render(inspection: &Inspection) -> String {
     ] {
         summary.row(vec![format!("{name}:"), value]);
     }
-    let mut out = summary.render(0);
+    summary.render(0)
+}
 
-    out.push('\n');
-    out.push_str(&render_consumers(inspection));
-
+/// The oldest pending entries, after a line saying how many of how many they are.
+fn render_oldest_pending(out: &mut String, inspection: &Inspection) {
     let filter = inspection
         .min_idle_ms
         .map(|ms| format!(", idle ≥ {}", human_ms(ms)))
@@ -227,7 +263,7 @@ pub fn render(inspection: &Inspection) -> String {
         out,
         "\noldest pending entries ({} shown of {}{filter}):",
         inspection.oldest_pending.len(),
-        group.pending
+        inspection.group.pending
     );
     let mut pending = Table::new(&["id", "consumer", "idle", "deliveries"]);
     for entry in &inspection.oldest_pending {
@@ -243,7 +279,6 @@ pub fn render(inspection: &Inspection) -> String {
     } else {
         out.push_str(&pending.render(2));
     }
-    out
 }
 
 /// Who holds what: one line per consumer (pod) with its pending count and idle time. Also

@@ -21,6 +21,8 @@ use diesel::ConnectionError;
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use rustls::client::WebPkiServerVerifier;
 use tokio_postgres::config::SslMode as WireMode;
+use tokio_postgres::tls::{MakeTlsConnect, TlsStream};
+use tokio_postgres::Socket;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::redact_url;
@@ -165,56 +167,18 @@ enum Failure {
 async fn open(url: String) -> Result<AsyncPgConnection, Failure> {
     let target = Target::parse(&url)
         .map_err(|error| Failure::Refused(ConnectionError::InvalidConnectionUrl(error)))?;
-    let message = |error: &dyn std::fmt::Display| {
-        format!(
-            "connecting to PostgreSQL at {} (sslmode={}): {error}",
-            redact_url(&url),
-            target.ssl_mode.as_str()
-        )
-    };
-    let failed = |error: tokio_postgres::Error| {
-        let text = message(&with_causes(&error));
-        if is_unreachable(&error) {
-            Failure::Unreachable(Unreachable(text))
-        } else {
-            Failure::Refused(ConnectionError::BadConnection(text))
-        }
+    let opening = Opening {
+        url: &url,
+        target: &target,
     };
     let tls = target.tls().map_err(|error| {
-        Failure::Refused(ConnectionError::BadConnection(message(&format!(
-            "{error:#}"
-        ))))
+        Failure::Refused(ConnectionError::BadConnection(
+            opening.message(&format!("{error:#}")),
+        ))
     })?;
-    // Lost once connected, before the set-up's queries were answered (no SQL state: diesel-async
-    // says `UnableToSendCommand`): the server hung up, as above, rather than refused us.
-    let setup_failed = |error: ConnectionError| match &error {
-        ConnectionError::CouldntSetupConfiguration(diesel::result::Error::DatabaseError(
-            DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection,
-            _,
-        )) => Failure::Unreachable(Unreachable(message(&error))),
-        _ => Failure::Refused(error),
-    };
     let mut conn = match tls {
-        None => {
-            let (client, connection) = target
-                .config
-                .connect(tokio_postgres::NoTls)
-                .await
-                .map_err(failed)?;
-            AsyncPgConnection::try_from_client_and_connection(client, connection)
-                .await
-                .map_err(setup_failed)?
-        }
-        Some(tls) => {
-            let (client, connection) = target
-                .config
-                .connect(MakeRustlsConnect::new(tls))
-                .await
-                .map_err(failed)?;
-            AsyncPgConnection::try_from_client_and_connection(client, connection)
-                .await
-                .map_err(setup_failed)?
-        }
+        None => opening.connect(tokio_postgres::NoTls).await?,
+        Some(tls) => opening.connect(MakeRustlsConnect::new(tls)).await?,
     };
     // Every statement is planned for its own arguments (a batch's arrays vary in size), and
     // never compiled: JIT pays off for long analytic queries, and a batch's statement whose
@@ -222,8 +186,64 @@ async fn open(url: String) -> Result<AsyncPgConnection, Failure> {
     // spent 40 ms compiling to run in 3 (BENCHMARKS.md, "A regression the 3,000-order rows hide").
     conn.batch_execute("SET plan_cache_mode = force_custom_plan; SET jit = off")
         .await
-        .map_err(|error| setup_failed(ConnectionError::CouldntSetupConfiguration(error)))?;
+        .map_err(|error| opening.setup_failed(ConnectionError::CouldntSetupConfiguration(error)))?;
     Ok(conn)
+}
+
+/// A connection being opened to `url`: how its failures are told and said.
+struct Opening<'a> {
+    url: &'a str,
+    target: &'a Target,
+}
+
+impl Opening<'_> {
+    /// Connects through `tls` (a connector, or none) and hands the connection to diesel-async.
+    async fn connect<T>(&self, tls: T) -> Result<AsyncPgConnection, Failure>
+    where
+        T: MakeTlsConnect<Socket>,
+        T::Stream: TlsStream + Unpin + Send + 'static,
+    {
+        let (client, connection) = self
+            .target
+            .config
+            .connect(tls)
+            .await
+            .map_err(|error| self.failed(error))?;
+        AsyncPgConnection::try_from_client_and_connection(client, connection)
+            .await
+            .map_err(|error| self.setup_failed(error))
+    }
+
+    /// `error`, saying where and how the worker was connecting.
+    fn message(&self, error: &dyn std::fmt::Display) -> String {
+        format!(
+            "connecting to PostgreSQL at {} (sslmode={}): {error}",
+            redact_url(self.url),
+            self.target.ssl_mode.as_str()
+        )
+    }
+
+    /// A failure to connect: the server unreachable, or refusing us.
+    fn failed(&self, error: tokio_postgres::Error) -> Failure {
+        let text = self.message(&with_causes(&error));
+        if is_unreachable(&error) {
+            Failure::Unreachable(Unreachable(text))
+        } else {
+            Failure::Refused(ConnectionError::BadConnection(text))
+        }
+    }
+
+    /// Lost once connected, before the set-up's queries were answered (no SQL state: diesel-async
+    /// says `UnableToSendCommand`): the server hung up, as above, rather than refused us.
+    fn setup_failed(&self, error: ConnectionError) -> Failure {
+        match &error {
+            ConnectionError::CouldntSetupConfiguration(diesel::result::Error::DatabaseError(
+                DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection,
+                _,
+            )) => Failure::Unreachable(Unreachable(self.message(&error))),
+            _ => Failure::Refused(error),
+        }
+    }
 }
 
 /// Whether the server never answered or hung up before saying why: nothing it sent refuses us

@@ -152,6 +152,50 @@ struct Refolded {
 /// else: their change stands, and the batch applies to the order as it is.
 fn refold(record: &OrderRecord, batch: &[Incoming<'_>], others: &State) -> Option<Refolded> {
     let start = record.untouched_since()?;
+    let all = in_position_order(record, batch);
+    let order_id = &record.order_id;
+    let incoming: Vec<Incoming<'_>> = all.iter().map(|(_, _, incoming)| *incoming).collect();
+    let mut plan = plan(&incoming, starting_state(order_id, start, others));
+
+    let mut outcomes = vec![Outcome::Duplicate; batch.len()];
+    for ((_, index, _), outcome) in all.iter().zip(&plan.outcomes) {
+        if let Some(index) = index {
+            outcomes[*index] = outcome.clone();
+        }
+    }
+    // The order is written even if no event moves it now: one that did may have been undone.
+    if plan.orders.is_empty() {
+        plan.orders.push(OrderUpdate {
+            order_id: order_id.clone(),
+            status: start,
+            fulfillment_status: None,
+        });
+    }
+    // History stays as it is up to the first row in-order processing would not have written,
+    // and is rewritten from there: ids stay in stream order, and unchanged rows keep theirs.
+    let kept = record
+        .history
+        .iter()
+        .zip(&plan.transitions)
+        .take_while(|(was, is)| was == is)
+        .count();
+    let dropped = record.history[kept..].to_vec();
+    let change = step_taken(record, batch, &plan);
+    plan.transitions.drain(..kept);
+    Some(Refolded {
+        plan,
+        outcomes,
+        dropped,
+        change,
+    })
+}
+
+/// `record`'s events and `batch` together, in position order, each with its position and, for
+/// the batch's, its index in `batch`.
+fn in_position_order<'a>(
+    record: &'a OrderRecord,
+    batch: &[Incoming<'a>],
+) -> Vec<(Position, Option<usize>, Incoming<'a>)> {
     // A batch event recorded with a later copy takes that copy's place.
     let earlier_copies: HashSet<&str> = batch
         .iter()
@@ -185,10 +229,14 @@ fn refold(record: &OrderRecord, batch: &[Incoming<'_>], others: &State) -> Optio
         )
         .collect();
     all.sort_by_key(|(position, index, _)| (*position, index.is_some()));
+    all
+}
 
-    let order_id = &record.order_id;
-    let state = State {
-        orders: HashMap::from([(order_id.clone(), start)]),
+/// The state a recompute of `order_id` folds from: the order at `start`, and the rows of
+/// `others` that belong to other orders.
+fn starting_state(order_id: &str, start: OrderStatus, others: &State) -> State {
+    State {
+        orders: HashMap::from([(order_id.to_owned(), start)]),
         fulfillments: others
             .fulfillments
             .iter()
@@ -202,41 +250,7 @@ fn refold(record: &OrderRecord, batch: &[Incoming<'_>], others: &State) -> Optio
             .map(|(id, payment)| (id.clone(), payment.clone()))
             .collect(),
         ..State::default()
-    };
-    let incoming: Vec<Incoming<'_>> = all.iter().map(|(_, _, incoming)| *incoming).collect();
-    let mut plan = plan(&incoming, state);
-
-    let mut outcomes = vec![Outcome::Duplicate; batch.len()];
-    for ((_, index, _), outcome) in all.iter().zip(&plan.outcomes) {
-        if let Some(index) = index {
-            outcomes[*index] = outcome.clone();
-        }
     }
-    // The order is written even if no event moves it now: one that did may have been undone.
-    if plan.orders.is_empty() {
-        plan.orders.push(OrderUpdate {
-            order_id: order_id.clone(),
-            status: start,
-            fulfillment_status: None,
-        });
-    }
-    // History stays as it is up to the first row in-order processing would not have written,
-    // and is rewritten from there: ids stay in stream order, and unchanged rows keep theirs.
-    let kept = record
-        .history
-        .iter()
-        .zip(&plan.transitions)
-        .take_while(|(was, is)| was == is)
-        .count();
-    let dropped = record.history[kept..].to_vec();
-    let change = step_taken(record, batch, &plan);
-    plan.transitions.drain(..kept);
-    Some(Refolded {
-        plan,
-        outcomes,
-        dropped,
-        change,
-    })
 }
 
 /// The step a recomputed order's current status takes: from where it stood to where the

@@ -5,9 +5,10 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::try_join;
 
 use super::orders::OrdersTable;
-use super::plan::{InboxRow, Plan};
+use super::plan::{InboxRow, OrderUpdate, Plan, StatusChange, Transition};
 use super::unnest::TextColumns;
 use super::StoreError;
+use crate::topics::{FulfillmentStatus, Payment};
 
 /// The inbox insert of [`InboxRow`]s (seven `$`, in its field order), followed by `$tail`.
 macro_rules! insert_inbox_rows {
@@ -23,6 +24,16 @@ macro_rules! insert_inbox_rows {
     };
 }
 
+/// The inbox rows of the events recorded.
+const INSERT_INBOX: &str = insert_inbox_rows!();
+
+/// The inbox rows of a recomputed order's events, rewritten.
+const UPSERT_INBOX: &str = insert_inbox_rows!(
+    "ON CONFLICT (order_id, event_id) DO UPDATE \
+     SET stream_entry_id = EXCLUDED.stream_entry_id, outcome = EXCLUDED.outcome, \
+     position = EXCLUDED.position, said = EXCLUDED.said"
+);
+
 /// The inbox insert has no `ON CONFLICT`: a conflict would mean another transaction applied the
 /// same event concurrently, which the row locks rule out; if it ever happens the batch fails and
 /// its retry reports a duplicate. Events of a recomputed order (`rerecorded`) are upserted, and
@@ -33,144 +44,16 @@ pub async fn write(
     orders: &OrdersTable,
     plan: &Plan,
 ) -> Result<usize, StoreError> {
-    let (mut c1, mut c2, mut c3, mut c4, mut c5, mut c6) = (conn, conn, conn, conn, conn, conn);
-    let inbox = record(conn, insert_inbox_rows!(), &plan.processed);
-    let rerecorded = record(
-        conn,
-        insert_inbox_rows!(
-            "ON CONFLICT (order_id, event_id) DO UPDATE \
-             SET stream_entry_id = EXCLUDED.stream_entry_id, outcome = EXCLUDED.outcome, \
-             position = EXCLUDED.position, said = EXCLUDED.said"
-        ),
-        &plan.rerecorded,
-    );
-    let fulfillments = async {
-        if plan.fulfillments.is_empty() {
-            return Ok(0);
-        }
-        let rows = &plan.fulfillments;
-        TextColumns::new(
-            "INSERT INTO order_fulfillments (fulfillment_id, order_id, status) \
-             SELECT * FROM unnest($::text[], $::text[], $::text[]) \
-             ON CONFLICT (fulfillment_id) DO UPDATE \
-             SET status = EXCLUDED.status, updated_at = now()",
-        )
-        .column(rows, |(fulfillment_id, _, _)| fulfillment_id)
-        .column(rows, |(_, order_id, _)| order_id)
-        .column(rows, |(_, _, status)| status.as_str())
-        .execute(&mut c2)
-        .await
-    };
-    let order_rows = async {
-        if plan.orders.is_empty() {
-            return Ok(0);
-        }
-        let rows = &plan.orders;
-        TextColumns::new(orders.update_sql())
-            .column(rows, |o| &o.order_id)
-            .column(rows, |o| o.status.as_str())
-            .column(rows, |o| o.fulfillment_status.map_or("", |s| s.as_str()))
-            .execute(&mut c3)
-            .await
-    };
-    let history_dropped = async {
-        if plan.history_dropped.is_empty() {
-            return Ok(0);
-        }
-        let rows = &plan.history_dropped;
-        // By order and event id, the history's key (an event id alone may name rows of others).
-        TextColumns::new(
-            "DELETE FROM order_status_history h USING unnest($::text[], $::text[]) AS u(o, e) \
-             WHERE h.order_id = u.o AND h.event_id = u.e",
-        )
-        .column(rows, |t| &t.order_id)
-        .column(rows, |t| &t.event_id)
-        .execute(&mut c1)
-        .await
-    };
-    let history = async {
-        if plan.transitions.is_empty() {
-            return Ok(0);
-        }
-        let rows = &plan.transitions;
-        // '' stands for no metadata: JSON text is never empty.
-        TextColumns::new(
-            "INSERT INTO order_status_history \
-             (order_id, from_status, to_status, reason, event_id, stream_entry_id, metadata) \
-             SELECT o, f, t, r, e, s, NULLIF(m, '')::json \
-             FROM unnest($::text[], $::text[], $::text[], $::text[], $::text[], $::text[], \
-             $::text[]) AS u(o, f, t, r, e, s, m)",
-        )
-        .column(rows, |t| &t.order_id)
-        .column(rows, |t| t.from.as_str())
-        .column(rows, |t| t.to.as_str())
-        .column(rows, |t| &t.reason)
-        .column(rows, |t| &t.event_id)
-        .column(rows, |t| &t.stream_entry_id)
-        .column(rows, |t| text(&t.metadata))
-        .execute(&mut c4)
-        .await
-    };
-    let payments = async {
-        if plan.payments.is_empty() {
-            return Ok(0);
-        }
-        let rows = &plan.payments;
-        // '' stands for NULL: TextColumns binds text, and no id, status or amount is ''. The
-        // rules keep a recorded amount, currency or order number a verdict leaves out.
-        TextColumns::new(
-            "INSERT INTO order_payments \
-             (payment_id, order_id, status, amount, currency, reason, order_number, \
-             reported_status) \
-             SELECT p, o, s, NULLIF(a, '')::numeric, NULLIF(c, ''), NULLIF(r, ''), \
-             NULLIF(n, ''), NULLIF(v, '') \
-             FROM unnest($::text[], $::text[], $::text[], $::text[], $::text[], $::text[], \
-             $::text[], $::text[]) AS u(p, o, s, a, c, r, n, v) \
-             ON CONFLICT (payment_id) DO UPDATE SET status = EXCLUDED.status, \
-             amount = EXCLUDED.amount, currency = EXCLUDED.currency, \
-             reason = EXCLUDED.reason, order_number = EXCLUDED.order_number, \
-             reported_status = EXCLUDED.reported_status, updated_at = now()",
-        )
-        .column(rows, |(id, _)| id)
-        .column(rows, |(_, p)| &p.order_id)
-        .column(rows, |(_, p)| p.status.as_str())
-        .column(rows, |(_, p)| text(&p.amount))
-        .column(rows, |(_, p)| text(&p.currency))
-        .column(rows, |(_, p)| text(&p.reason))
-        .column(rows, |(_, p)| text(&p.order_number))
-        .column(rows, |(_, p)| text(&p.reported_status))
-        .execute(&mut c5)
-        .await
-    };
-    // The outbox: one row per step, in the same transaction, so a change is never published
-    // without being committed nor committed without being published. After the history, whose
-    // statements it follows on the connection.
-    let announced = async {
-        if plan.changes.is_empty() {
-            return Ok(0);
-        }
-        let rows = &plan.changes;
-        TextColumns::new(orders.announce_sql())
-            .column(rows, |c| &c.order_id)
-            .column(rows, |c| c.from.as_str())
-            .column(rows, |c| c.to.as_str())
-            .column(rows, |c| &c.reason)
-            .column(rows, |c| text(&c.trace.traceparent))
-            .column(rows, |c| text(&c.trace.tracestate))
-            .column(rows, |c| c.topic)
-            .column(rows, |c| &c.entry_id)
-            .execute(&mut c6)
-            .await
-    };
+    // Sent in this order: the outbox after the history, whose statements it follows.
     try_join!(
-        inbox,
-        rerecorded,
-        fulfillments,
-        payments,
-        order_rows,
-        history_dropped,
-        history,
-        announced
+        record(conn, INSERT_INBOX, &plan.processed),
+        record(conn, UPSERT_INBOX, &plan.rerecorded),
+        upsert_fulfillments(conn, &plan.fulfillments),
+        upsert_payments(conn, &plan.payments),
+        update_orders(conn, orders, &plan.orders),
+        delete_history(conn, &plan.history_dropped),
+        insert_history(conn, &plan.transitions),
+        announce(conn, orders, &plan.changes)
     )?;
     // Each set above is sent only when it has rows.
     let sets = [
@@ -204,6 +87,148 @@ async fn record(
         .column(rows, |r| r.topic)
         .column(&positions, String::as_str)
         .column(rows, |r| &r.said)
+        .execute(&mut conn)
+        .await
+}
+
+/// Writes each fulfillment's final status (`fulfillment_id`, `order_id`, status), if any moved.
+async fn upsert_fulfillments(
+    mut conn: &AsyncPgConnection,
+    rows: &[(String, String, FulfillmentStatus)],
+) -> diesel::QueryResult<usize> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    TextColumns::new(
+        "INSERT INTO order_fulfillments (fulfillment_id, order_id, status) \
+         SELECT * FROM unnest($::text[], $::text[], $::text[]) \
+         ON CONFLICT (fulfillment_id) DO UPDATE \
+         SET status = EXCLUDED.status, updated_at = now()",
+    )
+    .column(rows, |(fulfillment_id, _, _)| fulfillment_id)
+    .column(rows, |(_, order_id, _)| order_id)
+    .column(rows, |(_, _, status)| status.as_str())
+    .execute(&mut conn)
+    .await
+}
+
+/// Writes each order's final status and latest fulfillment status, if there are any.
+async fn update_orders(
+    mut conn: &AsyncPgConnection,
+    orders: &OrdersTable,
+    rows: &[OrderUpdate],
+) -> diesel::QueryResult<usize> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    TextColumns::new(orders.update_sql())
+        .column(rows, |o| &o.order_id)
+        .column(rows, |o| o.status.as_str())
+        .column(rows, |o| o.fulfillment_status.map_or("", |s| s.as_str()))
+        .execute(&mut conn)
+        .await
+}
+
+/// Deletes the history rows a recomputed order no longer has, if there are any.
+async fn delete_history(
+    mut conn: &AsyncPgConnection,
+    rows: &[Transition],
+) -> diesel::QueryResult<usize> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    // By order and event id, the history's key (an event id alone may name rows of others).
+    TextColumns::new(
+        "DELETE FROM order_status_history h USING unnest($::text[], $::text[]) AS u(o, e) \
+         WHERE h.order_id = u.o AND h.event_id = u.e",
+    )
+    .column(rows, |t| &t.order_id)
+    .column(rows, |t| &t.event_id)
+    .execute(&mut conn)
+    .await
+}
+
+/// Inserts one history row per transition, if there are any.
+async fn insert_history(
+    mut conn: &AsyncPgConnection,
+    rows: &[Transition],
+) -> diesel::QueryResult<usize> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    // '' stands for no metadata: JSON text is never empty.
+    TextColumns::new(
+        "INSERT INTO order_status_history \
+         (order_id, from_status, to_status, reason, event_id, stream_entry_id, metadata) \
+         SELECT o, f, t, r, e, s, NULLIF(m, '')::json \
+         FROM unnest($::text[], $::text[], $::text[], $::text[], $::text[], $::text[], \
+         $::text[]) AS u(o, f, t, r, e, s, m)",
+    )
+    .column(rows, |t| &t.order_id)
+    .column(rows, |t| t.from.as_str())
+    .column(rows, |t| t.to.as_str())
+    .column(rows, |t| &t.reason)
+    .column(rows, |t| &t.event_id)
+    .column(rows, |t| &t.stream_entry_id)
+    .column(rows, |t| text(&t.metadata))
+    .execute(&mut conn)
+    .await
+}
+
+/// Writes each payment as it ends (`payment_id`, the payment), if any moved.
+async fn upsert_payments(
+    mut conn: &AsyncPgConnection,
+    rows: &[(String, Payment)],
+) -> diesel::QueryResult<usize> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    // '' stands for NULL: TextColumns binds text, and no id, status or amount is ''. The
+    // rules keep a recorded amount, currency or order number a verdict leaves out.
+    TextColumns::new(
+        "INSERT INTO order_payments \
+         (payment_id, order_id, status, amount, currency, reason, order_number, \
+         reported_status) \
+         SELECT p, o, s, NULLIF(a, '')::numeric, NULLIF(c, ''), NULLIF(r, ''), \
+         NULLIF(n, ''), NULLIF(v, '') \
+         FROM unnest($::text[], $::text[], $::text[], $::text[], $::text[], $::text[], \
+         $::text[], $::text[]) AS u(p, o, s, a, c, r, n, v) \
+         ON CONFLICT (payment_id) DO UPDATE SET status = EXCLUDED.status, \
+         amount = EXCLUDED.amount, currency = EXCLUDED.currency, \
+         reason = EXCLUDED.reason, order_number = EXCLUDED.order_number, \
+         reported_status = EXCLUDED.reported_status, updated_at = now()",
+    )
+    .column(rows, |(id, _)| id)
+    .column(rows, |(_, p)| &p.order_id)
+    .column(rows, |(_, p)| p.status.as_str())
+    .column(rows, |(_, p)| text(&p.amount))
+    .column(rows, |(_, p)| text(&p.currency))
+    .column(rows, |(_, p)| text(&p.reason))
+    .column(rows, |(_, p)| text(&p.order_number))
+    .column(rows, |(_, p)| text(&p.reported_status))
+    .execute(&mut conn)
+    .await
+}
+
+/// The outbox: one row per step, in the same transaction, so a change is never published
+/// without being committed nor committed without being published. Sent if there are any.
+async fn announce(
+    mut conn: &AsyncPgConnection,
+    orders: &OrdersTable,
+    rows: &[StatusChange],
+) -> diesel::QueryResult<usize> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    TextColumns::new(orders.announce_sql())
+        .column(rows, |c| &c.order_id)
+        .column(rows, |c| c.from.as_str())
+        .column(rows, |c| c.to.as_str())
+        .column(rows, |c| &c.reason)
+        .column(rows, |c| text(&c.trace.traceparent))
+        .column(rows, |c| text(&c.trace.tracestate))
+        .column(rows, |c| c.topic)
+        .column(rows, |c| &c.entry_id)
         .execute(&mut conn)
         .await
 }

@@ -94,32 +94,15 @@ pub fn joining(
     if dapr.iter().any(|group| group.name == configured) {
         return Joining::JoinsDapr;
     }
-    let own = groups.iter().find(|group| group.name == configured);
-    let Some(first) = dapr.first() else {
+    let own = groups.iter().any(|group| group.name == configured);
+    if dapr.is_empty() {
         return match own {
-            Some(_) => Joining::JoinsOwn,
-            None => Joining::Creates { replayed },
+            true => Joining::JoinsOwn,
+            false => Joining::Creates { replayed },
         };
-    };
-    let what_run_does = match own {
-        Some(_) => format!(
-            "`run` would join group `{configured}`, which Dapr does not read: both would get \
-             every entry and apply it"
-        ),
-        None => format!(
-            "`run` would create group `{configured}` at GROUP_START_ID={start_id} and replay \
-             {replayed} entr{} of the stream",
-            plural(replayed)
-        ),
-    };
-    let pending: u64 = dapr.iter().map(|group| group.dapr_pending()).sum();
-    let never_taken = match pending {
-        0 => String::new(),
-        _ => format!(
-            ", and Dapr's {pending} pending entr{} would never be taken over",
-            plural(pending)
-        ),
-    };
+    }
+    let what_run_does = what_run_does(configured, own, start_id, replayed);
+    let never_taken = never_taken(&dapr);
     if let [only] = dapr.as_slice() {
         return Joining::Wrong {
             why: format!(
@@ -127,7 +110,7 @@ pub fn joining(
                  `{configured}`: {what_run_does}{never_taken}",
                 only.name
             ),
-            fix: Some(format!("CONSUMER_GROUP={}", first.name)),
+            fix: Some(format!("CONSUMER_GROUP={}", only.name)),
         };
     }
     let names: Vec<String> = dapr
@@ -143,6 +126,35 @@ pub fn joining(
             names.join(", ")
         ),
         fix: None,
+    }
+}
+
+/// What `run` would do with a group `configured` that Dapr does not read: join it if it
+/// exists (`own`), else create it at `start_id`, replaying `replayed` entries.
+fn what_run_does(configured: &str, own: bool, start_id: &str, replayed: u64) -> String {
+    match own {
+        true => format!(
+            "`run` would join group `{configured}`, which Dapr does not read: both would get \
+             every entry and apply it"
+        ),
+        false => format!(
+            "`run` would create group `{configured}` at GROUP_START_ID={start_id} and replay \
+             {replayed} entr{} of the stream",
+            plural(replayed)
+        ),
+    }
+}
+
+/// What Dapr's groups hold pending that `run` would never take over, as the end of a red line
+/// (empty when nothing).
+fn never_taken(dapr: &[&Group]) -> String {
+    let pending: u64 = dapr.iter().map(|group| group.dapr_pending()).sum();
+    match pending {
+        0 => String::new(),
+        _ => format!(
+            ", and Dapr's {pending} pending entr{} would never be taken over",
+            plural(pending)
+        ),
     }
 }
 

@@ -12,6 +12,7 @@ mod render;
 mod streams;
 
 use anyhow::Context;
+use diesel_async::AsyncPgConnection;
 use serde::Serialize;
 
 pub use groups::{Consumer, Group, Joining};
@@ -20,9 +21,10 @@ pub use render::render;
 pub use streams::{EntryAge, StreamFacts};
 
 use super::{print_report, redis_now_ms, OpsConfig};
-use crate::config::{redact_url, Connections, Keyspace, StreamConfig, Topics};
+use crate::config::{redact_url, Connections, Keyspace, StreamConfig, Subscription, Topics};
 use crate::ops::outbox::Outbox;
 use crate::store::Tables;
+use crate::stream::RedisConnection;
 
 /// `order-worker preflight` settings: the worker's own (same flags and variables as `run`).
 #[derive(Clone, Debug, clap::Args)]
@@ -101,59 +103,93 @@ pub async fn check(args: &PreflightArgs) -> anyhow::Result<Preflight> {
     let mut redis = ops.connect().await?;
     let now_ms = redis_now_ms(&mut redis).await?;
 
-    let url = &args.connections.database_url;
-    let mut database = Database {
-        url: redact_url(url),
-        orders_table: args.connections.orders_table.to_string(),
-        not_ready: None,
-        outbox: None,
-    };
-    let mut pg = crate::store::connect(url.clone()).await;
-    let tables: Result<Tables, String> = match &pg {
-        Err(error) => Err(format!("cannot reach PostgreSQL: {error:#}")),
-        Ok(_) => crate::store::migrate::ensure_current(url, &args.connections.orders_table)
-            .await
-            .map_err(|error| format!("{error:#}")),
-    };
-    if let (Ok(conn), Ok(_)) = (&mut pg, &tables) {
-        // The schema is current, so the outbox is there: not reading it is a failure to say.
-        let outbox = crate::ops::outbox::read(conn, 5, true).await;
-        database.outbox = Some(outbox.context("reading the outbox")?);
-    }
-    database.not_ready = tables.as_ref().err().cloned();
-
+    let mut pg = Postgres::open(&args.connections).await;
+    let database = pg.database(&args.connections).await?;
     let mut streams = Vec::new();
     for subscription in &subscriptions {
-        let facts = streams::read(&mut redis, subscription, now_ms).await?;
-        let rehearsal = match facts.exists {
-            false => None,
-            true => {
-                let sample = rehearsal::Sample {
-                    topic: subscription.topic,
-                    stream: &facts.stream,
-                    newest: args.sample,
-                    dapr_groups: facts.dapr_groups(),
-                    max_entry_bytes: args.max_entry_bytes,
-                };
-                let database = match (&mut pg, &tables) {
-                    (Ok(conn), Ok(tables)) => Ok((conn, tables)),
-                    (_, Err(why)) => Err(format!("the database is not ready: {why}")),
-                    (Err(_), _) => Err("PostgreSQL cannot be reached".to_owned()),
-                };
-                Some(rehearsal::rehearse(&mut redis, database, &sample).await?)
-            }
-        };
-        streams.push(StreamCheck {
-            setting: crate::config::stream_setting(subscription.topic),
-            facts,
-            rehearsal,
-        });
+        streams.push(check_stream(&mut redis, subscription, now_ms, args, &mut pg).await?);
     }
     let problems = problems(&streams, &database);
     Ok(Preflight {
         streams,
         database,
         problems,
+    })
+}
+
+/// PostgreSQL as `run` would find it: reached or not, and its tables if its schema is current
+/// (else why not).
+struct Postgres {
+    conn: diesel::ConnectionResult<AsyncPgConnection>,
+    tables: Result<Tables, String>,
+}
+
+impl Postgres {
+    async fn open(connections: &Connections) -> Self {
+        let url = &connections.database_url;
+        let conn = crate::store::connect(url.clone()).await;
+        let tables = match &conn {
+            Err(error) => Err(format!("cannot reach PostgreSQL: {error:#}")),
+            Ok(_) => crate::store::migrate::ensure_current(url, &connections.orders_table)
+                .await
+                .map_err(|error| format!("{error:#}")),
+        };
+        Self { conn, tables }
+    }
+
+    /// What the report says of the database, the outbox read if the schema is current.
+    async fn database(&mut self, connections: &Connections) -> anyhow::Result<Database> {
+        let mut database = Database {
+            url: redact_url(&connections.database_url),
+            orders_table: connections.orders_table.to_string(),
+            not_ready: None,
+            outbox: None,
+        };
+        if let (Ok(conn), Ok(_)) = (&mut self.conn, &self.tables) {
+            // The schema is current, so the outbox is there: not reading it is a failure to say.
+            let outbox = crate::ops::outbox::read(conn, 5, true).await;
+            database.outbox = Some(outbox.context("reading the outbox")?);
+        }
+        database.not_ready = self.tables.as_ref().err().cloned();
+        Ok(database)
+    }
+
+    /// The connection and tables a rehearsal applies with, or why it cannot.
+    fn for_rehearsal(&mut self) -> Result<(&mut AsyncPgConnection, &Tables), String> {
+        match (&mut self.conn, &self.tables) {
+            (Ok(conn), Ok(tables)) => Ok((conn, tables)),
+            (_, Err(why)) => Err(format!("the database is not ready: {why}")),
+            (Err(_), _) => Err("PostgreSQL cannot be reached".to_owned()),
+        }
+    }
+}
+
+/// What `subscription`'s stream holds and, if it exists, how its entries would fare.
+async fn check_stream(
+    redis: &mut RedisConnection,
+    subscription: &Subscription,
+    now_ms: u64,
+    args: &PreflightArgs,
+    pg: &mut Postgres,
+) -> anyhow::Result<StreamCheck> {
+    let facts = streams::read(redis, subscription, now_ms).await?;
+    let rehearsal = match facts.exists {
+        false => None,
+        true => {
+            let sample = rehearsal::Sample {
+                topic: subscription.topic,
+                stream: &facts.stream,
+                newest: args.sample,
+                dapr_groups: facts.dapr_groups(),
+                max_entry_bytes: args.max_entry_bytes,
+            };
+            Some(rehearsal::rehearse(redis, pg.for_rehearsal(), &sample).await?)
+        }
+    };
+    Ok(StreamCheck {
+        setting: crate::config::stream_setting(subscription.topic),
+        facts,
+        rehearsal,
     })
 }
 

@@ -15,6 +15,7 @@ mod requeue;
 mod retained;
 
 use anyhow::{bail, Context};
+use indicatif::ProgressBar;
 
 pub(crate) use range::{apply_page, DryRun};
 pub use range::{
@@ -24,9 +25,12 @@ pub use render::{render_range, render_requeue};
 pub use requeue::{requeue, requeue_shown, Moved, RequeueReport, Selection};
 
 use super::{count_range, output, print_report, OpsConfig};
-use crate::config::{redact_url, Connections, Keyspace, StreamConfig, Topics, DEFAULT_STREAM};
+use crate::config::{
+    redact_url, Connections, Keyspace, StreamConfig, Subscription, Topics, DEFAULT_STREAM,
+};
 use crate::store::Tables;
 use crate::stream::id::{parse_boundary, StreamId};
+use crate::stream::RedisConnection;
 
 /// `order-worker replay` settings: the worker's connections and stream settings (same flags
 /// and variables as `run`), then what to replay. The consumer name, group and group start id
@@ -99,26 +103,46 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     ops.redis_tls = args.connections.redis_tls.clone();
     let mut redis = ops.connect().await?;
     if args.dead_letter {
-        let selection = match (args.all, args.ids.is_empty()) {
-            (true, _) => Selection::All,
-            (false, false) => Selection::Ids(args.ids.clone()),
-            (false, true) => bail!("replay --dead-letter needs --id ID… or --all"),
-        };
-        let progress = output::bar(0, "dead letters", args.json);
-        progress.set_message(format!("moving dead letters of {}", args.topic));
-        let report = requeue_shown(&mut redis, &subscription.stream, &selection, &progress).await;
-        progress.finish_and_clear();
-        let report = report?;
-        print_report(args.json, &report, || render_requeue(&report))?;
-        if !report.missing.is_empty() {
-            bail!(
-                "no dead letter {} in {} (`order-worker dead-letter list` shows their ids)",
-                report.missing.join(", "),
-                report.dead_letter_stream
-            );
-        }
-        return Ok(());
+        return requeue_and_report(&args, &mut redis, &subscription.stream).await;
     }
+    replay_and_report(&args, &mut redis, subscription).await
+}
+
+/// `--dead-letter`: moves the dead letters selected back to `stream` and prints what moved;
+/// fails if one asked for by id is not there.
+async fn requeue_and_report(
+    args: &ReplayArgs,
+    redis: &mut RedisConnection,
+    stream: &StreamConfig,
+) -> anyhow::Result<()> {
+    let selection = match (args.all, args.ids.is_empty()) {
+        (true, _) => Selection::All,
+        (false, false) => Selection::Ids(args.ids.clone()),
+        (false, true) => bail!("replay --dead-letter needs --id ID… or --all"),
+    };
+    let progress = output::bar(0, "dead letters", args.json);
+    progress.set_message(format!("moving dead letters of {}", args.topic));
+    let report = requeue_shown(redis, stream, &selection, &progress).await;
+    progress.finish_and_clear();
+    let report = report?;
+    print_report(args.json, &report, || render_requeue(&report))?;
+    if !report.missing.is_empty() {
+        bail!(
+            "no dead letter {} in {} (`order-worker dead-letter list` shows their ids)",
+            report.missing.join(", "),
+            report.dead_letter_stream
+        );
+    }
+    Ok(())
+}
+
+/// `--from … --to …`: applies the range of `subscription`'s stream again (rolled back with
+/// `--dry-run`) and prints the report.
+async fn replay_and_report(
+    args: &ReplayArgs,
+    redis: &mut RedisConnection,
+    subscription: Subscription,
+) -> anyhow::Result<()> {
     let (from, to) = (
         args.from.unwrap_or(StreamId::MIN),
         args.to.unwrap_or(StreamId::MAX),
@@ -145,23 +169,30 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let progress = output::bar(0, "entries", args.json);
     if !progress.is_hidden() {
         // Counted only for a person watching: it is one more pass over the range, in Redis.
-        progress.set_message("counting the entries of the range");
-        let below = to.next().unwrap_or(StreamId::MAX);
-        let start = from.to_string();
-        let total = count_range(&mut redis, request.stream, &start, below, &progress).await?;
-        progress.set_length(total);
-        progress.set_position(0);
-        let verb = if args.dry_run {
-            "dry run of"
-        } else {
-            "replaying"
-        };
-        progress.set_message(format!("{verb} {}", request.stream));
+        size_progress(redis, &request, args.dry_run, &progress).await?;
     }
-    let report = replay_range_shown(&mut redis, &mut pg, &request, args.dry_run, &progress).await;
+    let report = replay_range_shown(redis, &mut pg, &request, args.dry_run, &progress).await;
     progress.finish_and_clear();
     let report = report?;
     print_report(args.json, &report, || render_range(&report))?;
+    Ok(())
+}
+
+/// Sets `progress`'s length to the number of entries in the range, counted in Redis.
+async fn size_progress(
+    redis: &mut RedisConnection,
+    request: &RangeRequest<'_>,
+    dry_run: bool,
+    progress: &ProgressBar,
+) -> anyhow::Result<()> {
+    progress.set_message("counting the entries of the range");
+    let below = request.to.next().unwrap_or(StreamId::MAX);
+    let start = request.from.to_string();
+    let total = count_range(redis, request.stream, &start, below, progress).await?;
+    progress.set_length(total);
+    progress.set_position(0);
+    let verb = if dry_run { "dry run of" } else { "replaying" };
+    progress.set_message(format!("{verb} {}", request.stream));
     Ok(())
 }
 

@@ -289,49 +289,12 @@ pub(crate) async fn apply_page(
     request: &RangeRequest<'_>,
     report: &mut ReplayReport,
 ) -> anyhow::Result<()> {
-    let mut events: Vec<(&str, Event)> = Vec::with_capacity(page.len());
-    let mut problems = Vec::new();
-    for entry in page {
-        match topics::decode(
-            request.topic,
-            &entry.fields,
-            request.max_entry_bytes,
-            request.tables.orders.order_ids(),
-        ) {
-            Ok(event)
-                if request
-                    .order_id
-                    .is_some_and(|id| id != event.change.order_id()) => {}
-            Ok(event) => events.push((&entry.id, event)),
-            Err(error) => {
-                // Never dead-lettered here: replay leaves the dead-letter stream to the workers.
-                report.counts.undecodable += 1;
-                problems.push(Problem {
-                    entry_id: entry.id.clone(),
-                    outcome: "undecodable",
-                    order_id: None,
-                    reason: error.to_string(),
-                });
-            }
-        }
-    }
+    let (events, mut problems) = decode_page(page, request, &mut report.counts);
     let batch: Vec<Incoming<'_>> = events
         .iter()
         .map(|(entry_id, event)| Incoming { entry_id, event })
         .collect();
-    // Each replayed event continues its publisher's trace, as the worker's processing did.
-    let traced: Vec<Span> = batch
-        .iter()
-        .map(|incoming| {
-            spans::process(&Entry {
-                stream: request.stream,
-                group: None,
-                entry_id: incoming.entry_id,
-                event: Some((&incoming.event.event_id, incoming.event.change.order_id())),
-                trace: &incoming.event.trace,
-            })
-        })
-        .collect();
+    let traced = process_spans(request.stream, &batch);
     let attributes = [("order_worker.events", batch.len() as i64)];
     let applying = apply_batch(pg, request.tables, &batch).instrument(spans::for_entries(
         Step::Apply,
@@ -354,4 +317,58 @@ pub(crate) async fn apply_page(
         report.problem(problem);
     }
     Ok(())
+}
+
+/// Decodes `page` as the worker does: the events of the request (of its order, if it names
+/// one) with their entry ids, and a problem for each entry that does not decode (counted in
+/// `counts`).
+fn decode_page<'a>(
+    page: &'a [StreamEntry],
+    request: &RangeRequest<'_>,
+    counts: &mut Counts,
+) -> (Vec<(&'a str, Event)>, Vec<Problem>) {
+    let mut events: Vec<(&str, Event)> = Vec::with_capacity(page.len());
+    let mut problems = Vec::new();
+    for entry in page {
+        match topics::decode(
+            request.topic,
+            &entry.fields,
+            request.max_entry_bytes,
+            request.tables.orders.order_ids(),
+        ) {
+            Ok(event)
+                if request
+                    .order_id
+                    .is_some_and(|id| id != event.change.order_id()) => {}
+            Ok(event) => events.push((&entry.id, event)),
+            Err(error) => {
+                // Never dead-lettered here: replay leaves the dead-letter stream to the workers.
+                counts.undecodable += 1;
+                problems.push(Problem {
+                    entry_id: entry.id.clone(),
+                    outcome: "undecodable",
+                    order_id: None,
+                    reason: error.to_string(),
+                });
+            }
+        }
+    }
+    (events, problems)
+}
+
+/// One processing span per event of `batch`, read from `stream`: each replayed event continues
+/// its publisher's trace, as the worker's processing did.
+fn process_spans(stream: &str, batch: &[Incoming<'_>]) -> Vec<Span> {
+    batch
+        .iter()
+        .map(|incoming| {
+            spans::process(&Entry {
+                stream,
+                group: None,
+                entry_id: incoming.entry_id,
+                event: Some((&incoming.event.event_id, incoming.event.change.order_id())),
+                trace: &incoming.event.trace,
+            })
+        })
+        .collect()
 }

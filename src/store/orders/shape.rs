@@ -67,106 +67,29 @@ impl fmt::Display for Misfit {
     }
 }
 
-/// Checks `columns` (the whole table's) against what the worker reads and writes.
-pub fn check(columns: &[Column]) -> Result<Shape, Vec<Misfit>> {
-    let mut misfits = Vec::new();
-    let column = |name: &str| columns.iter().find(|c| c.name == name);
-    let mut misfit = |column: &'static str, found: String, needs: String| {
-        misfits.push(Misfit {
+impl Misfit {
+    /// `column` is `found`; the worker needs `needs`.
+    fn new(column: &'static str, found: String, needs: String) -> Self {
+        Self {
             column,
             found,
             needs,
-        });
-    };
-
-    let id = match column("id") {
-        Some(c) if !matches!(c.type_name.as_str(), "text" | "varchar" | "uuid") => {
-            let needs = "TEXT, VARCHAR or UUID (the events' order ids are strings)";
-            misfit("id", c.written.clone(), needs.to_owned());
-            None
         }
-        Some(c) if !c.unique => {
-            let needs =
-                "a primary key or unique index on `id` alone (the worker locks an order's one row)";
-            misfit(
-                "id",
-                format!("{} without a primary key or unique index", c.written),
-                needs.to_owned(),
-            );
-            None
-        }
-        Some(c) if c.type_name == "uuid" => Some(OrderIds::Uuid),
-        Some(_) => Some(OrderIds::Text),
-        None => {
-            misfit(
-                "id",
-                "missing".to_owned(),
-                "an `id` column: TEXT, VARCHAR or UUID".to_owned(),
-            );
-            None
-        }
-    };
-
-    let statuses: Vec<&str> = OrderStatus::ALL.iter().map(|s| s.as_str()).collect();
-    let status = match column("status") {
-        Some(c) => match (&c.enum_labels, text_fits(c, &statuses)) {
-            (Some(labels), _) => {
-                let lacking: Vec<&str> = statuses
-                    .iter()
-                    .copied()
-                    .filter(|s| !labels.iter().any(|l| l == s))
-                    .collect();
-                if lacking.is_empty() {
-                    Some(StatusType::Enum(c.cast.clone()))
-                } else {
-                    misfit(
-                        "status",
-                        format!("the enum {} without {}", c.written, quoted(&lacking)),
-                        format!(
-                            "an enum with every status the rules use: {}",
-                            quoted(&statuses)
-                        ),
-                    );
-                    None
-                }
-            }
-            (None, true) => Some(StatusType::Text),
-            (None, false) => {
-                misfit("status", c.written.clone(), status_needs(&statuses));
-                None
-            }
-        },
-        None => {
-            misfit("status", "missing".to_owned(), status_needs(&statuses));
-            None
-        }
-    };
-
-    match column("updated_at") {
-        Some(c) if matches!(c.type_name.as_str(), "timestamptz" | "timestamp") => {}
-        found => misfit(
-            "updated_at",
-            found.map_or("missing".to_owned(), |c| c.written.clone()),
-            "TIMESTAMPTZ or TIMESTAMP (set to now() with each change the worker makes)".to_owned(),
-        ),
     }
+}
 
-    let fulfillment_statuses: Vec<&str> =
-        FulfillmentStatus::ALL.iter().map(|s| s.as_str()).collect();
-    let has_fulfillment_status = match column("fulfillment_status") {
-        Some(c) if c.enum_labels.is_none() && text_fits(c, &fulfillment_statuses) => true,
-        Some(c) => {
-            let longest = longest(&fulfillment_statuses);
-            misfit(
-                "fulfillment_status",
-                c.written.clone(),
-                format!("TEXT or VARCHAR({longest}) or longer (the worker's own column, added by `order-worker migrate` when missing)"),
-            );
-            false
-        }
-        None => false,
-    };
-
+/// Checks `columns` (the whole table's) against what the worker reads and writes.
+pub fn check(columns: &[Column]) -> Result<Shape, Vec<Misfit>> {
+    let column = |name: &str| columns.iter().find(|c| c.name == name);
+    let mut misfits = Vec::new();
+    let id = fits(&mut misfits, id_type(column("id")));
+    let status = fits(&mut misfits, status_type(column("status")));
+    fits(&mut misfits, updated_at(column("updated_at")));
+    let has_fulfillment_status = fits(
+        &mut misfits,
+        fulfillment_status(column("fulfillment_status")),
+    )
+    .unwrap_or(false);
     match (id, status) {
         (Some(id), Some(status)) if misfits.is_empty() => Ok(Shape {
             id,
@@ -178,6 +101,113 @@ pub fn check(columns: &[Column]) -> Result<Shape, Vec<Misfit>> {
                 .collect(),
         }),
         _ => Err(misfits),
+    }
+}
+
+/// What a column's check found, its misfit (if any) added to `misfits`: all are reported at once.
+fn fits<T>(misfits: &mut Vec<Misfit>, checked: Result<T, Misfit>) -> Option<T> {
+    checked.map_err(|misfit| misfits.push(misfit)).ok()
+}
+
+/// `id`: what the order ids are, if the column is a string or UUID that is unique.
+fn id_type(column: Option<&Column>) -> Result<OrderIds, Misfit> {
+    match column {
+        Some(c) if !matches!(c.type_name.as_str(), "text" | "varchar" | "uuid") => {
+            let needs = "TEXT, VARCHAR or UUID (the events' order ids are strings)";
+            Err(Misfit::new("id", c.written.clone(), needs.to_owned()))
+        }
+        Some(c) if !c.unique => {
+            let needs =
+                "a primary key or unique index on `id` alone (the worker locks an order's one row)";
+            Err(Misfit::new(
+                "id",
+                format!("{} without a primary key or unique index", c.written),
+                needs.to_owned(),
+            ))
+        }
+        Some(c) if c.type_name == "uuid" => Ok(OrderIds::Uuid),
+        Some(_) => Ok(OrderIds::Text),
+        None => Err(Misfit::new(
+            "id",
+            "missing".to_owned(),
+            "an `id` column: TEXT, VARCHAR or UUID".to_owned(),
+        )),
+    }
+}
+
+/// `status`: how the worker writes it, if the column can hold every status the rules use.
+fn status_type(column: Option<&Column>) -> Result<StatusType, Misfit> {
+    let statuses: Vec<&str> = OrderStatus::ALL.iter().map(|s| s.as_str()).collect();
+    match column {
+        Some(c) => match (&c.enum_labels, text_fits(c, &statuses)) {
+            (Some(labels), _) => enum_status(c, labels, &statuses),
+            (None, true) => Ok(StatusType::Text),
+            (None, false) => Err(Misfit::new(
+                "status",
+                c.written.clone(),
+                status_needs(&statuses),
+            )),
+        },
+        None => Err(Misfit::new(
+            "status",
+            "missing".to_owned(),
+            status_needs(&statuses),
+        )),
+    }
+}
+
+/// An enum `status` (`column`, its `labels`) fits if it has every one of `statuses`.
+fn enum_status(
+    column: &Column,
+    labels: &[String],
+    statuses: &[&str],
+) -> Result<StatusType, Misfit> {
+    let lacking: Vec<&str> = statuses
+        .iter()
+        .copied()
+        .filter(|s| !labels.iter().any(|l| l == s))
+        .collect();
+    if lacking.is_empty() {
+        return Ok(StatusType::Enum(column.cast.clone()));
+    }
+    Err(Misfit::new(
+        "status",
+        format!("the enum {} without {}", column.written, quoted(&lacking)),
+        format!(
+            "an enum with every status the rules use: {}",
+            quoted(statuses)
+        ),
+    ))
+}
+
+/// `updated_at`: a timestamp the worker sets with each change.
+fn updated_at(column: Option<&Column>) -> Result<(), Misfit> {
+    match column {
+        Some(c) if matches!(c.type_name.as_str(), "timestamptz" | "timestamp") => Ok(()),
+        found => Err(Misfit::new(
+            "updated_at",
+            found.map_or("missing".to_owned(), |c| c.written.clone()),
+            "TIMESTAMPTZ or TIMESTAMP (set to now() with each change the worker makes)".to_owned(),
+        )),
+    }
+}
+
+/// `fulfillment_status`: whether the worker's own column is there yet (`migrate` adds it), and
+/// a misfit if it is there but cannot hold every fulfillment status.
+fn fulfillment_status(column: Option<&Column>) -> Result<bool, Misfit> {
+    let fulfillment_statuses: Vec<&str> =
+        FulfillmentStatus::ALL.iter().map(|s| s.as_str()).collect();
+    match column {
+        Some(c) if c.enum_labels.is_none() && text_fits(c, &fulfillment_statuses) => Ok(true),
+        Some(c) => {
+            let longest = longest(&fulfillment_statuses);
+            Err(Misfit::new(
+                "fulfillment_status",
+                c.written.clone(),
+                format!("TEXT or VARCHAR({longest}) or longer (the worker's own column, added by `order-worker migrate` when missing)"),
+            ))
+        }
+        None => Ok(false),
     }
 }
 
