@@ -248,3 +248,47 @@ impl Worker {
             .clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::instruments::{Progress, Recorder, Settled};
+    use crate::topics::Outcome::{self, *};
+
+    /// `instruments` counts outcomes by the names the worker hands it: each outcome's name must
+    /// move a total (a rejected event's is counted with the dead letters).
+    #[test]
+    fn every_outcome_moves_its_total_by_name() {
+        // Names every variant, so a new one fails to compile here until it is listed.
+        let listed = |outcome: &Outcome| match outcome {
+            Applied | Duplicate | Stale | Ignored | UnknownOrder | Conflict | Rejected(_) => {}
+        };
+        let outcomes = [
+            Applied,
+            Duplicate,
+            Stale,
+            Ignored,
+            UnknownOrder,
+            Conflict,
+            Rejected(String::new()),
+        ];
+        for outcome in outcomes {
+            listed(&outcome);
+            let recorder = Recorder::default();
+            recorder.settled(&Settled {
+                entries: vec!["topic"],
+                deleted: 0,
+                outcomes: vec![("topic", outcome.as_str())],
+                transitions: Vec::new(),
+                recomputed: 0,
+                dead_letters: Vec::new(),
+                seconds: 0.0,
+            });
+            let only_consumed = Progress {
+                consumed: 1,
+                ..Progress::default()
+            };
+            let counted = *recorder.progress().borrow() != only_consumed;
+            assert_eq!(counted, !matches!(outcome, Rejected(_)), "{outcome:?}");
+        }
+    }
+}
