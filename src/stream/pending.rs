@@ -12,6 +12,9 @@ use super::{group_info, is_no_group, ReadBatch};
 use crate::config::StreamConfig;
 use crate::instruments::Backlog;
 
+/// Where XAUTOCLAIM starts, and what it answers once it walked the whole pending list.
+pub const AUTOCLAIM_START: &str = "0-0";
+
 /// One `XAUTOCLAIM` page: entries idle for at least `min_idle`, whoever holds them (a dead
 /// replica, Dapr's consumer named as the group, or ourselves for an entry that failed), become
 /// ours. Returns the next cursor (`0-0` once the whole pending list was walked) and the
@@ -37,7 +40,9 @@ pub async fn autoclaim<C: ConnectionLike + Send>(
     let reply = match reply {
         // The group is gone (Redis lost its data): nothing is pending in it. The reader
         // creates it again; waiting here for that would keep the reader from running.
-        Err(error) if is_no_group(&error) => return Ok(("0-0".to_owned(), ReadBatch::default())),
+        Err(error) if is_no_group(&error) => {
+            return Ok((AUTOCLAIM_START.to_owned(), ReadBatch::default()))
+        }
         reply => reply?,
     };
     let Value::Array(mut parts) = reply else {

@@ -10,11 +10,10 @@ use crate::config::{StreamConfig, Subscription};
 use crate::instruments;
 use crate::retry::until_ok;
 use crate::shutdown::Shutdown;
-use crate::stream::pending::{backlog, consumers, remove_consumer_if_empty};
+use crate::stream::pending::{
+    backlog, consumers, remove_consumer_if_empty, AUTOCLAIM_START as START,
+};
 use crate::stream::{autoclaim, claim_held, ReadBatch};
-
-/// Where XAUTOCLAIM starts, and what it answers once it walked the whole pending list.
-const START: &str = "0-0";
 
 impl Worker {
     /// Removes consumers idle longer than CONSUMER_IDLE_TIMEOUT that hold nothing (replicas
