@@ -3,6 +3,7 @@
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, TraceContextExt};
+use opentelemetry::Context;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 
 use crate::envelope::TraceContext;
@@ -11,7 +12,9 @@ use crate::envelope::TraceContext;
 /// the event. `None` (the worker's span is then a new root) when there is no `traceparent` or
 /// it is malformed, all-zero or of a version this reader does not know.
 pub fn remote_parent(trace: &TraceContext) -> Option<SpanContext> {
-    let context = TraceContextPropagator::new().extract(trace);
+    // Against an empty context: `extract` starts from the current one, so an entry without a
+    // traceparent would join whatever span is current (its batch's) instead of starting a trace.
+    let context = TraceContextPropagator::new().extract_with_context(&Context::new(), trace);
     let span = context.span();
     let parent = span.span_context();
     parent.is_valid().then(|| parent.clone())
@@ -67,6 +70,19 @@ mod tests {
             None,
         ));
         assert!(!parent.expect("valid").is_sampled());
+    }
+
+    #[test]
+    fn no_traceparent_gives_no_parent_whatever_span_is_current() {
+        // A batch's span is current while its entries' spans are made.
+        let batch = remote_parent(&trace(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            None,
+        ))
+        .expect("valid");
+        let _current = Context::new().with_remote_span_context(batch).attach();
+        assert!(remote_parent(&TraceContext::default()).is_none());
+        assert!(remote_parent(&trace("garbage", None)).is_none());
     }
 
     #[test]
