@@ -5,11 +5,11 @@
 //! record, and this one depends on none of them.
 
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// The seed's names (operators alert on them since the service's Dapr days) count the
 /// fulfillment topic alone and carry no label; every other series has a `topic` label.
@@ -251,18 +251,43 @@ pub struct Settled<'a> {
     pub dead_letters: Vec<(&'static str, Option<&'static str>)>,
     /// From the start of the batch to its COMMIT.
     pub seconds: f64,
+    /// When its transactions committed, and the stream ids of the events they applied.
+    pub committed: (Instant, Vec<&'a str>),
+}
+
+/// A batch's events became durable (the benchmark measures XADD → COMMIT with it).
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub at: Instant,
+    /// The stream ids of the events the transaction applied.
+    pub entry_ids: Vec<String>,
 }
 
 /// Where the worker records what it did; clones share the totals.
 #[derive(Debug, Default, Clone)]
 pub struct Recorder {
     progress: std::sync::Arc<watch::Sender<Progress>>,
+    /// Who listens to commits, if anyone (the benchmark): nothing is sent otherwise.
+    commits: std::sync::Arc<std::sync::Mutex<Option<mpsc::UnboundedSender<Committed>>>>,
 }
 
 impl Recorder {
     /// The totals so far, updated after each batch.
     pub fn progress(&self) -> watch::Receiver<Progress> {
         self.progress.subscribe()
+    }
+
+    /// Every batch's commit from now on, told once the batch is settled.
+    pub fn commits(&self) -> mpsc::UnboundedReceiver<Committed> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.listening() = Some(tx);
+        rx
+    }
+
+    fn listening(&self) -> std::sync::MutexGuard<'_, Option<mpsc::UnboundedSender<Committed>>> {
+        self.commits
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Entries of `topic` taken over from the pending list.
@@ -285,6 +310,12 @@ impl Recorder {
     }
 
     pub fn settled(&self, batch: &Settled<'_>) {
+        if let Some(commits) = self.listening().as_ref() {
+            let (at, ids) = &batch.committed;
+            let entry_ids = ids.iter().map(|id| (*id).to_owned()).collect();
+            // A receiver that went away only means nobody watches any more.
+            let _ = commits.send(Committed { at: *at, entry_ids });
+        }
         histogram!(BATCH_SIZE).record(batch.entries.len() as f64);
         for &topic in &batch.entries {
             match topic {

@@ -1,28 +1,14 @@
-//! What becomes of an entry: the one place that decides ack, dead-letter or leave pending.
-//!
-//! Asked twice per entry: once decoded (may it be applied?), once its event went through a
-//! transaction. Pure, so the whole table is a test.
+//! What becomes of an entry: the one place that decides ack, dead-letter or leave pending, in
+//! two steps. [`admission`]: may the entry be applied at all (it decoded, and its workers did
+//! not die holding it too often)? [`verdict`]: given what applying its event did, is it done
+//! with, dead, or to be tried again? Pure, so both tables are tests.
 
 use crate::envelope::DecodeError;
 use crate::topics::Outcome;
 
-/// What is known of an entry when its fate is decided.
-#[derive(Debug, Clone, Copy)]
-pub enum Known<'a> {
-    /// Read and decoded (or not); nothing applied yet.
-    Decoded(Result<(), &'a DecodeError>),
-    /// Its event went through a committed transaction with this outcome.
-    Applied {
-        outcome: &'a Outcome,
-        order_id: &'a str,
-    },
-}
-
-/// What happens to the entry.
+/// What happens to an entry once its event went through a transaction (or was refused).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Decoded, and not delivered too often: apply it, then ask again.
-    Apply,
     /// Done with: XACK.
     Ack,
     /// Can never apply: copied to the dead-letter stream with this reason, and acked.
@@ -60,30 +46,37 @@ impl Refusal {
     }
 }
 
-/// The fate of an entry delivered `deliveries` times (this one included).
-pub fn verdict(known: Known<'_>, deliveries: u64, max_deliveries: u64) -> Verdict {
-    match known {
-        // Checked before decoding's result: whatever it was, the entry outlived its workers.
-        Known::Decoded(_) if deliveries > max_deliveries => {
-            Verdict::DeadLetter(Refusal::TooManyDeliveries {
-                count: deliveries,
-                max: max_deliveries,
-            })
+/// Whether an entry delivered `deliveries` times (this one included) may be applied: `Ok` for
+/// its decoded event, else why it never will be.
+pub fn admission<T>(
+    decoded: Result<T, DecodeError>,
+    deliveries: u64,
+    max_deliveries: u64,
+) -> Result<T, Refusal> {
+    // Checked before decoding's result: whatever it was, the entry outlived its workers.
+    if deliveries > max_deliveries {
+        return Err(Refusal::TooManyDeliveries {
+            count: deliveries,
+            max: max_deliveries,
+        });
+    }
+    decoded.map_err(Refusal::Undecodable)
+}
+
+/// The fate of an entry whose event, of order `order_id`, went through a committed transaction
+/// with `outcome`, delivered `deliveries` times (this one included).
+pub fn verdict(outcome: &Outcome, order_id: &str, deliveries: u64, max_deliveries: u64) -> Verdict {
+    match outcome {
+        Outcome::Applied
+        | Outcome::Duplicate
+        | Outcome::Stale
+        | Outcome::Ignored
+        | Outcome::Conflict => Verdict::Ack,
+        Outcome::UnknownOrder if deliveries >= max_deliveries => {
+            Verdict::DeadLetter(Refusal::UnknownOrder(order_id.to_owned()))
         }
-        Known::Decoded(Err(error)) => Verdict::DeadLetter(Refusal::Undecodable(error.clone())),
-        Known::Decoded(Ok(())) => Verdict::Apply,
-        Known::Applied { outcome, order_id } => match outcome {
-            Outcome::Applied
-            | Outcome::Duplicate
-            | Outcome::Stale
-            | Outcome::Ignored
-            | Outcome::Conflict => Verdict::Ack,
-            Outcome::UnknownOrder if deliveries >= max_deliveries => {
-                Verdict::DeadLetter(Refusal::UnknownOrder(order_id.to_owned()))
-            }
-            Outcome::UnknownOrder => Verdict::Pending,
-            Outcome::Rejected(reason) => Verdict::DeadLetter(Refusal::Rejected(reason.clone())),
-        },
+        Outcome::UnknownOrder => Verdict::Pending,
+        Outcome::Rejected(reason) => Verdict::DeadLetter(Refusal::Rejected(reason.clone())),
     }
 }
 
@@ -93,53 +86,58 @@ mod tests {
 
     const MAX: u64 = 10;
 
-    fn too_many(count: u64) -> Verdict {
-        Verdict::DeadLetter(Refusal::TooManyDeliveries { count, max: MAX })
+    fn too_many(count: u64) -> Refusal {
+        Refusal::TooManyDeliveries { count, max: MAX }
     }
 
     #[test]
-    fn every_known_state_and_delivery_count_has_one_verdict() {
-        let bad = DecodeError::NoData;
+    fn an_entry_is_admitted_when_it_decoded_and_was_not_delivered_too_often() {
+        let bad = || Err::<(), _>(DecodeError::NoData);
+        let undecodable = Refusal::Undecodable(DecodeError::NoData);
+        type Case = (Result<(), DecodeError>, u64, Result<(), Refusal>);
+        let table: Vec<Case> = vec![
+            (Ok(()), 1, Ok(())),
+            (Ok(()), MAX, Ok(())),
+            (Ok(()), MAX + 1, Err(too_many(MAX + 1))),
+            (bad(), 1, Err(undecodable.clone())),
+            (bad(), MAX, Err(undecodable)),
+            (bad(), MAX + 1, Err(too_many(MAX + 1))),
+        ];
+        for (decoded, deliveries, expected) in table {
+            let case = format!("{decoded:?} delivered {deliveries} times");
+            assert_eq!(admission(decoded, deliveries, MAX), expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn every_outcome_and_delivery_count_has_one_verdict() {
         let rejected = Outcome::Rejected("fulfillment f-1 belongs to order o-2".to_owned());
-        let applied = |outcome| Known::Applied {
-            outcome,
-            order_id: "o-1",
-        };
-        let table: Vec<(Known<'_>, u64, Verdict)> = vec![
-            (Known::Decoded(Ok(())), 1, Verdict::Apply),
-            (Known::Decoded(Ok(())), MAX, Verdict::Apply),
-            (Known::Decoded(Ok(())), MAX + 1, too_many(MAX + 1)),
+        let table: Vec<(&Outcome, u64, Verdict)> = vec![
+            (&Outcome::Applied, 1, Verdict::Ack),
+            (&Outcome::Duplicate, 1, Verdict::Ack),
+            (&Outcome::Stale, 1, Verdict::Ack),
+            (&Outcome::Ignored, MAX, Verdict::Ack),
+            (&Outcome::Conflict, 1, Verdict::Ack),
+            (&Outcome::UnknownOrder, 1, Verdict::Pending),
+            (&Outcome::UnknownOrder, MAX - 1, Verdict::Pending),
             (
-                Known::Decoded(Err(&bad)),
-                1,
-                Verdict::DeadLetter(Refusal::Undecodable(DecodeError::NoData)),
-            ),
-            (Known::Decoded(Err(&bad)), MAX + 1, too_many(MAX + 1)),
-            (applied(&Outcome::Applied), 1, Verdict::Ack),
-            (applied(&Outcome::Duplicate), 1, Verdict::Ack),
-            (applied(&Outcome::Stale), 1, Verdict::Ack),
-            (applied(&Outcome::Ignored), MAX, Verdict::Ack),
-            (applied(&Outcome::Conflict), 1, Verdict::Ack),
-            (applied(&Outcome::UnknownOrder), 1, Verdict::Pending),
-            (applied(&Outcome::UnknownOrder), MAX - 1, Verdict::Pending),
-            (
-                applied(&Outcome::UnknownOrder),
+                &Outcome::UnknownOrder,
                 MAX,
                 Verdict::DeadLetter(Refusal::UnknownOrder("o-1".to_owned())),
             ),
             (
-                applied(&rejected),
+                &rejected,
                 1,
                 Verdict::DeadLetter(Refusal::Rejected(
                     "fulfillment f-1 belongs to order o-2".to_owned(),
                 )),
             ),
         ];
-        for (known, deliveries, expected) in table {
+        for (outcome, deliveries, expected) in table {
             assert_eq!(
-                verdict(known, deliveries, MAX),
+                verdict(outcome, "o-1", deliveries, MAX),
                 expected,
-                "{known:?} delivered {deliveries} times"
+                "{outcome:?} delivered {deliveries} times"
             );
         }
     }

@@ -93,14 +93,3 @@ impl ReadBatch {
             .sort_by_key(|entry| Position::new(&entry.id, stage(entry.source)));
     }
 }
-
-/// `ids` grouped by source, for commands that name one stream: `(source, [id…])` in source order.
-pub fn by_source<'a>(
-    ids: impl IntoIterator<Item = (usize, &'a str)>,
-) -> Vec<(usize, Vec<&'a str>)> {
-    let mut grouped: std::collections::BTreeMap<usize, Vec<&str>> = Default::default();
-    for (source, id) in ids {
-        grouped.entry(source).or_default().push(id);
-    }
-    grouped.into_iter().collect()
-}

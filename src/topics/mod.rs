@@ -39,9 +39,18 @@ pub fn decode(
     fields: &[(String, Vec<u8>)],
     max_bytes: usize,
     order_ids: OrderIds,
-) -> Result<Event, DecodeError> {
-    let opened = envelope::open(fields, max_bytes)?;
-    let change = topic.decode(opened.payload.expecting(order_ids))?;
+) -> Result<Event, Undecodable> {
+    let opened = envelope::open(fields, max_bytes).map_err(|error| Undecodable {
+        error,
+        trace: TraceContext::default(),
+    })?;
+    let change = match topic.decode(opened.payload.expecting(order_ids)) {
+        Ok(change) => change,
+        Err(error) => {
+            let trace = opened.trace;
+            return Err(Undecodable { error, trace });
+        }
+    };
     let event_id = opened
         .id
         .unwrap_or_else(|| raw_event_id(&change.identity()));
@@ -51,6 +60,21 @@ pub fn decode(
         trace: opened.trace,
         change,
     })
+}
+
+/// An entry that did not decode: why, and the trace its envelope named if it opened (the
+/// entry's span still joins its publisher's trace).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct Undecodable {
+    pub error: DecodeError,
+    pub trace: TraceContext,
+}
+
+impl From<Undecodable> for DecodeError {
+    fn from(undecodable: Undecodable) -> Self {
+        undecodable.error
+    }
 }
 
 /// An event the worker recorded (`processed_events`), decoded again from what it said: the

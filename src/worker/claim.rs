@@ -73,10 +73,8 @@ impl Worker {
     /// it comes; then the housekeeping of each stream (the gauges are on their own timer).
     pub(super) async fn claim_stuck(&self, shutdown: &Shutdown) {
         for (source, subscription) in self.subscriptions.iter().enumerate() {
-            self.claim_from_gone(source, &subscription.stream, shutdown)
-                .await;
-            self.claim_stream(source, &subscription.stream, shutdown)
-                .await;
+            self.claim_from_gone((source, subscription), shutdown).await;
+            self.claim_stream((source, subscription), shutdown).await;
             if shutdown.is_triggered() {
                 return;
             }
@@ -88,7 +86,9 @@ impl Worker {
     /// Takes over what consumers that are gone hold, without waiting for CLAIM_MIN_IDLE_MS: a
     /// consumer silent for CONSUMER_GONE_MS while holding entries (a replica killed), its
     /// entries idle that long. A failure to look only leaves them to the usual walk.
-    async fn claim_from_gone(&self, source: usize, stream: &StreamConfig, shutdown: &Shutdown) {
+    async fn claim_from_gone(&self, of: (usize, &Subscription), shutdown: &Shutdown) {
+        let (source, subscription) = of;
+        let stream = &subscription.stream;
         let gone_after = self.config.consumer_gone();
         let (me, count) = (&self.consumer, self.config.batch_size as usize);
         let Ok(listed) = self
@@ -124,12 +124,16 @@ impl Worker {
                     claimed = batch.entries.len(),
                     "took over the entries of a consumer silent for {idle:?} (gone)"
                 );
-                self.process_claimed(source, batch, shutdown).await;
+                self.process_claimed(subscription, batch, shutdown).await;
             }
         }
     }
 
-    async fn claim_stream(&self, source: usize, stream: &StreamConfig, shutdown: &Shutdown) {
+    /// Walks the pending list of `of` (the subscription and its index in the reads), claiming
+    /// and processing what is idle, a page at a time.
+    async fn claim_stream(&self, of: (usize, &Subscription), shutdown: &Shutdown) {
+        let (source, subscription) = of;
+        let stream = &subscription.stream;
         let count = self.config.batch_size as usize;
         let min_idle = self.config.claim_min_idle();
         let consumer = &self.consumer;
@@ -155,7 +159,7 @@ impl Worker {
                     deleted = batch.deleted.len(),
                     "claimed entries idle for at least {min_idle:?}"
                 );
-                self.process_claimed(source, batch, shutdown).await;
+                self.process_claimed(subscription, batch, shutdown).await;
             }
             if next == START || shutdown.is_triggered() {
                 return;
@@ -164,10 +168,15 @@ impl Worker {
         }
     }
 
-    /// Runs entries just claimed from `source`'s pending list through the same path as new
-    /// ones; they may have been delivered before.
-    async fn process_claimed(&self, source: usize, mut batch: ReadBatch, shutdown: &Shutdown) {
-        let topic = self.subscriptions[source].topic.name();
+    /// Runs entries just claimed from `subscription`'s pending list through the same path as
+    /// new ones; they may have been delivered before.
+    async fn process_claimed(
+        &self,
+        subscription: &Subscription,
+        mut batch: ReadBatch,
+        shutdown: &Shutdown,
+    ) {
+        let topic = subscription.topic.name();
         self.recorder.claimed(topic, batch.entries.len());
         let size = batch.entries.len() + batch.deleted.len();
         let span = tracing::info_span!("claimed_batch", size);

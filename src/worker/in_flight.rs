@@ -1,19 +1,22 @@
-//! The batches being applied at once. A batch joins only when it writes none of the orders the
-//! others write, so the rows two transactions touch are disjoint and every order's events still
-//! apply one transaction after another, in stream order; the rest overlaps: one batch commits
-//! while the next is decoded, applied and acked.
+//! The batches being worked on at once. Each takes a [`Ticket`] when it is read; once decoded it
+//! enters with the orders it writes, and waits until no batch read before it writes any of
+//! them. So the rows two transactions touch are disjoint and every order's events still apply
+//! one transaction after another, in stream order; the rest overlaps: one batch is decoded
+//! while another applies, commits or is acked.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::Notify;
 
-/// Batches in flight, each with the orders it writes.
+/// Batches in flight, at most `limit` at once.
 pub(super) struct InFlight<'a> {
-    batches: FuturesUnordered<BoxFuture<'a, u64>>,
-    orders: HashMap<u64, HashSet<String>>,
-    next_token: u64,
+    batches: FuturesUnordered<BoxFuture<'a, ()>>,
+    gate: Arc<Gate>,
     limit: usize,
 }
 
@@ -22,76 +25,118 @@ impl<'a> InFlight<'a> {
     pub(super) fn new(limit: usize) -> Self {
         Self {
             batches: FuturesUnordered::new(),
-            orders: HashMap::new(),
-            next_token: 0,
+            gate: Arc::default(),
             limit: limit.max(1),
         }
     }
 
-    /// Starts `batch`, which writes `orders`. Call [`InFlight::make_room`] first.
-    pub(super) fn push(
-        &mut self,
-        orders: HashSet<String>,
-        batch: impl Future<Output = ()> + Send + 'a,
-    ) {
-        let token = self.next_token;
-        self.next_token += 1;
-        self.orders.insert(token, orders);
-        self.batches.push(Box::pin(async move {
-            batch.await;
-            token
-        }));
+    /// The place in line of the batch read next: take it in read order.
+    pub(super) fn ticket(&self) -> Ticket {
+        Ticket::new(&self.gate)
     }
 
-    /// Waits, the batches in flight going on, until a slot is free and none of them writes
-    /// any of `orders`.
-    pub(super) async fn make_room(&mut self, orders: &HashSet<String>) {
-        while self.batches.len() >= self.limit
-            || self
-                .orders
-                .values()
-                .any(|theirs| !theirs.is_disjoint(orders))
-        {
-            self.next_done().await;
-        }
+    /// Starts `batch`. Call [`InFlight::wait_for_slot`] first.
+    pub(super) fn push(&mut self, batch: impl Future<Output = ()> + Send + 'a) {
+        self.batches.push(Box::pin(batch));
     }
 
     /// Waits, the batches in flight going on, until a slot is free.
     pub(super) async fn wait_for_slot(&mut self) {
-        self.make_room(&HashSet::new()).await;
+        while self.batches.len() >= self.limit {
+            self.batches.next().await;
+        }
     }
 
     /// Waits until every batch in flight is done.
     pub(super) async fn drain(&mut self) {
-        while !self.batches.is_empty() {
-            self.next_done().await;
-        }
+        while self.batches.next().await.is_some() {}
     }
 
-    /// Runs `work` to its end while the batches in flight go on (a read, a decode).
+    /// Runs `work` to its end while the batches in flight go on (a read).
     pub(super) async fn alongside<T>(&mut self, work: impl Future<Output = T>) -> T {
         tokio::pin!(work);
         loop {
             tokio::select! {
                 out = &mut work => return out,
-                Some(token) = self.batches.next(), if !self.batches.is_empty() => {
-                    self.orders.remove(&token);
-                }
+                Some(()) = self.batches.next(), if !self.batches.is_empty() => {}
             }
         }
     }
+}
 
-    async fn next_done(&mut self) {
-        if let Some(token) = self.batches.next().await {
-            self.orders.remove(&token);
+/// The line of batches: each ticket's orders once known (`None` while it decodes).
+#[derive(Default)]
+struct Gate {
+    line: Mutex<BTreeMap<u64, Option<HashSet<String>>>>,
+    next: AtomicU64,
+    changed: Notify,
+}
+
+impl Gate {
+    fn line(&self) -> MutexGuard<'_, BTreeMap<u64, Option<HashSet<String>>>> {
+        self.line
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether ticket `number`, writing `orders`, may apply: every ticket ahead of it said
+    /// which orders it writes, and none of them is one of these.
+    fn clear(&self, number: u64, orders: &HashSet<String>) -> bool {
+        let line = self.line();
+        line.range(..number).all(|(_, theirs)| {
+            theirs
+                .as_ref()
+                .is_some_and(|theirs| theirs.is_disjoint(orders))
+        })
+    }
+}
+
+/// A batch's place in line; leaving (dropping it) lets the batches behind it go on.
+pub(super) struct Ticket {
+    gate: Arc<Gate>,
+    number: u64,
+}
+
+impl Ticket {
+    /// A line of its own: for a batch run while nothing else is in flight.
+    pub(super) fn alone() -> Self {
+        Self::new(&Arc::default())
+    }
+
+    fn new(gate: &Arc<Gate>) -> Self {
+        let number = gate.next.fetch_add(1, Ordering::Relaxed);
+        gate.line().insert(number, None);
+        Self {
+            gate: Arc::clone(gate),
+            number,
         }
+    }
+
+    /// Says the batch writes `orders`, then waits until no batch ahead of it writes any of them.
+    pub(super) async fn enter(&self, orders: HashSet<String>) {
+        self.gate.line().insert(self.number, Some(orders.clone()));
+        // Batches behind this one may have waited only for it to say.
+        self.gate.changed.notify_waiters();
+        loop {
+            let changed = self.gate.changed.notified();
+            if self.gate.clear(self.number, &orders) {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.gate.line().remove(&self.number);
+        self.gate.changed.notify_waiters();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use futures_util::FutureExt;
-    use tokio::sync::oneshot;
 
     use super::*;
 
@@ -99,60 +144,63 @@ mod tests {
         ids.iter().map(|id| id.to_string()).collect()
     }
 
-    /// A batch in flight until the returned sender fires (or is dropped).
-    fn push_held(in_flight: &mut InFlight<'_>, ids: &[&str]) -> oneshot::Sender<()> {
-        let (release, held) = oneshot::channel::<()>();
-        in_flight.push(orders(ids), async move {
-            let _ = held.await;
-        });
-        release
+    #[test]
+    fn a_batch_of_other_orders_enters_at_once() {
+        let in_flight = InFlight::new(2);
+        let first = in_flight.ticket();
+        let second = in_flight.ticket();
+        assert!(first.enter(orders(&["a", "b"])).now_or_never().is_some());
+        assert!(second.enter(orders(&["c"])).now_or_never().is_some());
     }
 
     #[test]
-    fn a_batch_of_other_orders_joins_at_once() {
-        let mut in_flight = InFlight::new(2);
-        let _held = push_held(&mut in_flight, &["a", "b"]);
-        assert!(in_flight
-            .make_room(&orders(&["c"]))
-            .now_or_never()
-            .is_some());
+    fn a_batch_sharing_an_order_waits_until_the_one_ahead_is_done() {
+        let in_flight = InFlight::new(2);
+        let first = in_flight.ticket();
+        let second = in_flight.ticket();
+        assert!(first.enter(orders(&["a", "b"])).now_or_never().is_some());
+        let mut waiting = Box::pin(second.enter(orders(&["b", "c"])));
+        assert!((&mut waiting).now_or_never().is_none());
+        drop(first);
+        assert!(waiting.now_or_never().is_some());
     }
 
     #[test]
-    fn a_batch_sharing_an_order_waits_until_the_other_is_done() {
-        let mut in_flight = InFlight::new(2);
-        let held = push_held(&mut in_flight, &["a", "b"]);
-        assert!(in_flight
-            .make_room(&orders(&["b", "c"]))
-            .now_or_never()
-            .is_none());
-        held.send(()).expect("still in flight");
-        assert!(in_flight
-            .make_room(&orders(&["b", "c"]))
-            .now_or_never()
-            .is_some());
+    fn a_batch_waits_for_one_ahead_that_has_not_said_its_orders() {
+        let in_flight = InFlight::new(2);
+        let first = in_flight.ticket();
+        let second = in_flight.ticket();
+        let mut waiting = Box::pin(second.enter(orders(&["c"])));
+        assert!((&mut waiting).now_or_never().is_none());
+        assert!(first.enter(orders(&["a"])).now_or_never().is_some());
+        assert!(waiting.now_or_never().is_some());
+    }
+
+    #[test]
+    fn a_batch_never_waits_for_one_behind_it() {
+        let in_flight = InFlight::new(2);
+        let first = in_flight.ticket();
+        let second = in_flight.ticket();
+        assert!(second.enter(orders(&["a"])).now_or_never().is_none());
+        assert!(first.enter(orders(&["a"])).now_or_never().is_some());
     }
 
     #[test]
     fn no_more_than_the_limit_are_in_flight() {
         let mut in_flight = InFlight::new(1);
-        let held = push_held(&mut in_flight, &["a"]);
-        assert!(in_flight
-            .make_room(&orders(&["z"]))
-            .now_or_never()
-            .is_none());
-        drop(held);
-        assert!(in_flight
-            .make_room(&orders(&["z"]))
-            .now_or_never()
-            .is_some());
+        let (release, held) = tokio::sync::oneshot::channel::<()>();
+        in_flight.push(async move {
+            let _ = held.await;
+        });
+        assert!(in_flight.wait_for_slot().now_or_never().is_none());
+        drop(release);
+        assert!(in_flight.wait_for_slot().now_or_never().is_some());
     }
 
     #[test]
     fn work_alongside_lets_the_batches_in_flight_finish() {
         let mut in_flight = InFlight::new(2);
-        let held = push_held(&mut in_flight, &["a"]);
-        held.send(()).expect("still in flight");
+        in_flight.push(async {});
         assert_eq!(in_flight.alongside(async { 7 }).now_or_never(), Some(7));
         assert!(in_flight.drain().now_or_never().is_some());
     }

@@ -1,16 +1,17 @@
 //! One replica's consumer: reads new entries, claims stuck ones on a timer, and runs each batch
 //! through its life, two at once when their orders differ ([`in_flight`]).
 //!
-//! `impl Worker` spans several files: [`start`], connecting (and waiting out an outage); here,
-//! the read loop; [`batch`], a batch's whole life (deliveries → decode → apply → verdicts →
-//! settle → record); [`settle`], acking and dead-lettering; [`traced`], the entries' spans and
-//! log lines; [`claim`], claiming stuck entries and the housekeeping that goes with it.
+//! [`batch::run_batch`] is a batch's whole life on one page (decode → apply → verdicts →
+//! settle → record); its steps are functions in [`apply`], [`settle`] and [`traced`]. Here: the
+//! worker and its read loop; [`start`] connects (waiting out an outage); [`claim`] claims stuck
+//! entries and does the housekeeping that goes with it.
 //!
 //! Nothing is acked before the transaction that applied it committed; an entry that can never
 //! apply is dead-lettered and acked in the same MULTI; an event whose order does not exist yet
 //! stays pending and is retried through claiming until `MAX_DELIVERIES`. Transient failures are
 //! retried with backoff until they pass or shutdown.
 
+mod apply;
 mod batch;
 mod claim;
 mod in_flight;
@@ -26,10 +27,10 @@ use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
-use self::in_flight::InFlight;
+use self::in_flight::{InFlight, Ticket};
 use crate::config::{Subscription, WorkerConfig};
-pub use crate::instruments::Progress;
 use crate::instruments::Recorder;
+pub use crate::instruments::{Committed, Progress};
 use crate::retry::{Dependency, Retry};
 use crate::shutdown::Shutdown;
 use crate::store::{DbPool, InboxKey, Tables};
@@ -39,18 +40,10 @@ use crate::stream::{ReadBatch, Reader, RedisPool};
 /// other commits or is acked; more only add connections.
 const IN_FLIGHT: usize = 2;
 
-/// A batch's events became durable (the benchmark measures XADD → COMMIT with it).
-#[derive(Debug, Clone)]
-pub struct Committed {
-    pub at: std::time::Instant,
-    /// The stream ids of the events the transaction applied.
-    pub entry_ids: Vec<String>,
-}
-
 /// One replica's consumer: its connections, its place in the group and its progress.
 pub struct Worker {
     config: WorkerConfig,
-    /// What is consumed; an entry's `source` indexes it.
+    /// What is consumed; an entry's `source` indexes it (looked up once, as it is read).
     subscriptions: Vec<Subscription>,
     consumer: String,
     db: DbPool,
@@ -59,13 +52,27 @@ pub struct Worker {
     redis: RedisPool,
     /// Taken by [`Worker::run`], which owns the reading side.
     reader: Option<Reader>,
-    /// (source, id) of a batch read and waiting to join the batches in flight (one shares an
-    /// order with it): kept fresh in the pending list alongside them, until it starts.
-    read_ahead: std::sync::Mutex<Vec<(usize, String)>>,
     recorder: Recorder,
     redis_health: Dependency,
     db_health: Dependency,
-    commits: Option<mpsc::UnboundedSender<Committed>>,
+}
+
+/// What a batch's Redis steps need: the pool, our name in the group, and Redis's health.
+struct OnRedis<'a> {
+    pool: &'a RedisPool,
+    consumer: &'a str,
+    health: &'a Dependency,
+}
+
+impl OnRedis<'_> {
+    /// Runs `command` on a connection of the pool (short commands; reads have their own).
+    async fn run<T>(
+        &self,
+        command: impl AsyncFnOnce(&mut RedisConnection) -> redis::RedisResult<T>,
+    ) -> anyhow::Result<T> {
+        let mut conn = self.pool.get().await?;
+        Ok(command(&mut conn).await?)
+    }
 }
 
 impl Worker {
@@ -78,11 +85,9 @@ impl Worker {
         }
     }
 
-    /// Every commit from now on, as it happens (the benchmark's latency probe).
+    /// Every batch's commit from now on, once it is settled (the benchmark's latency probe).
     pub fn commits(&mut self) -> mpsc::UnboundedReceiver<Committed> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.commits = Some(tx);
-        rx
+        self.recorder.commits()
     }
 
     /// Totals so far, updated after each batch, so the demo and tests can wait for a condition
@@ -91,18 +96,38 @@ impl Worker {
         self.recorder.progress()
     }
 
-    /// Each subscription's stream, by source index (the order the reader reads them in).
-    fn streams(&self) -> impl Iterator<Item = &crate::config::StreamConfig> {
-        self.subscriptions.iter().map(|s| &s.stream)
-    }
-
     /// Runs `command` on a connection of the pool (short commands; reads have their own).
     async fn on_redis<T>(
         &self,
         command: impl AsyncFnOnce(&mut RedisConnection) -> redis::RedisResult<T>,
     ) -> anyhow::Result<T> {
-        let mut conn = self.redis.get().await?;
-        Ok(command(&mut conn).await?)
+        self.on_redis_side().run(command).await
+    }
+
+    fn on_redis_side(&self) -> OnRedis<'_> {
+        OnRedis {
+            pool: &self.redis,
+            consumer: &self.consumer,
+            health: &self.redis_health,
+        }
+    }
+
+    fn store(&self) -> apply::Store<'_> {
+        apply::Store {
+            db: &self.db,
+            tables: &self.tables,
+            health: &self.db_health,
+            lanes: usize::from(self.config.concurrency),
+            timeout: self.config.apply_timeout,
+        }
+    }
+
+    /// How often a batch's entries are made fresh in the pending list: well within both
+    /// idle times after which another replica claims them (CLAIM_MIN_IDLE_MS, or
+    /// CONSUMER_GONE_MS when this one looks gone).
+    fn keep_alive_period(&self) -> Duration {
+        let config = &self.config;
+        config.claim_min_idle().min(config.consumer_gone()) / 3
     }
 
     /// Consumes until `shutdown` fires, then returns once every batch in flight is settled.
@@ -164,18 +189,11 @@ impl Worker {
                 continue;
             }
             // Once read, a batch is ours: it is finished even if shutdown comes meanwhile,
-            // rather than left pending under our name.
-            self.set_read_ahead(batch.ids().map(|(s, id)| (s, id.to_owned())).collect());
+            // rather than left pending under our name. Its place in line is taken in read order.
             let size = batch.entries.len() + batch.deleted.len();
-            let prepare = self.prepare(batch, shutdown);
-            let Some(prepared) = in_flight.alongside(prepare).await else {
-                break;
-            };
-            let orders = prepared.order_ids();
-            in_flight.make_room(&orders).await;
-            self.set_read_ahead(Vec::new());
             let span = tracing::info_span!("batch", size);
-            in_flight.push(orders, self.finish(prepared, shutdown).instrument(span));
+            let run = batch::run_batch(self, batch, in_flight.ticket(), shutdown);
+            in_flight.push(run.instrument(span));
         }
         in_flight.drain().await;
     }
@@ -233,19 +251,9 @@ impl Worker {
         }
     }
 
-    fn set_read_ahead(&self, ids: Vec<(usize, String)>) {
-        *self
-            .read_ahead
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = ids;
-    }
-
-    /// The ids read ahead and not yet being processed, for the keep-alive.
-    fn read_ahead_ids(&self) -> Vec<(usize, String)> {
-        self.read_ahead
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+    /// Runs a batch alone (claimed entries: nothing else is in flight).
+    async fn process(&self, batch: ReadBatch, shutdown: &Shutdown) {
+        batch::run_batch(self, batch, Ticket::alone(), shutdown).await;
     }
 }
 
@@ -282,6 +290,7 @@ mod tests {
                 recomputed: 0,
                 dead_letters: Vec::new(),
                 seconds: 0.0,
+                committed: (std::time::Instant::now(), Vec::new()),
             });
             let only_consumed = Progress {
                 consumed: 1,

@@ -3,7 +3,6 @@
 //! fix (a bad URL, credentials, a schema behind, TLS) fails at once with the reason.
 
 use std::future::Future;
-use std::sync::Mutex;
 
 use anyhow::Context;
 
@@ -108,11 +107,9 @@ impl Worker {
             db,
             tables,
             reader: Some(reader),
-            read_ahead: Mutex::new(Vec::new()),
             recorder,
             redis_health,
             db_health,
-            commits: None,
         })
     }
 }

@@ -7,77 +7,96 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::Span;
 
-use super::Worker;
-use crate::envelope;
-use crate::store::{StoreError, Transition};
+use super::apply::{Admitted, Applied};
+use crate::config::Subscription;
+use crate::store::StoreError;
 use crate::stream::StreamEntry;
 use crate::telemetry::spans::{self, Entry};
 use crate::telemetry::{UPDATED_ORDER, WITHDREW_CHANGE};
-use crate::topics::{Event, Outcome};
-use crate::verdict::{Refusal, Verdict};
+use crate::topics::{Event, Outcome, Undecodable};
+use crate::verdict::Verdict;
 
-impl Worker {
-    /// The span of `entry`, child of its publisher's span. An entry that did not decode still
-    /// joins its publisher's trace when its envelope names one.
-    pub(super) fn entry_span(&self, entry: &StreamEntry, decoded: &Result<Event, Refusal>) -> Span {
-        let stream = &self.subscriptions[entry.source].stream;
-        let refused;
-        let (event, trace) = match decoded {
-            Ok(event) => (
-                Some((event.event_id.as_str(), event.change.order_id())),
-                &event.trace,
-            ),
-            Err(_) => {
-                refused = envelope::open(&entry.fields, self.config.max_entry_bytes)
-                    .map(|opened| opened.trace)
-                    .unwrap_or_default();
-                (None, &refused)
-            }
-        };
-        spans::process(&Entry {
-            stream: &stream.stream,
-            group: Some(&stream.group),
-            entry_id: &entry.id,
-            event,
-            trace,
-        })
-    }
+/// The span of an entry of `subscription`, child of its publisher's span: an entry that did
+/// not decode still joins its publisher's trace when its envelope names one.
+pub(super) fn entry_span(
+    subscription: &Subscription,
+    entry: &StreamEntry,
+    decoded: &Result<Event, Undecodable>,
+) -> Span {
+    let (event, trace) = match decoded {
+        Ok(event) => (
+            Some((event.event_id.as_str(), event.change.order_id())),
+            &event.trace,
+        ),
+        Err(undecodable) => (None, &undecodable.trace),
+    };
+    spans::process(&Entry {
+        stream: &subscription.stream.stream,
+        group: Some(&subscription.stream.group),
+        entry_id: &entry.id,
+        event,
+        trace,
+    })
 }
 
 /// Puts each entry's fate on its span: the outcome of its event, or the dead letter's reason.
-pub(super) fn record_verdicts<'a>(
-    verdicts: &[(&StreamEntry, Verdict)],
+pub(super) fn record_verdicts(
+    verdicts: &[Verdict],
     spans: &[Span],
-    outcomes: impl IntoIterator<Item = (&'a Span, &'a Outcome)>,
+    events: &[Admitted<'_>],
+    outcomes: &[Outcome],
 ) {
-    for (span, outcome) in outcomes {
-        spans::outcome(span, outcome.as_str());
+    for (admitted, outcome) in events.iter().zip(outcomes) {
+        spans::outcome(admitted.span, outcome.as_str());
     }
-    for ((_, fate), span) in verdicts.iter().zip(spans) {
+    for (fate, span) in verdicts.iter().zip(spans) {
         if let Verdict::DeadLetter(refusal) = fate {
             spans::dead_lettered(span, refusal.to_string());
         }
     }
 }
 
-/// The per-event log line, in the event's span.
-pub(super) fn log_event(span: &Span, event: &Event) {
-    span.in_scope(|| tracing::info!("{}", event.change.describe()));
+/// The per-event log lines, each in its event's span.
+pub(super) fn log_events(events: &[Admitted<'_>]) {
+    for admitted in events {
+        admitted
+            .span
+            .in_scope(|| tracing::info!("{}", admitted.event.change.describe()));
+    }
+}
+
+/// What the transaction did that operators read in the log: conflicts, recomputed orders and
+/// every status change.
+pub(super) fn log_applied(events: &[Admitted<'_>], applied: &Applied) {
+    for (admitted, outcome) in events.iter().zip(&applied.outcomes) {
+        if *outcome == Outcome::Conflict {
+            let (entry, event) = (admitted.entry, admitted.event);
+            tracing::warn!(entry_id = %entry.id, event_id = %event.event_id, order_id = event.change.order_id(),
+                "event contradicts its order's state (a payment for a closed order?): nothing moved; someone must resolve it (refund)");
+        }
+    }
+    for order_id in &applied.recomputed {
+        tracing::info!(order_id, "recomputed the order from its recorded events in stream order: an event older than one applied to it arrived late");
+    }
+    for order_id in &applied.changed_outside {
+        tracing::warn!(order_id, "a late event was applied to the order as it stands, not recomputed: its status was changed outside this worker since the worker last moved it, and that change stands");
+    }
+    log_status_changes(&applied.withdrawn, &applied.transitions, events);
 }
 
 /// The history rows withdrawn, then written, each in the span of the event that made it (the
 /// words are the ones the order service's operators know).
-pub(super) fn log_status_changes<'a>(
-    withdrawn: &[Transition],
-    written: &[Transition],
-    events: impl IntoIterator<Item = (&'a Event, &'a Span)>,
+fn log_status_changes(
+    withdrawn: &[crate::store::Transition],
+    written: &[crate::store::Transition],
+    events: &[Admitted<'_>],
 ) {
     if withdrawn.is_empty() && written.is_empty() {
         return;
     }
     let spans: HashMap<&str, &Span> = events
-        .into_iter()
-        .map(|(event, span)| (event.event_id.as_str(), span))
+        .iter()
+        .map(|admitted| (admitted.event.event_id.as_str(), admitted.span))
         .collect();
     let changes = withdrawn
         .iter()
@@ -107,15 +126,13 @@ pub(super) fn log_status_changes<'a>(
 /// The batch's topics are named only when an attempt fails: nothing is added to a batch that
 /// applies.
 pub(super) struct Failing<'a> {
-    worker: &'a Worker,
-    events: &'a [(&'a StreamEntry, &'a Event)],
+    events: &'a [Admitted<'a>],
     logged: AtomicBool,
 }
 
 impl<'a> Failing<'a> {
-    pub(super) fn new(worker: &'a Worker, events: &'a [(&'a StreamEntry, &'a Event)]) -> Self {
+    pub(super) fn new(events: &'a [Admitted<'a>]) -> Self {
         Self {
-            worker,
             events,
             logged: AtomicBool::new(false),
         }
@@ -130,13 +147,9 @@ impl<'a> Failing<'a> {
         }
     }
 
-    /// The topics of the batch, in subscription order: "fulfillment.status_changed, payment.confirmed".
+    /// The topics of the batch, each once, comma-separated.
     fn topics(&self) -> String {
-        let sources: BTreeSet<usize> = self.events.iter().map(|(entry, _)| entry.source).collect();
-        let names: Vec<&str> = sources
-            .into_iter()
-            .map(|source| self.worker.subscriptions[source].topic.name())
-            .collect();
-        names.join(", ")
+        let names: BTreeSet<&str> = self.events.iter().map(|a| a.event.topic.name()).collect();
+        names.into_iter().collect::<Vec<_>>().join(", ")
     }
 }

@@ -290,3 +290,18 @@ fn no_input_panics() {
     }
     assert!(decode(&[], 0).is_err());
 }
+
+#[test]
+fn a_refused_entry_keeps_the_trace_its_envelope_named() {
+    let refuse = |fields: &Fields| {
+        let topic = &fulfillment::STATUS_CHANGED;
+        crate::topics::decode(topic, fields, LIMIT, OrderIds::Text).expect_err("refused")
+    };
+    // The envelope opened, its payload did not decode: the entry's span still joins the trace.
+    let payload = json!({"order_id": "o1", "new_status": "shipped"});
+    let refused = refuse(&entry(&[("data", &envelope("data", payload).to_string())]));
+    assert_eq!(refused.trace.traceparent.as_deref(), Some(TRACE));
+    // Nothing opened: no trace to keep.
+    let refused = refuse(&entry(&[("data", "{not json")]));
+    assert_eq!(refused.trace, TraceContext::default());
+}

@@ -113,7 +113,7 @@ fn decode_as(
     topic: &'static dyn Topic,
     fields: &[(String, Vec<u8>)],
 ) -> Result<Event, DecodeError> {
-    crate::topics::decode(topic, fields, LIMIT, OrderIds::Text)
+    crate::topics::decode(topic, fields, LIMIT, OrderIds::Text).map_err(DecodeError::from)
 }
 
 /// Decodes `fields` as an entry of the stream of the topic its sample names.
