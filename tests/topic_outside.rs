@@ -184,13 +184,11 @@ async fn an_order_with_a_recorded_cancel_request_is_recomputed_for_a_late_event(
         .serving(Catalogue::default().with(&CANCEL_REQUESTED));
     let cancel = json!({"event_type": NAME, "order_id": "o1", "timestamp": "2026-12-08T00:00:02Z"});
     let cancel = decoded(&CANCEL_REQUESTED, &cancel, "ce-cancel");
-    let batch = [Incoming {
-        entry_id: "2000-0",
-        event: &cancel,
-    }];
-    let plan = apply_batch(&mut conn, &tables, &batch)
-        .await
-        .expect("applied");
+    let apply = async |conn: &mut _, entry_id, event| {
+        let batch = [Incoming { entry_id, event }];
+        apply_batch(conn, &tables, &batch).await.expect("committed")
+    };
+    let plan = apply(&mut conn, "2000-0", &cancel).await;
     assert_eq!(plan.outcomes, [Outcome::Applied]);
 
     // The fulfillment's planning, published before the request, comes after it.
@@ -203,13 +201,7 @@ async fn an_order_with_a_recorded_cancel_request_is_recomputed_for_a_late_event(
         "2026-12-08T00:00:01Z",
     );
     let planning = decoded(fulfillment, &planning, "ce-planning");
-    let batch = [Incoming {
-        entry_id: "1000-0",
-        event: &planning,
-    }];
-    let plan = apply_batch(&mut conn, &tables, &batch)
-        .await
-        .expect("recomputed");
+    let plan = apply(&mut conn, "1000-0", &planning).await;
     assert_eq!(plan.recomputed, ["o1"]);
     assert_eq!(env.order_status("o1").await, "cancelled");
     assert_eq!(

@@ -67,7 +67,7 @@ impl StreamConfig {
 
 /// Which topics `run` consumes, and where their streams are. A stream's key is its topic's
 /// name, as Dapr writes it, unless renamed by the topic's own setting (namespaced deployments,
-/// tests); [`topics::BASE`]'s is `STREAM`. Topics are resolved through a [`Catalogue`]: the
+/// tests); `topics::BASE`'s is `STREAM`. Topics are resolved through a [`Catalogue`]: the
 /// crate's own, and any [`Topics::serve`] adds.
 #[derive(Clone, Debug)]
 pub struct Topics {
@@ -165,7 +165,7 @@ pub(crate) fn parse_topic(name: &str) -> Result<String, String> {
 }
 
 impl Topics {
-    /// Only [`topics::BASE`], on `stream`; every other topic's stream, if one is added, named
+    /// Only `topics::BASE`, on `stream`; every other topic's stream, if one is added, named
     /// `<stream>.<topic>` so that tests sharing a Redis never share a key.
     pub fn stream_only(stream: &str) -> Self {
         let streams = own_settings()

@@ -1,9 +1,13 @@
 //! The topics the worker subscribes to. The pipeline (read → decode → apply → verdict →
-//! settle) is one and knows no topic: a topic contributes only how its payload decodes into an
-//! event and what that event does to its order (pure rules, table-tested).
+//! settle) is one and knows no topic: a topic contributes how its payload decodes into an event,
+//! what that event does to its order (pure rules, table-tested), the setting that names its
+//! stream and, if its events keep rows of their own, their table as data.
 //!
-//! Adding a topic: a module here implementing [`Topic`] and [`Change`], and a line in [`ALL`]
-//! (plus, if its events keep rows of their own, their table in a migration and in `store`).
+//! Adding a topic: a module here implementing [`Topic`] (with its stream-key setting) and
+//! [`Change`], and a line in [`ALL`]. If its events keep rows of their own, the module also
+//! declares their [`Table`] (listed in [`TABLES`] and [`Rows`]) and a migration creates it:
+//! `store` runs every declared table and names none. A topic defined outside the crate is served
+//! through a [`Catalogue`] (`Topics::serve`, `Tables::serving`).
 
 mod fulfillment;
 mod order;
@@ -48,7 +52,7 @@ pub fn by_name(name: &str) -> Option<&'static dyn Topic> {
     ALL.into_iter().find(|topic| topic.name() == name)
 }
 
-/// The topics a worker can be subscribed to, by name: the crate's own ([`ALL`]) and any added
+/// The topics a worker can be subscribed to, by name: the crate's own (`ALL`) and any added
 /// (a topic defined outside the crate, as the tests do).
 #[derive(Clone, Debug)]
 pub struct Catalogue(Vec<&'static dyn Topic>);
