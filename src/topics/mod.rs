@@ -84,7 +84,7 @@ impl Catalogue {
 /// Where a topic's stream key is set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamKey {
-    /// The base `STREAM` setting ([`BASE`]'s).
+    /// The base `STREAM` setting (`BASE`'s).
     Base,
     /// A setting of its own, defaulting to the topic's name: its environment variable and its
     /// long flag (`PAYMENT_FAILED_STREAM`, `payment-failed-stream`).
