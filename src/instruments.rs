@@ -69,7 +69,7 @@ pub const INBOX_LAST_PRUNE: &str = "order_inbox_last_prune_timestamp_seconds";
 pub const SPANS_DROPPED: &str = "otel_spans_dropped_total";
 
 /// The topic the seed's unlabelled names count.
-const FULFILLMENT: &str = "fulfillment.status_changed";
+const FULFILLMENT: &str = crate::topics::BASE;
 
 /// Installs the process-wide recorder once and returns the handle `/metrics` renders.
 pub fn install() -> PrometheusHandle {

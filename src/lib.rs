@@ -60,3 +60,7 @@ pub use stream::{
     ensure_group, group_info, settle, DeadLetter, ReadBatch, Reader, Settlement, StreamEntry,
 };
 pub use topics::{by_name as topic, decode, Event, FulfillmentEvent, Topic};
+
+// What a topic defined outside the crate implements (the tests define one): see `Topic`.
+pub use envelope::{DecodeError, Payload};
+pub use topics::{Catalogue, Change, Move, Outcome, Row, State, StreamKey};

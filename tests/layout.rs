@@ -1,6 +1,6 @@
 //! The product crate's layout stays livable: its top-level modules import one another without a
-//! circle (each can be read knowing only what it imports), and unit tests sit where Rust looks
-//! for them, with no `#[path]` pointing elsewhere.
+//! circle (each can be read knowing only what it imports), unit tests sit where Rust looks for
+//! them, with no `#[path]` pointing elsewhere, and a topic is spelt only in its own module.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -128,5 +128,32 @@ fn unit_tests_sit_where_rust_looks_for_them() {
     assert!(
         pointed.is_empty(),
         "#[path] in src/ (put a module's tests in `<module>/tests.rs`): {pointed:?}"
+    );
+}
+
+#[test]
+fn no_topic_is_named_outside_src_topics() {
+    let names: Vec<&str> = order_worker::Catalogue::default()
+        .iter()
+        .map(|topic| topic.name())
+        .collect();
+    assert!(names.len() >= 3, "the crate's topics were found: {names:?}");
+    let topics = src().join("topics");
+    let mut named = Vec::new();
+    for file in sources(&src())
+        .into_iter()
+        .filter(|f| !f.starts_with(&topics))
+    {
+        let text = std::fs::read_to_string(&file).expect("a source file");
+        for (number, line) in text.lines().enumerate() {
+            for name in names.iter().filter(|n| line.contains(&format!("\"{n}\""))) {
+                named.push(format!("{}:{}: {name}", file.display(), number + 1));
+            }
+        }
+    }
+    assert!(
+        named.is_empty(),
+        "topics named outside src/topics/ (use the topic's name() or a constant of topics):\n{}",
+        named.join("\n")
     );
 }

@@ -19,8 +19,8 @@ pub use table_name::TableName;
 /// The local servers' default ports: what a laptop has.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-/// The fulfillment topic's stream key, as Dapr writes it.
-pub const DEFAULT_STREAM: &str = "fulfillment.status_changed";
+/// The base topic's stream key, as Dapr writes it.
+pub const DEFAULT_STREAM: &str = crate::topics::BASE;
 /// Dapr's own default group: its `consumerID` defaults to the app-id, and the order service's
 /// worker runs as `order-worker` (docs/cutover.md, "Which group is Dapr's"). A component that sets
 /// `consumerID` needs CONSUMER_GROUP set to match: `order-worker preflight` tells which.
@@ -259,7 +259,7 @@ impl WorkerConfig {
     /// the published events' beside it): what tests and the demo use.
     pub fn new(connections: Connections, stream: StreamConfig) -> Self {
         Self {
-            topics: Topics::fulfillment_only(&stream.stream),
+            topics: Topics::stream_only(&stream.stream),
             connections,
             order_events: OrderEvents::beside(&stream.stream),
             stream,

@@ -62,7 +62,7 @@ impl Default for OrderEvents {
 
 impl OrderEvents {
     /// Publishing beside `stream` (`<stream>.orders.order.status_changed`, as
-    /// `Topics::fulfillment_only` names the payment streams): what tests and the demo use, so
+    /// `Topics::stream_only` names the other topics' streams): what tests and the demo use, so
     /// that they never share the real topic's key.
     pub fn beside(stream: &str) -> Self {
         Self {

@@ -1,9 +1,13 @@
 //! Which streams the worker reads: the topics, their stream keys, the group, and where each
 //! stream's dead letters go.
 
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
 use anyhow::{bail, Context};
 
 use super::{DEFAULT_GROUP, DEFAULT_GROUP_START_ID, DEFAULT_STREAM};
+use crate::topics::{self, Catalogue, StreamKey, Topic};
 
 /// Which stream and group, and who we are in it.
 #[derive(Clone, Debug, clap::Args)]
@@ -62,40 +66,143 @@ impl StreamConfig {
 }
 
 /// Which topics `run` consumes, and where their streams are. A stream's key is its topic's
-/// name, as Dapr writes it, unless renamed here (namespaced deployments, tests); the
-/// fulfillment topic's is `STREAM`.
-#[derive(Clone, Debug, clap::Args)]
+/// name, as Dapr writes it, unless renamed by the topic's own setting (namespaced deployments,
+/// tests); `topics::BASE`'s is `STREAM`. Topics are resolved through a [`Catalogue`]: the
+/// crate's own, and any [`Topics::serve`] adds.
+#[derive(Clone, Debug)]
 pub struct Topics {
-    /// Topics to consume, comma-separated. A subset lets an operator move one topic at a time
-    /// off Dapr while its sidecar still serves the others.
-    #[arg(long = "topics", env = "TOPICS", value_delimiter = ',', default_value = DEFAULT_TOPICS, value_parser = parse_topic)]
+    /// `TOPICS`: the topics to consume, in order.
     pub names: Vec<String>,
-    /// Stream key of `payment.confirmed`.
-    #[arg(
-        long,
-        env = "PAYMENT_CONFIRMED_STREAM",
-        default_value = "payment.confirmed"
-    )]
-    pub payment_confirmed_stream: String,
-    /// Stream key of `payment.failed`.
-    #[arg(long, env = "PAYMENT_FAILED_STREAM", default_value = "payment.failed")]
-    pub payment_failed_stream: String,
+    /// Each topic's stream key set by its own setting, by topic name.
+    streams: BTreeMap<&'static str, String>,
+    catalogue: Catalogue,
 }
 
-/// Every topic the worker serves: Dapr's three subscriptions of the order worker.
-const DEFAULT_TOPICS: &str = "fulfillment.status_changed,payment.confirmed,payment.failed";
+/// The id of the `TOPICS` argument, and its value's name in `--help`.
+const NAMES: &str = "names";
+const NAMES_VALUE: &str = "NAMES";
+
+/// Every topic the worker serves, comma-separated: `TOPICS`' default.
+fn default_topics() -> &'static str {
+    static DEFAULT: OnceLock<String> = OnceLock::new();
+    DEFAULT.get_or_init(|| {
+        let names: Vec<&str> = topics::ALL.iter().map(|t| t.name()).collect();
+        names.join(",")
+    })
+}
+
+/// The crate's topics with a stream setting of their own, and that setting's env and flag.
+fn own_settings() -> impl Iterator<Item = (&'static dyn Topic, &'static str, &'static str)> {
+    topics::ALL
+        .into_iter()
+        .filter_map(|topic| match topic.stream_key() {
+            StreamKey::Own { env, flag } => Some((topic, env, flag)),
+            StreamKey::Base => None,
+        })
+}
+
+impl clap::Args for Topics {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let names = clap::Arg::new(NAMES)
+            .long("topics")
+            .env("TOPICS")
+            .value_name(NAMES_VALUE)
+            .value_delimiter(',')
+            .action(clap::ArgAction::Append)
+            .default_value(default_topics())
+            .value_parser(parse_topic)
+            .help(
+                "Topics to consume, comma-separated. A subset lets an operator move one topic \
+                 at a time off Dapr while its sidecar still serves the others",
+            );
+        own_settings().fold(cmd.arg(names), |cmd, (topic, env, flag)| {
+            cmd.arg(
+                clap::Arg::new(flag)
+                    .long(flag)
+                    .env(env)
+                    .value_name(env)
+                    .default_value(topic.name())
+                    .help(format!("Stream key of `{}`", topic.name())),
+            )
+        })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl clap::FromArgMatches for Topics {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let names = matches.get_many::<String>(NAMES).into_iter().flatten();
+        let streams = own_settings()
+            .filter_map(|(topic, _, flag)| {
+                let key = matches.get_one::<String>(flag)?;
+                Some((topic.name(), key.clone()))
+            })
+            .collect();
+        Ok(Self {
+            names: names.cloned().collect(),
+            streams,
+            catalogue: Catalogue::default(),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
 
 pub(crate) fn parse_topic(name: &str) -> Result<String, String> {
-    match crate::topics::by_name(name.trim()) {
+    match topics::by_name(name.trim()) {
         Some(topic) => Ok(topic.name().to_owned()),
         None => {
-            let known: Vec<&str> = crate::topics::ALL.iter().map(|t| t.name()).collect();
+            let known: Vec<&str> = topics::ALL.iter().map(|t| t.name()).collect();
             Err(format!("unknown topic (known: {})", known.join(", ")))
         }
     }
 }
 
 impl Topics {
+    /// Only `topics::BASE`, on `stream`; every other topic's stream, if one is added, named
+    /// `<stream>.<topic>` so that tests sharing a Redis never share a key.
+    pub fn stream_only(stream: &str) -> Self {
+        let streams = own_settings()
+            .map(|(topic, _, _)| (topic.name(), format!("{stream}.{}", topic.name())))
+            .collect();
+        Self {
+            names: vec![topics::BASE.to_owned()],
+            streams,
+            catalogue: Catalogue::default(),
+        }
+    }
+
+    /// These topics and `topic` (defined outside the crate, say), consumed from `stream`.
+    pub fn serve(mut self, topic: &'static dyn Topic, stream: impl Into<String>) -> Self {
+        self.catalogue = self.catalogue.with(topic);
+        self.streams.insert(topic.name(), stream.into());
+        self.names.push(topic.name().to_owned());
+        self
+    }
+
+    /// Every topic these settings can subscribe to.
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// The stream key of the topic named `topic`: its own setting's, else for a topic read from
+    /// `STREAM` `base`, else the topic's name.
+    pub fn stream_key(&self, topic: &str, base: &str) -> String {
+        if let Some(key) = self.streams.get(topic) {
+            return key.clone();
+        }
+        match self.catalogue.by_name(topic).map(|t| t.stream_key()) {
+            Some(StreamKey::Base) => base.to_owned(),
+            _ => topic.to_owned(),
+        }
+    }
+
     /// `topic`'s subscription with these settings, whether or not TOPICS lists it.
     pub fn subscription(
         &self,
@@ -110,6 +217,7 @@ impl Topics {
         let subscriptions = only.subscriptions(base, keyspace)?;
         subscriptions.into_iter().next().context("one topic")
     }
+
     /// One subscription per topic, in `TOPICS` order (repeats dropped), each a copy of `base`
     /// (group, consumer, dead-letter override) on its topic's stream. `DEAD_LETTER_STREAM` names one
     /// stream: with several topics it is refused rather than shared by all. In a cluster, each
@@ -121,19 +229,14 @@ impl Topics {
     ) -> anyhow::Result<Vec<Subscription>> {
         let mut subscriptions: Vec<Subscription> = Vec::new();
         for name in &self.names {
-            let Some(topic) = crate::topics::by_name(name) else {
+            let Some(topic) = self.catalogue.by_name(name) else {
                 bail!("unknown topic {name:?} in TOPICS");
             };
             if subscriptions.iter().any(|s| s.topic.name() == topic.name()) {
                 continue;
             }
-            let key = match topic.name() {
-                "payment.confirmed" => self.payment_confirmed_stream.clone(),
-                "payment.failed" => self.payment_failed_stream.clone(),
-                _ => base.stream.clone(),
-            };
             let stream = keyspace.place(StreamConfig {
-                stream: key,
+                stream: self.stream_key(topic.name(), &base.stream),
                 ..base.clone()
             })?;
             subscriptions.push(Subscription { topic, stream });
@@ -150,24 +253,13 @@ impl Topics {
         }
         Ok(subscriptions)
     }
-
-    /// Only `fulfillment.status_changed`; the payment streams, if one is added, are named
-    /// after `stream` so that tests sharing a Redis never share a key.
-    pub fn fulfillment_only(stream: &str) -> Self {
-        Self {
-            names: vec!["fulfillment.status_changed".to_owned()],
-            payment_confirmed_stream: format!("{stream}.payment.confirmed"),
-            payment_failed_stream: format!("{stream}.payment.failed"),
-        }
-    }
 }
 
 /// The setting that names `topic`'s stream.
-pub fn stream_setting(topic: &dyn crate::topics::Topic) -> &'static str {
-    match topic.name() {
-        "payment.confirmed" => "PAYMENT_CONFIRMED_STREAM",
-        "payment.failed" => "PAYMENT_FAILED_STREAM",
-        _ => "STREAM",
+pub fn stream_setting(topic: &dyn Topic) -> &'static str {
+    match topic.stream_key() {
+        StreamKey::Own { env, .. } => env,
+        StreamKey::Base => "STREAM",
     }
 }
 
@@ -229,7 +321,7 @@ fn has_hash_tag(key: &str) -> bool {
 /// One topic consumed: its stream, the group and its dead-letter stream.
 #[derive(Clone, Debug)]
 pub struct Subscription {
-    pub topic: &'static dyn crate::topics::Topic,
+    pub topic: &'static dyn Topic,
     pub stream: StreamConfig,
 }
 

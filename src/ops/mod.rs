@@ -79,7 +79,7 @@ impl OpsConfig {
         Self {
             redis_url: redis_url.into(),
             redis_tls: crate::config::RedisTls::default(),
-            topics: Topics::fulfillment_only(&stream.stream),
+            topics: Topics::stream_only(&stream.stream),
             stream,
             topic: None,
         }
@@ -93,7 +93,7 @@ impl OpsConfig {
         Self {
             redis_url: connections.redis_url.clone(),
             redis_tls: connections.redis_tls.clone(),
-            topics: Topics::fulfillment_only(&stream.stream),
+            topics: Topics::stream_only(&stream.stream),
             stream: stream.clone(),
             topic: None,
         }

@@ -33,7 +33,7 @@ pub async fn apply_batch(
         let (mut plan, reads) = if late.is_empty() {
             (plan(batch, state), loads)
         } else {
-            let records = load_records(conn, &late, &state).await?;
+            let records = load_records(conn, &late, &state, tables.catalogue()).await?;
             (
                 plan_batch(batch, state, &records),
                 loads + RECORD_STATEMENTS,

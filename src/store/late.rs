@@ -119,8 +119,7 @@ pub fn plan_batch(batch: &[Incoming<'_>], state: State, records: &[OrderRecord])
         }
         let plan = order.plan;
         merged.rerecorded.extend(plan.processed);
-        merged.fulfillments.extend(plan.fulfillments);
-        merged.payments.extend(plan.payments);
+        merged.rows.absorb(plan.rows);
         merged
             .recomputed
             .extend(plan.orders.iter().map(|o| o.order_id.clone()));
@@ -237,18 +236,7 @@ fn in_position_order<'a>(
 fn starting_state(order_id: &str, start: OrderStatus, others: &State) -> State {
     State {
         orders: HashMap::from([(order_id.to_owned(), start)]),
-        fulfillments: others
-            .fulfillments
-            .iter()
-            .filter(|(_, (owner, _))| owner != order_id)
-            .map(|(id, row)| (id.clone(), row.clone()))
-            .collect(),
-        payments: others
-            .payments
-            .iter()
-            .filter(|(_, payment)| payment.order_id != *order_id)
-            .map(|(id, payment)| (id.clone(), payment.clone()))
-            .collect(),
+        rows: others.rows.of_other_orders(order_id),
         ..State::default()
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::envelope::TraceContext;
 use crate::stream::position::Position;
-use crate::topics::{Event, FulfillmentStatus, OrderStatus, Ordered, Outcome, Payment, State};
+use crate::topics::{Event, FulfillmentStatus, OrderStatus, Ordered, Outcome, Rows, State};
 
 /// One decoded event and the stream entry it came from, in stream order.
 #[derive(Debug, Clone, Copy)]
@@ -113,10 +113,8 @@ pub struct Plan {
     pub outcomes: Vec<Outcome>,
     /// The inbox rows of the events recorded.
     pub processed: Vec<InboxRow>,
-    /// fulfillment_id → (order_id, final status), only those that moved.
-    pub fulfillments: Vec<(String, String, FulfillmentStatus)>,
-    /// payment_id → the payment as it ends, only those that moved.
-    pub payments: Vec<(String, Payment)>,
+    /// The topics' own rows as the events leave them: those changed are written.
+    pub rows: Rows,
     pub orders: Vec<OrderUpdate>,
     /// The history rows to insert.
     pub transitions: Vec<Transition>,
@@ -161,19 +159,6 @@ pub fn plan(batch: &[Incoming<'_>], mut state: State) -> Plan {
         plan.outcomes.push(outcome);
     }
     let changed = &state.changed;
-    plan.fulfillments = changed
-        .fulfillments
-        .iter()
-        .filter_map(|id| {
-            let (order_id, status) = state.fulfillments.get(id)?.clone();
-            Some((id.to_owned(), order_id, status))
-        })
-        .collect();
-    plan.payments = changed
-        .payments
-        .iter()
-        .filter_map(|id| Some((id.to_owned(), state.payments.get(id)?.clone())))
-        .collect();
     plan.orders = touched
         .iter()
         .filter_map(|order_id| {
@@ -184,6 +169,7 @@ pub fn plan(batch: &[Incoming<'_>], mut state: State) -> Plan {
             })
         })
         .collect();
+    plan.rows = state.rows;
     plan
 }
 

@@ -9,6 +9,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::orders::OrdersTable;
 use crate::config::TableName;
+use crate::topics::Catalogue;
 
 /// The tables as the worker's statements use them.
 #[derive(Debug, Clone)]
@@ -19,6 +20,9 @@ pub struct Tables {
     keyed_by_order: Arc<AtomicBool>,
     /// Whether status changes are written to the outbox (`ORDER_EVENTS`).
     announces: bool,
+    /// The topics a recorded event may be of: a late event's order is recomputed by decoding
+    /// its recorded events again by their topic's name.
+    catalogue: Catalogue,
 }
 
 /// The inbox's key, which decides what an event id recorded for another order means. Migration
@@ -43,6 +47,7 @@ impl Tables {
             orders,
             keyed_by_order,
             announces: true,
+            catalogue: Catalogue::default(),
         })
     }
 
@@ -50,6 +55,17 @@ impl Tables {
     /// service publishes them).
     pub fn announcing(self, announces: bool) -> Self {
         Self { announces, ..self }
+    }
+
+    /// Recorded events decoded by `catalogue`'s topics (the worker's subscriptions'), not only
+    /// the crate's own.
+    pub fn serving(self, catalogue: Catalogue) -> Self {
+        Self { catalogue, ..self }
+    }
+
+    /// The topics recorded events are decoded by.
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
     }
 
     /// Whether status changes go to the outbox.

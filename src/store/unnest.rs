@@ -25,6 +25,11 @@ impl<'a> TextColumns<'a> {
         }
     }
 
+    /// `sql` with its columns given whole, one per `$`, in order.
+    pub fn with_columns(sql: &'a str, columns: Vec<Vec<&'a str>>) -> Self {
+        Self { sql, columns }
+    }
+
     /// Binds the next `$` to `field` of every row.
     pub fn column<T>(mut self, rows: &'a [T], field: impl Fn(&'a T) -> &'a str) -> Self {
         self.columns.push(rows.iter().map(field).collect());

@@ -1,14 +1,16 @@
-//! The writes of a batch's transaction: one statement per table (the outbox of published
-//! events among them), pipelined in one round trip, whatever the batch size.
+//! The writes of a batch's transaction: one statement per table (each table the topics declare,
+//! the outbox of published events among them), pipelined in one round trip, whatever the batch
+//! size.
 
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::future::try_join_all;
 use futures_util::try_join;
 
 use super::orders::OrdersTable;
 use super::plan::{InboxRow, OrderUpdate, Plan, StatusChange, Transition};
 use super::unnest::TextColumns;
 use super::StoreError;
-use crate::topics::{FulfillmentStatus, Payment};
+use crate::topics::{Table, TABLES};
 
 /// The inbox insert of [`InboxRow`]s (seven `$`, in its field order), followed by `$tail`.
 macro_rules! insert_inbox_rows {
@@ -45,11 +47,10 @@ pub async fn write(
     plan: &Plan,
 ) -> Result<usize, StoreError> {
     // Sent in this order: the outbox after the history, whose statements it follows.
-    try_join!(
+    let (_, _, upserted, ..) = try_join!(
         record(conn, INSERT_INBOX, &plan.processed),
         record(conn, UPSERT_INBOX, &plan.rerecorded),
-        upsert_fulfillments(conn, &plan.fulfillments),
-        upsert_payments(conn, &plan.payments),
+        try_join_all(TABLES.map(|table| upsert(conn, table, table.columns(&plan.rows)))),
         update_orders(conn, orders, &plan.orders),
         delete_history(conn, &plan.history_dropped),
         insert_history(conn, &plan.transitions),
@@ -59,14 +60,13 @@ pub async fn write(
     let sets = [
         plan.processed.is_empty(),
         plan.rerecorded.is_empty(),
-        plan.fulfillments.is_empty(),
-        plan.payments.is_empty(),
         plan.orders.is_empty(),
         plan.history_dropped.is_empty(),
         plan.transitions.is_empty(),
         plan.changes.is_empty(),
     ];
-    Ok(sets.iter().filter(|empty| !**empty).count())
+    let tables = upserted.into_iter().filter(|sent| *sent).count();
+    Ok(tables + sets.iter().filter(|empty| !**empty).count())
 }
 
 /// Runs `sql` (an [`insert_inbox_rows`]) for `rows`, if there are any.
@@ -91,25 +91,18 @@ async fn record(
         .await
 }
 
-/// Writes each fulfillment's final status (`fulfillment_id`, `order_id`, status), if any moved.
-async fn upsert_fulfillments(
+/// Upserts a topic's table's changed rows (`columns`, as [`Table::columns`] gives them), if
+/// there are any; whether it sent the statement.
+async fn upsert(
     mut conn: &AsyncPgConnection,
-    rows: &[(String, String, FulfillmentStatus)],
-) -> diesel::QueryResult<usize> {
-    if rows.is_empty() {
-        return Ok(0);
+    table: &dyn Table,
+    columns: Vec<Vec<&str>>,
+) -> diesel::QueryResult<bool> {
+    if columns.as_slice().first().is_none_or(Vec::is_empty) {
+        return Ok(false);
     }
-    TextColumns::new(
-        "INSERT INTO order_fulfillments (fulfillment_id, order_id, status) \
-         SELECT * FROM unnest($::text[], $::text[], $::text[]) \
-         ON CONFLICT (fulfillment_id) DO UPDATE \
-         SET status = EXCLUDED.status, updated_at = now()",
-    )
-    .column(rows, |(fulfillment_id, _, _)| fulfillment_id)
-    .column(rows, |(_, order_id, _)| order_id)
-    .column(rows, |(_, _, status)| status.as_str())
-    .execute(&mut conn)
-    .await
+    let statement = TextColumns::with_columns(table.write_sql(), columns);
+    statement.execute(&mut conn).await.map(|_| true)
 }
 
 /// Writes each order's final status and latest fulfillment status, if there are any.
@@ -171,41 +164,6 @@ async fn insert_history(
     .column(rows, |t| &t.event_id)
     .column(rows, |t| &t.stream_entry_id)
     .column(rows, |t| text(&t.metadata))
-    .execute(&mut conn)
-    .await
-}
-
-/// Writes each payment as it ends (`payment_id`, the payment), if any moved.
-async fn upsert_payments(
-    mut conn: &AsyncPgConnection,
-    rows: &[(String, Payment)],
-) -> diesel::QueryResult<usize> {
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    // '' stands for NULL: TextColumns binds text, and no id, status or amount is ''. The
-    // rules keep a recorded amount, currency or order number a verdict leaves out.
-    TextColumns::new(
-        "INSERT INTO order_payments \
-         (payment_id, order_id, status, amount, currency, reason, order_number, \
-         reported_status) \
-         SELECT p, o, s, NULLIF(a, '')::numeric, NULLIF(c, ''), NULLIF(r, ''), \
-         NULLIF(n, ''), NULLIF(v, '') \
-         FROM unnest($::text[], $::text[], $::text[], $::text[], $::text[], $::text[], \
-         $::text[], $::text[]) AS u(p, o, s, a, c, r, n, v) \
-         ON CONFLICT (payment_id) DO UPDATE SET status = EXCLUDED.status, \
-         amount = EXCLUDED.amount, currency = EXCLUDED.currency, \
-         reason = EXCLUDED.reason, order_number = EXCLUDED.order_number, \
-         reported_status = EXCLUDED.reported_status, updated_at = now()",
-    )
-    .column(rows, |(id, _)| id)
-    .column(rows, |(_, p)| &p.order_id)
-    .column(rows, |(_, p)| p.status.as_str())
-    .column(rows, |(_, p)| text(&p.amount))
-    .column(rows, |(_, p)| text(&p.currency))
-    .column(rows, |(_, p)| text(&p.reason))
-    .column(rows, |(_, p)| text(&p.order_number))
-    .column(rows, |(_, p)| text(&p.reported_status))
     .execute(&mut conn)
     .await
 }

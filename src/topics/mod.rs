@@ -1,13 +1,18 @@
 //! The topics the worker subscribes to. The pipeline (read → decode → apply → verdict →
-//! settle) is one and knows no topic: a topic contributes only how its payload decodes into an
-//! event and what that event does to its order (pure rules, table-tested).
+//! settle) is one and knows no topic: a topic contributes how its payload decodes into an event,
+//! what that event does to its order (pure rules, table-tested), the setting that names its
+//! stream and, if its events keep rows of their own, their table as data.
 //!
-//! Adding a topic: a module here implementing [`Topic`] and [`Change`], and a line in [`ALL`]
-//! (plus, if its events keep rows of their own, their table in a migration and in `store`).
+//! Adding a topic: a module here implementing [`Topic`] (with its stream-key setting) and
+//! [`Change`], and a line in [`ALL`]. If its events keep rows of their own, the module also
+//! declares their [`Table`] (listed in [`TABLES`] and [`Rows`]) and a migration creates it:
+//! `store` runs every declared table and names none. A topic defined outside the crate is served
+//! through a [`Catalogue`] (`Topics::serve`, `Tables::serving`).
 
 mod fulfillment;
 mod order;
 mod payment;
+mod rows;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -18,7 +23,10 @@ use sha2::{Digest, Sha256};
 use crate::envelope::{self, DecodeError, OrderIds, Payload, TraceContext};
 pub use fulfillment::{FulfillmentEvent, FulfillmentStatus, PROCESSING_EVENT};
 pub use order::{OrderStatus, UnknownStatus};
-pub use payment::{Payment, PaymentStatus};
+#[cfg(test)]
+pub use payment::Payment;
+pub use payment::PaymentStatus;
+pub use rows::{Columns, Row, Rows, Table, TABLES};
 
 /// Every topic the worker serves, in the order `TOPICS` defaults to.
 pub const ALL: [&dyn Topic; 3] = [
@@ -27,9 +35,63 @@ pub const ALL: [&dyn Topic; 3] = [
     &payment::FAILED,
 ];
 
+/// The topic whose stream key is the base `STREAM` setting (the worker served it alone first):
+/// `STREAM`'s default, and the topic the seed's unlabelled metric names count.
+pub const BASE: &str = fulfillment::NAME;
+
+/// The crate's topics' names, for its tests outside this module (which spell no topic).
+#[cfg(test)]
+pub mod names {
+    pub const FULFILLMENT: &str = super::fulfillment::NAME;
+    pub const CONFIRMED: &str = super::payment::CONFIRMED_NAME;
+    pub const FAILED: &str = super::payment::FAILED_NAME;
+}
+
 /// The topic named `name`, if the worker serves it.
 pub fn by_name(name: &str) -> Option<&'static dyn Topic> {
     ALL.into_iter().find(|topic| topic.name() == name)
+}
+
+/// The topics a worker can be subscribed to, by name: the crate's own (`ALL`) and any added
+/// (a topic defined outside the crate, as the tests do).
+#[derive(Clone, Debug)]
+pub struct Catalogue(Vec<&'static dyn Topic>);
+
+impl Default for Catalogue {
+    fn default() -> Self {
+        Self(ALL.to_vec())
+    }
+}
+
+impl Catalogue {
+    /// This catalogue and `topic`; one of the same name is replaced.
+    pub fn with(mut self, topic: &'static dyn Topic) -> Self {
+        self.0.retain(|known| known.name() != topic.name());
+        self.0.push(topic);
+        self
+    }
+
+    /// The topic named `name`, if catalogued.
+    pub fn by_name(&self, name: &str) -> Option<&'static dyn Topic> {
+        self.0.iter().copied().find(|topic| topic.name() == name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &'static dyn Topic> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+/// Where a topic's stream key is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKey {
+    /// The base `STREAM` setting (`BASE`'s).
+    Base,
+    /// A setting of its own, defaulting to the topic's name: its environment variable and its
+    /// long flag (`PAYMENT_FAILED_STREAM`, `payment-failed-stream`).
+    Own {
+        env: &'static str,
+        flag: &'static str,
+    },
 }
 
 /// One entry of `topic`'s stream, decoded: the envelope (Dapr's format) opened, then its payload
@@ -122,6 +184,8 @@ impl fmt::Debug for dyn Topic {
 pub trait Topic: Send + Sync {
     /// Dapr's topic name: the default stream key, and the `event_type` of its events.
     fn name(&self) -> &'static str;
+    /// The setting that names its stream.
+    fn stream_key(&self) -> StreamKey;
     /// Where its events come in an order's life. The worker applies a batch in the order of
     /// entry ids, across streams; ids of two streams in the same millisecond (the ids'
     /// resolution) say nothing of which came first, and the earlier stage goes first.
@@ -139,8 +203,9 @@ pub trait Topic: Send + Sync {
 /// What one decoded event does, whatever its topic.
 pub trait Change: fmt::Debug + Send + Sync {
     fn order_id(&self) -> &str;
-    /// The row of its own the event moves (loaded with the order's, to check its owner).
-    fn row(&self) -> Row<'_>;
+    /// The row of its own the event moves (loaded with the order's, to check its owner), if
+    /// its events keep any.
+    fn row(&self) -> Option<Row<'_>>;
     /// What identifies the change when the publisher sent a raw payload (no CloudEvent id): the
     /// same change published twice yields the same parts.
     fn identity(&self) -> Vec<&str>;
@@ -160,13 +225,6 @@ pub trait Change: fmt::Debug + Send + Sync {
     /// For tests, which compare a decoded event with the one expected.
     #[cfg(test)]
     fn as_any(&self) -> &dyn std::any::Any;
-}
-
-/// A row an event moves, by table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Row<'a> {
-    Fulfillment(&'a str),
-    Payment(&'a str),
 }
 
 /// An order status change an event calls for.
@@ -229,14 +287,11 @@ pub struct State {
     /// The batch's orders in a status of the order service's own that the rules do not know
     /// (an adopted table holds what its owner writes): their events are refused, not applied.
     pub foreign: HashMap<String, String>,
-    /// fulfillment_id → (order_id, status): every fulfillment of the batch's orders and every
-    /// fulfillment the batch names.
-    pub fulfillments: HashMap<String, (String, FulfillmentStatus)>,
-    /// payment_id → the payment: every payment of the batch's orders and every one it names.
-    pub payments: HashMap<String, Payment>,
+    /// The topics' own rows: every one of the batch's orders, and every one the batch names.
+    pub rows: Rows,
     /// The batch's events already in the inbox.
     pub processed: Processed,
-    /// Rows to write, in the order they first changed.
+    /// What the events changed of the orders besides their status.
     pub changed: Changed,
 }
 
@@ -271,17 +326,15 @@ impl Processed {
     }
 }
 
-/// What the events changed besides the orders' status.
+/// What the events changed of the orders besides their status.
 #[derive(Debug, Default)]
 pub struct Changed {
-    pub fulfillments: Ordered,
-    pub payments: Ordered,
     /// The latest fulfillment status an order's events reported (`orders.fulfillment_status`).
     pub fulfillment_status: HashMap<String, FulfillmentStatus>,
 }
 
 /// Ids in first-inserted order, without repeats (a batch changes hundreds: no linear search).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Ordered {
     ids: Vec<String>,
     seen: HashSet<String>,

@@ -6,11 +6,16 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use super::order::OrderStatus;
-use super::{Change, Move, Outcome, Row, State, Topic};
+use super::{Change, Move, Outcome, Row, State, StreamKey, Topic};
 use crate::envelope::{DecodeError, Payload};
+pub use table::TABLE;
 
 pub const CONFIRMED: PaymentTopic = PaymentTopic(PaymentStatus::Confirmed);
 pub const FAILED: PaymentTopic = PaymentTopic(PaymentStatus::Failed);
+
+/// The topics' names, Dapr's.
+pub const CONFIRMED_NAME: &str = "payment.confirmed";
+pub const FAILED_NAME: &str = "payment.failed";
 
 /// A payment's own status: `pending → confirmed | failed`; `confirmed` is final, a `failed` one
 /// may still be confirmed (the payment was retried).
@@ -71,8 +76,21 @@ pub struct PaymentTopic(PaymentStatus);
 impl Topic for PaymentTopic {
     fn name(&self) -> &'static str {
         match self.0 {
-            PaymentStatus::Failed => "payment.failed",
-            _ => "payment.confirmed",
+            PaymentStatus::Failed => FAILED_NAME,
+            _ => CONFIRMED_NAME,
+        }
+    }
+
+    fn stream_key(&self) -> StreamKey {
+        match self.0 {
+            PaymentStatus::Failed => StreamKey::Own {
+                env: "PAYMENT_FAILED_STREAM",
+                flag: "payment-failed-stream",
+            },
+            _ => StreamKey::Own {
+                env: "PAYMENT_CONFIRMED_STREAM",
+                flag: "payment-confirmed-stream",
+            },
         }
     }
 
@@ -196,8 +214,11 @@ impl Change for PaymentEvent {
         &self.order_id
     }
 
-    fn row(&self) -> Row<'_> {
-        Row::Payment(&self.payment_id)
+    fn row(&self) -> Option<Row<'_>> {
+        Some(Row {
+            table: &TABLE,
+            id: &self.payment_id,
+        })
     }
 
     fn identity(&self) -> Vec<&str> {
@@ -245,7 +266,8 @@ impl Change for PaymentEvent {
     }
 
     fn apply(&self, order: OrderStatus, state: &mut State) -> (Outcome, Option<Move>) {
-        let current = match state.payments.get(&self.payment_id) {
+        let payments = &mut state.rows.payments;
+        let current = match payments.get(&self.payment_id) {
             Some(payment) if payment.order_id != self.order_id => {
                 let reason = format!(
                     "payment {:?} belongs to order {:?}, not to order {:?}",
@@ -261,13 +283,12 @@ impl Change for PaymentEvent {
             Step::Unchanged => return (Outcome::Ignored, None),
             Step::Advance => {}
         }
-        let others_failed = state
-            .payments
+        let others_failed = payments
             .iter()
-            .filter(|(id, payment)| payment.order_id == self.order_id && **id != self.payment_id)
+            .filter(|(id, payment)| payment.order_id == self.order_id && *id != self.payment_id)
             .all(|(_, payment)| payment.status == PaymentStatus::Failed);
         // A verdict without an amount, currency or order number keeps the one recorded.
-        let recorded = state.payments.get(&self.payment_id);
+        let recorded = payments.get(&self.payment_id);
         let kept = |field: &Option<String>, of: fn(&Payment) -> &Option<String>| {
             field
                 .clone()
@@ -282,8 +303,7 @@ impl Change for PaymentEvent {
             order_number: kept(&self.order_number, |p| &p.order_number),
             reported_status: self.reported_status.clone(),
         };
-        state.payments.insert(self.payment_id.clone(), payment);
-        state.changed.payments.insert(&self.payment_id);
+        payments.set(&self.payment_id, payment);
         let (outcome, to) = order_effect(self.status, order, others_failed);
         let reason = match self.status {
             PaymentStatus::Failed => "PaymentFailed",
@@ -339,5 +359,6 @@ fn order_effect(
     }
 }
 
+mod table;
 #[cfg(test)]
 mod tests;

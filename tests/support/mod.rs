@@ -127,7 +127,7 @@ impl TestEnv {
 
     /// `host:port` of the test's Redis and PostgreSQL, for a [`order_worker_dev::fault_proxy::FaultProxy`] in front.
     /// The test's own stream for a payment topic (`payment.confirmed`, `payment.failed`), as
-    /// `Topics::fulfillment_only` names it.
+    /// `Topics::stream_only` names it.
     pub fn payment_stream(&self, topic: &str) -> String {
         format!("{}.{topic}", self.stream.stream)
     }

@@ -73,7 +73,13 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     .await?;
     // Payments first: each order is confirmed before its fulfillment starts.
     let start = chrono::Utc::now();
-    let paid = publish_payments(&mut redis, &topics, &scenario.payments, start).await?;
+    let paid = publish_payments(
+        &mut redis,
+        (&topics, &stream.stream),
+        &scenario.payments,
+        start,
+    )
+    .await?;
     let after_payments = start + chrono::Duration::seconds(paid as i64);
     let fulfilled = publish(
         &mut redis,
@@ -86,8 +92,8 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     println!(
         "Published {paid} payment events to {} and {}, then {fulfilled} fulfillment events to {}, \
          for {} orders seeded {}, in Dapr's formats\n",
-        topics.payment_confirmed_stream,
-        topics.payment_failed_stream,
+        topics.stream_key("payment.confirmed", &stream.stream),
+        topics.stream_key("payment.failed", &stream.stream),
         stream.stream,
         scenario.orders.len(),
         scenario.seeded
@@ -140,15 +146,13 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
 /// The worker's topics in the demo: all three, the payment streams named after the demo's
 /// fulfillment stream (as the worker's tests name theirs), so that no other run shares them.
 fn topics(stream: &str) -> Topics {
-    Topics {
-        names: vec![
-            "fulfillment.status_changed".into(),
-            "payment.confirmed".into(),
-            "payment.failed".into(),
-        ],
-        payment_confirmed_stream: format!("{stream}.payment.confirmed"),
-        payment_failed_stream: format!("{stream}.payment.failed"),
-    }
+    let mut topics = Topics::stream_only(stream);
+    topics.names = vec![
+        "fulfillment.status_changed".into(),
+        "payment.confirmed".into(),
+        "payment.failed".into(),
+    ];
+    topics
 }
 
 /// What the demo and `order-worker-dev replicas` set up before any worker starts: the servers
@@ -248,11 +252,12 @@ pub(crate) async fn publish(
     Ok(publications.len() as u64)
 }
 
-/// XADDs every payment verdict to its topic's stream in `topics`, as Dapr would; timestamps one
-/// second apart from `start`, in publishing order. Returns how many were published.
+/// XADDs every payment verdict to its topic's stream in `topics` (beside `base`), as Dapr
+/// would; timestamps one second apart from `start`, in publishing order. Returns how many were
+/// published.
 async fn publish_payments(
     redis: &mut order_worker::RedisConnection,
-    topics: &Topics,
+    (topics, base): (&Topics, &str),
     payments: &[PaymentPublication],
     start: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<u64> {
@@ -268,13 +273,10 @@ async fn publish_payments(
             payment.reason,
             &at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         );
-        let stream = match payment.verdict {
-            order_worker::PaymentStatus::Failed => &topics.payment_failed_stream,
-            _ => &topics.payment_confirmed_stream,
-        };
+        let stream = topics.stream_key(payment.topic(), base);
         let fields =
             publisher::entry_fields(payment.topic(), &event, &payment.event_id, payment.format);
-        publisher::publish(redis, stream, &fields).await?;
+        publisher::publish(redis, &stream, &fields).await?;
     }
     Ok(payments.len() as u64)
 }

@@ -1,23 +1,20 @@
 //! Which streams the topics read, and the settings refused.
 
 use super::*;
+use crate::topics::names::{CONFIRMED, FAILED, FULFILLMENT};
 
+/// `names`, `payment.confirmed` renamed `ns.payment.confirmed` and `payment.failed` not.
 fn topics(names: &[&str]) -> Topics {
-    Topics {
-        names: names.iter().map(|name| (*name).to_owned()).collect(),
-        payment_confirmed_stream: "ns.payment.confirmed".to_owned(),
-        payment_failed_stream: "payment.failed".to_owned(),
-    }
+    let mut topics = Topics::stream_only("ns");
+    topics.streams.insert(FAILED, FAILED.to_owned());
+    topics.names = names.iter().map(|name| (*name).to_owned()).collect();
+    topics
 }
 
 #[test]
 fn each_topic_reads_its_own_stream_with_its_own_dead_letters() {
     let base = StreamConfig::for_stream("ns.fulfillment");
-    let all = topics(&[
-        "payment.failed",
-        "fulfillment.status_changed",
-        "payment.confirmed",
-    ]);
+    let all = topics(&[FAILED, FULFILLMENT, CONFIRMED]);
     let subscriptions = all.subscriptions(&base, Keyspace::Single).expect("valid");
     let streams: Vec<(&str, &str, String)> = subscriptions
         .iter()
@@ -32,25 +29,21 @@ fn each_topic_reads_its_own_stream_with_its_own_dead_letters() {
     assert_eq!(
         streams,
         [
+            (FAILED, FAILED, "payment.failed.deadletter".to_owned()),
             (
-                "payment.failed",
-                "payment.failed",
-                "payment.failed.deadletter".to_owned()
-            ),
-            (
-                "fulfillment.status_changed",
+                FULFILLMENT,
                 "ns.fulfillment",
                 "ns.fulfillment.deadletter".to_owned()
             ),
             (
-                "payment.confirmed",
+                CONFIRMED,
                 "ns.payment.confirmed",
                 "ns.payment.confirmed.deadletter".to_owned()
             ),
         ],
         "in TOPICS order"
     );
-    let twice = topics(&["payment.failed", "payment.failed"]);
+    let twice = topics(&[FAILED, FAILED]);
     assert_eq!(
         twice
             .subscriptions(&base, Keyspace::Single)
@@ -64,11 +57,11 @@ fn each_topic_reads_its_own_stream_with_its_own_dead_letters() {
 fn one_dead_letter_stream_for_several_topics_is_refused() {
     let mut base = StreamConfig::for_stream("s");
     base.dead_letter_stream = Some("dl".to_owned());
-    let one = topics(&["payment.confirmed"])
+    let one = topics(&[CONFIRMED])
         .subscriptions(&base, Keyspace::Single)
         .expect("valid");
     assert_eq!(one[0].stream.dead_letter_stream(), "dl");
-    let error = topics(&["payment.confirmed", "payment.failed"])
+    let error = topics(&[CONFIRMED, FAILED])
         .subscriptions(&base, Keyspace::Single)
         .expect_err("refused");
     assert!(
@@ -82,21 +75,15 @@ fn one_dead_letter_stream_for_several_topics_is_refused() {
         "no topic at all"
     );
     assert!(parse_topic("order.created").is_err());
-    assert_eq!(
-        parse_topic(" payment.failed"),
-        Ok("payment.failed".to_owned())
-    );
+    assert_eq!(parse_topic(" payment.failed"), Ok(FAILED.to_owned()));
 }
 
 #[test]
 fn in_a_cluster_each_dead_letter_stream_shares_its_streams_slot() {
     let slot = |key: &str| redis::cluster_routing::Slot::for_key(key);
-    let all = topics(&["fulfillment.status_changed", "payment.confirmed"]);
+    let all = topics(&[FULFILLMENT, CONFIRMED]);
     let placed = all
-        .subscriptions(
-            &StreamConfig::for_stream("fulfillment.status_changed"),
-            Keyspace::Cluster,
-        )
+        .subscriptions(&StreamConfig::for_stream(FULFILLMENT), Keyspace::Cluster)
         .expect("valid");
     let names: Vec<String> = placed
         .iter()
@@ -113,7 +100,7 @@ fn in_a_cluster_each_dead_letter_stream_shares_its_streams_slot() {
         assert_eq!(slot(&s.stream.stream), slot(&s.stream.dead_letter_stream()));
     }
     // A stream key with a hash tag of its own keeps the usual name, which shares the tag.
-    let tagged = topics(&["fulfillment.status_changed"])
+    let tagged = topics(&[FULFILLMENT])
         .subscriptions(
             &StreamConfig::for_stream("{orders}.fulfillment"),
             Keyspace::Cluster,
@@ -124,9 +111,9 @@ fn in_a_cluster_each_dead_letter_stream_shares_its_streams_slot() {
         "{orders}.fulfillment.deadletter"
     );
 
-    let mut set = StreamConfig::for_stream("fulfillment.status_changed");
+    let mut set = StreamConfig::for_stream(FULFILLMENT);
     set.dead_letter_stream = Some("{fulfillment.status_changed}.dl".to_owned());
-    let one = topics(&["fulfillment.status_changed"]);
+    let one = topics(&[FULFILLMENT]);
     let kept = one
         .subscriptions(&set, Keyspace::Cluster)
         .expect("same slot");

@@ -131,6 +131,7 @@ fn rows_table(rows: &[OutboxRow]) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topics::names::CONFIRMED;
 
     fn row(id: i64, order_id: &str, held: Option<&str>, waits_behind: Option<i64>) -> OutboxRow {
         OutboxRow {
@@ -142,7 +143,7 @@ mod tests {
             reason: Some("PaymentConfirmed".to_owned()),
             created_at: "2026-12-07T10:54:00.000Z".to_owned(),
             age_ms: 252_000,
-            cause_topic: "payment.confirmed".to_owned(),
+            cause_topic: CONFIRMED.to_owned(),
             cause_entry_id: "1795744451613-0".to_owned(),
             held_since: held.map(|_| "2026-12-07T10:55:00.000Z".to_owned()),
             held_reason: held.map(str::to_owned),

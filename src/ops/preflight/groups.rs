@@ -169,6 +169,7 @@ fn plural(count: u64) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topics::names::FAILED;
 
     fn group(name: &str, consumers: &[(&str, u64)]) -> Group {
         let consumers = (consumers.iter())
@@ -200,7 +201,7 @@ mod tests {
         let other_app = group("analytics", &[("analytics", 0)]);
         let old_worker = group("order-service", &[("order-worker-7d9c", 0)]);
         let joining = |configured: &str, groups: &[Group]| {
-            super::joining("payment.failed", configured, "0", groups, 1234)
+            super::joining(FAILED, configured, "0", groups, 1234)
         };
 
         assert_eq!(

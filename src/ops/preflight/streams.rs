@@ -168,29 +168,24 @@ async fn replayed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topics::names::{FAILED, FULFILLMENT};
 
     #[test]
     fn a_topic_s_other_names_take_the_place_of_the_one_the_key_ends_with() {
-        let failed = crate::topics::by_name("payment.failed").expect("topic");
-        assert_eq!(
-            other_keys(failed, "payment.failed"),
-            ["payments.payment.failed"]
-        );
-        assert_eq!(
-            other_keys(failed, "payments.payment.failed"),
-            ["payment.failed"]
-        );
+        let failed = crate::topics::by_name(FAILED).expect("topic");
+        assert_eq!(other_keys(failed, FAILED), ["payments.payment.failed"]);
+        assert_eq!(other_keys(failed, "payments.payment.failed"), [FAILED]);
         assert_eq!(
             other_keys(failed, "staging.payment.failed"),
             ["staging.payments.payment.failed"]
         );
         assert_eq!(
             other_keys(failed, "pf-failed"),
-            ["payment.failed", "payments.payment.failed"]
+            [FAILED, "payments.payment.failed"]
         );
-        let fulfillment = crate::topics::by_name("fulfillment.status_changed").expect("topic");
+        let fulfillment = crate::topics::by_name(FULFILLMENT).expect("topic");
         assert_eq!(
-            other_keys(fulfillment, "fulfillment.status_changed"),
+            other_keys(fulfillment, FULFILLMENT),
             ["fulfillments.fulfillment.status_changed"]
         );
     }

@@ -155,7 +155,10 @@ async fn replay_and_report(
     let mut pg = crate::store::connect(url.clone())
         .await
         .with_context(|| format!("connecting to PostgreSQL at {}", redact_url(url)))?;
-    let tables = Tables::inspect(&mut pg, &args.connections.orders_table).await?;
+    // A late event's recompute decodes recorded events by the topics the subscription came from.
+    let tables = Tables::inspect(&mut pg, &args.connections.orders_table)
+        .await?
+        .serving(args.topics.catalogue().clone());
     let request = RangeRequest {
         topic: subscription.topic,
         stream: &subscription.stream.stream,

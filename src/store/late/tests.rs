@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::store::plan::InboxRow;
+use crate::topics::names::{CONFIRMED, FAILED, FULFILLMENT};
 use crate::topics::{self, FulfillmentStatus, Payment};
 
 /// The tables, in memory.
@@ -46,12 +47,12 @@ impl Db {
         // Every row of the batch's orders (entity ids are never shared between orders here).
         for (id, row) in &self.fulfillments {
             if order_ids.contains(row.0.as_str()) {
-                state.fulfillments.insert(id.clone(), row.clone());
+                state.rows.fulfillments.load(id.clone(), row.clone());
             }
         }
         for (id, payment) in &self.payments {
             if order_ids.contains(payment.order_id.as_str()) {
-                state.payments.insert(id.clone(), payment.clone());
+                state.rows.payments.load(id.clone(), payment.clone());
             }
         }
         let mut inbox = Inbox::default();
@@ -116,12 +117,11 @@ impl Db {
         for row in &plan.rerecorded {
             self.inbox.insert(row.event_id.clone(), row.clone());
         }
-        for (id, order_id, status) in &plan.fulfillments {
-            self.fulfillments
-                .insert(id.clone(), (order_id.clone(), *status));
+        for (id, row) in plan.rows.fulfillments.changed() {
+            self.fulfillments.insert(id.to_owned(), row.clone());
         }
-        for (id, payment) in &plan.payments {
-            self.payments.insert(id.clone(), payment.clone());
+        for (id, payment) in plan.rows.payments.changed() {
+            self.payments.insert(id.to_owned(), payment.clone());
         }
         for update in &plan.orders {
             let order = self.orders.get_mut(&update.order_id).expect("exists");
@@ -207,7 +207,7 @@ fn event(id: &str, topic: &str, order: &str, said: Value) -> Event {
 
 fn fulfillment(id: &str, order: &str, fulfillment: &str, status: FulfillmentStatus) -> Event {
     let said = json!({"fulfillment_id": fulfillment, "new_status": status.as_str()});
-    event(id, "fulfillment.status_changed", order, said)
+    event(id, FULFILLMENT, order, said)
 }
 
 /// (entry id, event): what the streams hold, to be delivered.
@@ -365,7 +365,7 @@ fn published(specs: &[Spec]) -> Vec<Entry> {
                 let said = json!({"fulfillment_id": format!("f-{order}-{row}"),
                                   "new_status": FulfillmentStatus::ALL[*status].as_str(),
                                   "metadata": {"warehouse_id": format!("wh-{i}")}});
-                event(&id, "fulfillment.status_changed", order, said)
+                event(&id, FULFILLMENT, order, said)
             }
             Spec::Payment {
                 order,
@@ -374,11 +374,7 @@ fn published(specs: &[Spec]) -> Vec<Entry> {
                 amount,
             } => {
                 let (order, _) = ORDERS[*order];
-                let topic = if *confirmed {
-                    "payment.confirmed"
-                } else {
-                    "payment.failed"
-                };
+                let topic = if *confirmed { CONFIRMED } else { FAILED };
                 let mut said = json!({"payment_id": format!("p-{order}-{row}"),
                                       "metadata": {"attempt": i}});
                 if let Some(amount) = amount {

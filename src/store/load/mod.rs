@@ -1,24 +1,25 @@
-//! The reads of a batch's transaction: its orders locked with their rows and what the inbox holds
-//! of them (one round trip), and, only when an event is late, its orders' records (a second).
+//! The reads of a batch's transaction: its orders locked with their rows (each table the topics
+//! declare) and what the inbox holds of them (one round trip), and, only when an event is late,
+//! its orders' records (a second).
 
 mod records;
 
 use std::collections::{BTreeSet, HashSet};
 
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Nullable, Text};
+use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::future::try_join_all;
 use futures_util::try_join;
 
 use super::late::Inbox;
 use super::orders::OrdersTable;
 use super::plan::Incoming;
-use super::schema::order_fulfillments;
 use super::tables::{InboxKey, Tables};
 use super::unnest::TextColumns;
 use super::StoreError;
 use crate::stream::position::Position;
-use crate::topics::{Payment, Processed, Row, State};
+use crate::topics::{Columns, Processed, State, Table, TABLES};
 
 pub use records::{load_records, RECORD_STATEMENTS};
 
@@ -40,9 +41,9 @@ macro_rules! inbox_sql {
     };
 }
 
-/// The four reads go out pipelined, in one round trip: PostgreSQL still runs them in order, so
-/// the row locks are taken before the others read (each statement sees what committed before
-/// it started). Returns what they read and how many statements that took.
+/// The reads go out pipelined, in one round trip: PostgreSQL still runs them in order, so the
+/// row locks are taken before the others read (each statement sees what committed before it
+/// started). Returns what they read and how many statements that took.
 pub async fn load(
     conn: &AsyncPgConnection,
     tables: &Tables,
@@ -51,18 +52,22 @@ pub async fn load(
     let ids = BatchIds::of(batch);
     // Read once: the key may change under a running worker (`migrate --contract`).
     let key = tables.inbox();
-    let (locked, fulfillments, payments, inbox_rows) = try_join!(
+    let reads = TABLES.iter().zip(&ids.named);
+    let (locked, rows, inbox_rows) = try_join!(
         lock_orders(conn, &tables.orders, &ids.orders),
-        read_fulfillments(conn, &ids.orders, &ids.fulfillments),
-        read_payments(conn, &ids.orders, &ids.payments),
+        try_join_all(reads.map(|(&table, named)| read_rows(conn, table, &ids.orders, named))),
         read_inbox(conn, key, &ids.orders, &ids.events)
     )?;
     let mut state = State::default();
     add_orders(&mut state, locked);
-    add_fulfillments(&mut state, fulfillments)?;
-    add_payments(&mut state, payments)?;
+    for (table, read) in TABLES.iter().zip(rows) {
+        for columns in read {
+            table.add(&mut state.rows, columns_of(columns))?;
+        }
+    }
     let inbox = add_processed(&mut state, key, batch, inbox_rows);
-    let statements = if ids.payments.is_empty() { 3 } else { 4 };
+    let sent = TABLES.iter().zip(&ids.named);
+    let statements = 2 + sent.filter(|(table, named)| sends(**table, named)).count();
     Ok((state, inbox, statements))
 }
 
@@ -70,8 +75,8 @@ pub async fn load(
 struct BatchIds<'a> {
     /// Each order once, in order (the order its rows are locked in).
     orders: Vec<&'a str>,
-    fulfillments: Vec<&'a str>,
-    payments: Vec<&'a str>,
+    /// The rows the events name, by table of [`TABLES`].
+    named: [Vec<&'a str>; TABLES.len()],
     events: Vec<&'a str>,
 }
 
@@ -83,18 +88,17 @@ impl<'a> BatchIds<'a> {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let (mut fulfillments, mut payments) = (Vec::new(), Vec::new());
-        for incoming in batch {
-            match incoming.event.change.row() {
-                Row::Fulfillment(id) => fulfillments.push(id),
-                Row::Payment(id) => payments.push(id),
+        let mut named: [Vec<&str>; TABLES.len()] = Default::default();
+        for row in batch.iter().filter_map(|i| i.event.change.row()) {
+            let table = TABLES.iter().position(|t| t.name() == row.table.name());
+            if let Some(table) = table {
+                named[table].push(row.id);
             }
         }
         let events: Vec<&str> = batch.iter().map(|i| i.event.event_id.as_str()).collect();
         Self {
             orders,
-            fulfillments,
-            payments,
+            named,
             events,
         }
     }
@@ -113,46 +117,27 @@ async fn lock_orders(
         .await
 }
 
-/// The fulfillments of the batch's orders or named by its events.
-async fn read_fulfillments(
-    mut conn: &AsyncPgConnection,
-    order_ids: &[&str],
-    fulfillment_ids: &[&str],
-) -> QueryResult<Vec<FulfillmentColumns>> {
-    order_fulfillments::table
-        .filter(
-            order_fulfillments::order_id
-                .eq_any(order_ids)
-                .or(order_fulfillments::fulfillment_id.eq_any(fulfillment_ids)),
-        )
-        .select((
-            order_fulfillments::fulfillment_id,
-            order_fulfillments::order_id,
-            order_fulfillments::status,
-        ))
-        .load::<FulfillmentColumns>(&mut conn)
-        .await
+/// Whether `table`'s read is sent, given the rows of it the batch names.
+fn sends(table: &dyn Table, named: &[&str]) -> bool {
+    !named.is_empty() || table.loads_unnamed()
 }
 
-/// The payments of the batch's orders or named by its events.
-async fn read_payments(
+/// `table`'s rows of the batch's orders or named by its events.
+async fn read_rows(
     mut conn: &AsyncPgConnection,
+    table: &dyn Table,
     order_ids: &[&str],
-    payment_ids: &[&str],
-) -> QueryResult<Vec<PaymentRow>> {
-    if payment_ids.is_empty() {
-        // A batch of fulfillments only: no payment can be in question.
+    named: &[&str],
+) -> QueryResult<Vec<TableColumns>> {
+    if !sends(table, named) {
         return Ok(Vec::new());
     }
-    diesel::sql_query(
-        "SELECT payment_id, order_id, status, amount::text AS amount, currency, reason, \
-         order_number, reported_status \
-         FROM order_payments WHERE order_id = ANY($1) OR payment_id = ANY($2)",
-    )
-    .bind::<Array<Text>, _>(order_ids)
-    .bind::<Array<Text>, _>(payment_ids)
-    .load::<PaymentRow>(&mut conn)
-    .await
+    TextColumns::new(table.load_sql())
+        .column(order_ids, |id| id)
+        .column(named, |id| id)
+        .returning::<TableSql>()
+        .load::<TableColumns>(&mut conn)
+        .await
 }
 
 /// The inbox in one statement: every event recorded for the batch's orders (their ids and
@@ -175,8 +160,33 @@ async fn read_inbox(
     .await
 }
 
-/// An `order_fulfillments` row: fulfillment id, order id, status.
-type FulfillmentColumns = (String, String, String);
+/// A row of a topic's table: its `WIDTH` text columns.
+type TableSql = (
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Text>,
+);
+type TableColumns = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// A table's row as the columns its topic reads.
+fn columns_of(row: TableColumns) -> Columns {
+    let (a, b, c, d, e, f, g, h) = row;
+    [a, b, c, d, e, f, g, h]
+}
 
 /// An inbox row read: event id, order id (`None` if found by event id alone), position (`None`
 /// if recorded before positions were).
@@ -195,37 +205,6 @@ fn add_orders(state: &mut State, locked: Vec<(String, String)>) {
             }
         }
     }
-}
-
-/// The fulfillments read, by id.
-fn add_fulfillments(
-    state: &mut State,
-    fulfillments: Vec<FulfillmentColumns>,
-) -> Result<(), StoreError> {
-    for (fulfillment_id, order_id, status) in fulfillments {
-        let status = status.parse().map_err(StoreError::CorruptRow)?;
-        state
-            .fulfillments
-            .insert(fulfillment_id, (order_id, status));
-    }
-    Ok(())
-}
-
-/// The payments read, by id.
-fn add_payments(state: &mut State, payments: Vec<PaymentRow>) -> Result<(), StoreError> {
-    for row in payments {
-        let payment = Payment {
-            order_id: row.order_id,
-            status: row.status.parse().map_err(StoreError::CorruptRow)?,
-            amount: row.amount,
-            currency: row.currency,
-            reason: row.reason,
-            order_number: row.order_number,
-            reported_status: row.reported_status,
-        };
-        state.payments.insert(row.payment_id, payment);
-    }
-    Ok(())
 }
 
 /// Marks the batch's events the inbox holds as processed (by `key`), and returns what it holds
@@ -270,25 +249,4 @@ fn add_processed(
         }
     }
     inbox
-}
-
-/// A row of `order_payments`, its amount as exact text.
-#[derive(QueryableByName)]
-struct PaymentRow {
-    #[diesel(sql_type = Text)]
-    payment_id: String,
-    #[diesel(sql_type = Text)]
-    order_id: String,
-    #[diesel(sql_type = Text)]
-    status: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    amount: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    currency: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    reason: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    order_number: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    reported_status: Option<String>,
 }

@@ -12,17 +12,19 @@ use crate::store::plan::Transition;
 use crate::store::schema::{order_status_history, processed_events};
 use crate::store::StoreError;
 use crate::stream::position::Position;
-use crate::topics::{self, State};
+use crate::topics::{self, Catalogue, State};
 
 /// The statements [`load_records`] sends, in one round trip.
 pub const RECORD_STATEMENTS: usize = 2;
 
 /// The recorded events and the history of `late` orders (locked by [`load`](super::load); `status` holds
-/// their status), read in one round trip of [`RECORD_STATEMENTS`].
+/// their status), read in one round trip of [`RECORD_STATEMENTS`], each event decoded again by
+/// its topic in `catalogue`.
 pub async fn load_records(
     conn: &AsyncPgConnection,
     late: &BTreeSet<String>,
     status: &State,
+    catalogue: &Catalogue,
 ) -> Result<Vec<OrderRecord>, StoreError> {
     let order_ids: Vec<&str> = late.iter().map(String::as_str).collect();
     let (events, history) = try_join!(
@@ -34,7 +36,7 @@ pub async fn load_records(
         let Some(record) = row.order_id.as_deref().and_then(|id| records.get_mut(id)) else {
             continue;
         };
-        record.events.push(row.decode()?);
+        record.events.push(row.decode(catalogue)?);
     }
     for columns in history {
         let Some(record) = records.get_mut(columns.0.as_str()) else {
@@ -143,7 +145,7 @@ struct RecordRow {
 
 impl RecordRow {
     /// The event decoded again by its topic, as when it arrived.
-    fn decode(self) -> Result<Recorded, StoreError> {
+    fn decode(self, catalogue: &Catalogue) -> Result<Recorded, StoreError> {
         let corrupt = |why: &str| {
             StoreError::CorruptRecord(format!("processed_events {:?}: {why}", self.event_id))
         };
@@ -152,7 +154,8 @@ impl RecordRow {
         else {
             return Err(corrupt("has an order id but no topic, position or said"));
         };
-        let topic = topics::by_name(topic)
+        let topic = catalogue
+            .by_name(topic)
             .ok_or_else(|| corrupt("of a topic this worker does not serve"))?;
         let said = match serde_json::from_str(said) {
             Ok(serde_json::Value::Object(said)) => said,

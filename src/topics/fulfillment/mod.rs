@@ -2,16 +2,21 @@
 //! fulfillment and, derived from all of an order's fulfillments, the order.
 
 mod status;
+mod table;
 
 use serde_json::{Map, Value};
 
 use super::order::{order_moves, OrderStatus};
-use super::{Change, Move, Outcome, Row, State, Topic};
+use super::{Change, Move, Outcome, Row, State, StreamKey, Topic};
 use crate::envelope::{DecodeError, Payload};
 pub use status::FulfillmentStatus;
 use status::{derived_order_status, fulfillment_step, FulfillmentStep};
+pub use table::TABLE;
 
 pub const STATUS_CHANGED: StatusChanged = StatusChanged;
+
+/// The topic's name, Dapr's and the default of `STREAM`.
+pub const NAME: &str = "fulfillment.status_changed";
 
 /// The start of each fulfillment event's log line, in the words of the order service's logs:
 /// operators grep it, and the replica tooling counts events by it.
@@ -22,7 +27,12 @@ pub struct StatusChanged;
 
 impl Topic for StatusChanged {
     fn name(&self) -> &'static str {
-        "fulfillment.status_changed"
+        NAME
+    }
+
+    /// `STREAM`: the worker served this topic alone first.
+    fn stream_key(&self) -> StreamKey {
+        StreamKey::Base
     }
 
     /// After the payment: an order is fulfilled once paid.
@@ -84,8 +94,11 @@ impl Change for FulfillmentEvent {
         &self.order_id
     }
 
-    fn row(&self) -> Row<'_> {
-        Row::Fulfillment(&self.fulfillment_id)
+    fn row(&self) -> Option<Row<'_>> {
+        Some(Row {
+            table: &TABLE,
+            id: &self.fulfillment_id,
+        })
     }
 
     fn identity(&self) -> Vec<&str> {
@@ -123,7 +136,8 @@ impl Change for FulfillmentEvent {
     }
 
     fn apply(&self, order: OrderStatus, state: &mut State) -> (Outcome, Option<Move>) {
-        let current = match state.fulfillments.get(&self.fulfillment_id) {
+        let fulfillments = &mut state.rows.fulfillments;
+        let current = match fulfillments.get(&self.fulfillment_id) {
             Some((owner, _)) if *owner != self.order_id => {
                 let reason = format!(
                     "fulfillment {:?} belongs to order {:?}, not to order {:?}",
@@ -139,21 +153,18 @@ impl Change for FulfillmentEvent {
             FulfillmentStep::Unchanged => return (Outcome::Ignored, None),
             FulfillmentStep::Advance => {}
         }
-        state.fulfillments.insert(
-            self.fulfillment_id.clone(),
-            (self.order_id.clone(), self.new_status),
-        );
-        state.changed.fulfillments.insert(&self.fulfillment_id);
+        let row = (self.order_id.clone(), self.new_status);
+        fulfillments.set(&self.fulfillment_id, row);
+        let siblings: Vec<FulfillmentStatus> = fulfillments
+            .iter()
+            .map(|(_, row)| row)
+            .filter(|(owner, _)| *owner == self.order_id)
+            .map(|(_, status)| *status)
+            .collect();
         state
             .changed
             .fulfillment_status
             .insert(self.order_id.clone(), self.new_status);
-        let siblings: Vec<FulfillmentStatus> = state
-            .fulfillments
-            .values()
-            .filter(|(owner, _)| *owner == self.order_id)
-            .map(|(_, status)| *status)
-            .collect();
         let to = derived_order_status(&siblings).filter(|&target| order_moves(order, target));
         let reason = self.new_status.reason();
         (Outcome::Applied, to.map(|to| Move { to, reason }))
