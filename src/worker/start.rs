@@ -47,7 +47,8 @@ impl Worker {
             migrate::ensure_current(database_url, orders_table)
         })
         .await?
-        .announcing(config.order_events.order_events);
+        .announcing(config.order_events.order_events)
+        .serving(config.topics.catalogue().clone());
         wait_out(
             "joining the consumer groups",
             &redis_health,
