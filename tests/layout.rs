@@ -157,3 +157,84 @@ fn no_topic_is_named_outside_src_topics() {
         named.join("\n")
     );
 }
+
+/// The product's functions (not its tests) longer than `limit` lines: `file:line name (n lines)`.
+/// rustfmt's layout makes this exact enough: a function ends at the first `}` at its indent.
+fn long_functions(text: &str, limit: usize) -> Vec<(usize, String, usize)> {
+    // Unit tests sit in `mod tests` at the end of a file, or in `tests.rs` (skipped by callers).
+    let product = text.split("\n#[cfg(test)]\nmod ").next().unwrap_or(text);
+    let lines: Vec<&str> = product.lines().collect();
+    let mut long = Vec::new();
+    let mut at = 0;
+    while at < lines.len() {
+        let line = lines[at];
+        let code = line.trim_start();
+        let indent = &line[..line.len() - code.len()];
+        let signature = code
+            .trim_start_matches("pub ")
+            .trim_start_matches("pub(crate) ")
+            .trim_start_matches("pub(super) ")
+            .trim_start_matches("async ")
+            .trim_start_matches("const ");
+        let Some(name) = signature.strip_prefix("fn ") else {
+            at += 1;
+            continue;
+        };
+        let name: String = name
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        // A declaration without a body (a trait's) ends with `;` before any `{`.
+        let opened =
+            (at..lines.len()).find(|&i| lines[i].ends_with('{') || lines[i].ends_with(';'));
+        let Some(opened) = opened else { break };
+        if lines[opened].ends_with(';') {
+            at = opened + 1;
+            continue;
+        }
+        let close = format!("{indent}}}");
+        let Some(end) = (opened..lines.len()).find(|&i| lines[i] == close) else {
+            break;
+        };
+        let length = end - at + 1;
+        if length > limit {
+            long.push((at + 1, name, length));
+        }
+        at = end + 1;
+    }
+    long
+}
+
+#[test]
+fn no_function_in_src_is_longer_than_60_lines() {
+    let mut long = Vec::new();
+    for file in sources(&src()) {
+        let is_tests = file.components().any(|c| {
+            let c = c.as_os_str().to_string_lossy();
+            c == "tests.rs" || c.ends_with("_tests") || c.ends_with("_tests.rs")
+        });
+        if is_tests {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("a source file");
+        for (line, name, length) in long_functions(&text, 60) {
+            long.push(format!("{}:{line} {name} ({length} lines)", file.display()));
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "functions in src/ over 60 lines (split them, each named for what it does):\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn the_length_check_finds_a_long_function_and_skips_tests() {
+    let body = "    let x = 1;\n".repeat(61);
+    let text = format!(
+        "trait T {{\n    fn declared(&self)\n        -> u8;\n}}\n\n/// Short.\nfn short() {{\n    1\n}}\n\n\
+         pub(super) async fn long() {{\n{body}}}\n\n\
+         #[cfg(test)]\nmod tests {{\n    fn also_long() {{\n{body}    }}\n}}\n"
+    );
+    assert_eq!(long_functions(&text, 60), vec![(11, "long".to_owned(), 63)]);
+}

@@ -83,14 +83,7 @@ pub(super) async fn in_lanes(
     events: &[Admitted<'_>],
     shutdown: &Shutdown,
 ) -> Option<Applied> {
-    let lane_count = store.lanes.max(1);
-    let mut lanes: Vec<Vec<usize>> = vec![Vec::new(); lane_count];
-    for (index, admitted) in events.iter().enumerate() {
-        let mut hasher = DefaultHasher::new();
-        admitted.event.change.order_id().hash(&mut hasher);
-        lanes[(hasher.finish() % lane_count as u64) as usize].push(index);
-    }
-    lanes.retain(|lane| !lane.is_empty());
+    let lanes = lanes(events, store.lanes);
     let failing = &Failing::new(events);
     let plans = join_all(lanes.iter().map(|lane| {
         let incoming: Vec<Incoming<'_>> = lane
@@ -117,8 +110,27 @@ pub(super) async fn in_lanes(
         }
     }))
     .await;
+    merge(&lanes, plans, events.len())
+}
+
+/// The events' indexes by lane: at most `count` lanes, each order's events in one, in order.
+fn lanes(events: &[Admitted<'_>], count: usize) -> Vec<Vec<usize>> {
+    let count = count.max(1);
+    let mut lanes: Vec<Vec<usize>> = vec![Vec::new(); count];
+    for (index, admitted) in events.iter().enumerate() {
+        let mut hasher = DefaultHasher::new();
+        admitted.event.change.order_id().hash(&mut hasher);
+        lanes[(hasher.finish() % count as u64) as usize].push(index);
+    }
+    lanes.retain(|lane| !lane.is_empty());
+    lanes
+}
+
+/// The lanes' plans as one: outcomes back in event order (`events` of them). `None` if a lane
+/// was stopped by shutdown.
+fn merge(lanes: &[Vec<usize>], plans: Vec<Option<Plan>>, events: usize) -> Option<Applied> {
     let committed_at = Instant::now();
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; events];
     let mut applied = Applied {
         outcomes: Vec::new(),
         transitions: Vec::new(),

@@ -29,14 +29,7 @@ impl Worker {
     /// (`starting` says what it waits for); drop the future to stop waiting.
     pub async fn start_waiting(config: WorkerConfig, starting: &Starting) -> anyhow::Result<Self> {
         let subscriptions = config.subscriptions()?;
-        if config.consumer_gone_ms <= config.block_ms {
-            anyhow::bail!(
-                "CONSUMER_GONE_MS ({}) must exceed BLOCK_MS ({}): a replica waiting on a read \
-                 would look gone",
-                config.consumer_gone_ms,
-                config.block_ms
-            );
-        }
+        check_timing(&config)?;
         let redis = RedisTarget::new(&config.connections.redis_tls, &config.connections.redis_url)?;
         let recorder = Recorder::default();
         let redis_health = Dependency::new("Redis", "redis").recording(recorder.clone());
@@ -79,27 +72,7 @@ impl Worker {
             database_url,
             u32::from(config.concurrency) * IN_FLIGHT as u32 + 1,
         );
-        for Subscription { topic, stream } in &subscriptions {
-            tracing::info!(
-                topic = topic.name(),
-                "{SUBSCRIBING}: {}, group: {}, consumer: {}",
-                stream.stream,
-                stream.group,
-                consumer
-            );
-        }
-        let events = &config.order_events;
-        if events.order_events {
-            tracing::info!(
-                "publishing status changes to {} (through the outbox)",
-                events.order_events_topic
-            );
-        } else {
-            tracing::warn!(
-                "ORDER_EVENTS=off: status changes are not published (the order service must \
-                 publish them)"
-            );
-        }
+        announce(&subscriptions, &consumer, &config);
         Ok(Self {
             redis: stream::pool(redis),
             config,
@@ -112,6 +85,44 @@ impl Worker {
             redis_health,
             db_health,
         })
+    }
+}
+
+/// Refuses settings that would make a live replica look gone to the others.
+fn check_timing(config: &WorkerConfig) -> anyhow::Result<()> {
+    if config.consumer_gone_ms <= config.block_ms {
+        anyhow::bail!(
+            "CONSUMER_GONE_MS ({}) must exceed BLOCK_MS ({}): a replica waiting on a read \
+             would look gone",
+            config.consumer_gone_ms,
+            config.block_ms
+        );
+    }
+    Ok(())
+}
+
+/// Says what the worker consumes and whether it publishes its status changes.
+fn announce(subscriptions: &[Subscription], consumer: &str, config: &WorkerConfig) {
+    for Subscription { topic, stream } in subscriptions {
+        tracing::info!(
+            topic = topic.name(),
+            "{SUBSCRIBING}: {}, group: {}, consumer: {}",
+            stream.stream,
+            stream.group,
+            consumer
+        );
+    }
+    let events = &config.order_events;
+    if events.order_events {
+        tracing::info!(
+            "publishing status changes to {} (through the outbox)",
+            events.order_events_topic
+        );
+    } else {
+        tracing::warn!(
+            "ORDER_EVENTS=off: status changes are not published (the order service must \
+             publish them)"
+        );
     }
 }
 
