@@ -1,7 +1,6 @@
 //! Applying a batch's events: split into lanes by order, each lane one transaction retried
-//! until it commits, while the batch's entries are kept fresh in the pending list.
+//! until it commits.
 
-use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
 
@@ -9,12 +8,10 @@ use futures_util::future::join_all;
 use tracing::{Instrument, Span};
 
 use super::traced::Failing;
-use super::OnRedis;
-use crate::config::StreamConfig;
 use crate::retry::{until_ok, Dependency};
 use crate::shutdown::Shutdown;
 use crate::store::{apply_batch, DbPool, Incoming, Plan, StoreError, Tables, Transition};
-use crate::stream::{keep_alive, StreamEntry};
+use crate::stream::StreamEntry;
 use crate::telemetry::spans::{self, Step};
 use crate::topics::{Event, Outcome};
 
@@ -46,31 +43,6 @@ pub(super) struct Applied {
     pub(super) recomputed: Vec<String>,
     pub(super) changed_outside: Vec<String>,
     pub(super) committed_at: Instant,
-}
-
-/// Runs `work` while keeping `held` (each stream's ids) fresh in the pending list, so a slow
-/// database never lets another replica claim what this one still works on.
-pub(super) async fn kept_alive<T>(
-    redis: &OnRedis<'_>,
-    held: &[(&StreamConfig, Vec<&str>)],
-    period: Duration,
-    work: impl Future<Output = T>,
-) -> T {
-    tokio::pin!(work);
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    loop {
-        tokio::select! {
-            done = &mut work => return done,
-            _ = ticker.tick() => {
-                for (stream, ids) in held {
-                    let refreshed = redis.run(async |conn| keep_alive(conn, stream, redis.consumer, ids).await);
-                    if let Err(error) = refreshed.await {
-                        tracing::warn!("could not keep the batch's entries fresh: {error:#}");
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// Splits the events into lanes by order id, applies the lanes at once, each in its own

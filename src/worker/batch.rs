@@ -8,6 +8,7 @@ use std::time::Instant;
 use tracing::Span;
 
 use super::apply::{self, Admitted, Applied};
+use super::fresh::KeptFresh;
 use super::in_flight::Ticket;
 use super::{settle, traced, OnRedis, Worker};
 use crate::config::{StreamConfig, Subscription};
@@ -26,16 +27,6 @@ pub(super) struct Batch<'a> {
     pub(super) deleted: Vec<(&'a Subscription, String)>,
 }
 
-impl Batch<'_> {
-    /// Each stream's ids of the batch: what it holds in the pending list.
-    fn held(&self) -> Vec<(&StreamConfig, Vec<&str>)> {
-        let entries = self.entries.iter();
-        let entries = entries.map(|d| (&d.subscription.stream, d.entry.id.as_str()));
-        let deleted = self.deleted.iter().map(|(s, id)| (&s.stream, id.as_str()));
-        by_stream(entries.chain(deleted))
-    }
-}
-
 /// An entry read, with its subscription and how many times it was delivered (this time
 /// included).
 pub(super) struct Delivered<'a> {
@@ -45,11 +36,13 @@ pub(super) struct Delivered<'a> {
 }
 
 /// Runs a batch from the entries read to the figures recorded: decode → apply (one
-/// transaction per lane, once no batch ahead writes its orders) → verdicts → settle → record.
+/// transaction per lane, once no batch ahead writes its orders) → verdicts → settle → record,
+/// its entries kept fresh in the pending list all along.
 /// Returns early only when shutdown interrupts a retry: the entries then stay pending, to be
 /// read again or claimed.
 pub(super) async fn run_batch(w: &Worker, read: ReadBatch, ticket: Ticket, shutdown: &Shutdown) {
     let (started, redis) = (Instant::now(), w.on_redis_side());
+    let _fresh = keep_fresh(w, &read); // Until the batch is done with, settled or not.
     let max = u64::from(w.config.max_deliveries);
     let Some(batch) = delivered(&redis, &w.subscriptions, read, shutdown).await else {
         return;
@@ -61,13 +54,8 @@ pub(super) async fn run_batch(w: &Worker, read: ReadBatch, ticket: Ticket, shutd
         .collect();
     let events = admitted_events(&batch.entries, &admitted, &spans);
     traced::log_events(&events);
-    let applying = async {
-        ticket.enter(orders_of(&events)).await;
-        apply::in_lanes(&w.store(), &events, shutdown).await
-    };
-    let held = batch.held();
-    let Some(applied) = apply::kept_alive(&redis, &held, w.keep_alive_period(), applying).await
-    else {
+    ticket.enter(orders_of(&events)).await;
+    let Some(applied) = apply::in_lanes(&w.store(), &events, shutdown).await else {
         return;
     };
     traced::log_applied(&events, &applied);
@@ -81,6 +69,18 @@ pub(super) async fn run_batch(w: &Worker, read: ReadBatch, ticket: Ticket, shutd
     }
     let settled = record(&batch, &events, &applied, &verdicts, started);
     w.recorder.settled(&settled);
+}
+
+/// Keeps the entries read fresh in the pending list from now until the guard is dropped.
+fn keep_fresh(w: &Worker, read: &ReadBatch) -> KeptFresh {
+    let ids = read
+        .ids()
+        .map(|(source, id)| (&w.subscriptions[source].stream, id));
+    let held = by_stream(ids).into_iter();
+    let held =
+        held.map(|(stream, ids)| (stream.clone(), ids.into_iter().map(str::to_owned).collect()));
+    let (redis, consumer) = (w.redis.clone(), w.consumer.clone());
+    KeptFresh::start(redis, consumer, held.collect(), w.keep_alive_period())
 }
 
 /// `ids` by stream, streams in the order first named: a command names one stream.

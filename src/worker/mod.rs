@@ -14,6 +14,7 @@
 mod apply;
 mod batch;
 mod claim;
+mod fresh;
 mod in_flight;
 mod retention;
 mod settle;
