@@ -1,6 +1,8 @@
 //! A smoke run of the benchmark (`order-worker-dev bench`), in-process through the dev crate's
-//! library, its drains starting this package's `order-worker` binary: seconds, asserting that
-//! every phase completes (the mixed drain over three streams included) and counts right (the
+//! library, its drains starting this package's `order-worker` binary (logging to files): seconds,
+//! asserting that the drain runs at each size beside PostgreSQL alone (figures and ratio
+//! printed and in the JSON), that every phase completes (the mixed drain over three streams
+//! included) and counts right (the
 //! benchmark itself fails if any phase ends in a wrong state; two replicas' drain must be as
 //! exact as one's; with status changes published, every change is on the order events stream,
 //! each order's chained), and that the worker drains faster than the per-event pattern. The
@@ -20,8 +22,9 @@ async fn the_benchmark_completes_and_counts_correctly() {
     let json = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{database}.json"));
     let Command::Bench(config) = env.dev_command(&[
         "bench",
+        // Two sizes: every phase at the first, the drain and its ceiling at both.
         "--orders",
-        "40",
+        "60,40",
         "--rate",
         "200",
         "--latency-seconds",
@@ -49,7 +52,10 @@ async fn the_benchmark_completes_and_counts_correctly() {
         .expect("the benchmark completes");
     let table = order_worker_dev::bench::render(&report);
     for row in [
-        "drain, worker defaults",
+        "drain at 40 orders (360 events), worker defaults (2 replica(s), batch 10)",
+        "drain at 60 orders (540 events), worker defaults (2 replica(s), batch 10)",
+        "% of PostgreSQL alone (",
+        "connections, batches of 10)",
         "mixed, 3 streams (payments + fulfillments), worker defaults",
         "per-event pattern",
         "PostgreSQL ceiling",
@@ -66,6 +72,23 @@ async fn the_benchmark_completes_and_counts_correctly() {
         serde_json::from_slice(&std::fs::read(&json).expect("JSON written")).expect("JSON");
     assert_eq!(report["events"], 360);
     assert_eq!(report["drain"]["events"], 360);
+    let sizes = report["sizes"].as_array().expect("sizes");
+    assert_eq!(sizes.len(), 2, "{sizes:?}");
+    for (size, (orders, events)) in sizes.iter().zip([(40, 360), (60, 540)]) {
+        assert_eq!(size["orders"], orders, "{size}");
+        assert_eq!(size["drain"]["events"], events, "{size}");
+        assert_eq!(size["ceiling"]["events"], events, "{size}");
+        // Two replicas, each with a transaction for each of its two batches in flight.
+        assert_eq!(size["ceiling"]["connections"], 4, "{size}");
+        assert_eq!(size["ceiling"]["batch_size"], 10, "{size}");
+        for figure in [
+            &size["drain"]["events_per_second"],
+            &size["ceiling"]["events_per_second"],
+            &size["percent_of_ceiling"],
+        ] {
+            assert!(figure.as_f64().is_some_and(|f| f > 0.0), "{size}");
+        }
+    }
     // The same lifecycles, a confirmed payment per order and a declined one for every 10th.
     assert_eq!(report["mixed"]["events"], 360 + 40 + 4);
     assert_eq!(report["mixed"]["replicas"], 1);

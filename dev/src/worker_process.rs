@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStderr, Command};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use order_worker::{
@@ -20,6 +21,9 @@ use order_worker::{
 
 /// How long a worker may take to subscribe before it counts as failed to start.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How often the log file of a child logging to one is looked at until it subscribed.
+const LOG_POLL: Duration = Duration::from_millis(2);
 
 /// How long a worker may take to exit after SIGTERM (its SHUTDOWN_TIMEOUT is 20 s by default).
 const STOP_DEADLINE: Duration = Duration::from_secs(30);
@@ -93,6 +97,26 @@ pub fn worker_env(
     env
 }
 
+/// Where a child's log (stderr) goes.
+#[derive(Debug, Clone, Copy)]
+pub enum LogTo<'a> {
+    /// Through this process, which counts its lines (see [`WorkerChild::counts`]) and copies
+    /// them to the file, if given; the child may wait on a full pipe while this one is busy.
+    Counted(Option<&'a Path>),
+    /// Straight into the file, as `2> file` would: nothing between the child and the disk that
+    /// could slow it, and nothing counted.
+    File(&'a Path),
+}
+
+impl LogTo<'_> {
+    fn path(&self) -> Option<&Path> {
+        match self {
+            Self::Counted(copy) => *copy,
+            Self::File(path) => Some(path),
+        }
+    }
+}
+
 /// Counts taken from a worker's log lines.
 #[derive(Debug, Default)]
 struct LogCounts {
@@ -109,101 +133,84 @@ pub struct WorkerChild {
     pub started: Instant,
     child: Child,
     counts: Arc<LogCounts>,
-    /// Reads the child's log to its end (EOF when it exits), counting and copying lines.
+    /// Reads the child's log to its end (EOF when it exits), counting and copying lines; none
+    /// when it logs to a file.
     forwarder: Option<JoinHandle<()>>,
 }
 
 impl WorkerChild {
     /// Starts `<program> run` (`program`: the `order-worker` binary, see
-    /// [`order_worker_binary`]) with `env` and waits for its "Subscribing" line, logged just
-    /// before its first read. Its log (stderr) is copied to `log` if given, else dropped.
-    /// Returns the child and how long it took to subscribe.
+    /// [`order_worker_binary`]) with `env` over its own defaults (RUST_LOG and LOG_FORMAT of
+    /// this process are not passed on) and waits for its "Subscribing" line, logged just before
+    /// its first read. Its log (stderr) goes where `log` says. Returns the child and how long it
+    /// took to subscribe.
     pub async fn spawn(
         program: &Path,
         name: &str,
         env: &[(String, String)],
-        log: Option<&Path>,
+        log: LogTo<'_>,
     ) -> anyhow::Result<(Self, Duration)> {
         let spawned = Instant::now();
+        let stderr = match log {
+            LogTo::Counted(_) => Stdio::piped(),
+            LogTo::File(path) => Stdio::from(
+                std::fs::File::create(path)
+                    .with_context(|| format!("creating {}", path.display()))?,
+            ),
+        };
         let mut child = Command::new(program)
             .arg("run")
             .env_remove("RUST_LOG")
+            .env_remove("LOG_FORMAT")
             .envs(env.iter().map(|(key, value)| (key, value)))
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {} run as {name}", program.display()))?;
-        let mut sink = match log {
-            Some(path) => Some(
-                tokio::fs::File::create(path)
-                    .await
-                    .with_context(|| format!("creating {}", path.display()))?,
-            ),
-            None => None,
-        };
-        let stderr = child.stderr.take().context("worker stderr")?;
-        let mut lines = BufReader::new(stderr).lines();
         let counts = Arc::new(LogCounts::default());
-        let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
-        let counted = counts.clone();
-        let forwarder = tokio::spawn(async move {
-            let mut subscribed = Some(subscribed_tx);
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains(PROCESSING_EVENT) {
-                    counted.events.fetch_add(1, Ordering::Relaxed);
-                } else if line.contains(UPDATED_ORDER) {
-                    counted.transitions.fetch_add(1, Ordering::Relaxed);
-                } else if line.contains(WITHDREW_CHANGE) {
-                    counted.withdrawn.fetch_add(1, Ordering::Relaxed);
-                } else if line.contains(SUBSCRIBING) {
-                    if let Some(tx) = subscribed.take() {
-                        let _ = tx.send(());
-                    }
-                }
-                if let Some(file) = &mut sink {
-                    // A log that cannot be written only loses the copy, not the counts.
-                    let _ = file.write_all(format!("{line}\n").as_bytes()).await;
-                }
+        let (subscribed, forwarder) = match log {
+            LogTo::Counted(copy) => {
+                let stderr = child.stderr.take().context("worker stderr")?;
+                let (subscribed, forwarder) = forward(stderr, copy, counts.clone()).await?;
+                let subscribed = tokio::time::timeout(READY_DEADLINE, subscribed).await;
+                (matches!(subscribed, Ok(Ok(()))), Some(forwarder))
             }
-            if let Some(file) = &mut sink {
-                let _ = file.flush().await;
+            LogTo::File(path) => {
+                let subscribed = logged_subscribing(path, &mut child);
+                let subscribed = tokio::time::timeout(READY_DEADLINE, subscribed).await;
+                (matches!(subscribed, Ok(Ok(true))), None)
             }
-        });
-        // The sender is dropped without sending when the child exits before subscribing.
-        let subscribed = tokio::time::timeout(READY_DEADLINE, subscribed_rx).await;
+        };
         let took = spawned.elapsed();
-        if !matches!(subscribed, Ok(Ok(()))) {
-            let mut failed = Self {
-                name: name.to_owned(),
-                started: spawned,
-                child,
-                counts,
-                forwarder: Some(forwarder),
-            };
-            // A child that exited (no "Subscribing" line, its log ended) is reaped in a moment.
-            let exited = tokio::time::timeout(Duration::from_millis(500), failed.child.wait())
-                .await
-                .ok()
-                .and_then(Result::ok);
-            let _ = failed.child.kill().await;
-            let why = exited.map_or_else(
-                || format!("did not subscribe within {READY_DEADLINE:?}"),
-                |status| format!("exited with {status} before subscribing"),
-            );
-            let see = log.map_or_else(String::new, |path| format!(" (log: {})", path.display()));
-            bail!("worker {name} {why}{see}");
+        let mut worker = Self {
+            name: name.to_owned(),
+            started: spawned,
+            child,
+            counts,
+            forwarder,
+        };
+        if !subscribed {
+            let see = log
+                .path()
+                .map_or_else(String::new, |path| format!(" (log: {})", path.display()));
+            bail!("worker {name} {}{see}", worker.not_subscribed().await);
         }
-        Ok((
-            Self {
-                name: name.to_owned(),
-                started: spawned,
-                child,
-                counts,
-                forwarder: Some(forwarder),
-            },
-            took,
-        ))
+        Ok((worker, took))
+    }
+
+    /// Why a child never subscribed, once it is killed: it exited (no "Subscribing" line, its
+    /// log ended; reaped in a moment), or it kept running past the deadline.
+    async fn not_subscribed(&mut self) -> String {
+        let exited = tokio::time::timeout(Duration::from_millis(500), self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok);
+        let _ = self.child.kill().await;
+        exited.map_or_else(
+            || format!("did not subscribe within {READY_DEADLINE:?}"),
+            |status| format!("exited with {status} before subscribing"),
+        )
     }
 
     /// Events it logged processing, and status changes it logged writing and withdrawing (an
@@ -258,5 +265,69 @@ impl WorkerChild {
             bail!("worker {} exited with {status} after SIGTERM", self.name);
         }
         Ok(status)
+    }
+}
+
+/// Reads a child's log (`stderr`) to its end (EOF when it exits), counting lines into `counts`
+/// and copying them to `copy` if given. Returns what says it subscribed (dropped unsent if it
+/// exits before), and the reading task.
+async fn forward(
+    stderr: ChildStderr,
+    copy: Option<&Path>,
+    counts: Arc<LogCounts>,
+) -> anyhow::Result<(oneshot::Receiver<()>, JoinHandle<()>)> {
+    let mut sink = match copy {
+        Some(path) => Some(
+            tokio::fs::File::create(path)
+                .await
+                .with_context(|| format!("creating {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let mut lines = BufReader::new(stderr).lines();
+    let (subscribed_tx, subscribed_rx) = oneshot::channel();
+    let forwarder = tokio::spawn(async move {
+        let mut subscribed = Some(subscribed_tx);
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains(PROCESSING_EVENT) {
+                counts.events.fetch_add(1, Ordering::Relaxed);
+            } else if line.contains(UPDATED_ORDER) {
+                counts.transitions.fetch_add(1, Ordering::Relaxed);
+            } else if line.contains(WITHDREW_CHANGE) {
+                counts.withdrawn.fetch_add(1, Ordering::Relaxed);
+            } else if line.contains(SUBSCRIBING) {
+                if let Some(tx) = subscribed.take() {
+                    let _ = tx.send(());
+                }
+            }
+            if let Some(file) = &mut sink {
+                // A log that cannot be written only loses the copy, not the counts.
+                let _ = file.write_all(format!("{line}\n").as_bytes()).await;
+            }
+        }
+        if let Some(file) = &mut sink {
+            let _ = file.flush().await;
+        }
+    });
+    Ok((subscribed_rx, forwarder))
+}
+
+/// Whether the child logged its "Subscribing" line to the file `log` (true) or exited first
+/// (false). The child writes the file itself, so nothing wakes this: it looks every few
+/// milliseconds.
+async fn logged_subscribing(log: &Path, child: &mut Child) -> anyhow::Result<bool> {
+    loop {
+        // Looked at before the log, so a line written just before exiting is still seen.
+        let exited = child.try_wait()?.is_some();
+        let written = tokio::fs::read(log)
+            .await
+            .with_context(|| format!("reading {}", log.display()))?;
+        if String::from_utf8_lossy(&written).contains(SUBSCRIBING) {
+            return Ok(true);
+        }
+        if exited {
+            return Ok(false);
+        }
+        tokio::time::sleep(LOG_POLL).await;
     }
 }

@@ -28,6 +28,8 @@ pub const DEFAULT_GROUP: &str = "order-worker";
 /// Entries per read and transaction. Dapr reads 100 (queueDepth); 500 drains a backlog faster
 /// (BENCHMARKS.md) and costs nothing at low rates, where a read returns what has arrived.
 pub const DEFAULT_BATCH_SIZE: u32 = 500;
+/// Lanes each batch is split into (`CONCURRENCY`).
+pub const DEFAULT_CONCURRENCY: u16 = 1;
 pub const DEFAULT_BLOCK_MS: u64 = 2000;
 /// How often each replica looks for stuck entries, and how idle they must be (Dapr: 15 s and
 /// 60 s; shorter here because only truly stuck entries are ever idle that long).
@@ -211,7 +213,7 @@ pub struct WorkerConfig {
     /// Lanes each batch is split into by order id, applied at once in separate transactions.
     /// Events of one order always go to the same one, in stream order, so no order is ever
     /// updated by two at a time. (Besides, two batches of disjoint orders are applied at once.)
-    #[arg(long, env = "CONCURRENCY", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, env = "CONCURRENCY", default_value_t = DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
     /// Consumers of the group idle longer than this with nothing pending are removed (pods
     /// long gone); one with pending entries never is (`1h`, `30m`, or plain seconds).
@@ -271,7 +273,7 @@ impl WorkerConfig {
             consumer_gone_ms: DEFAULT_CONSUMER_GONE_MS,
             max_deliveries: DEFAULT_MAX_DELIVERIES,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
-            concurrency: 1,
+            concurrency: DEFAULT_CONCURRENCY,
             consumer_idle_timeout: DEFAULT_CONSUMER_IDLE_TIMEOUT,
             inbox_retention: DEFAULT_INBOX_RETENTION,
             inbox_prune_interval: DEFAULT_INBOX_PRUNE_INTERVAL,

@@ -41,6 +41,14 @@ use crate::stream::{ReadBatch, Reader, RedisPool};
 /// other commits or is acked; more only add connections.
 const IN_FLIGHT: usize = 2;
 
+impl WorkerConfig {
+    /// Transactions one replica has open at most: a lane of each batch in flight (the
+    /// benchmark's PostgreSQL-alone ceiling opens as many).
+    pub fn transactions_at_once(&self) -> usize {
+        usize::from(self.concurrency) * IN_FLIGHT
+    }
+}
+
 /// One replica's consumer: its connections, its place in the group and its progress.
 pub struct Worker {
     config: WorkerConfig,

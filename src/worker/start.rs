@@ -6,7 +6,7 @@ use std::future::Future;
 
 use anyhow::Context;
 
-use super::{Worker, IN_FLIGHT};
+use super::Worker;
 use crate::config::{Subscription, WorkerConfig};
 use crate::http::Starting;
 use crate::instruments::Recorder;
@@ -68,10 +68,7 @@ impl Worker {
         )
         .await?;
         // One connection per lane of each batch in flight, and one spare for reconnects.
-        let db = store::pool(
-            database_url,
-            u32::from(config.concurrency) * IN_FLIGHT as u32 + 1,
-        );
+        let db = store::pool(database_url, config.transactions_at_once() as u32 + 1);
         announce(&subscriptions, &consumer, &config);
         Ok(Self {
             redis: stream::pool(redis),

@@ -1,6 +1,7 @@
 //! The worker as operators run it: `order-worker run` processes (one or several replicas in one
-//! group) draining the backlog, subscribed to the topics it holds. Measures how soon each is
-//! ready, the drain rate, and peak RSS. With publishing on (`ORDER_EVENTS`, the default), a
+//! group) draining the backlog, subscribed to the topics it holds, with their default logging
+//! (info, JSON) written straight to a file. Measures how soon each is ready, the drain rate, and
+//! peak RSS. With publishing on (`ORDER_EVENTS`, the default), a
 //! drain ends once every status change it made is published too.
 
 use std::path::Path;
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::publishing::{self, Published};
 use super::workload::{Backlog, Workload};
-use crate::worker_process::{worker_env, WorkerChild};
+use crate::worker_process::{worker_env, LogTo, WorkerChild};
 
 /// What one drain measured.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -91,7 +92,9 @@ pub async fn drain(
         env.extend(topics_env(workload));
         env.push(("BATCH_SIZE".to_owned(), batch_size.to_string()));
         env.extend_from_slice(settings);
-        let (child, took) = WorkerChild::spawn(order_worker, &name, &env, None).await?;
+        let log = workload.log(&name);
+        let (child, took) =
+            WorkerChild::spawn(order_worker, &name, &env, LogTo::File(&log)).await?;
         ready = ready.max(took);
         workers.push(child);
     }

@@ -1,16 +1,21 @@
-//! `order-worker-dev bench`: how fast the worker drains a backlog, against the per-event pattern
-//! Dapr's component uses and PostgreSQL's ceiling for one transaction per event, all measured in
-//! the same run on the same servers; plus steady-state latency, peak RSS and start-up time, and
-//! a mixed drain (payments and fulfillments on three streams), and what publishing status changes
-//! costs (ORDER_EVENTS on against off; COMMIT → published). Every phase starts from the same
-//! state and must end in the exact expected one.
+//! `order-worker-dev bench`: how fast the worker drains a backlog at each size, against
+//! PostgreSQL alone applying the worker's batches (the ceiling that matters), the per-event
+//! pattern Dapr's component uses and PostgreSQL's ceiling for one transaction per event, all
+//! measured in the same run on the same servers; plus, at the first size, steady-state latency,
+//! peak RSS and start-up time, a mixed drain (payments and fulfillments on three streams), and
+//! what publishing status changes costs (ORDER_EVENTS on against off; COMMIT → published). Every
+//! phase starts from the same state and must end in the exact expected one.
 
+mod ceiling;
 mod drain;
+mod drained;
 mod grown;
 mod late;
 mod latency;
 mod per_event;
 mod publishing;
+mod render;
+mod sizes;
 mod traced;
 mod workload;
 
@@ -20,6 +25,7 @@ use anyhow::Context;
 
 use crate::local_servers;
 use order_worker::{redact_url, StreamConfig, DEFAULT_BATCH_SIZE};
+pub use render::render;
 use workload::{Backlog, Workload};
 
 /// Benchmark settings.
@@ -38,9 +44,11 @@ pub struct BenchConfig {
     /// …), deleted at the end.
     #[arg(long)]
     pub stream: Option<String>,
-    /// Orders; each publishes its whole lifecycle (9 events).
-    #[arg(long, default_value_t = 3_000)]
-    pub orders: usize,
+    /// Orders; each publishes its whole lifecycle (9 events). Several (`--orders 3000,10000` or
+    /// `--orders 3000 --orders 10000`): the drain runs at each, the other phases at the
+    /// smallest.
+    #[arg(long, value_delimiter = ',', default_values_t = [3_000, 10_000, 100_000])]
+    pub orders: Vec<usize>,
     /// The worker's BATCH_SIZE for the drain.
     #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
     pub batch_size: u32,
@@ -68,12 +76,26 @@ pub struct BenchConfig {
     pub json: Option<std::path::PathBuf>,
 }
 
+impl BenchConfig {
+    /// The sizes to drain at, smallest first, each once.
+    pub fn sizes(&self) -> Vec<usize> {
+        let mut sizes = self.orders.clone();
+        sizes.sort_unstable();
+        sizes.dedup();
+        sizes
+    }
+}
+
 /// Everything one run measured.
 #[derive(Debug, serde::Serialize)]
 pub struct Report {
+    /// The smallest size, which every phase but the drains at the other sizes runs at.
     pub orders: usize,
     pub events: u64,
+    /// The drain at the smallest size (as in `sizes`).
     pub drain: drain::Drain,
+    /// The drain at each size beside PostgreSQL alone running its batches, smallest first.
+    pub sizes: Vec<sizes::AtSize>,
     /// The mixed drain: payments and fulfillments on three streams, one replica.
     pub mixed: Option<drain::Drain>,
     /// The fulfillment drain with one event in ten late, one replica.
@@ -108,18 +130,20 @@ pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Rep
     let connections = servers.connections(&database_url);
     let redis =
         local_servers::connect_redis(&connections.redis_tls, &connections.redis_url).await?;
-    let mut workload = Workload::new(
-        (0..config.orders)
-            .map(|i| format!("bench-order-{i:06}"))
-            .collect(),
-        connections,
-        StreamConfig::for_stream(&stream),
-        redis,
-    );
+    // The workers' logs, written as a user's `2> file` writes them; kept if the run fails.
+    let logs = tempfile::Builder::new()
+        .prefix("order-worker-bench-")
+        .tempdir()
+        .context("creating a directory for the workers' logs")?;
+    let stream = StreamConfig::for_stream(&stream);
+    let sizes = config.sizes();
+    let mut workload = Workload::new(sizes[0], connections, stream, redis, logs.path().into());
+    let each: Vec<String> = sizes.iter().map(|&n| render::grouped(n as f64)).collect();
     eprintln!(
-        "order-worker-dev bench: {} orders, {} events; Redis {}, PostgreSQL {} ({})",
-        config.orders,
-        workload.events(),
+        "order-worker-dev bench: drains at {} orders; every other phase at the first ({} \
+         events); Redis {}, PostgreSQL {} ({})",
+        each.join(", "),
+        render::grouped(workload.events() as f64),
         redact_url(&workload.connections.redis_url),
         redact_url(&workload.connections.database_url),
         servers.origin
@@ -132,7 +156,8 @@ pub async fn run(config: BenchConfig, order_worker: &Path) -> anyhow::Result<Rep
     if config.database.is_none() {
         local_servers::drop_database(&servers.admin_url, &database).await?;
     }
-    let report = measured?;
+    let report =
+        measured.with_context(|| format!("the workers' logs are in {}", logs.keep().display()))?;
     print!("{}", render(&report));
     if let Some(path) = &config.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
@@ -149,28 +174,28 @@ fn run_id() -> String {
     format!("{}_{secs}", std::process::id())
 }
 
-/// Every phase on `workload`, in turn.
+/// Every phase on `workload`, in turn: the drains at every size one after the other (so they
+/// share what the machine does meanwhile), then the others at the smallest.
 async fn measure(
     config: &BenchConfig,
     workload: &mut Workload,
     order_worker: &Path,
 ) -> anyhow::Result<Report> {
-    workload.seed().await?;
-
-    // One replica or several, the end state must be what in-order processing writes.
-    let drain = drain::phase(
-        workload,
-        Backlog::Fulfillment,
-        "drain",
-        order_worker,
-        usize::from(config.replicas),
-        config.batch_size,
-    )
-    .await?;
+    let sizes = config.sizes();
+    let replicas = usize::from(config.replicas);
+    let mut drains = Vec::new();
+    for &orders in &sizes {
+        workload.reseed(orders).await?;
+        // One replica or several, the end state must be what in-order processing writes.
+        let drain = sizes::phase(workload, order_worker, replicas, config.batch_size);
+        drains.push(drain.await?);
+    }
+    workload.reseed(sizes[0]).await?;
     let mut report = Report {
-        orders: config.orders,
+        orders: sizes[0],
         events: workload.events(),
-        drain,
+        drain: drains[0].drain.clone(),
+        sizes: drains,
         mixed: None,
         late: None,
         traced: None,
@@ -183,41 +208,7 @@ async fn measure(
         latency: None,
     };
     if !config.drain_only {
-        workload.reset(Backlog::Fulfillment).await?;
-        workload.publish_backlog().await?;
-        let per_event = per_event::dapr_shape(workload).await?;
-        let rows = workload.verify("per-event pattern", false).await?;
-        report.per_event_transitions_lost = Some(3 * config.orders as i64 - rows);
-        report.per_event_events_per_second = Some(per_event);
-        report.speedup = Some(report.drain.events_per_second / per_event);
-
-        workload.reset(Backlog::Fulfillment).await?;
-        report.postgres_ceiling_events_per_second =
-            Some(per_event::postgres_ceiling(workload).await?);
-        workload.verify("PostgreSQL ceiling", true).await?;
-
-        workload.reset(Backlog::Fulfillment).await?;
-        report.latency =
-            Some(latency::measure(workload, config.rate, config.latency_seconds).await?);
-
-        // Last, so every phase before it runs as it did before there was one. One replica: its
-        // exact end state needs each order's payments applied before its fulfillment events.
-        report.mixed = Some(
-            drain::phase(
-                workload,
-                Backlog::Mixed,
-                "mixed drain",
-                order_worker,
-                1,
-                config.batch_size,
-            )
-            .await?,
-        );
-        report.late = Some(late::phase(workload, order_worker, config.batch_size).await?);
-        report.traced = Some(traced::phase(workload, order_worker, config.batch_size).await?);
-        let replicas = usize::from(config.replicas);
-        report.publishing =
-            Some(publishing::phase(workload, order_worker, replicas, config.batch_size).await?);
+        others(config, workload, order_worker, &mut report).await?;
     }
     if config.grown_rows > 0 {
         let grown = grown::phase(workload, order_worker, config.batch_size, config.grown_rows);
@@ -226,154 +217,69 @@ async fn measure(
     Ok(report)
 }
 
-/// The table `run` prints: one line per measurement.
-pub fn render(report: &Report) -> String {
-    let drain_row = |what: &str, drain: &drain::Drain| {
-        (
-            format!(
-                "{what}, worker defaults ({} replica(s), batch {})",
-                drain.replicas, drain.batch_size
-            ),
-            format!(
-                "{:>10.0} events/s  ({:.2} s)",
-                drain.events_per_second, drain.seconds
-            ),
-        )
-    };
-    let drain = &report.drain;
-    let mut rows = vec![drain_row("drain", drain)];
-    if let Some(mixed) = &report.mixed {
-        rows.push(drain_row(
-            "mixed, 3 streams (payments + fulfillments)",
-            mixed,
-        ));
+/// The phases beside the drain (not with `--drain-only`), into `report`.
+async fn others(
+    config: &BenchConfig,
+    workload: &mut Workload,
+    order_worker: &Path,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    workload.reset(Backlog::Fulfillment).await?;
+    workload.publish_backlog().await?;
+    let per_event = per_event::dapr_shape(workload).await?;
+    let rows = workload.verify("per-event pattern", false).await?;
+    report.per_event_transitions_lost = Some(3 * workload.orders.len() as i64 - rows);
+    report.per_event_events_per_second = Some(per_event);
+    report.speedup = Some(report.drain.events_per_second / per_event);
+
+    workload.reset(Backlog::Fulfillment).await?;
+    let ceiling = ceiling::measure(workload, per_event::HANDLERS, 1).await?;
+    report.postgres_ceiling_events_per_second = Some(ceiling.events_per_second);
+    workload.verify("PostgreSQL ceiling", true).await?;
+
+    workload.reset(Backlog::Fulfillment).await?;
+    report.latency = Some(latency::measure(workload, config.rate, config.latency_seconds).await?);
+
+    // Last, so every phase before it runs as it did before there was one. One replica: its
+    // exact end state needs each order's payments applied before its fulfillment events.
+    let mixed = drain::phase(
+        workload,
+        Backlog::Mixed,
+        "mixed drain",
+        order_worker,
+        1,
+        config.batch_size,
+    );
+    report.mixed = Some(mixed.await?);
+    report.late = Some(late::phase(workload, order_worker, config.batch_size).await?);
+    report.traced = Some(traced::phase(workload, order_worker, config.batch_size).await?);
+    let replicas = usize::from(config.replicas);
+    report.publishing =
+        Some(publishing::phase(workload, order_worker, replicas, config.batch_size).await?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    fn sizes(args: &[&str]) -> Vec<usize> {
+        let cli = Cli::try_parse_from(["order-worker-dev", "bench"].iter().chain(args))
+            .expect("the command line parses");
+        let Command::Bench(config) = cli.command else {
+            unreachable!("parsed as bench")
+        };
+        config.sizes()
     }
-    if let Some(late) = &report.late {
-        rows.push((
-            format!(
-                "1 event in {} late (its order recomputed), 1 replica",
-                late::LATE_EVERY
-            ),
-            format!(
-                "{:>10.0} events/s  ({:.2} s; the late ones alone {:.0} events/s)",
-                late.events_per_second, late.seconds, late.late_events_per_second
-            ),
-        ));
+
+    #[test]
+    fn the_drain_runs_at_three_sizes_unless_told_which() {
+        assert_eq!(sizes(&[]), [3_000, 10_000, 100_000]);
+        assert_eq!(sizes(&["--orders", "10000"]), [10_000]);
+        assert_eq!(sizes(&["--orders", "10000,3000"]), [3_000, 10_000]);
+        let repeated = ["--orders", "500", "--orders", "40", "--orders", "500"];
+        assert_eq!(sizes(&repeated), [40, 500]);
     }
-    if let Some(traced) = &report.traced {
-        rows.push((
-            "spans exported over OTLP: sampling 100 % / 1 % / export off, 1 replica".to_owned(),
-            format!(
-                "{:>6.0} / {:.0} / {:.0} events/s",
-                traced.sampled_all_events_per_second,
-                traced.sampled_1_percent_events_per_second,
-                traced.off_events_per_second
-            ),
-        ));
-    }
-    if let Some(publishing) = &report.publishing {
-        rows.push((
-            format!(
-                "publishing status changes (ORDER_EVENTS), {} replica(s) (medians of {})",
-                publishing.replicas,
-                publishing.on_events_per_second.len()
-            ),
-            format!(
-                "on {:.0} events/s vs off {:.0} events/s ({:.1} % of off; target ≥ {:.0} %){}",
-                publishing.on_median_events_per_second,
-                publishing.off_median_events_per_second,
-                publishing.on_percent_of_off,
-                publishing.target_percent_of_off,
-                match publishing.orders_with_steps_skipped() {
-                    0 => String::new(),
-                    n => format!("; {n} order(s) published skipping a status (applied late)"),
-                }
-            ),
-        ));
-    }
-    if let Some(grown) = &report.grown {
-        rows.push((
-            format!(
-                "inbox and history empty / holding {} rows each, 1 replica, shared_buffers {} \
-                 (medians of {})",
-                grown.rows,
-                grown.shared_buffers,
-                grown.empty_events_per_second.len()
-            ),
-            format!(
-                "{:>6.0} / {:.0} events/s  ({:+.1} %; loaded in {:.0} s)",
-                grown::median(&grown.empty_events_per_second),
-                grown::median(&grown.grown_events_per_second),
-                grown.change_percent,
-                grown.load_seconds
-            ),
-        ));
-    }
-    if let (Some(per_event), Some(speedup)) = (report.per_event_events_per_second, report.speedup) {
-        rows.push((
-            format!(
-                "per-event pattern (Dapr's shape: {} handlers, 1 tx + 1 XACK per event)",
-                per_event::HANDLERS
-            ),
-            format!("{per_event:>10.0} events/s"),
-        ));
-        rows.push((
-            "worker / per-event".to_owned(),
-            format!("{speedup:>10.1} ×"),
-        ));
-    }
-    if let Some(ceiling) = report.postgres_ceiling_events_per_second {
-        rows.push((
-            format!(
-                "PostgreSQL ceiling, 1 transaction per event ({} connections)",
-                per_event::HANDLERS
-            ),
-            format!("{ceiling:>10.0} events/s"),
-        ));
-    }
-    if let Some(latency) = &report.latency {
-        rows.push((
-            format!(
-                "XADD → COMMIT at {} events/s ({} events)",
-                latency.rate, latency.events
-            ),
-            format!(
-                "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-                latency.p50_ms, latency.p99_ms, latency.max_ms
-            ),
-        ));
-        rows.push(match &latency.commit_to_published {
-            Some(published) => (
-                format!(
-                    "COMMIT → status change on the order events stream ({} changes, at {:.0}/s)",
-                    published.changes, published.changes_per_second
-                ),
-                format!(
-                    "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (target p99 ≤ {:.0} ms)",
-                    published.p50_ms, published.p99_ms, published.max_ms, published.target_p99_ms
-                ),
-            ),
-            None => (
-                "COMMIT → status change on the order events stream".to_owned(),
-                "none measured: no probe event moved a status (fewer events than orders)"
-                    .to_owned(),
-            ),
-        });
-    }
-    rows.push((
-        "peak RSS of a worker process".to_owned(),
-        format!("{:>10.1} MB", drain.peak_rss_mb),
-    ));
-    rows.push((
-        "ready (spawn → first read)".to_owned(),
-        format!("{:>10.0} ms", drain.ready_ms),
-    ));
-    let width = rows
-        .iter()
-        .map(|(name, _)| name.chars().count())
-        .max()
-        .unwrap_or(0);
-    rows.iter()
-        .map(|(name, value)| format!("{name:<width$}  {value}\n"))
-        .collect()
 }

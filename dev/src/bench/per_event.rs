@@ -1,6 +1,7 @@
-//! The baselines, measured on the same servers in the same run: Dapr's shape (ten handlers,
-//! each taking one entry at a time and committing one transaction and one XACK per event), and
-//! PostgreSQL's own ceiling for one transaction per event with the same statements, no Redis.
+//! The baseline, measured on the same servers in the same run: Dapr's shape (ten handlers, each
+//! taking one entry at a time and committing one transaction and one XACK per event). Its
+//! ceiling, PostgreSQL alone committing one transaction per event from as many connections, is
+//! [`super::ceiling::measure`]'s.
 
 use std::time::Instant;
 
@@ -8,13 +9,12 @@ use anyhow::Context;
 use futures_util::future::try_join_all;
 
 use super::workload::Workload;
-use order_worker::FulfillmentStatus;
 use order_worker::{apply_batch, Incoming, TableName, Tables};
-use order_worker::{decode, Event, Topic, DEFAULT_MAX_ENTRY_BYTES};
+use order_worker::{decode, Topic, DEFAULT_MAX_ENTRY_BYTES};
 use order_worker::{ReadBatch, Reader};
 
 /// The topic the benchmark publishes.
-fn fulfillment() -> anyhow::Result<&'static dyn Topic> {
+pub(super) fn fulfillment() -> anyhow::Result<&'static dyn Topic> {
     order_worker::topic("fulfillment.status_changed").context("the fulfillment topic")
 }
 
@@ -81,56 +81,4 @@ async fn handler(
         }
     }
     Ok(())
-}
-
-/// Applies every event of the workload in its own transaction from `HANDLERS` connections,
-/// with no Redis at all; returns transactions (events) per second.
-pub async fn postgres_ceiling(workload: &Workload) -> anyhow::Result<f64> {
-    // Each connection takes whole orders, so every order's events stay in order.
-    let topic = fulfillment()?;
-    let lanes: Vec<Vec<Event>> = (0..HANDLERS)
-        .map(|lane| {
-            workload
-                .orders
-                .iter()
-                .skip(lane)
-                .step_by(HANDLERS)
-                .flat_map(|order| {
-                    FulfillmentStatus::LIFECYCLE
-                        .iter()
-                        .map(move |status| (order, *status))
-                })
-                .map(|(order, status)| {
-                    let fields: Vec<(String, Vec<u8>)> = workload
-                        .entry(order, status)
-                        .into_iter()
-                        .map(|(k, v)| (k, v.into_bytes()))
-                        .collect();
-                    decode(topic, &fields, DEFAULT_MAX_ENTRY_BYTES, Default::default())
-                        .context("the benchmark's own event decodes")
-                })
-                .collect::<anyhow::Result<_>>()
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let started = Instant::now();
-    try_join_all(lanes.iter().map(|events| async move {
-        let mut db =
-            order_worker::connect_postgres(workload.connections.database_url.clone()).await?;
-        let tables = Tables::inspect(&mut db, &TableName::default()).await?;
-        for (n, event) in events.iter().enumerate() {
-            let entry_id = format!("0-{n}");
-            apply_batch(
-                &mut db,
-                &tables,
-                &[Incoming {
-                    entry_id: &entry_id,
-                    event,
-                }],
-            )
-            .await?;
-        }
-        anyhow::Ok(())
-    }))
-    .await?;
-    Ok(workload.events() as f64 / started.elapsed().as_secs_f64())
 }

@@ -1,28 +1,28 @@
 //! The benchmark's workload: K orders, each with its whole fulfillment lifecycle (and, for the
 //! mixed phase, its payments before it) published in Dapr's format as a backlog, and the exact
-//! end state that draining it must reach.
+//! end state that draining it must reach (waited for and checked in [`super::drained`]).
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use order_worker::RedisConnection;
 
 use crate::publisher::{self, Format};
-use order_worker::schema::{order_payments, order_status_history, orders};
+use order_worker::schema::orders;
 use order_worker::FulfillmentStatus;
 use order_worker::{OrderEvents, StreamConfig};
 
-/// How long a drain may take before the benchmark gives up.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(600);
-
-/// How often a drain's progress bar reads how far the groups are.
-const PROGRESS_EVERY: Duration = Duration::from_millis(200);
-
 /// XADDs sent to Redis in one pipeline.
 const PIPELINE: usize = 2_000;
+
+/// A stream's entries, generated as they are published.
+type Entries<'a> = Box<dyn Iterator<Item = Vec<(String, String)>> + 'a>;
+
+/// What the phases write, emptied before each.
+const PHASE_TABLES: &str = "processed_events, order_status_history, order_fulfillments, \
+                            order_payments, order_events_outbox";
 
 /// What a phase's backlog holds, so where the orders start and what draining it must leave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,7 @@ impl Backlog {
     }
 
     /// Payment events published for the order at `index`.
-    fn payments(self, index: usize) -> usize {
+    pub(super) fn payments(self, index: usize) -> usize {
         match self {
             Self::Fulfillment => 0,
             Self::Mixed => 1 + usize::from(self.declined_first(index)),
@@ -63,7 +63,7 @@ impl Backlog {
     /// History rows the order at `index` ends with when its events are applied in stream
     /// order: one per payment verdict (pending → failed → confirmed, or pending → confirmed),
     /// then processing, shipped, delivered.
-    fn history_rows(self, index: usize) -> i64 {
+    pub(super) fn history_rows(self, index: usize) -> i64 {
         (self.payments(index) + 3) as i64
     }
 }
@@ -81,30 +81,40 @@ pub struct Workload {
     pub redis: RedisConnection,
     /// What the last [`Workload::reset`] prepared for.
     pub backlog: Backlog,
+    /// Where the workers' logs go, one file per worker name (see [`Workload::log`]).
+    logs: PathBuf,
 }
 
 impl Workload {
-    /// The workload on `stream`, its payment streams `<stream>.payment.confirmed` and
-    /// `<stream>.payment.failed` in the same group.
+    /// The workload of `orders` orders on `stream`, its payment streams
+    /// `<stream>.payment.confirmed` and `<stream>.payment.failed` in the same group; the
+    /// workers log into the directory `logs`.
     pub fn new(
-        orders: Vec<String>,
+        orders: usize,
         connections: order_worker::Connections,
         stream: StreamConfig,
         redis: RedisConnection,
+        logs: PathBuf,
     ) -> Self {
         let beside = |topic: &str| StreamConfig {
             stream: format!("{}.{topic}", stream.stream),
             ..stream.clone()
         };
         Self {
-            orders,
+            orders: order_ids(orders),
             connections,
             payment_confirmed: beside("payment.confirmed"),
             payment_failed: beside("payment.failed"),
             stream,
             redis,
             backlog: Backlog::Fulfillment,
+            logs,
         }
+    }
+
+    /// The log file of the worker named `name`; each drain writes it anew.
+    pub fn log(&self, name: &str) -> PathBuf {
+        self.logs.join(format!("{name}.log"))
     }
 
     /// Entries in the current backlog.
@@ -129,8 +139,8 @@ impl Workload {
         OrderEvents::beside(&self.stream.stream)
     }
 
-    /// Inserts the orders at `confirmed` (once per run).
-    pub async fn seed(&self) -> anyhow::Result<()> {
+    /// Inserts the orders at `confirmed`.
+    async fn seed(&self) -> anyhow::Result<()> {
         let mut conn = self.db().await?;
         for chunk in self.orders.chunks(5_000) {
             let rows: Vec<_> = chunk
@@ -145,14 +155,24 @@ impl Workload {
         Ok(())
     }
 
+    /// Replaces the orders by `count` new ones, seeded into emptied tables: the drain at the
+    /// next size starts as the one before did.
+    pub async fn reseed(&mut self, count: usize) -> anyhow::Result<()> {
+        self.db()
+            .await?
+            .batch_execute(&format!("TRUNCATE orders, {PHASE_TABLES}"))
+            .await?;
+        self.orders = order_ids(count);
+        self.seed().await
+    }
+
     /// Puts the orders back to where `backlog` starts them and empties what the last phase
     /// wrote, every stream and its group included, so every phase starts from the same state.
     pub async fn reset(&mut self, backlog: Backlog) -> anyhow::Result<()> {
         self.backlog = backlog;
         let mut db = self.db().await?;
         db.batch_execute(&format!(
-            "TRUNCATE processed_events, order_status_history, order_fulfillments, order_payments, \
-                 order_events_outbox; \
+            "TRUNCATE {PHASE_TABLES}; \
              UPDATE orders SET status = '{}', fulfillment_status = NULL",
             backlog.initial_status()
         ))
@@ -191,21 +211,29 @@ impl Workload {
         for stream in self.streams() {
             order_worker::ensure_group(&mut self.redis.clone(), stream).await?;
         }
-        let groups = [
-            self.payments(true),
-            self.payments(false),
-            (self.stream.stream.as_str(), self.lifecycles()),
+        // Generated a pipeline at a time: at 100,000 orders the whole backlog would take a GB.
+        let lifecycles = self
+            .interleaved()
+            .map(|(_, order, status)| self.entry(order, status));
+        let (declined, confirmed) = (self.payments(true), self.payments(false));
+        let groups: [(&str, Entries<'_>); 3] = [
+            (declined.0, Box::new(declined.1.into_iter())),
+            (confirmed.0, Box::new(confirmed.1.into_iter())),
+            (&self.stream.stream, Box::new(lifecycles)),
         ];
         // In the order they happen; entries of two streams within one millisecond go by the
         // topics' stages, which is that order too.
         let mut redis = self.redis.clone();
-        let total = groups.iter().map(|(_, entries)| entries.len() as u64).sum();
-        let progress = order_worker::ops::output::bar(total, "entries", false);
+        let progress = order_worker::ops::output::bar(self.events(), "entries", false);
         progress.set_message("publishing the backlog");
-        for (stream, entries) in groups.iter().filter(|(_, entries)| !entries.is_empty()) {
-            for chunk in entries.chunks(PIPELINE) {
+        for (stream, mut entries) in groups {
+            loop {
+                let chunk: Vec<_> = entries.by_ref().take(PIPELINE).collect();
+                if chunk.is_empty() {
+                    break;
+                }
                 let mut pipe = redis::pipe();
-                for fields in chunk {
+                for fields in &chunk {
                     pipe.cmd("XADD").arg(stream).arg("*").arg(fields).ignore();
                 }
                 let _: () = pipe.query_async(&mut redis).await?;
@@ -255,12 +283,19 @@ impl Workload {
         Ok(late_count)
     }
 
-    /// Every order's lifecycle, orders interleaved step by step.
+    /// Every order's lifecycle, orders interleaved step by step: each event's order (its index
+    /// and id) and status, in stream order.
+    pub fn interleaved(&self) -> impl Iterator<Item = (usize, &str, FulfillmentStatus)> {
+        FulfillmentStatus::LIFECYCLE.into_iter().flat_map(|status| {
+            (self.orders.iter().enumerate())
+                .map(move |(index, order)| (index, order.as_str(), status))
+        })
+    }
+
+    /// The entries of [`Workload::interleaved`].
     fn lifecycles(&self) -> Vec<Vec<(String, String)>> {
-        FulfillmentStatus::LIFECYCLE
-            .into_iter()
-            .flat_map(|status| self.orders.iter().map(move |order| (order, status)))
-            .map(|(order, status)| self.entry(order, status))
+        self.interleaved()
+            .map(|(_, order, status)| self.entry(order, status))
             .collect()
     }
 
@@ -313,133 +348,6 @@ impl Workload {
         (stream, entries)
     }
 
-    /// Waits until the group has read every entry of every stream of the backlog and none is
-    /// pending, and, when the workers publish status changes (`outbox` is then a connection to
-    /// count its rows, opened before the clock started), until the outbox is empty too (every
-    /// change the drain made is on the order events stream); returns when it was.
-    pub async fn wait_drained(
-        &mut self,
-        mut outbox: Option<&mut AsyncPgConnection>,
-    ) -> anyhow::Result<Instant> {
-        let deadline = Instant::now() + DRAIN_DEADLINE;
-        let streams: Vec<StreamConfig> = self.streams().into_iter().cloned().collect();
-        // Shown on a terminal only, so the drain measured elsewhere polls exactly as before.
-        let progress = order_worker::ops::output::bar(self.events(), "events", false);
-        progress.set_message("draining");
-        let mut shown = Instant::now();
-        let mut next = 0;
-        let mut publishing_shown = false;
-        loop {
-            // Streams found drained stay drained: nothing is published during a drain.
-            while let Some(stream) = streams.get(next) {
-                let group =
-                    order_worker::group_info(&mut self.redis, &stream.stream, &stream.group)
-                        .await?;
-                if !group.is_some_and(|group| group.lag == Some(0) && group.pending == 0) {
-                    break;
-                }
-                next += 1;
-            }
-            // Every change is committed once the streams are drained (a batch is acknowledged
-            // after its COMMIT): from then on the outbox only empties.
-            if next == streams.len() {
-                let published = match outbox.as_deref_mut() {
-                    Some(db) => {
-                        if !publishing_shown {
-                            progress.set_message("publishing the status changes");
-                            publishing_shown = true;
-                        }
-                        outbox_rows(db).await? == 0
-                    }
-                    None => true,
-                };
-                if published {
-                    progress.finish_and_clear();
-                    return Ok(Instant::now());
-                }
-            }
-            if !progress.is_hidden() && shown.elapsed() >= PROGRESS_EVERY {
-                let left = self.unacked(&streams).await?;
-                progress.set_position(self.events().saturating_sub(left));
-                shown = Instant::now();
-            }
-            if Instant::now() > deadline {
-                if next == streams.len() {
-                    bail!("the outbox was not published within {DRAIN_DEADLINE:?}");
-                }
-                bail!("the streams were not drained within {DRAIN_DEADLINE:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
-
-    /// Entries of `streams` their groups have not acknowledged yet (lag and pending).
-    async fn unacked(&mut self, streams: &[StreamConfig]) -> anyhow::Result<u64> {
-        let mut left = 0;
-        for stream in streams {
-            let group =
-                order_worker::group_info(&mut self.redis, &stream.stream, &stream.group).await?;
-            if let Some(group) = group {
-                left += (group.lag.unwrap_or(0) + group.pending) as u64;
-            }
-        }
-        Ok(left)
-    }
-
-    /// Checks the end state: every order delivered, each order's history rows as its events
-    /// applied in stream order leave them when `ordered` (see [`Backlog`]), and one payment row
-    /// per payment published. Unless `ordered`: a consumer that reorders events (Dapr's
-    /// concurrent handlers, the per-event pattern) may skip a status on the way and record
-    /// fewer rows, never more.
-    /// Returns the number of history rows.
-    pub async fn verify(&self, phase: &str, ordered: bool) -> anyhow::Result<i64> {
-        let mut conn = self.db().await?;
-        // Only the workload's orders: the grown phase adds millions of others' rows.
-        let per_order: HashMap<String, i64> = order_status_history::table
-            .filter(order_status_history::order_id.eq_any(&self.orders))
-            .group_by(order_status_history::order_id)
-            .select((order_status_history::order_id, diesel::dsl::count_star()))
-            .load::<(String, i64)>(&mut conn)
-            .await?
-            .into_iter()
-            .collect();
-        let delivered: i64 = orders::table
-            .filter(orders::status.eq("delivered"))
-            .count()
-            .get_result(&mut conn)
-            .await?;
-        let payments: i64 = order_payments::table.count().get_result(&mut conn).await?;
-        let rows: i64 = per_order.values().sum();
-        let mut expected_rows = 0;
-        let mut expected_payments = 0;
-        let mut wrong = Vec::new();
-        for (index, order) in self.orders.iter().enumerate() {
-            let expected = self.backlog.history_rows(index);
-            let got = per_order.get(order).copied().unwrap_or(0);
-            if got > expected || (ordered && got != expected) {
-                wrong.push(format!("{order}: {got} (expected {expected})"));
-            }
-            expected_rows += expected;
-            expected_payments += self.backlog.payments(index) as i64;
-        }
-        let orders = self.orders.len() as i64;
-        if !wrong.is_empty() || delivered != orders || payments != expected_payments {
-            bail!(
-                "{phase}: wrong end state: {rows} history rows (expected {expected_rows}), \
-                 {} orders with wrong history ({}), {delivered} of {orders} orders delivered, \
-                 {payments} payments recorded (expected {expected_payments})",
-                wrong.len(),
-                wrong.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
-            );
-        }
-        Ok(rows)
-    }
-
-    /// Rows in the outbox: status changes written and not published yet.
-    pub async fn outbox_rows(&self) -> anyhow::Result<i64> {
-        outbox_rows(&mut self.db().await?).await
-    }
-
     /// A connection set up as the worker's are.
     pub async fn db(&self) -> anyhow::Result<AsyncPgConnection> {
         order_worker::connect_postgres(self.connections.database_url.clone())
@@ -448,15 +356,7 @@ impl Workload {
     }
 }
 
-/// Rows of `order_events_outbox`.
-async fn outbox_rows(db: &mut AsyncPgConnection) -> anyhow::Result<i64> {
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        rows: i64,
-    }
-    let count = diesel::sql_query("SELECT count(*) AS rows FROM order_events_outbox")
-        .get_result::<Count>(db)
-        .await?;
-    Ok(count.rows)
+/// The ids of `count` orders.
+fn order_ids(count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("bench-order-{i:06}")).collect()
 }

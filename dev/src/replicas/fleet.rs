@@ -8,7 +8,7 @@ use order_worker::RedisConnection;
 
 use super::names::ReplicaSet;
 use super::watch::snapshot;
-use crate::worker_process::{worker_env, WorkerChild};
+use crate::worker_process::{worker_env, LogTo, WorkerChild};
 use order_worker::ops::table::Table;
 use order_worker::ops::OpsConfig;
 use order_worker::{Connections, StreamConfig};
@@ -81,8 +81,13 @@ impl Fleet {
         // Later settings win over worker_env's (TOPICS).
         env.extend(settings.extra_env.iter().cloned());
         let log = settings.log_dir.join(format!("{name}.log"));
-        let (child, took) =
-            WorkerChild::spawn(&settings.order_worker, &name, &env, Some(&log)).await?;
+        let (child, took) = WorkerChild::spawn(
+            &settings.order_worker,
+            &name,
+            &env,
+            LogTo::Counted(Some(&log)),
+        )
+        .await?;
         println!("started {name}: subscribed after {} ms", took.as_millis());
         self.replicas.push(Replica {
             child,
