@@ -85,10 +85,12 @@ const NAMES_VALUE: &str = "NAMES";
 /// Every topic the worker serves, comma-separated: `TOPICS`' default.
 fn default_topics() -> &'static str {
     static DEFAULT: OnceLock<String> = OnceLock::new();
-    DEFAULT.get_or_init(|| {
-        let names: Vec<&str> = topics::ALL.iter().map(|t| t.name()).collect();
-        names.join(",")
-    })
+    DEFAULT.get_or_init(|| known().join(","))
+}
+
+/// The crate's topics' names, in `ALL`'s order.
+fn known() -> Vec<&'static str> {
+    topics::ALL.iter().map(|t| t.name()).collect()
 }
 
 /// The crate's topics with a stream setting of their own, and that setting's env and flag.
@@ -157,10 +159,7 @@ impl clap::FromArgMatches for Topics {
 pub(crate) fn parse_topic(name: &str) -> Result<String, String> {
     match topics::by_name(name.trim()) {
         Some(topic) => Ok(topic.name().to_owned()),
-        None => {
-            let known: Vec<&str> = topics::ALL.iter().map(|t| t.name()).collect();
-            Err(format!("unknown topic (known: {})", known.join(", ")))
-        }
+        None => Err(format!("unknown topic (known: {})", known().join(", "))),
     }
 }
 

@@ -83,15 +83,15 @@ fn keep_fresh(w: &Worker, read: &ReadBatch) -> KeptFresh {
     KeptFresh::start(redis, consumer, held.collect(), w.keep_alive_period())
 }
 
-/// `ids` by stream, streams in the order first named: a command names one stream.
-fn by_stream<'s, 'i>(
-    ids: impl IntoIterator<Item = (&'s StreamConfig, &'i str)>,
-) -> Vec<(&'s StreamConfig, Vec<&'i str>)> {
-    let mut grouped: Vec<(&StreamConfig, Vec<&str>)> = Vec::new();
-    for (stream, id) in ids {
+/// `items` by stream, streams in the order first named: a command names one stream.
+pub(super) fn by_stream<'s, T>(
+    items: impl IntoIterator<Item = (&'s StreamConfig, T)>,
+) -> Vec<(&'s StreamConfig, Vec<T>)> {
+    let mut grouped: Vec<(&StreamConfig, Vec<T>)> = Vec::new();
+    for (stream, item) in items {
         match grouped.iter_mut().find(|(s, _)| std::ptr::eq(*s, stream)) {
-            Some((_, ids)) => ids.push(id),
-            None => grouped.push((stream, vec![id])),
+            Some((_, items)) => items.push(item),
+            None => grouped.push((stream, vec![item])),
         }
     }
     grouped

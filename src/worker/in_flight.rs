@@ -140,24 +140,26 @@ mod tests {
 
     use super::*;
 
+    /// Two batches' places in line, in read order.
+    fn two_in_line() -> (Ticket, Ticket) {
+        let in_flight = InFlight::new(2);
+        (in_flight.ticket(), in_flight.ticket())
+    }
+
     fn orders(ids: &[&str]) -> HashSet<String> {
         ids.iter().map(|id| id.to_string()).collect()
     }
 
     #[test]
     fn a_batch_of_other_orders_enters_at_once() {
-        let in_flight = InFlight::new(2);
-        let first = in_flight.ticket();
-        let second = in_flight.ticket();
+        let (first, second) = two_in_line();
         assert!(first.enter(orders(&["a", "b"])).now_or_never().is_some());
         assert!(second.enter(orders(&["c"])).now_or_never().is_some());
     }
 
     #[test]
     fn a_batch_sharing_an_order_waits_until_the_one_ahead_is_done() {
-        let in_flight = InFlight::new(2);
-        let first = in_flight.ticket();
-        let second = in_flight.ticket();
+        let (first, second) = two_in_line();
         assert!(first.enter(orders(&["a", "b"])).now_or_never().is_some());
         let mut waiting = Box::pin(second.enter(orders(&["b", "c"])));
         assert!((&mut waiting).now_or_never().is_none());
@@ -167,9 +169,7 @@ mod tests {
 
     #[test]
     fn a_batch_waits_for_one_ahead_that_has_not_said_its_orders() {
-        let in_flight = InFlight::new(2);
-        let first = in_flight.ticket();
-        let second = in_flight.ticket();
+        let (first, second) = two_in_line();
         let mut waiting = Box::pin(second.enter(orders(&["c"])));
         assert!((&mut waiting).now_or_never().is_none());
         assert!(first.enter(orders(&["a"])).now_or_never().is_some());
@@ -178,9 +178,7 @@ mod tests {
 
     #[test]
     fn a_batch_never_waits_for_one_behind_it() {
-        let in_flight = InFlight::new(2);
-        let first = in_flight.ticket();
-        let second = in_flight.ticket();
+        let (first, second) = two_in_line();
         assert!(second.enter(orders(&["a"])).now_or_never().is_none());
         assert!(first.enter(orders(&["a"])).now_or_never().is_some());
     }

@@ -4,9 +4,8 @@
 use futures_util::future::join_all;
 use tracing::{Instrument, Span};
 
-use super::batch::Batch;
+use super::batch::{by_stream, Batch, Delivered};
 use super::OnRedis;
-use crate::config::StreamConfig;
 use crate::retry::until_ok;
 use crate::shutdown::Shutdown;
 use crate::stream::{settle as settle_stream, DeadLetter, Settlement};
@@ -23,37 +22,34 @@ pub(super) async fn settle(
     spans: &[Span],
     shutdown: &Shutdown,
 ) -> Option<()> {
-    let mut settlements: Vec<Settlement<'_>> = Vec::new();
-    for (subscription, id) in &batch.deleted {
+    let deleted = batch.deleted.iter().map(|(subscription, id)| {
         tracing::warn!(entry_id = %id, "pending entry was deleted from the stream: acking it");
-        on(&mut settlements, &subscription.stream).ack_ids.push(id);
-    }
-    for (delivered, fate) in batch.entries.iter().zip(verdicts) {
-        let (entry, delivery_count) = (&delivered.entry, delivered.deliveries);
-        let settlement = on(&mut settlements, &delivered.subscription.stream);
-        match fate {
-            Verdict::Ack => settlement.ack_ids.push(&entry.id),
-            Verdict::DeadLetter(refusal) => {
-                // Poison input is expected: WARN, in the words of the operators' greps.
-                let topic = delivered.subscription.topic.name();
-                tracing::warn!(entry_id = %entry.id, delivery_count, error = %refusal,
-                    "failed to update order status: error in a {topic} entry that can never apply: dead-lettering it");
-                settlement.dead.push(DeadLetter {
-                    entry,
-                    error: refusal.to_string(),
-                    delivery_count,
-                });
+        (&subscription.stream, Fate::Ack(id.as_str()))
+    });
+    let fates = batch.entries.iter().zip(verdicts);
+    let fates = fates.filter_map(|(delivered, verdict)| {
+        Some((&delivered.subscription.stream, fate(delivered, verdict)?))
+    });
+    // Only streams with something to settle; each retried on its own: one whose MULTI went
+    // through is never sent again (its dead letters would be copied twice) because another's
+    // failed.
+    let settlements: Vec<Settlement<'_>> = by_stream(deleted.chain(fates))
+        .into_iter()
+        .map(|(stream, fates)| {
+            let mut settlement = Settlement {
+                stream,
+                ack_ids: Vec::new(),
+                dead: Vec::new(),
+            };
+            for fate in fates {
+                match fate {
+                    Fate::Ack(id) => settlement.ack_ids.push(id),
+                    Fate::Dead(dead) => settlement.dead.push(dead),
+                }
             }
-            Verdict::Pending => tracing::warn!(
-                entry_id = %entry.id,
-                delivery_count,
-                "order does not exist: leaving the entry pending, to be retried once it is idle"
-            ),
-        }
-    }
-    // Each stream retried on its own: one whose MULTI went through is never sent again (its
-    // dead letters would be copied twice) because another's failed.
-    settlements.retain(|s| !s.ack_ids.is_empty() || !s.dead.is_empty());
+            settlement
+        })
+        .collect();
     let acking = settlements.iter().map(|settlement| {
         until_ok("acking the batch", redis.health, shutdown, || {
             redis.run(async |conn| settle_stream(conn, redis.consumer, settlement).await)
@@ -70,24 +66,35 @@ pub(super) async fn settle(
     settled.into_iter().all(|done| done.is_some()).then_some(())
 }
 
-/// The settlement of `stream`, added the first time it is named.
-fn on<'a, 's>(
-    settlements: &'s mut Vec<Settlement<'a>>,
-    stream: &'a StreamConfig,
-) -> &'s mut Settlement<'a> {
-    let at = match settlements
-        .iter()
-        .position(|s| std::ptr::eq(s.stream, stream))
-    {
-        Some(at) => at,
-        None => {
-            settlements.push(Settlement {
-                stream,
-                ack_ids: Vec::new(),
-                dead: Vec::new(),
-            });
-            settlements.len() - 1
+/// What settling does with one entry on its stream.
+enum Fate<'a> {
+    Ack(&'a str),
+    Dead(DeadLetter<'a>),
+}
+
+/// The entry's fate as its verdict says, logged as operators grep it; `None` leaves it pending.
+fn fate<'a>(delivered: &'a Delivered<'_>, verdict: &Verdict) -> Option<Fate<'a>> {
+    let (entry, delivery_count) = (&delivered.entry, delivered.deliveries);
+    match verdict {
+        Verdict::Ack => Some(Fate::Ack(&entry.id)),
+        Verdict::DeadLetter(refusal) => {
+            // Poison input is expected: WARN, in the words of the operators' greps.
+            let topic = delivered.subscription.topic.name();
+            tracing::warn!(entry_id = %entry.id, delivery_count, error = %refusal,
+                "failed to update order status: error in a {topic} entry that can never apply: dead-lettering it");
+            Some(Fate::Dead(DeadLetter {
+                entry,
+                error: refusal.to_string(),
+                delivery_count,
+            }))
         }
-    };
-    &mut settlements[at]
+        Verdict::Pending => {
+            tracing::warn!(
+                entry_id = %entry.id,
+                delivery_count,
+                "order does not exist: leaving the entry pending, to be retried once it is idle"
+            );
+            None
+        }
+    }
 }
