@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::profile;
 use super::publishing::{self, Published};
 use super::workload::{Backlog, Workload};
 use crate::worker_process::{worker_env, LogTo, WorkerChild};
@@ -28,6 +29,8 @@ pub struct Drain {
     pub publishing: bool,
     /// What the drain published, as [`phase`] checked it.
     pub published: Option<Published>,
+    /// Where its time went (`--profile`).
+    pub profile: Option<profile::Cost>,
 }
 
 /// One drain phase: resets the workload to `backlog`, publishes it, drains it as [`drain`] does
@@ -84,6 +87,10 @@ pub async fn drain(
     batch_size: u32,
     settings: &[(String, String)],
 ) -> anyhow::Result<Drain> {
+    let mut profiling = match &workload.profile {
+        Some(dir) => Some(profile::start(workload, dir).await?),
+        None => None,
+    };
     let mut workers = Vec::new();
     let mut ready = Duration::ZERO;
     for n in 0..replicas {
@@ -98,6 +105,9 @@ pub async fn drain(
         ready = ready.max(took);
         workers.push(child);
     }
+    if let (Some(profiling), Some(pid)) = (profiling.as_mut(), workers[0].pid()) {
+        profiling.attach(pid)?;
+    }
     let publishing = !settings.iter().any(|(key, value)| {
         key == "ORDER_EVENTS" && matches!(value.as_str(), "off" | "false" | "0")
     });
@@ -110,6 +120,14 @@ pub async fn drain(
     let started = Instant::now();
     let drained = workload.wait_drained(outbox.as_mut()).await?;
     let seconds = drained.duration_since(started).as_secs_f64();
+    let profile = match profiling {
+        Some(profiling) => Some(
+            profiling
+                .finish(workload, workload.events(), seconds)
+                .await?,
+        ),
+        None => None,
+    };
     let mut peak_rss_kb = 0;
     for worker in &mut workers {
         peak_rss_kb = peak_rss_kb.max(worker.peak_rss_kb()?);
@@ -125,5 +143,6 @@ pub async fn drain(
         peak_rss_mb: peak_rss_kb as f64 / 1024.0,
         publishing,
         published: None,
+        profile,
     })
 }

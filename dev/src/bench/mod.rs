@@ -13,6 +13,7 @@ mod grown;
 mod late;
 mod latency;
 mod per_event;
+mod profile;
 mod publishing;
 mod render;
 mod sizes;
@@ -71,6 +72,13 @@ pub struct BenchConfig {
     pub grown_rows: u64,
     #[command(flatten)]
     pub topology: crate::topology::Topology,
+    /// Profile the drain at each size into this directory: cost per 1,000 events by part
+    /// (PostgreSQL per statement from pg_stat_statements, which the server must preload; Redis
+    /// per command; the first worker's CPU sampled with Linux `perf`, shared out by part and
+    /// drawn as a flame graph with `inferno`: `cargo install inferno`). Sampling slows the
+    /// worker: compare drains without it.
+    #[arg(long)]
+    pub profile: Option<std::path::PathBuf>,
     /// Also write the results as JSON to this file, for comparing commits.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -184,12 +192,14 @@ async fn measure(
     let sizes = config.sizes();
     let replicas = usize::from(config.replicas);
     let mut drains = Vec::new();
+    workload.profile = config.profile.clone();
     for &orders in &sizes {
         workload.reseed(orders).await?;
         // One replica or several, the end state must be what in-order processing writes.
         let drain = sizes::phase(workload, order_worker, replicas, config.batch_size);
         drains.push(drain.await?);
     }
+    workload.profile = None;
     workload.reseed(sizes[0]).await?;
     let mut report = Report {
         orders: sizes[0],

@@ -44,9 +44,16 @@ pub fn render(report: &Report) -> String {
         .map(|(name, _)| name.chars().count())
         .max()
         .unwrap_or(0);
-    rows.iter()
-        .map(|(name, value)| format!("{name:<width$}  {value}\n"))
-        .collect()
+    let table = rows
+        .iter()
+        .map(|(name, value)| format!("{name:<width$}  {value}\n"));
+    let profiles = (report.sizes.iter()).filter_map(|size| {
+        Some(super::profile::render(
+            size.orders,
+            size.drain.profile.as_ref()?,
+        ))
+    });
+    table.chain(profiles).collect()
 }
 
 /// The drain at one size, and what it is of PostgreSQL alone.

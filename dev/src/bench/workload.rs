@@ -83,6 +83,8 @@ pub struct Workload {
     pub backlog: Backlog,
     /// Where the workers' logs go, one file per worker name (see [`Workload::log`]).
     logs: PathBuf,
+    /// Where a drain's profile goes while the drains at each size run (`--profile`).
+    pub profile: Option<PathBuf>,
 }
 
 impl Workload {
@@ -109,6 +111,7 @@ impl Workload {
             redis,
             backlog: Backlog::Fulfillment,
             logs,
+            profile: None,
         }
     }
 
