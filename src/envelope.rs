@@ -120,6 +120,8 @@ enum Text {
 /// The CloudEvent attributes the worker uses; `source`, `type`, `time`… are not needed.
 #[derive(Deserialize)]
 struct CloudEvent {
+    /// Present in every CloudEvent: what tells one from a raw payload.
+    specversion: Option<IgnoredAny>,
     id: Option<Text>,
     /// An object, a JSON string or, for other content types, anything: the shape varies.
     data: Option<Value>,
@@ -147,16 +149,30 @@ pub fn open(fields: &[(String, Vec<u8>)], max_bytes: usize) -> Result<Opened, De
     let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
     let data = field("data").ok_or(DecodeError::NoData)?;
     let data = std::str::from_utf8(data).map_err(|_| DecodeError::NotUtf8(ENTRY_DATA))?;
+    let raw = is_raw_payload(field("metadata"));
+    // A CloudEvent is read in one pass, its other attributes skipped unread; anything else
+    // (a raw payload, an event without an envelope, JSON the pass refuses) through `Value`,
+    // whose errors say what is wrong.
+    if !raw && data.trim_start().starts_with('{') {
+        if let Ok(envelope) = serde_json::from_str::<CloudEvent>(data) {
+            if envelope.specversion.is_some() {
+                return opened(envelope);
+            }
+        }
+    }
     let body = parse_object(ENTRY_DATA, data)?;
-
-    if is_raw_payload(field("metadata")) || !body.contains_key("specversion") {
+    if raw || !body.contains_key("specversion") {
         return Ok(Opened {
             id: None,
             trace: TraceContext::default(),
             payload: Payload::new(body),
         });
     }
-    let envelope: CloudEvent = deserialize(ENTRY_DATA, body)?;
+    opened(deserialize(ENTRY_DATA, body)?)
+}
+
+/// The id, trace context and payload of a CloudEvent.
+fn opened(envelope: CloudEvent) -> Result<Opened, DecodeError> {
     let id = match string("id", envelope.id)? {
         Some(id) if !id.is_empty() => no_nul("id", id)?,
         _ => return Err(DecodeError::NoId),
@@ -280,6 +296,8 @@ fn trace(field: Option<Text>) -> Option<String> {
 /// like a CloudEvent). Dapr reads the flag with Go's `strconv.ParseBool`, so accept what that
 /// accepts as true. A `metadata` that is not a JSON object carries no flag.
 fn is_raw_payload(metadata: Option<&Vec<u8>>) -> bool {
+    // Parsed only when it can hold the flag: most entries' metadata is `{}` or absent.
+    let metadata = metadata.filter(|bytes| bytes.windows(10).any(|w| w == b"rawPayload"));
     let metadata =
         metadata.and_then(|bytes| serde_json::from_slice::<HashMap<String, Value>>(bytes).ok());
     let flag = metadata
