@@ -283,9 +283,8 @@ impl Change for PaymentEvent {
             Step::Unchanged => return (Outcome::Ignored, None),
             Step::Advance => {}
         }
-        let others_failed = payments
-            .iter()
-            .filter(|(id, payment)| payment.order_id == self.order_id && *id != self.payment_id)
+        let others_failed = (payments.of_order(&self.order_id))
+            .filter(|(id, _)| *id != self.payment_id)
             .all(|(_, payment)| payment.status == PaymentStatus::Failed);
         // A verdict without an amount, currency or order number keeps the one recorded.
         let recorded = payments.get(&self.payment_id);

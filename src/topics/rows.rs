@@ -70,6 +70,9 @@ impl Owned for Payment {
 #[derive(Debug, Clone)]
 pub struct RowsOf<R> {
     by_id: HashMap<String, R>,
+    /// Each order's row ids: an event reads its order's rows, and a batch holds hundreds of
+    /// orders' (a row never changes order).
+    by_order: HashMap<String, Vec<String>>,
     changed: Ordered,
 }
 
@@ -77,6 +80,7 @@ impl<R> Default for RowsOf<R> {
     fn default() -> Self {
         Self {
             by_id: HashMap::new(),
+            by_order: HashMap::new(),
             changed: Ordered::default(),
         }
     }
@@ -89,18 +93,28 @@ impl<R: Owned> RowsOf<R> {
 
     /// A row as read or as a test sets it up: not written.
     pub fn load(&mut self, id: String, row: R) {
-        self.by_id.insert(id, row);
+        self.insert(id, row);
     }
 
     /// A row as an event leaves it: written.
     pub fn set(&mut self, id: &str, row: R) {
         self.changed.insert(id);
-        self.by_id.insert(id.to_owned(), row);
+        self.insert(id.to_owned(), row);
     }
 
-    /// Every row, by id.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &R)> {
-        self.by_id.iter().map(|(id, row)| (id.as_str(), row))
+    fn insert(&mut self, id: String, row: R) {
+        if !self.by_id.contains_key(&id) {
+            let order = self.by_order.entry(row.order_id().to_owned());
+            order.or_default().push(id.clone());
+        }
+        self.by_id.insert(id, row);
+    }
+
+    /// The rows of `order_id`, by id.
+    pub fn of_order<'a>(&'a self, order_id: &str) -> impl Iterator<Item = (&'a str, &'a R)> {
+        let ids = self.by_order.get(order_id).map_or(&[][..], Vec::as_slice);
+        ids.iter()
+            .filter_map(|id| Some((id.as_str(), self.by_id.get(id)?)))
     }
 
     /// The rows changed, in the order they first changed.
@@ -110,19 +124,20 @@ impl<R: Owned> RowsOf<R> {
 
     /// The rows of orders other than `order_id`, none changed.
     fn of_other_orders(&self, order_id: &str) -> Self {
-        let by_id = (self.by_id.iter())
-            .filter(|(_, row)| row.order_id() != order_id)
-            .map(|(id, row)| (id.clone(), row.clone()))
-            .collect();
-        Self {
-            by_id,
-            changed: Ordered::default(),
+        let mut others = Self::default();
+        for (id, row) in &self.by_id {
+            if row.order_id() != order_id {
+                others.load(id.clone(), row.clone());
+            }
         }
+        others
     }
 
     /// Takes `other`'s changed rows as changed here.
     fn absorb(&mut self, other: Self) {
-        let Self { mut by_id, changed } = other;
+        let Self {
+            mut by_id, changed, ..
+        } = other;
         for id in changed.iter() {
             if let Some(row) = by_id.remove(id) {
                 self.set(id, row);

@@ -155,11 +155,8 @@ impl Change for FulfillmentEvent {
         }
         let row = (self.order_id.clone(), self.new_status);
         fulfillments.set(&self.fulfillment_id, row);
-        let siblings: Vec<FulfillmentStatus> = fulfillments
-            .iter()
-            .map(|(_, row)| row)
-            .filter(|(owner, _)| *owner == self.order_id)
-            .map(|(_, status)| *status)
+        let siblings: Vec<FulfillmentStatus> = (fulfillments.of_order(&self.order_id))
+            .map(|(_, (_, status))| *status)
             .collect();
         state
             .changed
