@@ -4,6 +4,7 @@
 
 mod context;
 mod export;
+mod json;
 pub mod spans;
 
 use std::io::IsTerminal;
@@ -28,6 +29,10 @@ pub const UPDATED_ORDER: &str = "Updated order status";
 /// A status change withdrawn from the history: an order recomputed for a late event, where
 /// in-order processing would not have made it (its replacement is logged as an update).
 pub const WITHDREW_CHANGE: &str = "Withdrew order status change";
+
+/// Log lines queued for the writer thread at most (the crate's default, 128,000, held tens of
+/// MB during a long drain when the disk was slower than the worker).
+const LINES_QUEUED: usize = 4_096;
 
 /// Whether spans are exported: only then does making them do the OpenTelemetry part.
 static EXPORTING: AtomicBool = AtomicBool::new(false);
@@ -56,10 +61,16 @@ impl Telemetry {
 /// it. Fails for an export setting that cannot work (the reason is printed to stderr).
 pub fn init(format: LogFormat, default_level: &str) -> anyhow::Result<Telemetry> {
     // Lines are written by a thread of their own: a write per line on the worker's thread
-    // cost it ~10 % of its time. Never lossy: a full queue makes logging wait.
+    // cost it ~10 % of its time. That thread buffers what it finds queued and writes it at
+    // once (it flushes whenever the queue is empty), not one write per line. Never lossy: a
+    // full queue makes logging wait; kept short, so a drain's lines are not held in memory.
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
-        .finish(std::io::stderr());
+        .buffered_lines_limit(LINES_QUEUED)
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let lines = tracing_subscriber::fmt::layer()
@@ -67,12 +78,11 @@ pub fn init(format: LogFormat, default_level: &str) -> anyhow::Result<Telemetry>
         // Colour codes only help a terminal; piped into a file or collector they are noise.
         .with_ansi(std::io::stderr().is_terminal());
     let lines = match format {
-        // The current span only (an event's carries its trace context): the list of every
-        // enclosing span repeats it on each line and doubles the cost of the per-event lines.
+        // The current span only (an event's carries its trace context), as `json()` writes
+        // it with its span list off, at a fraction of its cost ([`json`]).
         LogFormat::Json => lines
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
+            .fmt_fields(json::Fields)
+            .event_format(json::Lines)
             .boxed(),
         LogFormat::Text => lines.boxed(),
     };
