@@ -17,6 +17,7 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     tokio::spawn(signals.forward(trigger));
     let timeout = config.shutdown_timeout;
     let metrics = crate::instruments::install();
+    tokio::spawn(crate::instruments::upkeep(metrics.clone()));
     crate::outbox::instruments::describe();
     // Served from the start: a worker waiting for its servers is alive, and says why it is not
     // ready yet.
