@@ -13,10 +13,13 @@ impl Table for Payments {
         "order_payments"
     }
 
+    /// Two index scans, not one `OR`, for which PostgreSQL plans a sequential scan of the
+    /// whole table (see the fulfillments').
     fn load_sql(&self) -> &'static str {
         "SELECT payment_id, order_id, status, amount::text, currency, reason, order_number, \
-         reported_status FROM order_payments \
-         WHERE order_id = ANY($::text[]) OR payment_id = ANY($::text[])"
+         reported_status FROM order_payments WHERE order_id = ANY($::text[]) \
+         UNION SELECT payment_id, order_id, status, amount::text, currency, reason, order_number, \
+         reported_status FROM order_payments WHERE payment_id = ANY($::text[])"
     }
 
     /// A batch of fulfillments only: no payment can be in question.
