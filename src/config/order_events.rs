@@ -71,19 +71,9 @@ impl OrderEvents {
         }
     }
 
-    /// The key of the relay's fence, in the stream's Redis Cluster slot (one script touches
-    /// both): `{<topic>}.relay`, or `<topic>.relay` when the topic has a hash tag of its own.
+    /// The key of the relay's fence on the order events stream: [`fence_of`] its topic.
     pub fn fence_key(&self) -> String {
-        let topic = &self.order_events_topic;
-        let tagged = topic
-            .find('{')
-            .and_then(|open| topic[open + 1..].find('}'))
-            .is_some_and(|length| length > 0);
-        if tagged {
-            format!("{topic}.relay")
-        } else {
-            format!("{{{topic}}}.relay")
-        }
+        fence_of(&self.order_events_topic)
     }
 
     /// How many of the stream's newest entries a relay taking over reads back: those a dead
@@ -93,6 +83,21 @@ impl OrderEvents {
     /// takeover (docs/order-events.md).
     pub fn readback(&self) -> usize {
         (self.relay_batch as usize * 10).max(2_000)
+    }
+}
+
+/// The key of a relay's fence on stream `topic`, in the stream's Redis Cluster slot (one
+/// script touches both): `{<topic>}.relay`, or `<topic>.relay` when the topic has a hash tag of
+/// its own.
+pub fn fence_of(topic: &str) -> String {
+    let tagged = topic
+        .find('{')
+        .and_then(|open| topic[open + 1..].find('}'))
+        .is_some_and(|length| length > 0);
+    if tagged {
+        format!("{topic}.relay")
+    } else {
+        format!("{{{topic}}}.relay")
     }
 }
 

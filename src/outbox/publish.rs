@@ -5,7 +5,7 @@ use redis::aio::ConnectionLike;
 use redis::streams::StreamRangeReply;
 
 use super::cloud_event;
-use crate::config::OrderEvents;
+use crate::config::fence_of;
 
 /// The stream the events go to, and the fence that keeps a relay that lost its lead out of it.
 pub struct Stream {
@@ -20,11 +20,11 @@ pub struct Stream {
 pub struct Lease(u64);
 
 impl Stream {
-    pub fn new(settings: &OrderEvents) -> Self {
+    pub fn new(key: &str, maxlen: Option<u64>) -> Self {
         Self {
-            key: settings.order_events_topic.clone(),
-            fence: settings.fence_key(),
-            maxlen: settings.order_events_maxlen,
+            key: key.to_owned(),
+            fence: fence_of(key),
+            maxlen,
         }
     }
 
@@ -65,7 +65,7 @@ impl Stream {
         &self,
         conn: &mut C,
         lease: Lease,
-        data: &[String],
+        data: &[&str],
     ) -> redis::RedisResult<Vec<String>> {
         static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
         let script = SCRIPT.get_or_init(|| redis::Script::new(include_str!("publish.lua")));

@@ -42,6 +42,7 @@ impl Worker {
         .await?
         .announcing(config.order_events.order_events)
         .serving(config.topics.catalogue().clone());
+        check_relay_table(&config, &db_health, starting).await?;
         wait_out(
             "joining the consumer groups",
             &redis_health,
@@ -153,6 +154,25 @@ fn lost(error: redis::RedisError) -> anyhow::Error {
     } else {
         anyhow::Error::new(error)
     }
+}
+
+/// Refuses to start when RELAY_TABLE is set and lacks a mapped column (`migrate` refuses the
+/// same way).
+async fn check_relay_table(
+    config: &WorkerConfig,
+    db_health: &Dependency,
+    starting: &Starting,
+) -> anyhow::Result<()> {
+    let mapping = &config.relay.mapping;
+    if mapping.relay_table.is_none() {
+        return Ok(());
+    }
+    wait_out("checking RELAY_TABLE", db_health, starting, || async {
+        let url = config.connections.database_url.clone();
+        let mut conn = store::connect::connect_or_unreachable(url).await?;
+        crate::outbox::check_mapping(&mut conn, mapping).await
+    })
+    .await
 }
 
 /// Runs `step` until it succeeds, waiting with backoff while its server does not answer.

@@ -1,0 +1,185 @@
+//! What a relay drains: the worker's own outbox (`order_events_outbox`, one stream, rows deleted
+//! once published, a refused row held) or the order service's (`RELAY_TABLE`, the stream each
+//! row's topic names, rows marked published or failed as the order service's own relay did).
+//! One relay publishes either; what differs is only the SQL, built here once.
+
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::config::{OrderEvents, RelayMapping, RelayTable};
+
+/// The worker's own outbox table, and the channel its trigger notifies on commit.
+pub const OWN_TABLE: &str = "order_events_outbox";
+
+/// The own relay's leader lock (a session-level advisory lock; "obox" in ASCII).
+pub const LEADER_LOCK: i64 = 0x6f62_6f78;
+
+/// A table a relay drains.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The table, as the metrics' `outbox` label names it.
+    pub table: String,
+    /// What its log lines start with.
+    pub label: String,
+    /// The advisory lock its one relay holds.
+    pub lock: i64,
+    /// What commits that write rows notify (the LISTEN channel).
+    pub channel: String,
+    /// The one stream every row goes to; `None`: each row's topic names its stream.
+    pub topic: Option<String>,
+    pub maxlen: Option<u64>,
+    /// The order id's path in a row's JSON payload.
+    pub order_id_path: Vec<String>,
+    /// Refusals by Redis before a row is failed (held).
+    pub max_attempts: u32,
+    /// Looked for new rows this often without a notification.
+    pub poll: Duration,
+    pub sql: Sql,
+}
+
+/// The statements, each selecting or changing rows by `$1` (ids, or a limit) and `$2`.
+#[derive(Debug, Clone)]
+pub struct Sql {
+    /// Rows waiting, oldest first, `$1` at most, as [`super::rows::Row`].
+    pub waiting: String,
+    /// Marks rows `$1` (ids) published.
+    pub published: String,
+    /// Records a refusal of row `$1` with reason `$2`, the row still waiting.
+    pub refused: String,
+    /// Marks row `$1` failed with reason `$2`.
+    pub failed: String,
+    /// Marks published the waiting rows of stream `$3` among the oldest `$1` whose event ids
+    /// are in `$2`.
+    pub found: String,
+    /// `waiting`, `failed` (BIGINT) and `oldest` (float8 seconds) of the table.
+    pub backlog: String,
+}
+
+impl Source {
+    /// The worker's own outbox.
+    pub fn own(settings: &OrderEvents) -> Self {
+        let held = "held_since = now(), held_reason = $2 WHERE id = $1";
+        Self {
+            table: OWN_TABLE.to_owned(),
+            label: "order events".to_owned(),
+            lock: LEADER_LOCK,
+            channel: OWN_TABLE.to_owned(),
+            topic: Some(settings.order_events_topic.clone()),
+            maxlen: settings.order_events_maxlen,
+            order_id_path: vec!["order_id".to_owned()],
+            max_attempts: 1,
+            poll: Duration::from_secs(1),
+            sql: Sql {
+                waiting: "SELECT o.id, o.event_id::text AS event_id, NULL::text AS topic, \
+                    o.data::text AS payload, o.traceparent, o.tracestate, o.created_at, \
+                    0 AS attempts FROM order_events_outbox o WHERE o.held_since IS NULL AND \
+                    NOT EXISTS (SELECT 1 FROM order_events_outbox h WHERE h.held_since IS NOT \
+                    NULL AND h.order_id = o.order_id) ORDER BY o.id LIMIT $1"
+                    .to_owned(),
+                published: "DELETE FROM order_events_outbox WHERE id = ANY($1)".to_owned(),
+                refused: format!("UPDATE order_events_outbox SET {held}"),
+                failed: format!("UPDATE order_events_outbox SET {held}"),
+                found: "DELETE FROM order_events_outbox WHERE id IN (SELECT id FROM \
+                    order_events_outbox ORDER BY id LIMIT $1) AND event_id::text = ANY($2) \
+                    AND $3::text IS NOT NULL"
+                    .to_owned(),
+                backlog: "SELECT count(*) FILTER (WHERE held_since IS NULL) AS waiting, \
+                    count(*) FILTER (WHERE held_since IS NOT NULL) AS failed, \
+                    COALESCE(EXTRACT(EPOCH FROM now() - min(created_at) FILTER (WHERE \
+                    held_since IS NULL)), 0)::float8 AS oldest FROM order_events_outbox"
+                    .to_owned(),
+            },
+        }
+    }
+
+    /// The order service's outbox `RELAY_TABLE`, if one is set.
+    pub fn mapped(relay: &RelayTable) -> Option<Self> {
+        let table = relay.mapping.relay_table.as_ref()?;
+        let name = table.to_string();
+        Some(Self {
+            lock: lock_of(&name),
+            channel: name.clone(),
+            label: format!("relay of {name}"),
+            table: name,
+            topic: None,
+            maxlen: None,
+            order_id_path: relay
+                .relay_order_id_path
+                .split('.')
+                .map(str::to_owned)
+                .collect(),
+            max_attempts: relay.relay_max_attempts,
+            poll: relay.relay_poll_interval,
+            sql: mapped_sql(&relay.mapping, relay, &table.quoted()),
+        })
+    }
+}
+
+/// The statements of a mapped table. Statuses are spliced in as literals, not bound, so that
+/// a status column of an enum type takes them.
+fn mapped_sql(mapping: &RelayMapping, relay: &RelayTable, table: &str) -> Sql {
+    let c = |column: &crate::config::Column| column.quoted();
+    let (id, topic, event_id) = (
+        c(&mapping.relay_column_id),
+        c(&mapping.relay_column_topic),
+        c(&mapping.relay_column_event_id),
+    );
+    let (status, published_at) = (
+        c(&mapping.relay_column_status),
+        c(&mapping.relay_column_published_at),
+    );
+    let (attempts, last_error) = (
+        c(&mapping.relay_column_attempts),
+        c(&mapping.relay_column_last_error),
+    );
+    let created_at = c(&mapping.relay_column_created_at);
+    let published = literal(&relay.relay_published_status);
+    let failed = literal(&relay.relay_failed_status);
+    // A row with a publishing time is never published again, whatever its status says (a
+    // mistyped RELAY_PUBLISHED_STATUS must not publish the whole history again).
+    let waits = format!(
+        "{published_at} IS NULL AND {status}::text IS DISTINCT FROM {published} \
+         AND {status}::text IS DISTINCT FROM {failed}"
+    );
+    let fails = format!("{status}::text = {failed}");
+    let mark_published = format!("{status} = {published}, {published_at} = now()");
+    let refuse = format!("{attempts} = COALESCE({attempts}, 0) + 1, {last_error} = $2");
+    Sql {
+        waiting: format!(
+            "SELECT {id}::bigint AS id, {event_id}::text AS event_id, {topic}::text AS topic, \
+             {c_payload}::text AS payload, NULL::text AS traceparent, NULL::text AS tracestate, \
+             {created_at}::timestamptz AS created_at, COALESCE({attempts}, 0)::int AS attempts \
+             FROM {table} WHERE {waits} ORDER BY {id} LIMIT $1",
+            c_payload = c(&mapping.relay_column_payload),
+        ),
+        published: format!("UPDATE {table} SET {mark_published} WHERE {id} = ANY($1)"),
+        refused: format!("UPDATE {table} SET {refuse} WHERE {id} = $1"),
+        failed: format!("UPDATE {table} SET {refuse}, {status} = {failed} WHERE {id} = $1"),
+        found: format!(
+            "UPDATE {table} SET {mark_published} WHERE {id} IN (SELECT {id} FROM {table} \
+             WHERE {waits} ORDER BY {id} LIMIT $1) AND {event_id}::text = ANY($2) \
+             AND {topic}::text = $3"
+        ),
+        backlog: format!(
+            "SELECT count(*) FILTER (WHERE {waits}) AS waiting, \
+             count(*) FILTER (WHERE {fails}) AS failed, \
+             COALESCE(EXTRACT(EPOCH FROM now() - min({created_at}) FILTER (WHERE {waits})), \
+             0)::float8 AS oldest FROM {table}"
+        ),
+    }
+}
+
+/// A SQL string literal.
+fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// The leader lock of a mapped table's relay: stable across replicas and builds, and apart
+/// from the own relay's.
+fn lock_of(table: &str) -> i64 {
+    let digest = Sha256::digest(format!("order-worker relay {table}").as_bytes());
+    let mut bytes = [0; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
+}
