@@ -228,7 +228,7 @@ impl Relay {
     ) -> Result<(), Failure> {
         let readback = self.settings.readback();
         let mut redis = self.redis.get().await.map_err(Failure::redis)?;
-        let (lease, published) = Stream::new(stream, self.source.maxlen)
+        let (lease, published) = Stream::new(stream, &self.source)
             .take_over(&mut *redis, readback)
             .await
             .map_err(Failure::redis)?;

@@ -5,12 +5,13 @@ use redis::aio::ConnectionLike;
 use redis::streams::StreamRangeReply;
 
 use super::cloud_event;
-use crate::config::fence_of;
+use super::Source;
 
 /// The stream the events go to, and the fence that keeps a relay that lost its lead out of it.
 pub struct Stream {
     pub key: String,
-    /// `{<key>}.relay`: in a Redis Cluster, in the stream's slot, so one script touches both.
+    /// `{<key>}.relay` (and the table, for the order service's): in a Redis Cluster, in the
+    /// stream's slot, so one script touches both.
     fence: String,
     maxlen: Option<u64>,
 }
@@ -20,11 +21,12 @@ pub struct Stream {
 pub struct Lease(u64);
 
 impl Stream {
-    pub fn new(key: &str, maxlen: Option<u64>) -> Self {
+    /// Stream `key` as `source` publishes to it.
+    pub fn new(key: &str, source: &Source) -> Self {
         Self {
             key: key.to_owned(),
-            fence: fence_of(key),
-            maxlen,
+            fence: source.fence(key),
+            maxlen: source.maxlen,
         }
     }
 

@@ -97,7 +97,7 @@ impl Relay {
         let Some(first) = run.first() else {
             return Ok(());
         };
-        let stream = Stream::new(first.stream, self.source.maxlen);
+        let stream = Stream::new(first.stream, &self.source);
         let data: Vec<&str> = run.iter().map(|outgoing| outgoing.data.as_str()).collect();
         let mut redis = self.redis.get().await.map_err(Failure::redis)?;
         match stream.publish(&mut *redis, lease, &data).await {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{OrderEvents, RelayMapping, RelayTable};
+use crate::config::{fence_of, OrderEvents, RelayMapping, RelayTable};
 
 /// The worker's own outbox table, and the channel its trigger notifies on commit.
 pub const OWN_TABLE: &str = "order_events_outbox";
@@ -26,6 +26,10 @@ pub struct Source {
     pub lock: i64,
     /// What commits that write rows notify (the LISTEN channel).
     pub channel: String,
+    /// Told apart from other relays' fences on the same stream (the own relay and the order
+    /// service's table's both publish `orders.order.status_changed`): `None` for the own relay's,
+    /// whose fence keeps the key it always had.
+    pub fence_suffix: Option<String>,
     /// The one stream every row goes to; `None`: each row's topic names its stream.
     pub topic: Option<String>,
     pub maxlen: Option<u64>,
@@ -63,6 +67,7 @@ impl Source {
         Self {
             table: OWN_TABLE.to_owned(),
             label: "order events".to_owned(),
+            fence_suffix: None,
             lock: LEADER_LOCK,
             channel: OWN_TABLE.to_owned(),
             topic: Some(settings.order_events_topic.clone()),
@@ -101,6 +106,7 @@ impl Source {
             lock: lock_of(&name),
             channel: name.clone(),
             label: format!("relay of {name}"),
+            fence_suffix: Some(name.clone()),
             table: name,
             topic: None,
             maxlen: None,
@@ -113,6 +119,17 @@ impl Source {
             poll: relay.relay_poll_interval,
             sql: mapped_sql(&relay.mapping, relay, &table.quoted()),
         })
+    }
+}
+
+impl Source {
+    /// The key of this relay's fence on `stream`, in the stream's Redis Cluster slot.
+    pub fn fence(&self, stream: &str) -> String {
+        let fence = fence_of(stream);
+        match &self.fence_suffix {
+            Some(suffix) => format!("{fence}.{suffix}"),
+            None => fence,
+        }
     }
 }
 
