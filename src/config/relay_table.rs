@@ -17,6 +17,10 @@ pub struct RelayTable {
     /// one order are published in the order of their ids.
     #[arg(long, env = "RELAY_ORDER_ID_PATH", default_value = "order_id")]
     pub relay_order_id_path: String,
+    /// The status `order-worker outbox --requeue` gives a failed row, to be published again
+    /// (the order service's own for a new row).
+    #[arg(long, env = "RELAY_PENDING_STATUS", default_value = "pending")]
+    pub relay_pending_status: String,
     /// The status a published row is given.
     #[arg(long, env = "RELAY_PUBLISHED_STATUS", default_value = "published")]
     pub relay_published_status: String,
@@ -82,6 +86,7 @@ impl Default for RelayTable {
         Self {
             mapping: RelayMapping::default(),
             relay_order_id_path: "order_id".to_owned(),
+            relay_pending_status: "pending".to_owned(),
             relay_published_status: "published".to_owned(),
             relay_failed_status: "failed".to_owned(),
             relay_max_attempts: 10,

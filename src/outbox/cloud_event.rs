@@ -77,7 +77,7 @@ pub fn prepare<'a>(
 }
 
 /// The id at `path` in `event`: a string, or a number as its text.
-fn order_id(event: &Value, path: &[String]) -> Option<String> {
+pub fn order_id(event: &Value, path: &[String]) -> Option<String> {
     let found = path.iter().try_fold(event, |at, key| at.get(key))?;
     match found {
         Value::String(id) if !id.is_empty() => Some(id.clone()),

@@ -32,9 +32,11 @@ use futures_util::{FutureExt, StreamExt};
 use crate::config::OrderEvents;
 use crate::shutdown::Shutdown;
 use crate::stream::RedisPool;
+pub use cloud_event::order_id;
 pub use mapping::check as check_mapping;
 use outage::{Failure, Outage};
 use publish::{Lease, Stream};
+pub use rows::{listing, requeue, Listed};
 pub use source::{Source, LEADER_LOCK};
 
 /// The leases this leader holds, by stream: a stream is taken over before its first XADD.

@@ -163,3 +163,87 @@ pub async fn backlog(
         oldest: Duration::from_secs_f64(seen.oldest.max(0.0)),
     })
 }
+
+/// A row as operators see it (`order-worker outbox` with RELAY_TABLE).
+#[derive(Debug, Clone, diesel::QueryableByName)]
+pub struct Listed {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = Text)]
+    pub event_id: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub topic: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub payload: Option<String>,
+    #[diesel(sql_type = Bool)]
+    pub failed: bool,
+    #[diesel(sql_type = Integer)]
+    pub attempts: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub last_error: Option<String>,
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(sql_type = BigInt)]
+    pub age_ms: i64,
+}
+
+/// The oldest `limit` rows waiting or failed (failed only with `failed_only`), in id order.
+pub async fn listing(
+    conn: &mut AsyncPgConnection,
+    source: &Source,
+    failed_only: bool,
+    limit: u32,
+) -> diesel::QueryResult<Vec<Listed>> {
+    diesel::sql_query(&source.sql.listing)
+        .bind::<Bool, _>(failed_only)
+        .bind::<BigInt, _>(i64::from(limit))
+        .load(conn)
+        .await
+}
+
+/// Why a requeue's transaction did not commit: a dry run (rolled back, with what it would
+/// have requeued) or a failure.
+enum Undone {
+    DryRun(Vec<i64>),
+    Failed(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for Undone {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Failed(error)
+    }
+}
+
+/// Makes the failed rows `ids` (all failed rows when empty) wait again, to be published in
+/// their turn; with `dry_run`, the same statement rolled back: the ids it would requeue.
+pub async fn requeue(
+    conn: &mut AsyncPgConnection,
+    source: &Source,
+    ids: &[i64],
+    dry_run: bool,
+) -> diesel::QueryResult<Vec<i64>> {
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    let done = conn
+        .build_transaction()
+        .run(async |conn| {
+            let requeued: Vec<Id> = diesel::sql_query(&source.sql.requeue)
+                .bind::<Array<BigInt>, _>(ids)
+                .load(conn)
+                .await?;
+            let mut requeued: Vec<i64> = requeued.into_iter().map(|row| row.id).collect();
+            requeued.sort_unstable();
+            if dry_run {
+                return Err(Undone::DryRun(requeued));
+            }
+            Ok(requeued)
+        })
+        .await;
+    match done {
+        Ok(requeued) | Err(Undone::DryRun(requeued)) => Ok(requeued),
+        Err(Undone::Failed(error)) => Err(error),
+    }
+}

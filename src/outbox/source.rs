@@ -58,6 +58,12 @@ pub struct Sql {
     pub found: String,
     /// `waiting`, `failed` (BIGINT) and `oldest` (float8 seconds) of the table.
     pub backlog: String,
+    /// For operators: the oldest `$2` rows waiting or failed (failed only when `$1`), as
+    /// [`super::Listed`].
+    pub listing: String,
+    /// Makes failed rows (those of ids `$1`, or all when it is empty) wait again, returning
+    /// their ids.
+    pub requeue: String,
 }
 
 impl Source {
@@ -93,6 +99,16 @@ impl Source {
                     count(*) FILTER (WHERE held_since IS NOT NULL) AS failed, \
                     COALESCE(EXTRACT(EPOCH FROM now() - min(created_at) FILTER (WHERE \
                     held_since IS NULL)), 0)::float8 AS oldest FROM order_events_outbox"
+                    .to_owned(),
+                listing: listing(
+                    "order_events_outbox",
+                    ("id", "event_id", "NULL", "data", "created_at"),
+                    ("0", "held_reason"),
+                    ("held_since IS NULL", "held_since IS NOT NULL"),
+                ),
+                requeue: "UPDATE order_events_outbox SET held_since = NULL, held_reason = NULL \
+                    WHERE held_since IS NOT NULL AND (cardinality($1) = 0 OR id = ANY($1)) \
+                    RETURNING id"
                     .to_owned(),
             },
         }
@@ -133,26 +149,52 @@ impl Source {
     }
 }
 
+/// A mapped table's column names, quoted.
+struct Columns {
+    id: String,
+    topic: String,
+    event_id: String,
+    payload: String,
+    status: String,
+    published_at: String,
+    attempts: String,
+    last_error: String,
+    created_at: String,
+}
+
+impl From<&RelayMapping> for Columns {
+    fn from(mapping: &RelayMapping) -> Self {
+        Self {
+            id: mapping.relay_column_id.quoted(),
+            topic: mapping.relay_column_topic.quoted(),
+            event_id: mapping.relay_column_event_id.quoted(),
+            payload: mapping.relay_column_payload.quoted(),
+            status: mapping.relay_column_status.quoted(),
+            published_at: mapping.relay_column_published_at.quoted(),
+            attempts: mapping.relay_column_attempts.quoted(),
+            last_error: mapping.relay_column_last_error.quoted(),
+            created_at: mapping.relay_column_created_at.quoted(),
+        }
+    }
+}
+
 /// The statements of a mapped table. Statuses are spliced in as literals, not bound, so that
 /// a status column of an enum type takes them.
 fn mapped_sql(mapping: &RelayMapping, relay: &RelayTable, table: &str) -> Sql {
-    let c = |column: &crate::config::Column| column.quoted();
-    let (id, topic, event_id) = (
-        c(&mapping.relay_column_id),
-        c(&mapping.relay_column_topic),
-        c(&mapping.relay_column_event_id),
-    );
-    let (status, published_at) = (
-        c(&mapping.relay_column_status),
-        c(&mapping.relay_column_published_at),
-    );
-    let (attempts, last_error) = (
-        c(&mapping.relay_column_attempts),
-        c(&mapping.relay_column_last_error),
-    );
-    let created_at = c(&mapping.relay_column_created_at);
+    let Columns {
+        id,
+        topic,
+        event_id,
+        payload,
+        status,
+        published_at,
+        attempts,
+        last_error,
+        created_at,
+    } = Columns::from(mapping);
     let published = literal(&relay.relay_published_status);
     let failed = literal(&relay.relay_failed_status);
+    let pending = literal(&relay.relay_pending_status);
     // A row with a publishing time is never published again, whatever its status says (a
     // mistyped RELAY_PUBLISHED_STATUS must not publish the whole history again).
     let waits = format!(
@@ -165,10 +207,9 @@ fn mapped_sql(mapping: &RelayMapping, relay: &RelayTable, table: &str) -> Sql {
     Sql {
         waiting: format!(
             "SELECT {id}::bigint AS id, {event_id}::text AS event_id, {topic}::text AS topic, \
-             {c_payload}::text AS payload, NULL::text AS traceparent, NULL::text AS tracestate, \
+             {payload}::text AS payload, NULL::text AS traceparent, NULL::text AS tracestate, \
              {created_at}::timestamptz AS created_at, COALESCE({attempts}, 0)::int AS attempts \
-             FROM {table} WHERE {waits} ORDER BY {id} LIMIT $1",
-            c_payload = c(&mapping.relay_column_payload),
+             FROM {table} WHERE {waits} ORDER BY {id} LIMIT $1"
         ),
         published: format!("UPDATE {table} SET {mark_published} WHERE {id} = ANY($1)"),
         refused: format!("UPDATE {table} SET {refuse} WHERE {id} = $1"),
@@ -184,7 +225,34 @@ fn mapped_sql(mapping: &RelayMapping, relay: &RelayTable, table: &str) -> Sql {
              COALESCE(EXTRACT(EPOCH FROM now() - min({created_at}) FILTER (WHERE {waits})), \
              0)::float8 AS oldest FROM {table}"
         ),
+        listing: listing(
+            table,
+            (&id, &event_id, &topic, &payload, &created_at),
+            (&attempts, &last_error),
+            (&waits, &fails),
+        ),
+        requeue: format!(
+            "UPDATE {table} SET {status} = {pending}, {attempts} = 0 WHERE {fails} \
+             AND (cardinality($1) = 0 OR {id} = ANY($1)) RETURNING {id}::bigint AS id"
+        ),
     }
+}
+
+/// The operators' listing of `table`, from its columns (id, event id, topic, payload, created
+/// at), its refusals (attempts, last error) and what waiting and failed mean in it.
+fn listing(
+    table: &str,
+    (id, event_id, topic, payload, created_at): (&str, &str, &str, &str, &str),
+    (attempts, last_error): (&str, &str),
+    (waits, fails): (&str, &str),
+) -> String {
+    format!(
+        "SELECT {id}::bigint AS id, {event_id}::text AS event_id, {topic}::text AS topic, \
+         {payload}::text AS payload, ({fails}) AS failed, COALESCE({attempts}, 0)::int AS \
+         attempts, {last_error}::text AS last_error, {created_at}::timestamptz AS created_at, \
+         (EXTRACT(EPOCH FROM now() - {created_at}) * 1000)::bigint AS age_ms FROM {table} \
+         WHERE (({waits}) AND NOT $1) OR ({fails}) ORDER BY {id} LIMIT $2"
+    )
 }
 
 /// A SQL string literal.
