@@ -56,6 +56,13 @@ pub async fn migrate(config: MigrateConfig) -> anyhow::Result<()> {
         let mut conn =
             crate::store::connect::connect_or_unreachable(config.database_url.clone()).await?;
         crate::outbox::check_mapping(&mut conn, &config.relay).await?;
+        if let (true, Some(table)) = (config.relay_trigger, &config.relay.relay_table) {
+            use diesel_async::SimpleAsyncConnection;
+            conn.batch_execute(&crate::outbox::trigger(table))
+                .await
+                .with_context(|| format!("giving RELAY_TABLE {table} its notify trigger"))?;
+            tracing::info!("RELAY_TABLE {table}: each commit that writes rows notifies the relay");
+        }
     }
     let migrated =
         migrate::run_pending(&config.database_url, &config.orders_table, config.contract).await?;

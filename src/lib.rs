@@ -32,8 +32,8 @@ mod worker;
 pub use app::{migrate, run};
 pub use config::{
     fence_of, redact_url, Connections, Keyspace, MigrateConfig, OrderEvents, RedisTls,
-    RelayMapping, RelayTable, StreamConfig, TableName, Topics, WorkerConfig, DEFAULT_BATCH_SIZE,
-    DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL,
+    RelayMapping, RelayTable, Retention as RelayRetention, StreamConfig, TableName, Topics,
+    WorkerConfig, DEFAULT_BATCH_SIZE, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL,
 };
 pub use telemetry::{
     init as init_telemetry, LogFormat, Telemetry, EXPORT_FAILING, SUBSCRIBING, TRACING_HELP,

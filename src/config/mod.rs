@@ -13,7 +13,7 @@ mod streams;
 mod table_name;
 pub use order_events::{fence_of, OrderEvents};
 pub use redis_url::{ClusterUrl, Credentials, SentinelUrl};
-pub use relay_table::{RelayMapping, RelayTable};
+pub use relay_table::{RelayMapping, RelayTable, Retention};
 pub(crate) use streams::parse_topic;
 pub use streams::{stream_setting, Keyspace, StreamConfig, Subscription, Topics};
 pub use table_name::TableName;
@@ -146,6 +146,11 @@ pub struct MigrateConfig {
     pub contract: bool,
     #[command(flatten)]
     pub relay: RelayMapping,
+    /// Also give RELAY_TABLE a trigger that notifies the relay on each commit that writes rows
+    /// (`pg_notify`, one per statement), so it publishes within milliseconds instead of at its
+    /// next poll. The one change made to the order service's table; opt-in.
+    #[arg(long, env = "RELAY_TRIGGER", requires = "relay_table")]
+    pub relay_trigger: bool,
 }
 
 /// Replaces the password in a URL with `***`, for logs and error messages.

@@ -32,6 +32,10 @@ pub struct RelayTable {
     /// counts none).
     #[arg(long, env = "RELAY_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub relay_max_attempts: u32,
+    /// How long published rows are kept before the relay deletes them, a few hundred at a time
+    /// (`30d`, `12h`); `off` leaves them to the order service's own cleanup.
+    #[arg(long, env = "RELAY_RETENTION", default_value = "30d", value_parser = parse_retention)]
+    pub relay_retention: Retention,
     /// How often the relay looks for new rows when no commit notifies it (the order service's
     /// table has no trigger of ours).
     #[arg(long, env = "RELAY_POLL_INTERVAL", default_value = "200ms", value_parser = super::parse_duration)]
@@ -91,7 +95,20 @@ impl Default for RelayTable {
             relay_failed_status: "failed".to_owned(),
             relay_max_attempts: 10,
             relay_poll_interval: Duration::from_millis(200),
+            relay_retention: Retention(Some(Duration::from_secs(30 * 24 * 3600))),
         }
+    }
+}
+
+/// `RELAY_RETENTION`: how long published rows are kept; `None` (`off`): not deleted by the
+/// worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Option<Duration>);
+
+fn parse_retention(raw: &str) -> Result<Retention, String> {
+    match raw {
+        "off" => Ok(Retention(None)),
+        _ => super::parse_duration(raw).map(|keep| Retention(Some(keep))),
     }
 }
 

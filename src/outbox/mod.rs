@@ -23,7 +23,7 @@ mod rows;
 mod source;
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use diesel_async::AsyncPgConnection;
@@ -37,7 +37,14 @@ pub use mapping::check as check_mapping;
 use outage::{Failure, Outage};
 use publish::{Lease, Stream};
 pub use rows::{listing, requeue, Listed};
-pub use source::{Source, LEADER_LOCK};
+pub use source::{trigger, Source, LEADER_LOCK};
+
+/// Published rows past their retention are deleted this many at a time (short statements:
+/// the order service writes the same table), and at most [`CLEANUP_ROUNDS`] times per
+/// [`CLEANUP_EVERY`], so that a first cleanup of a large table never holds publishing up.
+const CLEANUP_BATCH: u32 = 500;
+const CLEANUP_ROUNDS: usize = 20;
+const CLEANUP_EVERY: Duration = Duration::from_secs(60);
 
 /// The leases this leader holds, by stream: a stream is taken over before its first XADD.
 type Leases = HashMap<String, Lease>;
@@ -164,11 +171,15 @@ impl Relay {
             .context("listening for commits")?;
         let mut redis_outage = Outage::new("Redis", &self.source.label);
         let mut leases = Leases::new();
-        let mut gauges_at: Option<Instant> = None;
+        let (mut gauges_at, mut cleaned_at): (Option<Instant>, Option<Instant>) = (None, None);
         while !shutdown.is_triggered() {
             if gauges_at.is_none_or(|at| at.elapsed() >= self.source.poll) {
                 self.refresh_gauges(conn).await?;
                 gauges_at = Some(Instant::now());
+            }
+            if cleaned_at.is_none_or(|at| at.elapsed() >= CLEANUP_EVERY) {
+                self.clean(conn).await?;
+                cleaned_at = Some(Instant::now());
             }
             let waiting = rows::waiting(conn, &self.source, self.settings.relay_batch)
                 .await
@@ -193,6 +204,28 @@ impl Relay {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Deletes published rows past their retention, a batch at a time.
+    async fn clean(&self, conn: &mut AsyncPgConnection) -> anyhow::Result<()> {
+        let mut deleted = 0;
+        for _ in 0..CLEANUP_ROUNDS {
+            let batch = rows::clean(conn, &self.source, CLEANUP_BATCH)
+                .await
+                .context("deleting published rows past RELAY_RETENTION")?;
+            deleted += batch;
+            if batch < CLEANUP_BATCH as usize {
+                break;
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(
+                outbox = %self.source.table,
+                "{}: deleted {deleted} row(s) published more than RELAY_RETENTION ago",
+                self.source.label
+            );
         }
         Ok(())
     }

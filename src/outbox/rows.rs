@@ -247,3 +247,19 @@ pub async fn requeue(
         Err(Undone::Failed(error)) => Err(error),
     }
 }
+
+/// Deletes at most `limit` rows published longer than the source's retention ago; how many.
+pub async fn clean(
+    conn: &mut AsyncPgConnection,
+    source: &Source,
+    limit: u32,
+) -> diesel::QueryResult<usize> {
+    let Some(sql) = &source.sql.cleanup else {
+        return Ok(0);
+    };
+    diesel::sql_query(sql)
+        .bind::<Double, _>(source.retention.as_secs_f64())
+        .bind::<BigInt, _>(i64::from(limit))
+        .execute(conn)
+        .await
+}

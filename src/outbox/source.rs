@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{fence_of, OrderEvents, RelayMapping, RelayTable};
+use crate::config::{fence_of, OrderEvents, RelayMapping, RelayTable, TableName};
 
 /// The worker's own outbox table, and the channel its trigger notifies on commit.
 pub const OWN_TABLE: &str = "order_events_outbox";
@@ -39,6 +39,8 @@ pub struct Source {
     pub max_attempts: u32,
     /// Looked for new rows this often without a notification.
     pub poll: Duration,
+    /// How long published rows are kept (with [`Sql::cleanup`]).
+    pub retention: Duration,
     pub sql: Sql,
 }
 
@@ -64,6 +66,9 @@ pub struct Sql {
     /// Makes failed rows (those of ids `$1`, or all when it is empty) wait again, returning
     /// their ids.
     pub requeue: String,
+    /// Deletes at most `$2` rows published more than `$1` seconds ago; `None`: the relay
+    /// deletes nothing of the kind (the own outbox's rows go when published).
+    pub cleanup: Option<String>,
 }
 
 impl Source {
@@ -81,6 +86,7 @@ impl Source {
             order_id_path: vec!["order_id".to_owned()],
             max_attempts: 1,
             poll: Duration::from_secs(1),
+            retention: Duration::ZERO,
             sql: Sql {
                 waiting: "SELECT o.id, o.event_id::text AS event_id, NULL::text AS topic, \
                     o.data::text AS payload, o.traceparent, o.tracestate, o.created_at, \
@@ -106,6 +112,7 @@ impl Source {
                     ("0", "held_reason"),
                     ("held_since IS NULL", "held_since IS NOT NULL"),
                 ),
+                cleanup: None,
                 requeue: "UPDATE order_events_outbox SET held_since = NULL, held_reason = NULL \
                     WHERE held_since IS NOT NULL AND (cardinality($1) = 0 OR id = ANY($1)) \
                     RETURNING id"
@@ -133,6 +140,7 @@ impl Source {
                 .collect(),
             max_attempts: relay.relay_max_attempts,
             poll: relay.relay_poll_interval,
+            retention: relay.relay_retention.0.unwrap_or_default(),
             sql: mapped_sql(&relay.mapping, relay, &table.quoted()),
         })
     }
@@ -192,17 +200,11 @@ fn mapped_sql(mapping: &RelayMapping, relay: &RelayTable, table: &str) -> Sql {
         last_error,
         created_at,
     } = Columns::from(mapping);
-    let published = literal(&relay.relay_published_status);
-    let failed = literal(&relay.relay_failed_status);
-    let pending = literal(&relay.relay_pending_status);
-    // A row with a publishing time is never published again, whatever its status says (a
-    // mistyped RELAY_PUBLISHED_STATUS must not publish the whole history again).
-    let waits = format!(
-        "{published_at} IS NULL AND {status}::text IS DISTINCT FROM {published} \
-         AND {status}::text IS DISTINCT FROM {failed}"
+    let (failed, pending) = (
+        literal(&relay.relay_failed_status),
+        literal(&relay.relay_pending_status),
     );
-    let fails = format!("{status}::text = {failed}");
-    let mark_published = format!("{status} = {published}, {published_at} = now()");
+    let (waits, fails, mark_published) = states(&status, &published_at, relay);
     let refuse = format!("{attempts} = COALESCE({attempts}, 0) + 1, {last_error} = $2");
     Sql {
         waiting: format!(
@@ -235,7 +237,28 @@ fn mapped_sql(mapping: &RelayMapping, relay: &RelayTable, table: &str) -> Sql {
             "UPDATE {table} SET {status} = {pending}, {attempts} = 0 WHERE {fails} \
              AND (cardinality($1) = 0 OR {id} = ANY($1)) RETURNING {id}::bigint AS id"
         ),
+        cleanup: relay.relay_retention.0.map(|_| {
+            format!(
+                "DELETE FROM {table} WHERE {id} IN (SELECT {id} FROM {table} WHERE \
+                 {published_at} < now() - make_interval(secs => $1) LIMIT $2)"
+            )
+        }),
     }
+}
+
+/// What waiting and failed are in a mapped table, and how a row is marked published.
+fn states(status: &str, published_at: &str, relay: &RelayTable) -> (String, String, String) {
+    let published = literal(&relay.relay_published_status);
+    let failed = literal(&relay.relay_failed_status);
+    // A row with a publishing time is never published again, whatever its status says (a
+    // mistyped RELAY_PUBLISHED_STATUS must not publish the whole history again).
+    let waits = format!(
+        "{published_at} IS NULL AND {status}::text IS DISTINCT FROM {published} \
+         AND {status}::text IS DISTINCT FROM {failed}"
+    );
+    let fails = format!("{status}::text = {failed}");
+    let mark_published = format!("{status} = {published}, {published_at} = now()");
+    (waits, fails, mark_published)
 }
 
 /// The operators' listing of `table`, from its columns (id, event id, topic, payload, created
@@ -252,6 +275,20 @@ fn listing(
          attempts, {last_error}::text AS last_error, {created_at}::timestamptz AS created_at, \
          (EXTRACT(EPOCH FROM now() - {created_at}) * 1000)::bigint AS age_ms FROM {table} \
          WHERE (({waits}) AND NOT $1) OR ({fails}) ORDER BY {id} LIMIT $2"
+    )
+}
+
+/// The statement giving `table` the trigger that notifies its relay (the channel its
+/// [`Source::channel`] listens on: the table's name) on each statement that inserts rows
+/// (`migrate --relay-trigger`); it can be run again.
+pub fn trigger(table: &TableName) -> String {
+    let channel = literal(&table.to_string());
+    format!(
+        "CREATE OR REPLACE FUNCTION order_worker_relay_notify() RETURNS trigger \
+         LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify(TG_ARGV[0], ''); RETURN NULL; END $$; \
+         CREATE OR REPLACE TRIGGER order_worker_relay_notify AFTER INSERT ON {} \
+         FOR EACH STATEMENT EXECUTE FUNCTION order_worker_relay_notify({channel})",
+        table.quoted()
     )
 }
 
