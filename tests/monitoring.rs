@@ -269,7 +269,7 @@ async fn the_live_metrics_lint_clean_and_hold_every_name_the_alerts_and_dashboar
         "a publishing round refused, then o5's published",
         async || {
             metrics = get(port, "/metrics").await.1;
-            metrics.contains("order_events_publish_errors_total ") && env.outbox_rows().await == 0
+            metrics.contains("order_events_publish_errors_total{") && env.outbox_rows().await == 0
         },
     )
     .await;

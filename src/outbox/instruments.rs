@@ -72,6 +72,12 @@ pub fn publish_failed(source: &Source) {
     counter!(PUBLISH_ERRORS, "outbox" => source.table.clone()).increment(1);
 }
 
+/// Exports the failed rows' counter at 0 from the start, so that an alert on its increase sees
+/// the first failure.
+pub fn started(source: &Source) {
+    counter!(FAILED, "outbox" => source.table.clone()).increment(0);
+}
+
 pub fn failed(source: &Source) {
     counter!(FAILED, "outbox" => source.table.clone()).increment(1);
 }

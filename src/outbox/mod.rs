@@ -92,6 +92,7 @@ impl Relay {
     /// Relays (or waits to) until shutdown. PostgreSQL failing ends the session, which is
     /// opened again after a pause; its lock is someone else's meanwhile.
     pub async fn run(self, shutdown: Shutdown) {
+        instruments::started(&self.source);
         let mut outage = Outage::new("PostgreSQL", &self.source.label);
         while !shutdown.is_triggered() {
             match self.lead(&shutdown, &mut outage).await {
