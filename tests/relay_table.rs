@@ -182,7 +182,7 @@ async fn migrate_and_run_refuse_a_table_missing_a_mapped_column_and_never_alter_
     env.db()
         .await
         .batch_execute(&format!(
-            "CREATE TABLE {TABLE} (id BIGSERIAL PRIMARY KEY, topic TEXT, event_id UUID, \
+            "CREATE TABLE {TABLE} (id BIGSERIAL PRIMARY KEY, topic TEXT, event_type TEXT, event_id UUID, \
              payload JSONB, status TEXT, published_at TIMESTAMPTZ, attempts INT, \
              error_text TEXT, created_at TIMESTAMPTZ)"
         ))

@@ -13,7 +13,7 @@ mod streams;
 mod table_name;
 pub use order_events::{fence_of, OrderEvents};
 pub use redis_url::{ClusterUrl, Credentials, SentinelUrl};
-pub use relay_table::{RelayMapping, RelayTable, Retention};
+pub use relay_table::{sql_literal, RelayMapping, RelayTable, Retention};
 pub(crate) use streams::parse_topic;
 pub use streams::{stream_setting, Keyspace, StreamConfig, Subscription, Topics};
 pub use table_name::TableName;

@@ -22,6 +22,11 @@ pub struct OrderEvents {
     /// hear that an order was confirmed (docs/order-events.md).
     #[arg(long, env = "ORDER_EVENTS", default_value = "on", value_parser = parse_on_off)]
     pub order_events: bool,
+    /// Write the status changes into the order service's own outbox table instead of the
+    /// worker's `order_events_outbox`, so that it holds every status change, whoever made it.
+    /// It must be RELAY_TABLE, whose relay publishes them [default: the worker's own outbox].
+    #[arg(long, env = "ORDER_EVENTS_TABLE")]
+    pub order_events_table: Option<super::TableName>,
     /// The stream key the events go to (Dapr: the topic name).
     #[arg(long, env = "ORDER_EVENTS_TOPIC", default_value = DEFAULT_ORDER_EVENTS_TOPIC)]
     pub order_events_topic: String,
@@ -50,6 +55,7 @@ impl Default for OrderEvents {
     fn default() -> Self {
         Self {
             order_events: true,
+            order_events_table: None,
             order_events_topic: DEFAULT_ORDER_EVENTS_TOPIC.to_owned(),
             order_events_maxlen: None,
             app_id: DEFAULT_APP_ID.to_owned(),

@@ -57,6 +57,10 @@ pub struct RelayMapping {
     /// Its column of topics: the stream key each row is published to.
     #[arg(long, env = "RELAY_COLUMN_TOPIC", default_value = "topic")]
     pub relay_column_topic: Column,
+    /// Its column of event types: written, with the topic, for the worker's own changes
+    /// when ORDER_EVENTS_TABLE names this table.
+    #[arg(long, env = "RELAY_COLUMN_EVENT_TYPE", default_value = "event_type")]
+    pub relay_column_event_type: Column,
     /// Its column of event ids: the CloudEvent `id`, the same on every retry.
     #[arg(long, env = "RELAY_COLUMN_EVENT_ID", default_value = "event_id")]
     pub relay_column_event_id: Column,
@@ -119,6 +123,7 @@ impl Default for RelayMapping {
             relay_table: None,
             relay_column_id: column("id"),
             relay_column_topic: column("topic"),
+            relay_column_event_type: column("event_type"),
             relay_column_event_id: column("event_id"),
             relay_column_payload: column("payload"),
             relay_column_status: column("status"),
@@ -132,10 +137,11 @@ impl Default for RelayMapping {
 
 impl RelayMapping {
     /// Each mapped column with the setting that names it.
-    pub fn columns(&self) -> [(&'static str, &Column); 9] {
+    pub fn columns(&self) -> [(&'static str, &Column); 10] {
         [
             ("RELAY_COLUMN_ID", &self.relay_column_id),
             ("RELAY_COLUMN_TOPIC", &self.relay_column_topic),
+            ("RELAY_COLUMN_EVENT_TYPE", &self.relay_column_event_type),
             ("RELAY_COLUMN_EVENT_ID", &self.relay_column_event_id),
             ("RELAY_COLUMN_PAYLOAD", &self.relay_column_payload),
             ("RELAY_COLUMN_STATUS", &self.relay_column_status),
@@ -145,6 +151,11 @@ impl RelayMapping {
             ("RELAY_COLUMN_CREATED_AT", &self.relay_column_created_at),
         ]
     }
+}
+
+/// `value` as a SQL string literal: safe to splice into a statement.
+pub fn sql_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
 }
 
 /// A column name: one plain SQL identifier, folded to lower case as PostgreSQL folds it.
@@ -190,6 +201,7 @@ mod tests {
             [
                 "id",
                 "topic",
+                "event_type",
                 "event_id",
                 "payload",
                 "status",

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{fence_of, OrderEvents, RelayMapping, RelayTable, TableName};
+use crate::config::{
+    fence_of, sql_literal as literal, OrderEvents, RelayMapping, RelayTable, TableName,
+};
 
 /// The worker's own outbox table, and the channel its trigger notifies on commit.
 pub const OWN_TABLE: &str = "order_events_outbox";
@@ -290,11 +292,6 @@ pub fn trigger(table: &TableName) -> String {
          FOR EACH STATEMENT EXECUTE FUNCTION order_worker_relay_notify({channel})",
         table.quoted()
     )
-}
-
-/// A SQL string literal.
-fn literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
 }
 
 /// The leader lock of a mapped table's relay: stable across replicas and builds, and apart
