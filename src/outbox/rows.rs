@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Nullable, Text, Timestamptz};
+// The derive of a row that embeds another calls the trait by its bare name.
+use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
 use super::source::Source;
@@ -167,22 +169,13 @@ pub async fn backlog(
 /// A row as operators see it (`order-worker outbox` with RELAY_TABLE).
 #[derive(Debug, Clone, diesel::QueryableByName)]
 pub struct Listed {
-    #[diesel(sql_type = BigInt)]
-    pub id: i64,
-    #[diesel(sql_type = Text)]
-    pub event_id: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub topic: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub payload: Option<String>,
+    /// (Not named `row`: the derive's own parameter is.)
+    #[diesel(embed)]
+    pub stored: Row,
     #[diesel(sql_type = Bool)]
     pub failed: bool,
-    #[diesel(sql_type = Integer)]
-    pub attempts: i32,
     #[diesel(sql_type = Nullable<Text>)]
     pub last_error: Option<String>,
-    #[diesel(sql_type = Timestamptz)]
-    pub created_at: DateTime<Utc>,
     #[diesel(sql_type = BigInt)]
     pub age_ms: i64,
 }

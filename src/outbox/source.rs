@@ -273,7 +273,8 @@ fn listing(
 ) -> String {
     format!(
         "SELECT {id}::bigint AS id, {event_id}::text AS event_id, {topic}::text AS topic, \
-         {payload}::text AS payload, ({fails}) AS failed, COALESCE({attempts}, 0)::int AS \
+         {payload}::text AS payload, NULL::text AS traceparent, NULL::text AS tracestate, \
+         ({fails}) AS failed, COALESCE({attempts}, 0)::int AS \
          attempts, {last_error}::text AS last_error, {created_at}::timestamptz AS created_at, \
          (EXTRACT(EPOCH FROM now() - {created_at}) * 1000)::bigint AS age_ms FROM {table} \
          WHERE (({waits}) AND NOT $1) OR ({fails}) ORDER BY {id} LIMIT $2"

@@ -62,7 +62,13 @@ pub async fn list(
     })
 }
 
-fn shown(row: Listed, source: &Source) -> RelayedRow {
+fn shown(listed: Listed, source: &Source) -> RelayedRow {
+    let Listed {
+        stored: row,
+        failed,
+        last_error,
+        age_ms,
+    } = listed;
     let order_id = row
         .payload
         .as_deref()
@@ -73,11 +79,11 @@ fn shown(row: Listed, source: &Source) -> RelayedRow {
         event_id: row.event_id,
         topic: row.topic,
         order_id,
-        state: if row.failed { "failed" } else { "waiting" },
+        state: if failed { "failed" } else { "waiting" },
         attempts: row.attempts,
-        last_error: row.last_error,
+        last_error,
         created_at: rfc3339(row.created_at),
-        age_ms: row.age_ms.max(0) as u64,
+        age_ms: age_ms.max(0) as u64,
     }
 }
 
