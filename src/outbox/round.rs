@@ -155,8 +155,7 @@ impl Relay {
         reason: &str,
         permanent: bool,
     ) -> Result<(), Failure> {
-        let attempts = u32::try_from(row.attempts).unwrap_or(0) + 1;
-        let failed = permanent || attempts >= self.source.max_attempts;
+        let (attempts, failed) = gives_up(row.attempts, self.source.max_attempts, permanent);
         let (label, table) = (&self.source.label, &self.source.table);
         if failed {
             tracing::error!(
@@ -177,5 +176,38 @@ impl Relay {
             .await
             .map_err(Failure::postgres)?;
         Ok(())
+    }
+}
+
+/// This refusal's number, and whether the row is failed with it: at once when it can never be
+/// published, else at the `max_attempts`th refusal.
+fn gives_up(attempts_before: i32, max_attempts: u32, permanent: bool) -> (u32, bool) {
+    let attempts = u32::try_from(attempts_before).unwrap_or(0) + 1;
+    (attempts, permanent || attempts >= max_attempts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gives_up;
+
+    #[test]
+    fn a_row_fails_at_its_last_attempt_or_at_once_when_it_never_can_go() {
+        let cases = [
+            ((0, 10, false), (1, false)),
+            ((8, 10, false), (9, false)),
+            ((9, 10, false), (10, true)),
+            ((0, 10, true), (1, true)),
+            // The own outbox gives up at the first refusal, as it always held.
+            ((0, 1, false), (1, true)),
+            // A negative count written by someone else counts as none.
+            ((-3, 10, false), (1, false)),
+        ];
+        for ((before, max, permanent), want) in cases {
+            assert_eq!(
+                gives_up(before, max, permanent),
+                want,
+                "{before} {max} {permanent}"
+            );
+        }
     }
 }
