@@ -51,6 +51,14 @@ async fn failed_rows_are_listed_and_requeued_after_a_dry_run_then_published() {
     assert_eq!(rows[0]["id"], 2);
     let error = rows[0]["last_error"].as_str().unwrap_or_default();
     assert!(error.contains("no order id"), "{error}");
+    assert_eq!(
+        (&listed["waiting"], &listed["failed"]),
+        (&json!(0), &json!(1))
+    );
+    let relay = listed["relay"]["application_name"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(relay.contains("w1"), "the relaying replica named: {listed}");
 
     // The cause fixed (the order service's payload corrected), then requeued.
     env.db()
@@ -81,5 +89,6 @@ async fn failed_rows_are_listed_and_requeued_after_a_dry_run_then_published() {
     assert_eq!(orders, ["o-1", "o-3", "o-2"]);
     let listed = outbox(&env, &[]);
     assert_eq!(listed["rows"], json!([]), "{listed}");
+    assert_eq!(listed["relay"], Value::Null, "nobody relays once stopped");
     env.cleanup().await;
 }

@@ -36,7 +36,7 @@ pub use cloud_event::order_id;
 pub use mapping::check as check_mapping;
 use outage::{Failure, Outage};
 use publish::{Lease, Stream};
-pub use rows::{listing, requeue, Listed};
+pub use rows::{backlog, listing, requeue, Listed};
 pub use source::{trigger, Source, LEADER_LOCK};
 
 /// Published rows past their retention are deleted this many at a time (short statements:

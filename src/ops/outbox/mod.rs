@@ -177,7 +177,7 @@ pub async fn read(
         .run(async |conn| {
             require_table(conn).await?;
             let counts = counts(conn).await?;
-            let relay = relay_holder(conn).await?;
+            let relay = relay_holder(conn, RELAY_LOCK).await?;
             let rows = rows(conn, limit, held_only).await?;
             Ok::<_, anyhow::Error>(Outbox {
                 waiting: counts.waiting.max(0) as u64,
@@ -249,10 +249,13 @@ fn lock_halves(key: i64) -> (i64, i64) {
     ((key >> 32) as i64, (key & 0xffff_ffff) as i64)
 }
 
-/// The session holding the relay's lock in this database (advisory locks are per database: a
-/// relay of another database on the same server holds the same key there).
-async fn relay_holder(conn: &mut AsyncPgConnection) -> anyhow::Result<Option<RelayHolder>> {
-    let (high, low) = lock_halves(RELAY_LOCK);
+/// The session holding the relay's lock `lock` in this database (advisory locks are per
+/// database: a relay of another database on the same server holds the same key there).
+async fn relay_holder(
+    conn: &mut AsyncPgConnection,
+    lock: i64,
+) -> anyhow::Result<Option<RelayHolder>> {
+    let (high, low) = lock_halves(lock);
     let holders: Vec<RelayHolder> = diesel::sql_query(
         "SELECT l.pid, NULLIF(a.application_name, '') AS application_name, \
          a.usename::text AS role, host(a.client_addr) AS client_addr, \

@@ -10,7 +10,8 @@ use anyhow::Context;
 use diesel_async::AsyncPgConnection;
 use serde::Serialize;
 
-use super::OutboxArgs;
+use super::render::{holder, NOBODY_RELAYS};
+use super::{OutboxArgs, RelayHolder};
 use crate::ops::output::rfc3339;
 use crate::ops::table::{human_ms, shorten, Table};
 use crate::outbox::{Listed, Source};
@@ -19,6 +20,13 @@ use crate::outbox::{Listed, Source};
 #[derive(Debug, Clone, Serialize)]
 pub struct RelayedTable {
     pub table: String,
+    /// Rows waiting to be published, and failed, as the relay's gauges count them.
+    pub waiting: u64,
+    pub failed: u64,
+    /// How long the oldest waiting row has waited.
+    pub oldest_waiting_ms: u64,
+    /// The session holding this table's relay lock; `None`: no replica relays it now.
+    pub relay: Option<RelayHolder>,
     pub failed_only: bool,
     pub rows: Vec<RelayedRow>,
 }
@@ -55,8 +63,15 @@ pub async fn list(
         .await
         .with_context(|| format!("reading the rows of {}", source.table))?;
     let rows = listed.into_iter().map(|row| shown(row, source)).collect();
+    let counts = crate::outbox::backlog(conn, source)
+        .await
+        .with_context(|| format!("counting the rows of {}", source.table))?;
     Ok(RelayedTable {
         table: source.table.clone(),
+        waiting: counts.waiting,
+        failed: counts.failed,
+        oldest_waiting_ms: counts.oldest.as_millis() as u64,
+        relay: super::relay_holder(conn, source.lock).await?,
         failed_only: args.held,
         rows,
     })
@@ -108,7 +123,18 @@ pub fn render_table(listing: &RelayedTable) -> String {
     } else {
         "rows waiting or failed"
     };
-    let mut out = format!("{} {which} of {}:\n", listing.rows.len(), listing.table);
+    let relay = listing
+        .relay
+        .as_ref()
+        .map_or_else(|| NOBODY_RELAYS.to_owned(), holder);
+    let mut out = format!(
+        "{}: {} waiting (the oldest for {}), {} failed\nrelay: {relay}\n\n",
+        listing.table,
+        listing.waiting,
+        human_ms(listing.oldest_waiting_ms),
+        listing.failed
+    );
+    let _ = writeln!(out, "{} {which}:", listing.rows.len());
     if listing.rows.is_empty() {
         out.push_str("  none\n");
         return out;
