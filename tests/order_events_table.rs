@@ -1,10 +1,12 @@
 //! `ORDER_EVENTS_TABLE`: the worker's own status changes written into the order service's
 //! outbox table (with `RELAY_TABLE` naming it), beside the rows the order service writes, and
 //! published from there by the one relay: the table holds every status change, whoever made
-//! it, and subscribers see them as before. Real servers.
+//! it, and subscribers see them as before; what the worker's own outbox still holds is
+//! published too. Real servers.
 
 mod support;
 
+use diesel_async::SimpleAsyncConnection;
 use serde_json::json;
 use support::order_events::assert_lifecycles_published;
 use support::relay_table::TABLE;
@@ -21,10 +23,26 @@ async fn the_worker_s_changes_go_through_the_order_service_s_table_beside_its_ow
         "old_status": "pending", "new_status": "cancelled", "reason": "CustomerCancelled"});
     env.write_outbox(&[(topic.clone(), theirs.to_string())])
         .await;
+    // A change written to the worker's own outbox before the switch: still published.
+    let left = json!({"event_type": "orders.order.status_changed", "order_id": "left-1",
+        "old_status": "pending", "new_status": "confirmed", "reason": "PaymentConfirmed"});
+    env.db()
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO order_events_outbox (order_id, data, cause_topic, cause_entry_id) \
+             VALUES ('left-1', '{left}', 'payment.confirmed', '1-0')"
+        ))
+        .await
+        .expect("a row left in order_events_outbox");
     let mut config = env.relaying_config("w1");
     config.order_events.order_events_table = Some(TABLE.parse().expect("a table name"));
     let worker = env.spawn_worker_with(config).await;
     let want = 1 + 3 * orders.len();
+    eventually(
+        "the row left in order_events_outbox published",
+        async || env.outbox_rows().await == 0,
+    )
+    .await;
     eventually(
         "every change in the order service's table, published",
         async || {
@@ -39,11 +57,11 @@ async fn the_worker_s_changes_go_through_the_order_service_s_table_beside_its_ow
     let table = env.outbox_table().await;
     assert!(table.iter().all(|row| row.topic == topic), "{table:?}");
     let published = env.published().await;
-    assert_eq!(published.len(), want, "each once");
-    let (api, worker_s): (Vec<_>, Vec<_>) = published
+    assert_eq!(published.len(), want + 1, "each once");
+    let (others, worker_s): (Vec<_>, Vec<_>) = published
         .into_iter()
-        .partition(|event| event.order_id() == "api-1");
-    assert_eq!(api.len(), 1);
+        .partition(|event| ["api-1", "left-1"].contains(&event.order_id()));
+    assert_eq!(others.len(), 2);
     assert_lifecycles_published(&worker_s, &orders);
     env.cleanup().await;
 }

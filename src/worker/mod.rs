@@ -177,12 +177,13 @@ impl Worker {
         Ok(())
     }
 
-    /// The tables relayed: the own outbox unless ORDER_EVENTS is off (or writes elsewhere), and
-    /// RELAY_TABLE if set.
+    /// The tables relayed: the own outbox unless ORDER_EVENTS is off, and RELAY_TABLE if set.
     fn sources(&self) -> Vec<crate::outbox::Source> {
         let events = &self.config.order_events;
-        // With ORDER_EVENTS_TABLE the changes are in the order service's table: its relay's.
-        let own = (events.order_events && events.order_events_table.is_none())
+        // Kept with ORDER_EVENTS_TABLE too: what order_events_outbox still holds (written
+        // before it was set, or by `replay`, which writes there) is published, not stranded.
+        let own = events
+            .order_events
             .then(|| crate::outbox::Source::own(events));
         own.into_iter()
             .chain(crate::outbox::Source::mapped(&self.config.relay))
