@@ -51,6 +51,20 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
 /// `order-worker migrate`: applies the embedded migrations that are not applied yet, the
 /// contract ones only with `--contract`.
 pub async fn migrate(config: MigrateConfig) -> anyhow::Result<()> {
+    // Before anything is applied: a mapping that does not fit the order service's outbox
+    // table is refused with the column it names.
+    if config.relay.relay_table.is_some() {
+        let mut conn =
+            crate::store::connect::connect_or_unreachable(config.database_url.clone()).await?;
+        crate::outbox::check_mapping(&mut conn, &config.relay).await?;
+        if let (true, Some(table)) = (config.relay_trigger, &config.relay.relay_table) {
+            use diesel_async::SimpleAsyncConnection;
+            conn.batch_execute(&crate::outbox::trigger(table))
+                .await
+                .with_context(|| format!("giving RELAY_TABLE {table} its notify trigger"))?;
+            tracing::info!("RELAY_TABLE {table}: each commit that writes rows notifies the relay");
+        }
+    }
     let migrated =
         migrate::run_pending(&config.database_url, &config.orders_table, config.contract).await?;
     let applied = &migrated.applied;

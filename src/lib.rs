@@ -31,8 +31,9 @@ mod worker;
 // The commands: `run`, `migrate`, and the operator commands in `ops`.
 pub use app::{migrate, run};
 pub use config::{
-    redact_url, Connections, Keyspace, MigrateConfig, OrderEvents, RedisTls, StreamConfig,
-    TableName, Topics, WorkerConfig, DEFAULT_BATCH_SIZE, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL,
+    fence_of, redact_url, Connections, Keyspace, MigrateConfig, OrderEvents, RedisTls,
+    RelayMapping, RelayTable, Retention as RelayRetention, StreamConfig, TableName, Topics,
+    WorkerConfig, DEFAULT_BATCH_SIZE, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL,
 };
 pub use telemetry::{
     init as init_telemetry, LogFormat, Telemetry, EXPORT_FAILING, SUBSCRIBING, TRACING_HELP,

@@ -30,7 +30,7 @@ struct Cli {
 enum Command {
     /// Consume the stream until SIGTERM/SIGINT (a second signal exits at once).
     #[command(after_help = order_worker::TRACING_HELP)]
-    Run(WorkerConfig),
+    Run(Box<WorkerConfig>),
     /// Apply the embedded database migrations (safe when several replicas run it at once).
     Migrate(MigrateConfig),
     /// Before the cut-over from Dapr: read the live streams and the database, with the
@@ -143,7 +143,7 @@ async fn main() -> ExitCode {
         _ => FLUSH_TIMEOUT,
     };
     let result = match cli.command {
-        Command::Run(config) => order_worker::run(config).await,
+        Command::Run(config) => order_worker::run(*config).await,
         Command::Migrate(config) => order_worker::migrate(config).await,
         Command::Subscriptions(args) => ops::subscriptions::run(args).await,
         Command::Pending(args) => ops::inspect::run(args).await,

@@ -249,7 +249,8 @@ async fn the_live_metrics_lint_clean_and_hold_every_name_the_alerts_and_dashboar
             // A retention round sets the prune time, then the inbox's extent: wait for both.
             let pruned = metrics.contains("order_inbox_last_prune_timestamp_seconds ")
                 && metrics.contains("order_inbox_rows ");
-            let relayed = metrics.contains("order_events_relay_leader 1")
+            let relayed = metrics
+                .contains("order_events_relay_leader{outbox=\"order_events_outbox\"} 1")
                 && metrics.contains("order_events_published_total{");
             count == 5.0 && gauges && pruned && relayed
         },
@@ -268,7 +269,7 @@ async fn the_live_metrics_lint_clean_and_hold_every_name_the_alerts_and_dashboar
         "a publishing round refused, then o5's published",
         async || {
             metrics = get(port, "/metrics").await.1;
-            metrics.contains("order_events_publish_errors_total ") && env.outbox_rows().await == 0
+            metrics.contains("order_events_publish_errors_total{") && env.outbox_rows().await == 0
         },
     )
     .await;

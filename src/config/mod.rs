@@ -8,10 +8,12 @@ use std::time::Duration;
 
 mod order_events;
 mod redis_url;
+mod relay_table;
 mod streams;
 mod table_name;
-pub use order_events::OrderEvents;
+pub use order_events::{fence_of, OrderEvents};
 pub use redis_url::{ClusterUrl, Credentials, SentinelUrl};
+pub use relay_table::{sql_literal, RelayMapping, RelayTable, Retention};
 pub(crate) use streams::parse_topic;
 pub use streams::{stream_setting, Keyspace, StreamConfig, Subscription, Topics};
 pub use table_name::TableName;
@@ -142,6 +144,13 @@ pub struct MigrateConfig {
     /// working. This build runs either side of them; set it once the release is settled.
     #[arg(long, env = "MIGRATE_CONTRACT")]
     pub contract: bool,
+    #[command(flatten)]
+    pub relay: RelayMapping,
+    /// Also give RELAY_TABLE a trigger that notifies the relay on each commit that writes rows
+    /// (`pg_notify`, one per statement), so it publishes within milliseconds instead of at its
+    /// next poll. The one change made to the order service's table; opt-in.
+    #[arg(long, env = "RELAY_TRIGGER", requires = "relay_table")]
+    pub relay_trigger: bool,
 }
 
 /// Replaces the password in a URL with `***`, for logs and error messages.
@@ -179,6 +188,8 @@ pub struct WorkerConfig {
     pub stream: StreamConfig,
     #[command(flatten)]
     pub order_events: OrderEvents,
+    #[command(flatten)]
+    pub relay: RelayTable,
     /// Entries read (and applied in one transaction) at a time (Dapr component: queueDepth).
     #[arg(long, env = "BATCH_SIZE", default_value_t = DEFAULT_BATCH_SIZE, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub batch_size: u32,
@@ -264,6 +275,7 @@ impl WorkerConfig {
             topics: Topics::stream_only(&stream.stream),
             connections,
             order_events: OrderEvents::beside(&stream.stream),
+            relay: RelayTable::default(),
             stream,
             batch_size: DEFAULT_BATCH_SIZE,
             block_ms: DEFAULT_BLOCK_MS,

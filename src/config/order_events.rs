@@ -22,6 +22,11 @@ pub struct OrderEvents {
     /// hear that an order was confirmed (docs/order-events.md).
     #[arg(long, env = "ORDER_EVENTS", default_value = "on", value_parser = parse_on_off)]
     pub order_events: bool,
+    /// Write the status changes into the order service's own outbox table instead of the
+    /// worker's `order_events_outbox`, so that it holds every status change, whoever made it.
+    /// It must be RELAY_TABLE, whose relay publishes them [default: the worker's own outbox].
+    #[arg(long, env = "ORDER_EVENTS_TABLE")]
+    pub order_events_table: Option<super::TableName>,
     /// The stream key the events go to (Dapr: the topic name).
     #[arg(long, env = "ORDER_EVENTS_TOPIC", default_value = DEFAULT_ORDER_EVENTS_TOPIC)]
     pub order_events_topic: String,
@@ -50,6 +55,7 @@ impl Default for OrderEvents {
     fn default() -> Self {
         Self {
             order_events: true,
+            order_events_table: None,
             order_events_topic: DEFAULT_ORDER_EVENTS_TOPIC.to_owned(),
             order_events_maxlen: None,
             app_id: DEFAULT_APP_ID.to_owned(),
@@ -71,19 +77,9 @@ impl OrderEvents {
         }
     }
 
-    /// The key of the relay's fence, in the stream's Redis Cluster slot (one script touches
-    /// both): `{<topic>}.relay`, or `<topic>.relay` when the topic has a hash tag of its own.
+    /// The key of the relay's fence on the order events stream: [`fence_of`] its topic.
     pub fn fence_key(&self) -> String {
-        let topic = &self.order_events_topic;
-        let tagged = topic
-            .find('{')
-            .and_then(|open| topic[open + 1..].find('}'))
-            .is_some_and(|length| length > 0);
-        if tagged {
-            format!("{topic}.relay")
-        } else {
-            format!("{{{topic}}}.relay")
-        }
+        fence_of(&self.order_events_topic)
     }
 
     /// How many of the stream's newest entries a relay taking over reads back: those a dead
@@ -93,6 +89,21 @@ impl OrderEvents {
     /// takeover (docs/order-events.md).
     pub fn readback(&self) -> usize {
         (self.relay_batch as usize * 10).max(2_000)
+    }
+}
+
+/// The key of a relay's fence on stream `topic`, in the stream's Redis Cluster slot (one
+/// script touches both): `{<topic>}.relay`, or `<topic>.relay` when the topic has a hash tag of
+/// its own.
+pub fn fence_of(topic: &str) -> String {
+    let tagged = topic
+        .find('{')
+        .and_then(|open| topic[open + 1..].find('}'))
+        .is_some_and(|length| length > 0);
+    if tagged {
+        format!("{topic}.relay")
+    } else {
+        format!("{{{topic}}}.relay")
     }
 }
 

@@ -1,22 +1,28 @@
-//! The relay: publishes the outbox (`order_events_outbox`, written by each transaction that
-//! changes a status) to the `orders.order.status_changed` stream, exactly as a Dapr publisher
-//! writes it, and deletes each row once Redis holds it.
+//! The relay: publishes an outbox table's rows to Redis, exactly as a Dapr publisher writes
+//! them, and marks each row once Redis holds it. One implementation for both tables it drains
+//! ([`Source`]): the worker's own `order_events_outbox` (written by each transaction that
+//! changes a status, published to `orders.order.status_changed`, deleted once published) and
+//! the order service's `RELAY_TABLE` (each row to the stream its topic names, marked published).
 //!
 //! Every replica runs it; one leads at a time, holding a PostgreSQL advisory lock on a session
 //! of its own (freed the moment that session ends: a pod killed is taken over within
 //! `RELAY_TAKEOVER_INTERVAL`). The leader publishes the oldest rows in id order (an order's rows
-//! are in the order of its changes: each was written under the order's row lock), wakes on the
-//! outbox's commit notifications, and on taking over first reads the stream's newest entries
-//! back and deletes the rows already there, so a relay killed between XADD and DELETE publishes
-//! nothing twice. The fence in Redis ([`publish::Stream`]) keeps a leader that lost its session
-//! without noticing from publishing behind the new one's back.
+//! are in the order of its changes), wakes on the table's commit notifications, and before its
+//! first XADD to a stream reads the stream's newest entries back and marks the rows already
+//! there, so a relay killed between XADD and marking publishes nothing twice. The fence in
+//! Redis ([`publish::Stream`]) keeps a leader that lost its session without noticing from
+//! publishing behind the new one's back.
 
 mod cloud_event;
 pub mod instruments;
+mod mapping;
+mod outage;
 mod publish;
+mod round;
 mod rows;
+mod source;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -26,64 +32,80 @@ use futures_util::{FutureExt, StreamExt};
 use crate::config::OrderEvents;
 use crate::shutdown::Shutdown;
 use crate::stream::RedisPool;
-use cloud_event::Envelope;
+pub use cloud_event::order_id;
+pub use mapping::check as check_mapping;
+use outage::{Failure, Outage};
 use publish::{Lease, Stream};
-use rows::Row;
-pub use rows::LEADER_LOCK;
+pub use rows::{backlog, listing, requeue, Listed};
+pub use source::{trigger, Source, LEADER_LOCK};
 
-/// Without a notification (none is lost while listening, but a session can die silently), the
-/// leader looks anyway this often; the gauges are refreshed as often (not on every round: a
-/// drain's rounds are many and short).
-const POLL: Duration = Duration::from_secs(1);
+/// Published rows past their retention are deleted this many at a time (short statements:
+/// the order service writes the same table), and at most [`CLEANUP_ROUNDS`] times per
+/// [`CLEANUP_EVERY`], so that a first cleanup of a large table never holds publishing up.
+const CLEANUP_BATCH: u32 = 500;
+const CLEANUP_ROUNDS: usize = 20;
+const CLEANUP_EVERY: Duration = Duration::from_secs(60);
 
-/// The relay of one replica.
+/// The leases this leader holds, by stream: a stream is taken over before its first XADD.
+type Leases = HashMap<String, Lease>;
+
+/// The relay of one replica, for one table.
 pub struct Relay {
     settings: OrderEvents,
+    source: Source,
     /// The replica's consumer name, which its session carries as its `application_name`.
     replica: String,
-    /// `MAX_ENTRY_BYTES`: a larger entry is held, never published (subscribers like this
+    /// `MAX_ENTRY_BYTES`: a larger entry is failed, never published (subscribers like this
     /// worker would dead-letter it).
     max_entry_bytes: usize,
     database_url: String,
     redis: RedisPool,
-    stream: Stream,
+}
+
+/// What a step of the leader did.
+enum Step {
+    /// Published what there was: wait for more if the read was short.
+    Published,
+    /// Took streams over (marking rows found there): read again.
+    TookOver,
 }
 
 impl Relay {
     pub fn new(
         settings: OrderEvents,
+        source: Source,
         replica: String,
         max_entry_bytes: usize,
         database_url: String,
         redis: RedisPool,
     ) -> Self {
-        let stream = Stream::new(&settings);
         Self {
             settings,
+            source,
             replica,
             max_entry_bytes,
             database_url,
             redis,
-            stream,
         }
     }
 
     /// Relays (or waits to) until shutdown. PostgreSQL failing ends the session, which is
     /// opened again after a pause; its lock is someone else's meanwhile.
     pub async fn run(self, shutdown: Shutdown) {
-        let mut outage = Outage::new("PostgreSQL");
+        instruments::started(&self.source);
+        let mut outage = Outage::new("PostgreSQL", &self.source.label);
         while !shutdown.is_triggered() {
             match self.lead(&shutdown, &mut outage).await {
                 Ok(()) => break,
                 Err(error) => {
-                    instruments::leader(false);
+                    instruments::leader(&self.source, false);
                     if !outage.wait(&error, &shutdown).await {
                         break;
                     }
                 }
             }
         }
-        instruments::leader(false);
+        instruments::leader(&self.source, false);
     }
 
     /// One session: waits for the lead, then relays until shutdown (`Ok`) or a failure.
@@ -97,10 +119,11 @@ impl Relay {
         if !self.wait_for_lead(&mut conn, shutdown, outage).await? {
             return Ok(());
         }
-        instruments::leader(true);
+        instruments::leader(&self.source, true);
         tracing::info!(
-            stream = %self.stream.key,
-            "order events: this replica relays the outbox now"
+            outbox = %self.source.table,
+            "{}: this replica relays the outbox now",
+            self.source.label
         );
         self.relay(&mut conn, shutdown).await
     }
@@ -114,15 +137,15 @@ impl Relay {
         outage: &mut Outage,
     ) -> anyhow::Result<bool> {
         loop {
-            let led = rows::try_lead(conn)
+            let led = rows::try_lead(conn, &self.source)
                 .await
                 .context("taking the relay lock")?;
             outage.ended();
             if led {
                 return Ok(true);
             }
-            instruments::leader(false);
-            instruments::backlog(&rows::backlog(conn).await?);
+            instruments::leader(&self.source, false);
+            self.refresh_gauges(conn).await?;
             let mut stop = shutdown.clone();
             tokio::select! {
                 () = tokio::time::sleep(self.settings.relay_takeover_interval) => {}
@@ -131,47 +154,43 @@ impl Relay {
         }
     }
 
+    async fn refresh_gauges(&self, conn: &mut AsyncPgConnection) -> anyhow::Result<()> {
+        let backlog = rows::backlog(conn, &self.source)
+            .await
+            .context("counting the outbox")?;
+        instruments::backlog(&self.source, &backlog);
+        Ok(())
+    }
+
     /// Publishes as leader: rounds while full ones come back, then a wait for a commit's
-    /// notification.
-    /// Redis failing (down, refusing writes) is waited out holding the lead, taking the stream
-    /// over again before the next round, since a failed one may have reached it in part;
-    /// PostgreSQL failing ends the session (and the lead with it).
+    /// notification. Redis failing (down, refusing writes) is waited out holding the lead,
+    /// taking the streams over again before the next round, since a failed one may have reached
+    /// them in part; PostgreSQL failing ends the session (and the lead with it).
     async fn relay(&self, conn: &mut AsyncPgConnection, shutdown: &Shutdown) -> anyhow::Result<()> {
-        rows::listen(conn).await.context("listening for commits")?;
-        let mut redis_outage = Outage::new("Redis");
-        let mut lease = None;
-        let mut gauges_at: Option<Instant> = None;
+        rows::listen(conn, &self.source)
+            .await
+            .context("listening for commits")?;
+        let mut redis_outage = Outage::new("Redis", &self.source.label);
+        let mut leases = Leases::new();
+        let (mut gauges_at, mut cleaned_at): (Option<Instant>, Option<Instant>) = (None, None);
         while !shutdown.is_triggered() {
-            let Some(held) = lease else {
-                match self.take_over(conn).await {
-                    Ok(taken) => lease = Some(taken),
-                    Err(Failure::Postgres(error)) => return Err(error),
-                    Err(Failure::Redis(error)) => {
-                        instruments::publish_failed();
-                        if !redis_outage.wait(&error, shutdown).await {
-                            return Ok(());
-                        }
-                    }
-                }
-                continue;
-            };
-            if gauges_at.is_none_or(|at| at.elapsed() >= POLL) {
-                instruments::backlog(&rows::backlog(conn).await?);
+            if gauges_at.is_none_or(|at| at.elapsed() >= self.source.poll) {
+                self.refresh_gauges(conn).await?;
                 gauges_at = Some(Instant::now());
             }
-            let waiting = rows::waiting(conn, self.settings.relay_batch)
+            if cleaned_at.is_none_or(|at| at.elapsed() >= CLEANUP_EVERY) {
+                self.clean(conn).await?;
+                cleaned_at = Some(Instant::now());
+            }
+            let waiting = rows::waiting(conn, &self.source, self.settings.relay_batch)
                 .await
                 .context("reading the outbox")?;
             // A short round took every row committed before it: what commits later notifies
             // (kept queued meanwhile), so the next read waits for that instead of finding nothing.
             let drained = waiting.len() < self.settings.relay_batch as usize;
-            let round = if waiting.is_empty() {
-                Ok(())
-            } else {
-                self.publish_round(conn, held, &waiting).await
-            };
-            match round {
-                Ok(()) => {
+            match self.step(conn, &mut leases, &waiting).await {
+                Ok(Step::TookOver) => redis_outage.ended(),
+                Ok(Step::Published) => {
                     redis_outage.ended();
                     if drained && !self.wait_for_commit(conn, shutdown).await? {
                         return Ok(());
@@ -179,8 +198,8 @@ impl Relay {
                 }
                 Err(Failure::Postgres(error)) => return Err(error),
                 Err(Failure::Redis(error)) => {
-                    instruments::publish_failed();
-                    lease = None;
+                    instruments::publish_failed(&self.source);
+                    leases.clear();
                     if !redis_outage.wait(&error, shutdown).await {
                         return Ok(());
                     }
@@ -190,7 +209,29 @@ impl Relay {
         Ok(())
     }
 
-    /// Waits for a commit that wrote rows (or [`POLL`]); false on shutdown.
+    /// Deletes published rows past their retention, a batch at a time.
+    async fn clean(&self, conn: &mut AsyncPgConnection) -> anyhow::Result<()> {
+        let mut deleted = 0;
+        for _ in 0..CLEANUP_ROUNDS {
+            let batch = rows::clean(conn, &self.source, CLEANUP_BATCH)
+                .await
+                .context("deleting published rows past RELAY_RETENTION")?;
+            deleted += batch;
+            if batch < CLEANUP_BATCH as usize {
+                break;
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(
+                outbox = %self.source.table,
+                "{}: deleted {deleted} row(s) published more than RELAY_RETENTION ago",
+                self.source.label
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits for a commit that wrote rows (or the source's poll); false on shutdown.
     async fn wait_for_commit(
         &self,
         conn: &mut AsyncPgConnection,
@@ -199,7 +240,7 @@ impl Relay {
         let mut notifications = std::pin::pin!(conn.notifications_stream());
         let mut stop = shutdown.clone();
         let mut next = tokio::select! {
-            woken = tokio::time::timeout(POLL, notifications.next()) => woken.ok(),
+            woken = tokio::time::timeout(self.source.poll, notifications.next()) => woken.ok(),
             () = stop.triggered() => return Ok(false),
         };
         // Those already queued are answered by the same read.
@@ -214,189 +255,30 @@ impl Relay {
         Ok(true)
     }
 
-    /// Moves the fence on and deletes the rows whose events the stream already holds.
-    async fn take_over(&self, conn: &mut AsyncPgConnection) -> Result<Lease, Failure> {
+    /// Moves `stream`'s fence on and marks the rows whose events the stream already holds.
+    async fn take_over(
+        &self,
+        conn: &mut AsyncPgConnection,
+        leases: &mut Leases,
+        stream: &str,
+    ) -> Result<(), Failure> {
         let readback = self.settings.readback();
         let mut redis = self.redis.get().await.map_err(Failure::redis)?;
-        let (lease, published) = self
-            .stream
+        let (lease, published) = Stream::new(stream, &self.source)
             .take_over(&mut *redis, readback)
             .await
             .map_err(Failure::redis)?;
-        let found = rows::delete_published(conn, &published, readback)
+        let found = rows::found_published(conn, &self.source, stream, &published, readback)
             .await
             .map_err(Failure::postgres)?;
         if found > 0 {
             tracing::warn!(
-                "order events: {found} row(s) were published by a relay that stopped before \
-                 deleting them: found in the stream, not published again"
+                "{}: {found} row(s) were published to {stream} by a relay that stopped before \
+                 marking them: found in the stream, not published again",
+                self.source.label
             );
         }
-        Ok(lease)
-    }
-
-    /// Publishes `waiting` (one script call) and deletes the rows. A row Redis would refuse
-    /// for its size, or refuses alone (a round refused for its entries is tried row by row), is
-    /// held with the reason; its order's later rows wait behind it.
-    async fn publish_round(
-        &self,
-        conn: &mut AsyncPgConnection,
-        lease: Lease,
-        waiting: &[Row],
-    ) -> Result<(), Failure> {
-        let envelope = Envelope::from(&self.settings);
-        let mut held = HashSet::new();
-        // The round's rows and their entries, side by side: the entries go to Redis as a slice.
-        let (mut sendable, mut data) = (Vec::with_capacity(waiting.len()), Vec::new());
-        for row in waiting {
-            if held.contains(row.order_id.as_str()) {
-                continue;
-            }
-            let entry = cloud_event::entry_data(row, &envelope);
-            if entry.len() > self.max_entry_bytes {
-                let reason = format!(
-                    "the entry is {} bytes, over MAX_ENTRY_BYTES ({}): subscribers would refuse it",
-                    entry.len(),
-                    self.max_entry_bytes
-                );
-                self.hold(conn, row, &reason).await?;
-                held.insert(row.order_id.as_str());
-            } else {
-                sendable.push(row);
-                data.push(entry);
-            }
-        }
-        if sendable.is_empty() {
-            return Ok(());
-        }
-        let mut redis = self.redis.get().await.map_err(Failure::redis)?;
-        match self.stream.publish(&mut *redis, lease, &data).await {
-            Ok(_) => return self.published(conn, sendable.iter().copied()).await,
-            Err(error) if !publish::refused_for_the_entry(&error) => {
-                return Err(Failure::redis(error))
-            }
-            Err(_) => {}
-        }
-        // Refused for an entry's sake: each alone, an order's rows behind a held one waiting.
-        for (row, entry) in sendable.iter().zip(&data) {
-            if held.contains(row.order_id.as_str()) {
-                continue;
-            }
-            let alone = std::slice::from_ref(entry);
-            match self.stream.publish(&mut *redis, lease, alone).await {
-                Ok(_) => self.published(conn, [*row]).await?,
-                Err(error) if !publish::refused_for_the_entry(&error) => {
-                    return Err(Failure::redis(error))
-                }
-                Err(error) => {
-                    self.hold(conn, row, &format!("Redis refused the entry: {error}"))
-                        .await?;
-                    held.insert(row.order_id.as_str());
-                }
-            }
-        }
+        leases.insert(stream.to_owned(), lease);
         Ok(())
-    }
-
-    /// Deletes the rows Redis now holds, and counts them.
-    async fn published<'a>(
-        &self,
-        conn: &mut AsyncPgConnection,
-        rows: impl IntoIterator<Item = &'a Row>,
-    ) -> Result<(), Failure> {
-        let rows: Vec<&Row> = rows.into_iter().collect();
-        let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
-        rows::delete(conn, &ids).await.map_err(Failure::postgres)?;
-        for row in rows {
-            instruments::published(row.new_status(), row.created_at);
-        }
-        Ok(())
-    }
-
-    /// Holds `row`, which cannot be published for its content: its order's later rows wait.
-    async fn hold(
-        &self,
-        conn: &mut AsyncPgConnection,
-        row: &Row,
-        reason: &str,
-    ) -> Result<(), Failure> {
-        tracing::error!(
-            order_id = %row.order_id,
-            event_id = %row.event_id,
-            "order events: {reason}; the row is held, and the order's later changes wait \
-             behind it (order-worker outbox shows it)"
-        );
-        rows::hold(conn, row.id, reason)
-            .await
-            .map_err(Failure::postgres)?;
-        Ok(())
-    }
-}
-
-/// What failed: Redis is waited out holding the lead; PostgreSQL ends the session.
-enum Failure {
-    Redis(anyhow::Error),
-    Postgres(anyhow::Error),
-}
-
-impl Failure {
-    fn redis(error: impl Into<anyhow::Error>) -> Self {
-        Self::Redis(error.into().context("publishing to Redis"))
-    }
-
-    fn postgres(error: diesel::result::Error) -> Self {
-        Self::Postgres(anyhow::Error::new(error).context("writing the outbox"))
-    }
-}
-
-/// An outage as the relay sees it: logged once when it starts and once when it ends.
-struct Outage {
-    server: &'static str,
-    since: Option<Instant>,
-    delays: Option<backon::ExponentialBackoff>,
-}
-
-impl Outage {
-    fn new(server: &'static str) -> Self {
-        Self {
-            server,
-            since: None,
-            delays: None,
-        }
-    }
-
-    /// Records `error` and waits before the next attempt; false if shutdown came first.
-    async fn wait(&mut self, error: &anyhow::Error, shutdown: &Shutdown) -> bool {
-        if self.since.is_none() {
-            tracing::warn!(
-                "order events: the relay cannot reach {} ({error:#}); retrying with backoff, \
-                 the outbox keeps every change meanwhile",
-                self.server
-            );
-            self.since = Some(Instant::now());
-        } else {
-            tracing::debug!("order events: failed again: {error:#}");
-        }
-        let wait = self
-            .delays
-            .get_or_insert_with(crate::retry::delays)
-            .next()
-            .unwrap_or(Duration::from_secs(5));
-        let mut stop = shutdown.clone();
-        tokio::select! {
-            () = tokio::time::sleep(wait) => true,
-            () = stop.triggered() => false,
-        }
-    }
-
-    fn ended(&mut self) {
-        if let Some(since) = self.since.take() {
-            tracing::warn!(
-                "order events: the relay reaches {} again after {:.1?}",
-                self.server,
-                since.elapsed()
-            );
-        }
-        self.delays = None;
     }
 }

@@ -5,12 +5,13 @@ use redis::aio::ConnectionLike;
 use redis::streams::StreamRangeReply;
 
 use super::cloud_event;
-use crate::config::OrderEvents;
+use super::Source;
 
 /// The stream the events go to, and the fence that keeps a relay that lost its lead out of it.
 pub struct Stream {
     pub key: String,
-    /// `{<key>}.relay`: in a Redis Cluster, in the stream's slot, so one script touches both.
+    /// `{<key>}.relay` (and the table, for the order service's): in a Redis Cluster, in the
+    /// stream's slot, so one script touches both.
     fence: String,
     maxlen: Option<u64>,
 }
@@ -20,11 +21,12 @@ pub struct Stream {
 pub struct Lease(u64);
 
 impl Stream {
-    pub fn new(settings: &OrderEvents) -> Self {
+    /// Stream `key` as `source` publishes to it.
+    pub fn new(key: &str, source: &Source) -> Self {
         Self {
-            key: settings.order_events_topic.clone(),
-            fence: settings.fence_key(),
-            maxlen: settings.order_events_maxlen,
+            key: key.to_owned(),
+            fence: source.fence(key),
+            maxlen: source.maxlen,
         }
     }
 
@@ -65,7 +67,7 @@ impl Stream {
         &self,
         conn: &mut C,
         lease: Lease,
-        data: &[String],
+        data: &[&str],
     ) -> redis::RedisResult<Vec<String>> {
         static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
         let script = SCRIPT.get_or_init(|| redis::Script::new(include_str!("publish.lua")));

@@ -57,6 +57,14 @@ impl Tables {
         Self { announces, ..self }
     }
 
+    /// Status changes written to `target` (ORDER_EVENTS_TABLE).
+    pub fn announcing_into(self, target: &super::orders::Target) -> Self {
+        Self {
+            orders: self.orders.announcing_into(target),
+            ..self
+        }
+    }
+
     /// Recorded events decoded by `catalogue`'s topics (the worker's subscriptions'), not only
     /// the crate's own.
     pub fn serving(self, catalogue: Catalogue) -> Self {

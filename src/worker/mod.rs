@@ -148,16 +148,21 @@ impl Worker {
         // The gauges on a timer of their own: claim rounds wait for the batches in flight,
         // which wait for PostgreSQL, so in an outage the lag would freeze just when it grows.
         let retention = tokio::spawn(self.retention().run(shutdown.clone()));
-        let relay = self.config.order_events.order_events.then(|| {
-            let relay = crate::outbox::Relay::new(
-                self.config.order_events.clone(),
-                self.consumer.clone(),
-                self.config.max_entry_bytes,
-                self.config.connections.database_url.clone(),
-                self.redis.clone(),
-            );
-            tokio::spawn(relay.run(shutdown.clone()))
-        });
+        let relays: Vec<_> = self
+            .sources()
+            .into_iter()
+            .map(|source| {
+                let relay = crate::outbox::Relay::new(
+                    self.config.order_events.clone(),
+                    source,
+                    self.consumer.clone(),
+                    self.config.max_entry_bytes,
+                    self.config.connections.database_url.clone(),
+                    self.redis.clone(),
+                );
+                tokio::spawn(relay.run(shutdown.clone()))
+            })
+            .collect();
         tokio::select! {
             () = self.consume(reader, &shutdown) => {}
             () = self.observe_backlogs() => {}
@@ -165,11 +170,24 @@ impl Worker {
         }
         // They stop between steps; a step takes milliseconds.
         let _ = retention.await;
-        if let Some(relay) = relay {
+        for relay in relays {
             let _ = relay.await;
         }
         tracing::info!(consumer = %self.consumer, "worker stopped");
         Ok(())
+    }
+
+    /// The tables relayed: the own outbox unless ORDER_EVENTS is off, and RELAY_TABLE if set.
+    fn sources(&self) -> Vec<crate::outbox::Source> {
+        let events = &self.config.order_events;
+        // Kept with ORDER_EVENTS_TABLE too: what order_events_outbox still holds (written
+        // before it was set, or by `replay`, which writes there) is published, not stranded.
+        let own = events
+            .order_events
+            .then(|| crate::outbox::Source::own(events));
+        own.into_iter()
+            .chain(crate::outbox::Source::mapped(&self.config.relay))
+            .collect()
     }
 
     /// The read loop of [`Worker::run`].

@@ -35,13 +35,7 @@ impl Worker {
         let redis_health = Dependency::new("Redis", "redis").recording(recorder.clone());
         let db_health = Dependency::new("PostgreSQL", "postgres").recording(recorder.clone());
         let database_url = &config.connections.database_url;
-        let orders_table = &config.connections.orders_table;
-        let tables = wait_out("checking the database schema", &db_health, starting, || {
-            migrate::ensure_current(database_url, orders_table)
-        })
-        .await?
-        .announcing(config.order_events.order_events)
-        .serving(config.topics.catalogue().clone());
+        let tables = inspect_tables(&config, &db_health, starting).await?;
         wait_out(
             "joining the consumer groups",
             &redis_health,
@@ -153,6 +147,55 @@ fn lost(error: redis::RedisError) -> anyhow::Error {
     } else {
         anyhow::Error::new(error)
     }
+}
+
+/// The tables as the worker's statements use them, once the schema is current; and RELAY_TABLE
+/// checked.
+async fn inspect_tables(
+    config: &WorkerConfig,
+    db_health: &Dependency,
+    starting: &Starting,
+) -> anyhow::Result<store::Tables> {
+    let (database_url, orders_table) = (
+        &config.connections.database_url,
+        &config.connections.orders_table,
+    );
+    let announce_into = store::orders::Target::of(&config.order_events, &config.relay);
+    let tables = wait_out("checking the database schema", db_health, starting, || {
+        migrate::ensure_current(database_url, orders_table)
+    })
+    .await?
+    .announcing(config.order_events.order_events)
+    .announcing_into(&announce_into)
+    .serving(config.topics.catalogue().clone());
+    check_relay_table(config, db_health, starting).await?;
+    Ok(tables)
+}
+
+/// Refuses to start when RELAY_TABLE is set and lacks a mapped column (`migrate` refuses the
+/// same way).
+async fn check_relay_table(
+    config: &WorkerConfig,
+    db_health: &Dependency,
+    starting: &Starting,
+) -> anyhow::Result<()> {
+    let mapping = &config.relay.mapping;
+    let into = &config.order_events.order_events_table;
+    if into.is_some() && into != &mapping.relay_table {
+        anyhow::bail!(
+            "ORDER_EVENTS_TABLE must name RELAY_TABLE: the relay of that table publishes the \
+             status changes written into it (unset, they go to order_events_outbox)"
+        );
+    }
+    if mapping.relay_table.is_none() {
+        return Ok(());
+    }
+    wait_out("checking RELAY_TABLE", db_health, starting, || async {
+        let url = config.connections.database_url.clone();
+        let mut conn = store::connect::connect_or_unreachable(url).await?;
+        crate::outbox::check_mapping(&mut conn, mapping).await
+    })
+    .await
 }
 
 /// Runs `step` until it succeeds, waiting with backoff while its server does not answer.

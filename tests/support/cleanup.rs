@@ -44,8 +44,17 @@ impl TestEnv {
             self.stream.stream.clone(),
             self.stream.dead_letter_stream(),
             events.fence_key(),
-            events.order_events_topic,
+            events.order_events_topic.clone(),
         ];
+        // The order service's outbox relayed (`relay_table.rs`): its topics and their fences.
+        for topic in [events.order_events_topic.clone(), self.compensation_topic()] {
+            keys.push(format!(
+                "{}.{}",
+                order_worker::fence_of(&topic),
+                super::relay_table::TABLE
+            ));
+            keys.push(topic);
+        }
         for key in payments {
             keys.push(format!("{key}.deadletter"));
             keys.push(key);

@@ -14,6 +14,7 @@ pub mod order_events;
 pub mod otlp;
 pub mod payments;
 pub mod process;
+pub mod relay_table;
 pub mod tls;
 pub mod traced;
 

@@ -131,6 +131,19 @@ pub fn chains(published: &[Published], from: &str) -> BTreeMap<String, Vec<Strin
     chains_from(published, |_| from.to_owned())
 }
 
+/// Each of `orders` published its whole fulfillment lifecycle from `confirmed`, in order, once
+/// ([`chains`]).
+pub fn assert_lifecycles_published(published: &[Published], orders: &[String]) {
+    let paths = chains(published, "confirmed");
+    for order in orders {
+        assert_eq!(
+            paths[order],
+            ["confirmed", "processing", "shipped", "delivered"],
+            "{order}"
+        );
+    }
+}
+
 /// [`chains`], each order from the status `start` gives it.
 pub fn chains_from(
     published: &[Published],

@@ -4,6 +4,7 @@
 //! events stop reaching subscribers, and Redis refusing writes is one reason they do. The text
 //! output is in [`render`].
 
+mod relay_table;
 mod render;
 
 use anyhow::Context;
@@ -16,7 +17,8 @@ pub use render::render;
 
 use super::output::rfc3339;
 use super::print_report;
-use crate::config::{redact_url, DEFAULT_DATABASE_URL};
+use crate::config::{redact_url, OrderEvents, RelayTable, DEFAULT_DATABASE_URL};
+use crate::outbox::Source;
 
 /// The session holding the relay's leader lock is the one replica that relays.
 use crate::outbox::LEADER_LOCK as RELAY_LOCK;
@@ -31,12 +33,26 @@ pub struct OutboxArgs {
     /// How many of the oldest rows to list.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub limit: u32,
-    /// List only held rows (Redis refused them for good; each stops its order's later rows).
+    /// List only held rows (Redis refused them for good; each stops its order's later rows);
+    /// with RELAY_TABLE, only its failed rows.
     #[arg(long)]
     pub held: bool,
     /// Print JSON, for scripts, instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Make failed rows wait again, to be published in their turn: RELAY_TABLE's (status back
+    /// to RELAY_PENDING_STATUS, attempts 0) when it is set, else the held rows of the worker's
+    /// own outbox. All of them, or those `--id` names. Run it with `--dry-run` first.
+    #[arg(long)]
+    pub requeue: bool,
+    /// With `--requeue`: only these rows (repeatable).
+    #[arg(long, requires = "requeue")]
+    pub id: Vec<i64>,
+    /// With `--requeue`: say which rows it would requeue, and change nothing.
+    #[arg(long, requires = "requeue")]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub relay: RelayTable,
 }
 
 impl std::fmt::Debug for OutboxArgs {
@@ -46,6 +62,10 @@ impl std::fmt::Debug for OutboxArgs {
             .field("limit", &self.limit)
             .field("held", &self.held)
             .field("json", &self.json)
+            .field("requeue", &self.requeue)
+            .field("id", &self.id)
+            .field("dry_run", &self.dry_run)
+            .field("relay", &self.relay)
             .finish()
     }
 }
@@ -130,6 +150,16 @@ pub struct OutboxRow {
 /// command fails only when it cannot read (exit 1).
 pub async fn run(args: OutboxArgs) -> anyhow::Result<()> {
     let mut conn = crate::store::connect::connect_or_unreachable(args.database_url.clone()).await?;
+    let mapped = Source::mapped(&args.relay);
+    if args.requeue {
+        let source = mapped.unwrap_or_else(|| Source::own(&OrderEvents::default()));
+        let done = relay_table::requeue(&mut conn, &source, &args).await?;
+        return print_report(args.json, &done, || relay_table::render_requeued(&done));
+    }
+    if let Some(source) = mapped {
+        let listing = relay_table::list(&mut conn, &source, &args).await?;
+        return print_report(args.json, &listing, || relay_table::render_table(&listing));
+    }
     let outbox = read(&mut conn, args.limit, args.held).await?;
     print_report(args.json, &outbox, || render(&outbox))
 }
@@ -147,7 +177,7 @@ pub async fn read(
         .run(async |conn| {
             require_table(conn).await?;
             let counts = counts(conn).await?;
-            let relay = relay_holder(conn).await?;
+            let relay = relay_holder(conn, RELAY_LOCK).await?;
             let rows = rows(conn, limit, held_only).await?;
             Ok::<_, anyhow::Error>(Outbox {
                 waiting: counts.waiting.max(0) as u64,
@@ -219,10 +249,13 @@ fn lock_halves(key: i64) -> (i64, i64) {
     ((key >> 32) as i64, (key & 0xffff_ffff) as i64)
 }
 
-/// The session holding the relay's lock in this database (advisory locks are per database: a
-/// relay of another database on the same server holds the same key there).
-async fn relay_holder(conn: &mut AsyncPgConnection) -> anyhow::Result<Option<RelayHolder>> {
-    let (high, low) = lock_halves(RELAY_LOCK);
+/// The session holding the relay's lock `lock` in this database (advisory locks are per
+/// database: a relay of another database on the same server holds the same key there).
+async fn relay_holder(
+    conn: &mut AsyncPgConnection,
+    lock: i64,
+) -> anyhow::Result<Option<RelayHolder>> {
+    let (high, low) = lock_halves(lock);
     let holders: Vec<RelayHolder> = diesel::sql_query(
         "SELECT l.pid, NULLIF(a.application_name, '') AS application_name, \
          a.usename::text AS role, host(a.client_addr) AS client_addr, \

@@ -69,7 +69,7 @@ fn summary(outbox: &Outbox) -> Table {
 
 /// The relaying session in one line: what names the replica first (its application name, its
 /// address), then how long its session has lasted (a relay that keeps restarting shows here).
-fn holder(holder: &RelayHolder) -> String {
+pub(super) fn holder(holder: &RelayHolder) -> String {
     let mut text = format!("pid {}", holder.pid);
     if let Some(name) = &holder.application_name {
         let _ = write!(text, " ({name})");

@@ -4,6 +4,7 @@
 //! lock of a batch's orders and the update of their status.
 
 mod adopt;
+mod announce;
 mod catalog;
 mod shape;
 
@@ -11,6 +12,7 @@ use anyhow::Context;
 use diesel_async::AsyncPgConnection;
 
 pub use adopt::adopt;
+pub use announce::Target;
 
 use crate::config::TableName;
 use crate::envelope::OrderIds;
@@ -24,6 +26,9 @@ pub struct OrdersTable {
     lock: String,
     update: String,
     announce: String,
+    /// The describing columns' part of a published event, and their join: kept to build the
+    /// announcing statement again for another [`Target`].
+    describing: (String, String),
 }
 
 impl OrdersTable {
@@ -83,23 +88,19 @@ impl OrdersTable {
                  FROM unnest($::text[], $::text[], $::text[]) AS u(id, status, fulfillment_status) \
                  WHERE o.id = {id}"
             ),
-            // In the plan's order (`ORDER BY n`), so an order's steps get ascending ids: the
-            // relay publishes them in that order. A NULL describing column is left out.
-            announce: format!(
-                "INSERT INTO order_events_outbox \
-                 (order_id, data, traceparent, tracestate, cause_topic, cause_entry_id) \
-                 SELECT u.id, jsonb_strip_nulls(jsonb_build_object(\
-                 'event_type', 'orders.order.status_changed', 'order_id', u.id, {describing}\
-                 'old_status', u.old_status, 'new_status', u.new_status, 'reason', u.reason, \
-                 'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))), \
-                 NULLIF(u.traceparent, ''), NULLIF(u.tracestate, ''), u.topic, u.entry_id \
-                 FROM unnest($::text[], $::text[], $::text[], $::text[], $::text[], $::text[], \
-                 $::text[], $::text[]) WITH ORDINALITY \
-                 AS u(id, old_status, new_status, reason, traceparent, tracestate, topic, entry_id, n)\
-                 {joined} ORDER BY u.n"
-            ),
+            announce: Target::Own.sql(&describing, &joined),
+            describing: (describing, joined),
             name,
             order_ids: shape.id,
+        }
+    }
+
+    /// Status changes written to `target`.
+    pub fn announcing_into(self, target: &Target) -> Self {
+        let (describing, joined) = &self.describing;
+        Self {
+            announce: target.sql(describing, joined),
+            ..self
         }
     }
 
