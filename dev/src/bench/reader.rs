@@ -12,8 +12,8 @@ use redis::streams::{StreamId, StreamReadReply};
 /// Shared with the task running [`Reader::run`]: what it received so far, and when to stop.
 #[derive(Clone, Default)]
 pub struct Reader {
-    pub received: Arc<AtomicUsize>,
-    pub stop: Arc<AtomicBool>,
+    received: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
 }
 
 impl Reader {
@@ -58,5 +58,19 @@ impl Reader {
     /// Ends [`Reader::run`] after its current read.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops the reader when dropped: a phase failing half-way leaves no task reading.
+    pub fn stop_on_drop(&self) -> StopOnDrop {
+        StopOnDrop(self.clone())
+    }
+}
+
+/// See [`Reader::stop_on_drop`].
+pub struct StopOnDrop(Reader);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
     }
 }

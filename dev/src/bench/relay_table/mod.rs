@@ -127,6 +127,7 @@ async fn side(
         crate::local_servers::connect_redis(&connections.redis_tls, &connections.redis_url).await?;
     let reader = Reader::default();
     let reading = tokio::spawn(reader.clone().run(redis, topic.clone()));
+    let _stop_reading = reader.stop_on_drop();
     let worker_name = format!("bench-relay-{name}");
     let mut env = worker_env(connections, &workload.stream, &worker_name);
     env.push(("RELAY_TABLE".to_owned(), OUTBOX_TABLE.to_owned()));
