@@ -159,7 +159,8 @@ pub async fn measure(workload: &mut Workload, rate: u32, seconds: u64) -> anyhow
     }
     reader.stop();
     let arrivals = reading.await.context("reader task")??;
-    // Decoded now, after the worker sharing this process is done with its events.
+    // Decoded once reading is over: meanwhile the reader took as little as it could from the
+    // worker sharing this process.
     let arrivals = (arrivals.iter())
         .map(|(entry, arrived)| Ok((Step::read(entry)?, *arrived)))
         .collect::<anyhow::Result<Vec<_>>>()?;
