@@ -5,9 +5,11 @@
 //! included) and counts right (the
 //! benchmark itself fails if any phase ends in a wrong state; two replicas' drain must be as
 //! exact as one's; with status changes published, every change is on the order events stream,
-//! each order's chained), and that the worker drains faster than the per-event pattern. The
-//! rows of publishing status changes (on against off, COMMIT → published) are printed and in the
-//! JSON; their figures are not asserted (a test must not depend on speed).
+//! each order's chained; the order service's outbox relayed, every row exactly once), and that
+//! the worker drains faster than the per-event pattern. The rows of publishing status changes
+//! (on against off, COMMIT → published) and of the order service's outbox (COMMIT → XADD, with
+//! the trigger and polled) are printed and in the JSON; their figures are not asserted beyond
+//! being consistent (a test must not depend on speed).
 
 mod support;
 
@@ -65,6 +67,8 @@ async fn the_benchmark_completes_and_counts_correctly() {
         "% of off; target ≥ 85 %)",
         "peak RSS",
         "ready",
+        "order service's outbox (RELAY_TABLE), notify trigger: COMMIT → XADD (200 rows at",
+        "order service's outbox (RELAY_TABLE), no trigger (polled): COMMIT → XADD (200 rows at",
     ] {
         assert!(table.contains(row), "{row} missing:\n{table}");
     }
@@ -102,6 +106,27 @@ async fn the_benchmark_completes_and_counts_correctly() {
         assert!(published[figure].is_f64(), "no {figure} in {published}");
     }
     assert_eq!(published["target_p99_ms"], 20.0);
+    // The order service's rows, 200 a side (--rate for --latency-seconds), each measured
+    // once it reached the stream exactly once.
+    let relayed = &report["relay_table"];
+    assert_eq!(relayed["rate"], 200, "{relayed}");
+    assert_eq!(relayed["seconds"], 1, "{relayed}");
+    for side in ["trigger", "poll"] {
+        let side = &relayed[side];
+        assert_eq!(side["rows"], 200, "{side}");
+        let figure = |name: &str| {
+            side[name]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{name}: {side}"))
+        };
+        assert!(figure("rows_per_second") > 0.0, "{side}");
+        // Within the phase's 30 s deadline, and in order.
+        let (p50, p99, max) = (figure("p50_ms"), figure("p99_ms"), figure("max_ms"));
+        assert!(
+            0.0 <= p50 && p50 <= p99 && p99 <= max && max < 30_000.0,
+            "{side}"
+        );
+    }
     // Every drain before published its status changes (and ended once they were).
     assert_eq!(report["drain"]["publishing"], true);
     // One replica publishes one event per history row: 4 per order, 5 for the declined ones.

@@ -4,12 +4,13 @@
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use order_worker::WorkerConfig;
+use order_worker_dev::order_service;
 
 use super::order_events::Published;
 use super::TestEnv;
 
 /// The table the tests relay.
-pub const TABLE: &str = "outbox_events";
+pub const TABLE: &str = order_service::OUTBOX_TABLE;
 
 /// A row as the relay left it.
 #[derive(Debug, Clone, diesel::QueryableByName)]
@@ -34,16 +35,9 @@ impl TestEnv {
     /// Creates the order service's `outbox_events`, its payload column of type `payload`
     /// (`JSONB`, or `TEXT` where it may hold what is not JSON).
     pub async fn create_order_service_outbox(&self, payload: &str) {
-        let sql = format!(
-            "CREATE TABLE {TABLE} (id BIGSERIAL PRIMARY KEY, topic VARCHAR(255) NOT NULL, \
-             event_type VARCHAR(255) NOT NULL, event_id UUID NOT NULL DEFAULT gen_random_uuid(), \
-             payload {payload} NOT NULL, status VARCHAR(20) NOT NULL DEFAULT 'PENDING', \
-             published_at TIMESTAMPTZ, attempts INT NOT NULL DEFAULT 0, last_error TEXT, \
-             created_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-        );
         self.db()
             .await
-            .batch_execute(&sql)
+            .batch_execute(&order_service::create_outbox_sql(TABLE, payload))
             .await
             .expect("the order service's outbox");
     }

@@ -5,13 +5,12 @@
 //! event reached a reader blocked on the order events stream (the outbox relay's XADD).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
 use super::publishing::{check_chains, Step};
+use super::reader::Reader;
 use super::workload::Workload;
 use order_worker::shutdown_channel;
 use order_worker::FulfillmentStatus;
@@ -155,11 +154,16 @@ pub async fn measure(workload: &mut Workload, rate: u32, seconds: u64) -> anyhow
     // Every change is committed; the relay publishes the last ones within milliseconds.
     let changed = history_rows(workload).await?;
     let deadline = Instant::now() + PUBLISH_DEADLINE;
-    while reader.received.load(Ordering::Relaxed) < changed && Instant::now() < deadline {
+    while reader.received() < changed && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    reader.stop.store(true, Ordering::Relaxed);
+    reader.stop();
     let arrivals = reading.await.context("reader task")??;
+    // Decoded once reading is over: meanwhile the reader took as little as it could from the
+    // worker sharing this process.
+    let arrivals = (arrivals.iter())
+        .map(|(entry, arrived)| Ok((Step::read(entry)?, *arrived)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     trigger.trigger();
     running.await.context("worker task")??;
     if latencies.is_empty() {
@@ -177,8 +181,19 @@ pub async fn measure(workload: &mut Workload, rate: u32, seconds: u64) -> anyhow
     })
 }
 
+/// Events a second over `times`: the gaps between them over the span from the first to the
+/// last (0 for fewer than two, or all at once).
+pub(super) fn rate_of(times: &[Instant]) -> f64 {
+    match (times.iter().min(), times.iter().max()) {
+        (Some(first), Some(last)) if last > first => {
+            (times.len() - 1) as f64 / last.duration_since(*first).as_secs_f64()
+        }
+        _ => 0.0,
+    }
+}
+
 /// p50, p99 and max of `values`.
-fn percentiles(values: &mut [f64]) -> (f64, f64, f64) {
+pub(super) fn percentiles(values: &mut [f64]) -> (f64, f64, f64) {
     values.sort_by(f64::total_cmp);
     let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
     (at(0.50), at(0.99), at(1.0))
@@ -237,21 +252,11 @@ fn published_latency(
     if millis.is_empty() {
         return Ok(None);
     }
-    let first = caused_at.iter().min().copied();
-    let last = caused_at.iter().max().copied();
-    let span = match (first, last) {
-        (Some(first), Some(last)) => last.duration_since(first).as_secs_f64(),
-        _ => 0.0,
-    };
     let changes = millis.len() as u64;
     let (p50_ms, p99_ms, max_ms) = percentiles(&mut millis);
     Ok(Some(Published {
         changes,
-        changes_per_second: if span > 0.0 {
-            (changes - 1) as f64 / span
-        } else {
-            0.0
-        },
+        changes_per_second: rate_of(&caused_at),
         p50_ms,
         p99_ms,
         max_ms,
@@ -278,49 +283,4 @@ async fn history_rows(workload: &Workload) -> anyhow::Result<usize> {
         .get_result(&mut workload.db().await?)
         .await?;
     Ok(rows as usize)
-}
-
-/// A reader blocked on the order events stream (XREAD BLOCK from its start: the phase began
-/// with it deleted), noting when each event arrived, until told to stop. The events are decoded
-/// after, so that it takes as little as it can from the worker sharing its process.
-#[derive(Clone, Default)]
-struct Reader {
-    received: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Reader {
-    async fn run(
-        self,
-        mut redis: order_worker::RedisConnection,
-        key: String,
-    ) -> anyhow::Result<Vec<(Step, Instant)>> {
-        let mut arrivals: Vec<(redis::streams::StreamId, Instant)> = Vec::new();
-        let mut last = "0-0".to_owned();
-        while !self.stop.load(Ordering::Relaxed) {
-            let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREAD")
-                .arg("COUNT")
-                .arg(1_000)
-                .arg("BLOCK")
-                .arg(50)
-                .arg("STREAMS")
-                .arg(&key)
-                .arg(&last)
-                .query_async(&mut redis)
-                .await
-                .context("reading the order events stream")?;
-            let arrived = Instant::now();
-            for stream in reply.into_iter().flat_map(|reply| reply.keys) {
-                for entry in stream.ids {
-                    last.clone_from(&entry.id);
-                    arrivals.push((entry, arrived));
-                }
-            }
-            self.received.store(arrivals.len(), Ordering::Relaxed);
-        }
-        arrivals
-            .iter()
-            .map(|(entry, arrived)| Ok((Step::read(entry)?, *arrived)))
-            .collect()
-    }
 }

@@ -3,8 +3,9 @@
 //! pattern Dapr's component uses and PostgreSQL's ceiling for one transaction per event, all
 //! measured in the same run on the same servers; plus, at the first size, steady-state latency,
 //! peak RSS and start-up time, a mixed drain (payments and fulfillments on three streams), and
-//! what publishing status changes costs (ORDER_EVENTS on against off; COMMIT → published). Every
-//! phase starts from the same state and must end in the exact expected one.
+//! what publishing status changes costs (ORDER_EVENTS on against off; COMMIT → published), and
+//! COMMIT → XADD of the order service's own outbox relayed (RELAY_TABLE). Every phase starts
+//! from the same state and must end in the exact expected one.
 
 mod ceiling;
 mod drain;
@@ -15,6 +16,8 @@ mod latency;
 mod per_event;
 mod profile;
 mod publishing;
+mod reader;
+mod relay_table;
 mod render;
 mod sizes;
 mod traced;
@@ -121,6 +124,9 @@ pub struct Report {
     pub speedup: Option<f64>,
     pub postgres_ceiling_events_per_second: Option<f64>,
     pub latency: Option<latency::Latency>,
+    /// The order service's outbox table relayed (`RELAY_TABLE`): COMMIT → XADD, with the
+    /// notify trigger and without.
+    pub relay_table: Option<relay_table::RelayedTable>,
 }
 
 /// Runs the benchmark with `order_worker` (the binary the drain starts as worker processes),
@@ -216,6 +222,7 @@ async fn measure(
         speedup: None,
         postgres_ceiling_events_per_second: None,
         latency: None,
+        relay_table: None,
     };
     if !config.drain_only {
         others(config, workload, order_worker, &mut report).await?;
@@ -266,6 +273,8 @@ async fn others(
     let replicas = usize::from(config.replicas);
     report.publishing =
         Some(publishing::phase(workload, order_worker, replicas, config.batch_size).await?);
+    let relayed = relay_table::phase(workload, order_worker, config.rate, config.latency_seconds);
+    report.relay_table = Some(relayed.await?);
     Ok(())
 }
 

@@ -6,6 +6,7 @@ use super::late::{self, LateDrain};
 use super::latency::Latency;
 use super::per_event;
 use super::publishing::PublishingDrain;
+use super::relay_table::{Relayed, RelayedTable};
 use super::sizes::AtSize;
 use super::traced::TracedDrain;
 use super::Report;
@@ -24,6 +25,7 @@ pub fn render(report: &Report) -> String {
     rows.extend(report.grown.as_ref().map(grown_row));
     rows.extend(baseline_rows(report));
     rows.extend(report.latency.iter().flat_map(latency_rows));
+    rows.extend(report.relay_table.iter().flat_map(relay_table_rows));
     // The largest drain's process is the one that held the most.
     let (orders, peak_rss_mb) = (report.sizes.iter())
         .map(|size| (size.orders, size.drain.peak_rss_mb))
@@ -218,6 +220,29 @@ fn latency_rows(latency: &Latency) -> [Row; 2] {
             ),
         ),
         published,
+    ]
+}
+
+/// COMMIT → XADD of the order service's rows, with the trigger and polled.
+fn relay_table_rows(relayed: &RelayedTable) -> [Row; 2] {
+    let row = |how: &str, side: &Relayed| {
+        (
+            format!(
+                "order service's outbox (RELAY_TABLE), {how}: COMMIT → XADD ({} rows at {:.0}/s, \
+                 {} writers)",
+                grouped(side.rows as f64),
+                side.rows_per_second,
+                relayed.writers
+            ),
+            format!(
+                "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                side.p50_ms, side.p99_ms, side.max_ms
+            ),
+        )
+    };
+    [
+        row("notify trigger", &relayed.trigger),
+        row("no trigger (polled)", &relayed.poll),
     ]
 }
 

@@ -185,9 +185,9 @@ impl Workload {
         self.delete_streams().await
     }
 
-    /// Deletes every stream the phases write, their groups and dead letters with them, and the
+    /// Deletes every stream the phases write, their groups and dead letters with them, the
     /// order events streams the workers publish to (the late drain's beside its own stream)
-    /// with their relays' fences.
+    /// and the order service's relayed topic, with their relays' fences.
     pub async fn delete_streams(&mut self) -> anyhow::Result<()> {
         let late = format!("{}.late", self.stream.stream);
         let mut keys = vec![late.clone(), format!("{late}.deadletter")];
@@ -197,7 +197,12 @@ impl Workload {
         for events in [self.order_events(), OrderEvents::beside(&late)] {
             keys.extend([events.fence_key(), events.order_events_topic]);
         }
-        // One key at a time: in a cluster they may live on different masters.
+        keys.extend(self.relayed_keys());
+        self.delete_keys(keys).await
+    }
+
+    /// Deletes `keys`, one at a time: in a cluster they may live on different masters.
+    pub async fn delete_keys(&mut self, keys: Vec<String>) -> anyhow::Result<()> {
         for key in keys {
             let _: () = redis::cmd("DEL")
                 .arg(key)
@@ -205,6 +210,23 @@ impl Workload {
                 .await?;
         }
         Ok(())
+    }
+
+    /// The topic of the order service's rows the relay phase writes (one the order service
+    /// publishes, on the run's own key).
+    pub fn relayed_topic(&self) -> String {
+        format!("{}.compensation.reservation_release", self.stream.stream)
+    }
+
+    /// The relayed topic's stream and the fence the relay of the order service's table keeps
+    /// on it (`{<topic>}.relay.<RELAY_TABLE>`).
+    pub fn relayed_keys(&self) -> Vec<String> {
+        let topic = self.relayed_topic();
+        let fence = order_worker::fence_of(&topic);
+        vec![
+            format!("{fence}.{}", crate::order_service::OUTBOX_TABLE),
+            topic,
+        ]
     }
 
     /// XADDs the current backlog: the declined payments, then the confirmed ones (mixed), then
