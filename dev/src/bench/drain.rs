@@ -121,11 +121,7 @@ pub async fn drain(
     let drained = workload.wait_drained(outbox.as_mut()).await?;
     let seconds = drained.duration_since(started).as_secs_f64();
     let profile = match profiling {
-        Some(profiling) => Some(
-            profiling
-                .finish(workload, workload.events(), seconds)
-                .await?,
-        ),
+        Some(profiling) => Some(profiling.finish(workload, seconds).await?),
         None => None,
     };
     let mut peak_rss_kb = 0;

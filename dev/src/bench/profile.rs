@@ -105,13 +105,8 @@ impl Profiling {
     }
 
     /// Reads everything back (the worker still running) and folds perf's samples.
-    pub async fn finish(
-        self,
-        workload: &Workload,
-        events: u64,
-        seconds: f64,
-    ) -> anyhow::Result<Cost> {
-        let per = 1_000.0 / events as f64;
+    pub async fn finish(self, workload: &Workload, seconds: f64) -> anyhow::Result<Cost> {
+        let per = 1_000.0 / workload.events() as f64;
         let mut cost = Cost {
             wall_ms: seconds * 1_000.0 * per,
             statements: statements(&mut workload.db().await?, per).await?,
@@ -121,9 +116,9 @@ impl Profiling {
         if let Some((perf, data, pid)) = self.perf {
             cost.worker_cpu_ms = cpu_ms(pid)? * per;
             stop(perf).await?;
-            let folded = fold(&data).await?;
+            let folded = fold(&data)?;
             let svg = self.dir.join(format!("flame-{}.svg", self.orders));
-            flame_graph(&folded, &svg).await?;
+            flame_graph(&folded, &svg)?;
             cost.flame_graph = Some(svg);
             cost.worker_parts = shares(&std::fs::read_to_string(&folded)?)
                 .into_iter()
@@ -142,8 +137,14 @@ fn cpu_ms(pid: u32) -> anyhow::Result<f64> {
         .rfind(')')
         .context("no command name in /proc/<pid>/stat")?
         + 2..];
-    let fields: Vec<&str> = after.split(' ').collect();
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    let mut fields = after.split(' ').skip(11);
+    let mut ticks = || -> anyhow::Result<u64> {
+        let field = fields
+            .next()
+            .context("/proc/<pid>/stat too short for utime and stime")?;
+        Ok(field.parse()?)
+    };
+    let ticks = ticks()? + ticks()?;
     Ok(ticks as f64 * 10.0)
 }
 
@@ -163,7 +164,7 @@ async fn stop(perf: Child) -> anyhow::Result<()> {
 }
 
 /// `perf script | inferno-collapse-perf` into `<data>.folded`.
-async fn fold(data: &Path) -> anyhow::Result<PathBuf> {
+fn fold(data: &Path) -> anyhow::Result<PathBuf> {
     let folded = data.with_extension("folded");
     let script = std::process::Command::new("perf")
         .args(["script", "-i"])
@@ -181,7 +182,7 @@ async fn fold(data: &Path) -> anyhow::Result<PathBuf> {
     Ok(folded)
 }
 
-async fn flame_graph(folded: &Path, svg: &Path) -> anyhow::Result<()> {
+fn flame_graph(folded: &Path, svg: &Path) -> anyhow::Result<()> {
     let status = std::process::Command::new("inferno-flamegraph")
         .arg(folded)
         .stdout(std::fs::File::create(svg)?)
@@ -370,6 +371,12 @@ mod tests {
         for (stack, expected) in cases {
             assert_eq!(part(stack), expected, "{stack}");
         }
+    }
+
+    #[test]
+    fn a_process_cpu_time_is_read_from_proc() {
+        let ms = cpu_ms(std::process::id()).expect("this process's /proc/<pid>/stat");
+        assert!(ms >= 0.0 && ms.is_finite(), "{ms}");
     }
 
     #[test]
